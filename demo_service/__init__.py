@@ -1,0 +1,1 @@
+"""The demo SOAP echo service, protected by RelyingPartyMiddleware."""

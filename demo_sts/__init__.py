@@ -1,0 +1,1 @@
+"""The demo STS and the demo round trip (``python -m demo_sts.roundtrip``)."""

@@ -1,0 +1,51 @@
+"""The demo STS, for ``gunicorn demo_sts.app:app``.
+
+Users: ``admin``/``admin`` (role admin, gets tokens) and ``alice``/``alice``
+(no admin role, refused). One relying party: the demo echo service. Signs with
+the DEMO-ONLY key in ``certs/``. Environment variables change the defaults:
+
+=============================  ==========================================
+WSTRUST_DEMO_CERTS             folder with sts.key / sts.crt (``certs/``)
+WSTRUST_DEMO_STS_PATH          mount path (``/services/sts``)
+WSTRUST_DEMO_ISSUER            Issuer name (``http://127.0.0.1:8080/services/sts``)
+WSTRUST_DEMO_SERVICE_URL       the echo service's address, its audience
+                               (``http://127.0.0.1:8081/services/echo``)
+=============================  ==========================================
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from wstrust_wsgi import MemoryUserStore, RelyingParty, SigningKey, TokenService, User
+from wstrust_wsgi._http import mount
+
+ROOT = Path(__file__).resolve().parent.parent
+CERTS = Path(os.environ.get("WSTRUST_DEMO_CERTS", ROOT / "certs"))
+STS_PATH = os.environ.get("WSTRUST_DEMO_STS_PATH", "/services/sts")
+ISSUER = os.environ.get("WSTRUST_DEMO_ISSUER", "http://127.0.0.1:8080/services/sts")
+SERVICE_URL = os.environ.get("WSTRUST_DEMO_SERVICE_URL", "http://127.0.0.1:8081/services/echo")
+
+DEMO_USERS = [
+    User("admin", "admin", roles=["admin"], claims={
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress": ["admin@example.org"],
+    }),
+    User("alice", "alice", roles=["everyone"], claims={
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress": ["alice@example.org"],
+    }),
+]
+
+
+def make_service() -> TokenService:
+    return TokenService(
+        issuer=ISSUER,
+        signing_key=SigningKey.from_files(CERTS / "sts.key", CERTS / "sts.crt"),
+        users=MemoryUserStore(DEMO_USERS),
+        relying_parties=[RelyingParty(SERVICE_URL)],
+    )
+
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+app = mount(STS_PATH, make_service())

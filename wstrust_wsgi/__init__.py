@@ -1,0 +1,53 @@
+"""wstrust-wsgi: a WS-Trust STS issuing signed SAML tokens, and a WSGI middleware checking them.
+
+The public API is re-exported here; everything else is private or reached
+through its module (:mod:`wstrust_wsgi.ns`, :mod:`wstrust_wsgi.errors`).
+"""
+
+from __future__ import annotations
+
+from .client import IssuedToken, StsClient, UrllibTransport, WSGITransport, call_service, parse_response
+from .errors import (
+    ConfigurationError,
+    RemoteFault,
+    SoapFault,
+    TransportError,
+    WsTrustError,
+)
+from .keys import SigningKey, generate_demo_key_pair, load_certificate
+from .middleware import ENVIRON_KEY, RelyingPartyMiddleware, get_assertion
+from .saml import VerifiedAssertion
+from .stores import Principal, RelyingParty
+from .stores.memory import MemoryRelyingPartyStore, MemoryReplayCache, MemoryUserStore, User
+from .sts import TokenService
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ENVIRON_KEY",
+    "ConfigurationError",
+    "IssuedToken",
+    "MemoryRelyingPartyStore",
+    "MemoryReplayCache",
+    "MemoryUserStore",
+    "Principal",
+    "RelyingParty",
+    "RelyingPartyMiddleware",
+    "RemoteFault",
+    "SigningKey",
+    "SoapFault",
+    "StsClient",
+    "TokenService",
+    "TransportError",
+    "UrllibTransport",
+    "User",
+    "VerifiedAssertion",
+    "WSGITransport",
+    "WsTrustError",
+    "__version__",
+    "call_service",
+    "generate_demo_key_pair",
+    "get_assertion",
+    "load_certificate",
+    "parse_response",
+]

@@ -1,0 +1,126 @@
+"""The only place where untrusted XML is parsed.
+
+The parser refuses what has no business in a SOAP message and has a history of
+attacks: a DTD (entity expansion, billion laughs, XXE to files or URLs), network
+access, oversized input and deep nesting. Comments are dropped while parsing so
+that a comment can never split a text node (the CVE-2017-11427 family: ``ad<!---->min``
+is read as ``admin``, the same text the signature covered under exclusive c14n,
+which does not sign comments).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from lxml import etree
+
+from .errors import MalformedMessage
+
+#: Default cap on a request body (bytes). RSTs and SOAP calls carrying one
+#: assertion are a few kilobytes; a megabyte leaves room for real payloads.
+DEFAULT_MAX_BYTES = 1024 * 1024
+#: Default cap on element nesting. SOAP + WS-Security + SAML stays below 20.
+DEFAULT_MAX_DEPTH = 64
+
+_local = threading.local()
+_DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+def _parser() -> etree.XMLParser:
+    # lxml parser objects must not be shared between threads (gthread workers).
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_comments=True,
+            collect_ids=False,
+        )
+        _local.parser = parser
+    return parser
+
+
+def parse(
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> etree._Element:
+    """Parse untrusted bytes into an element, or raise :class:`MalformedMessage`."""
+    if len(data) > max_bytes:
+        raise MalformedMessage(
+            f"body of {len(data)} bytes exceeds the limit of {max_bytes}",
+            reason="The request body is too large.",
+        )
+    if _DOCTYPE.search(data):
+        raise MalformedMessage("document type declaration or entity present", reason="DTDs are not allowed.")
+    try:
+        root = etree.fromstring(data, parser=_parser())
+    except (etree.XMLSyntaxError, ValueError) as exc:
+        raise MalformedMessage(f"XML syntax error: {exc}") from None
+    docinfo = root.getroottree().docinfo
+    if docinfo.internalDTD is not None or docinfo.externalDTD is not None or docinfo.doctype:
+        raise MalformedMessage("document type declaration present", reason="DTDs are not allowed.")
+    depth = 0
+    for event, node in etree.iterwalk(root, events=("start", "end")):
+        if event == "start":
+            depth += 1
+            if depth > max_depth:
+                raise MalformedMessage(
+                    f"element nesting deeper than {max_depth}", reason="The request is nested too deeply."
+                )
+            if isinstance(node, etree._Entity):
+                raise MalformedMessage("entity reference present", reason="Entities are not allowed.")
+        else:
+            depth -= 1
+    return root
+
+
+def qname(ns: str, local: str) -> str:
+    """Clark notation ``{ns}local``."""
+    return f"{{{ns}}}{local}"
+
+
+def children(parent: etree._Element, ns: str | tuple[str, ...], local: str) -> list[etree._Element]:
+    """Direct element children named ``local`` in any of the namespaces ``ns``."""
+    spaces = (ns,) if isinstance(ns, str) else ns
+    tags = {qname(n, local) for n in spaces}
+    return [child for child in parent if isinstance(child.tag, str) and child.tag in tags]
+
+
+def child(parent: etree._Element, ns: str | tuple[str, ...], local: str) -> etree._Element | None:
+    """The single direct child named ``local``; None if absent.
+
+    Two or more are refused: a duplicated element is how wrapping attacks and
+    parser differentials start, and no profile we implement allows it.
+    """
+    found = children(parent, ns, local)
+    if len(found) > 1:
+        raise MalformedMessage(f"{len(found)} {local} elements where at most one is allowed")
+    return found[0] if found else None
+
+
+def text(element: etree._Element | None) -> str:
+    """The whole text of a leaf element, stripped; child elements are refused.
+
+    Reading ``element.text`` alone is how comment-truncation bugs happen; here a
+    leaf's text is one node (comments were removed at parse) and an element with
+    element children is not a leaf.
+    """
+    if element is None:
+        return ""
+    if any(isinstance(c.tag, str) for c in element):
+        raise MalformedMessage(f"{element.tag} must contain text only")
+    return "".join(element.itertext()).strip()
+
+
+def local_name(element: etree._Element) -> str:
+    return etree.QName(element).localname
+
+
+def namespace(element: etree._Element) -> str:
+    return etree.QName(element).namespace or ""

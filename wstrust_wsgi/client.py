@@ -1,0 +1,302 @@
+"""A WS-Trust client: request a token from an STS, then call a SOAP service with it.
+
+The issued assertion is kept as the exact bytes the STS sent (re-serializing a
+signed assertion can break its signature), located with expat's byte offsets
+after the response has passed the hardened parser.
+
+Transport is a parameter: :class:`UrllibTransport` speaks real HTTP,
+:class:`WSGITransport` calls a WSGI app in-process with the same code path.
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from xml.parsers import expat
+
+from lxml import etree
+from webob import Request
+
+from . import _xml, ns, soap, wssecurity, wstrust
+from ._time import Clock, parse_datetime, utcnow
+from .errors import MalformedMessage, RemoteFault, TransportError
+from .saml import SAML2, SAML11, version_of
+
+#: ``(url, body, headers) -> (status, content_type, body)``.
+Transport = Callable[[str, bytes, dict[str, str]], tuple[int, str, bytes]]
+
+_SOAP_VERSIONS = {"1.1": soap.SOAP11, "1.2": soap.SOAP12}
+_DIALECTS = {"1.3": wstrust.WSTRUST13, "2005": wstrust.WSTRUST2005}
+_TOKEN_TYPES = {"2.0": SAML2.token_type, "1.1": SAML11.token_type}
+
+
+class UrllibTransport:
+    """Real HTTP with the standard library; connection failures become one plain sentence."""
+
+    def __init__(self, *, timeout: float = 10.0) -> None:
+        self.timeout = timeout
+
+    def __call__(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return response.status, response.headers.get("Content-Type", ""), response.read()
+        except urllib.error.HTTPError as exc:  # faults arrive with 4xx/5xx
+            return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+        except (urllib.error.URLError, ConnectionError, socket.timeout, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TransportError(
+                f"could not connect to {url}: is the service running? ({reason})", url=url
+            ) from None
+
+
+class WSGITransport:
+    """Send requests to a WSGI app in-process (tests, embedding)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        request = Request.blank(url, method="POST", body=body, headers=headers)
+        response = request.get_response(self.app)
+        return response.status_code, response.headers.get("Content-Type", ""), response.body
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token as the STS issued it."""
+
+    #: The assertion exactly as received.
+    assertion: bytes
+    token_type: str
+    assertion_id: str
+    created: datetime | None
+    expires: datetime | None
+    applies_to: str | None
+
+
+def _element_span(data: bytes, parent_tag: tuple[str, str]) -> tuple[int, int] | None:
+    """Byte offsets of the first element child of the first ``parent_tag`` element."""
+    parser = expat.ParserCreate(namespace_separator=" ")
+    target = " ".join(parent_tag)
+    state: dict[str, Any] = {"depth": 0, "parent": None, "start": None, "end": None}
+
+    def start(name: str, _attrs: Any) -> None:
+        state["depth"] += 1
+        if state["parent"] is None and name == target:
+            state["parent"] = state["depth"]
+        elif state["parent"] is not None and state["start"] is None and state["depth"] == state["parent"] + 1:
+            state["start"] = (parser.CurrentByteIndex, state["depth"])
+
+    def end(_name: str) -> None:
+        if state["start"] is not None and state["end"] is None and state["depth"] == state["start"][1]:
+            # CurrentByteIndex is the '<' of the end tag (or of an empty element)
+            state["end"] = data.index(b">", parser.CurrentByteIndex) + 1
+        state["depth"] -= 1
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.Parse(data, True)
+    if state["start"] is None or state["end"] is None:
+        return None
+    return state["start"][0], state["end"]
+
+
+def raise_for_fault(root: etree._Element, status: int) -> None:
+    """Raise :class:`RemoteFault` if ``root`` is a SOAP envelope holding a Fault."""
+    for env_ns in (ns.SOAP11, ns.SOAP12):
+        body = _xml.child(root, env_ns, "Body")
+        fault = _xml.child(body, env_ns, "Fault") if body is not None else None
+        if fault is None:
+            continue
+        if env_ns == ns.SOAP11:
+            code_el = _xml.child(fault, "", "faultcode")
+            code_text = _xml.text(code_el)
+            reason = _xml.text(_xml.child(fault, "", "faultstring"))
+            raise RemoteFault(_resolve_qname(code_el, code_text), reason, status=status)
+        code = _xml.child(fault, env_ns, "Code")
+        value = _xml.child(code, env_ns, "Value") if code is not None else None
+        top = _resolve_qname(value, _xml.text(value))
+        deepest = value
+        sub = _xml.child(code, env_ns, "Subcode") if code is not None else None
+        while sub is not None:
+            deepest = _xml.child(sub, env_ns, "Value")
+            sub = _xml.child(sub, env_ns, "Subcode")
+        reason_el = _xml.child(fault, env_ns, "Reason")
+        texts = _xml.children(reason_el, env_ns, "Text") if reason_el is not None else []
+        reason = _xml.text(texts[0]) if texts else ""
+        raise RemoteFault(_resolve_qname(deepest, _xml.text(deepest)), reason, status=status, soap_code=top)
+
+
+def _resolve_qname(element: etree._Element | None, value: str) -> str:
+    prefix, sep, local = value.rpartition(":")
+    if not sep or element is None:
+        return value
+    uri = element.nsmap.get(prefix)
+    return f"{{{uri}}}{local}" if uri else value
+
+
+def parse_response(data: bytes, *, status: int = 200) -> IssuedToken:
+    """Read an RSTR / RSTRC (WS-Trust 1.3 or 2005); raise RemoteFault for a fault."""
+    try:
+        root = _xml.parse(data)
+    except MalformedMessage as exc:
+        raise TransportError(f"the STS answered HTTP {status} with something that is not XML ({exc})", url="") from None
+    raise_for_fault(root, status)
+    body = None
+    for env_ns in (ns.SOAP12, ns.SOAP11):
+        body = _xml.child(root, env_ns, "Body")
+        if body is not None:
+            break
+    if body is None:
+        raise TransportError("the STS answer is not a SOAP envelope", url="")
+    rstr = None
+    for trust_ns in (ns.WST13, ns.WST2005):
+        rstr = next(body.iter(_xml.qname(trust_ns, "RequestSecurityTokenResponse")), None)
+        if rstr is not None:
+            break
+    if rstr is None:
+        raise TransportError("the STS answer holds no RequestSecurityTokenResponse", url="")
+    trust_ns = _xml.namespace(rstr)
+    requested = _xml.child(rstr, trust_ns, "RequestedSecurityToken")
+    token_el = next((c for c in requested if isinstance(c.tag, str)), None) if requested is not None else None
+    if token_el is None:
+        raise TransportError("the RSTR holds no RequestedSecurityToken", url="")
+    span = _element_span(data, (trust_ns, "RequestedSecurityToken"))
+    assertion = data[span[0]:span[1]] if span else etree.tostring(token_el)
+    version = version_of(token_el)
+    token_type = _xml.text(_xml.child(rstr, trust_ns, "TokenType"))
+    if not token_type and version is not None:
+        token_type = version.token_type
+    assertion_id = token_el.get(version.id_attribute, "") if version is not None else ""
+    created = expires = None
+    lifetime = _xml.child(rstr, trust_ns, "Lifetime")
+    if lifetime is not None:
+        created_el = _xml.child(lifetime, ns.WSU, "Created")
+        expires_el = _xml.child(lifetime, ns.WSU, "Expires")
+        created = parse_datetime(_xml.text(created_el)) if created_el is not None else None
+        expires = parse_datetime(_xml.text(expires_el)) if expires_el is not None else None
+    applies_to = None
+    for wsp in (ns.WSP12, ns.WSP15):
+        applies = _xml.child(rstr, wsp, "AppliesTo")
+        if applies is not None:
+            address = next((a for wsa in (ns.WSA10, ns.WSA04) for a in applies.iter(_xml.qname(wsa, "Address"))), None)
+            applies_to = _xml.text(address) if address is not None else None
+    return IssuedToken(assertion, token_type, assertion_id, created, expires, applies_to)
+
+
+def _post(transport: Transport, url: str, version: soap.SoapVersion, action: str, body: bytes) -> tuple[int, bytes]:
+    headers = {"Content-Type": version.content_type(action)}
+    if version is soap.SOAP11:
+        headers["SOAPAction"] = f'"{action}"'
+    status, content_type, answer = transport(url, body, headers)
+    if not answer.strip():
+        raise TransportError(f"{url} answered HTTP {status} with an empty body", url=url)
+    if soap.version_for_content_type(content_type) is None and status >= 400:
+        text = answer[:200].decode("utf-8", "replace").strip()
+        raise TransportError(f"{url} answered HTTP {status}: {text}", url=url)
+    return status, answer
+
+
+class StsClient:
+    """Requests bearer SAML tokens from a WS-Trust STS with a UsernameToken.
+
+    :param url: the STS endpoint.
+    :param digest: send PasswordDigest (nonce + created) instead of PasswordText.
+    :param soap_version: ``"1.1"`` or ``"1.2"``.
+    :param trust_version: ``"1.3"`` or ``"2005"``.
+    :param timestamp: add a ``wsu:Timestamp`` to the Security header.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        username: str,
+        password: str,
+        digest: bool = False,
+        soap_version: str = "1.2",
+        trust_version: str = "1.3",
+        timestamp: bool = True,
+        transport: Transport | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        if soap_version not in _SOAP_VERSIONS or trust_version not in _DIALECTS:
+            raise ValueError("soap_version must be '1.1' or '1.2'; trust_version '1.3' or '2005'")
+        self.url = url
+        self.username = username
+        self._password = password
+        self.digest = digest
+        self.soap = _SOAP_VERSIONS[soap_version]
+        self.dialect = _DIALECTS[trust_version]
+        self.timestamp = timestamp
+        self.transport: Transport = transport or UrllibTransport()
+        self._clock = clock
+
+    def build_request(self, applies_to: str, *, token_type: str | None = None) -> bytes:
+        """The RST envelope, for inspection or for sending by other means."""
+        now = self._clock()
+        parts = []
+        if self.timestamp:
+            parts.append(wssecurity.build_timestamp(now))
+        parts.append(wssecurity.build_username_token(self.username, self._password, digest=self.digest, now=now))
+        security = wssecurity.security_element(self.soap.namespace, *parts)
+        t = self.dialect.namespace
+        rst = etree.Element(_xml.qname(t, "RequestSecurityToken"), nsmap={"wst": t})
+        if token_type is not None:
+            etree.SubElement(rst, _xml.qname(t, "TokenType")).text = _TOKEN_TYPES.get(token_type, token_type)
+        etree.SubElement(rst, _xml.qname(t, "RequestType")).text = self.dialect.request_type_issue
+        applies = etree.SubElement(rst, _xml.qname(ns.WSP12, "AppliesTo"), nsmap={"wsp": ns.WSP12})
+        reference = etree.SubElement(applies, _xml.qname(ns.WSA10, "EndpointReference"), nsmap={"wsa": ns.WSA10})
+        etree.SubElement(reference, _xml.qname(ns.WSA10, "Address")).text = applies_to
+        etree.SubElement(rst, _xml.qname(t, "KeyType")).text = self.dialect.bearer_key_types[0]
+        return soap.envelope(self.soap, rst, [security])
+
+    def request_token(self, applies_to: str, *, token_type: str | None = None) -> IssuedToken:
+        """Ask for a token for ``applies_to``; ``token_type`` is ``"2.0"``, ``"1.1"`` or a URI."""
+        body = self.build_request(applies_to, token_type=token_type)
+        status, answer = _post(self.transport, self.url, self.soap, self.dialect.issue_action, body)
+        try:
+            return parse_response(answer, status=status)
+        except TransportError as exc:
+            raise TransportError(f"{self.url}: {exc}", url=self.url) from None
+
+
+def call_service(
+    url: str,
+    token: IssuedToken | bytes,
+    payload: etree._Element | bytes,
+    *,
+    soap_version: str = "1.1",
+    action: str = "",
+    transport: Transport | None = None,
+) -> etree._Element:
+    """Call a SOAP service with the token in ``wsse:Security``; the response Body's first child.
+
+    The assertion bytes are spliced into the envelope unchanged.
+    """
+    version = _SOAP_VERSIONS[soap_version]
+    assertion = token.assertion if isinstance(token, IssuedToken) else token
+    body_el = _xml.parse(payload) if isinstance(payload, bytes) else payload
+    security = wssecurity.security_element(version.namespace)
+    security.append(etree.Comment(wstrust.TOKEN_MARKER[4:-3].decode()))
+    envelope = soap.envelope(version, body_el, [security]).replace(wstrust.TOKEN_MARKER, assertion, 1)
+    status, answer = _post(transport or UrllibTransport(), url, version, action, envelope)
+    root = _xml.parse(answer)
+    raise_for_fault(root, status)
+    response_body = _xml.child(root, version.namespace, "Body")
+    first = next((c for c in response_body if isinstance(c.tag, str)), None) if response_body is not None else None
+    if first is None:
+        raise TransportError(f"{url} answered an empty SOAP body", url=url)
+    return first
+
+
+__all__ = [
+    "IssuedToken", "StsClient", "Transport", "UrllibTransport", "WSGITransport",
+    "call_service", "parse_response", "raise_for_fault",
+]

@@ -1,0 +1,181 @@
+"""The one exception tree of wstrust-wsgi.
+
+Every error that can reach a SOAP peer is a :class:`SoapFault`: it carries the
+fault code the specification names and a *client-safe* reason. The precise
+cause (which check failed, on which value) is the exception's message and goes
+to the server log only, never to the peer::
+
+    WsTrustError
+     +-- SoapFault                       renders as a SOAP 1.1 / 1.2 fault
+     |    +-- MalformedMessage           soap:Client / env:Sender  (not SOAP, bad XML, too big)
+     |    +-- VersionMismatch            soap:VersionMismatch
+     |    +-- MustUnderstand             soap:MustUnderstand
+     |    +-- TrustFault                 wst:*  (namespace of the request's WS-Trust version)
+     |    |    +-- InvalidRequest        wst:InvalidRequest
+     |    |    +-- FailedAuthentication  wst:FailedAuthentication
+     |    |    +-- NotAuthorized         wst:RequestFailed (good password, no allowed role)
+     |    |    +-- RequestFailed         wst:RequestFailed
+     |    +-- SecurityFault              wsse:*
+     |         +-- InvalidSecurity       wsse:InvalidSecurity
+     |         +-- InvalidSecurityToken  wsse:InvalidSecurityToken
+     |         +-- FailedCheck           wsse:FailedCheck
+     |         +-- SecurityTokenUnavailable  wsse:SecurityTokenUnavailable
+     |         +-- UnsupportedAlgorithm  wsse:UnsupportedAlgorithm
+     |         +-- MessageExpired        wsse:MessageExpired
+     +-- RemoteFault                     client side: a peer answered with a SOAP fault
+     +-- TransportError                  client side: no answer, or not SOAP
+     +-- ConfigurationError              a constructor argument broke a rule (also a ValueError)
+
+How a fault is rendered (SOAP version, HTTP status) is decided in :mod:`wstrust_wsgi.soap`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+Family = Literal["soap", "wst", "wsse"]
+
+
+class WsTrustError(Exception):
+    """Root of every exception raised by wstrust-wsgi."""
+
+
+class SoapFault(WsTrustError):
+    """An error that is answered to the peer as a SOAP fault.
+
+    ``str(exc)`` is the precise, log-only cause. :attr:`reason` is what the
+    peer is told; it never names secrets, users' existence or internal state.
+    """
+
+    family: ClassVar[Family] = "soap"
+    code: ClassVar[str] = "Client"
+    #: True for faults caused by the sender (SOAP 1.1 Client, SOAP 1.2 Sender).
+    sender: ClassVar[bool] = True
+    default_reason: ClassVar[str] = "The message could not be processed."
+
+    def __init__(self, detail: str, *, reason: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.reason = reason or self.default_reason
+
+
+class MalformedMessage(SoapFault):
+    """The request is not a well-formed, acceptable SOAP message."""
+
+    default_reason = "The request is not a well-formed SOAP message."
+
+
+class VersionMismatch(SoapFault):
+    """The envelope's SOAP version does not match the one the HTTP request announced."""
+
+    code = "VersionMismatch"
+    sender = False
+    default_reason = "The SOAP envelope version does not match the request's content type."
+
+
+class MustUnderstand(SoapFault):
+    """A header marked mustUnderstand is not one this endpoint processes."""
+
+    code = "MustUnderstand"
+    sender = False
+    default_reason = "A mandatory header was not understood."
+
+
+class TrustFault(SoapFault):
+    """A WS-Trust fault; the ``wst`` prefix takes the request's WS-Trust namespace."""
+
+    family = "wst"
+    code = "RequestFailed"
+    default_reason = "The specified request failed."
+
+
+class InvalidRequest(TrustFault):
+    code = "InvalidRequest"
+    default_reason = "The request was invalid or malformed."
+
+
+class FailedAuthentication(TrustFault):
+    code = "FailedAuthentication"
+    default_reason = "Authentication failed."
+
+
+class NotAuthorized(TrustFault):
+    """The user authenticated but holds none of the roles allowed to request tokens."""
+
+    code = "RequestFailed"
+    default_reason = "The user is not authorized to request a token."
+
+
+class RequestFailed(TrustFault):
+    code = "RequestFailed"
+    sender = False
+    default_reason = "The specified request failed."
+
+
+class SecurityFault(SoapFault):
+    """A WS-Security 1.1 fault (``wsse`` namespace)."""
+
+    family = "wsse"
+    code = "InvalidSecurity"
+    default_reason = "An error was discovered processing the <wsse:Security> header."
+
+
+class InvalidSecurity(SecurityFault):
+    code = "InvalidSecurity"
+
+
+class InvalidSecurityToken(SecurityFault):
+    code = "InvalidSecurityToken"
+    default_reason = "An invalid security token was provided."
+
+
+class FailedCheck(SecurityFault):
+    code = "FailedCheck"
+    default_reason = "The signature or decryption was invalid."
+
+
+class SecurityTokenUnavailable(SecurityFault):
+    code = "SecurityTokenUnavailable"
+    default_reason = "A required security token could not be found."
+
+
+class UnsupportedAlgorithm(SecurityFault):
+    code = "UnsupportedAlgorithm"
+    default_reason = "An unsupported signature or encryption algorithm was used."
+
+
+class MessageExpired(SecurityFault):
+    code = "MessageExpired"
+    default_reason = "The message or its security token has expired or is not yet valid."
+
+
+class RemoteFault(WsTrustError):
+    """A peer (STS or service) answered with a SOAP fault.
+
+    :attr:`code` is the most specific fault code as ``{namespace}local`` text
+    (the SOAP 1.2 Subcode when there is one), :attr:`reason` the peer's text.
+    """
+
+    def __init__(self, code: str, reason: str, *, status: int, soap_code: str = "") -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+        self.status = status
+        self.soap_code = soap_code
+
+    @property
+    def local_code(self) -> str:
+        """The fault code without its namespace, e.g. ``FailedAuthentication``."""
+        return self.code.rsplit("}", 1)[-1]
+
+
+class TransportError(WsTrustError):
+    """The peer could not be reached, or answered something that is not SOAP."""
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class ConfigurationError(WsTrustError, ValueError):
+    """A configuration value broke a rule; the message names the setting and the rule."""

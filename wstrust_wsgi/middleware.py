@@ -1,0 +1,154 @@
+"""Protect any WSGI SOAP service with SAML bearer tokens from a trusted STS.
+
+::
+
+    app = RelyingPartyMiddleware(
+        app,
+        audience="https://service.example/soap",
+        issuer="https://sts.example/services/sts",
+        trusted_certs=["sts.crt"],
+    )
+
+For each request the middleware reads the body (bounded), parses it with the
+hardened parser, takes the one ``wsse:Security`` header, requires exactly one
+SAML 1.1 or 2.0 assertion in it, verifies the assertion (see
+:func:`wstrust_wsgi.saml.verify_assertion`) and only then calls the app, with
+
+* ``environ["REMOTE_USER"]``: the assertion's NameID / NameIdentifier;
+* ``environ["wstrust_wsgi.assertion"]``: a frozen :class:`~wstrust_wsgi.saml.VerifiedAssertion`;
+* the request body still readable from ``wsgi.input``.
+
+On any failure the app is not called; the client gets a SOAP fault in its
+SOAP version, the log (``wstrust_wsgi.middleware``) the precise reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any
+
+from cryptography import x509
+from webob import Request
+
+from . import _http, _xml, soap, wssecurity
+from ._time import Clock, utcnow
+from .errors import ConfigurationError, InvalidSecurity, RequestFailed, SoapFault
+from .keys import PathLike, load_certificates
+from .saml import VerifiedAssertion, policy, verify_assertion, version_of
+
+log = logging.getLogger("wstrust_wsgi.middleware")
+
+#: The environ key holding the :class:`VerifiedAssertion` of an admitted request.
+ENVIRON_KEY = "wstrust_wsgi.assertion"
+
+WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
+
+
+def get_assertion(environ: dict[str, Any]) -> VerifiedAssertion | None:
+    """The verified assertion of the current request, if the middleware admitted it."""
+    return environ.get(ENVIRON_KEY)
+
+
+def _as_set(value: str | Iterable[str], name: str) -> frozenset[str]:
+    values = frozenset([value] if isinstance(value, str) else value)
+    if not values or not all(isinstance(v, str) and v for v in values):
+        raise ConfigurationError(f"{name}: give one non-empty string or several")
+    return values
+
+
+class RelyingPartyMiddleware:
+    """WSGI middleware admitting only requests that carry a valid SAML bearer token.
+
+    :param app: the WSGI app to protect.
+    :param audience: this service's endpoint address(es), compared exactly with the
+        assertion's AudienceRestriction.
+    :param issuer: the STS issuer name(s) accepted.
+    :param trusted_certs: certificates (paths, PEM bytes or objects) whose keys may sign
+        tokens; several for key rollover. Certificates in messages are never trusted.
+    :param clock_skew: tolerance on NotBefore / NotOnOrAfter and wsu:Timestamp.
+    :param allow_sha1: accept rsa-sha1 / sha1 signatures (some AD FS and WSO2
+        deployments still use them). Off by default.
+    :param allow_get: pass GET requests (e.g. ``?wsdl``) to the app unauthenticated;
+        off by default, when any non-POST request is answered 405.
+    :param max_body: largest request body read, in bytes.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        audience: str | Iterable[str],
+        issuer: str | Iterable[str],
+        trusted_certs: Iterable[PathLike | bytes | x509.Certificate],
+        clock_skew: timedelta = timedelta(minutes=5),
+        allow_sha1: bool = False,
+        allow_get: bool = False,
+        clock: Clock = utcnow,
+        max_body: int = _xml.DEFAULT_MAX_BYTES,
+    ) -> None:
+        if clock_skew < timedelta(0):
+            raise ConfigurationError("clock_skew: must not be negative")
+        self.app = app
+        self.policy = policy(
+            trusted_certs=load_certificates(trusted_certs),
+            issuers=_as_set(issuer, "issuer"),
+            audiences=_as_set(audience, "audience"),
+            clock_skew=clock_skew,
+            allow_sha1=allow_sha1,
+        )
+        self._allow_get = allow_get
+        self._clock = clock
+        self._max_body = max_body
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        request = Request(environ)
+        if request.method != "POST":
+            if self._allow_get and request.method in ("GET", "HEAD"):
+                return self.app(environ, start_response)
+            return _http.plain(405, "This service accepts SOAP requests by POST only.", [("Allow", "POST")])(
+                environ, start_response
+            )
+        version = soap.version_for_content_type(request.content_type)
+        if version is None:
+            log.warning("refused: content type %r is not SOAP", request.content_type)
+            return _http.plain(415, "Use text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2).")(
+                environ, start_response
+            )
+        try:
+            verified = self.check(request)
+        except SoapFault as fault:
+            log.warning("refused: %s: %s", type(fault).__name__, fault.detail)
+            return _http.soap_response(*soap.fault_response(version, fault))(environ, start_response)
+        except Exception:  # never a traceback to the client, never the app
+            log.exception("refused: internal error")
+            fault = RequestFailed("internal error")
+            return _http.soap_response(*soap.fault_response(version, fault))(environ, start_response)
+        environ["REMOTE_USER"] = verified.subject
+        environ[ENVIRON_KEY] = verified
+        log.info("admitted: %r with SAML %s token %s from %s",
+                 verified.subject, verified.version, verified.assertion_id, verified.issuer)
+        return self.app(environ, start_response)
+
+    def check(self, request: Request) -> VerifiedAssertion:
+        """Read, parse and verify the request; the verified assertion or a SoapFault."""
+        body = _http.read_body(request, self._max_body)
+        envelope = soap.parse_envelope(
+            body, content_type=request.headers.get("Content-Type"), max_bytes=self._max_body
+        )
+        security = wssecurity.security_header(envelope.header_blocks(), envelope.version.namespace)
+        if security is None:
+            raise InvalidSecurity("no wsse:Security header",
+                                  reason="A wsse:Security header with a SAML assertion is required.")
+        now = self._clock()
+        timestamp = wssecurity.read_timestamp(security)
+        if timestamp is not None:
+            wssecurity.check_timestamp(timestamp, now=now, skew=self.policy.clock_skew)
+        assertions = [el for el in security if isinstance(el.tag, str) and version_of(el) is not None]
+        if len(assertions) != 1:
+            raise InvalidSecurity(
+                f"{len(assertions)} SAML assertions in wsse:Security, expected exactly 1",
+                reason="The wsse:Security header must carry exactly one SAML assertion.",
+            )
+        return verify_assertion(assertions[0], self.policy, now=now)

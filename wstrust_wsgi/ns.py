@@ -1,0 +1,76 @@
+"""Namespace URIs and well-known identifiers, as flat constants.
+
+Every URI the package reads or writes lives here, so a reader can check one
+file against the specifications (SOAP 1.1/1.2, WS-Addressing, WS-Policy,
+WS-Security 1.0/1.1 and its SAML token profile, WS-Trust 1.3 and February 2005,
+SAML 1.1 and 2.0, XML-DSig).
+"""
+
+from __future__ import annotations
+
+# SOAP
+SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
+
+# WS-Addressing
+WSA10 = "http://www.w3.org/2005/08/addressing"
+WSA04 = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
+WSA_ANONYMOUS = "http://www.w3.org/2005/08/addressing/anonymous"
+
+# WS-Policy
+WSP12 = "http://schemas.xmlsoap.org/ws/2004/09/policy"
+WSP15 = "http://www.w3.org/ns/ws-policy"
+
+# WS-Security 1.0 / 1.1
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSSE11 = "http://docs.oasis-open.org/wss/oasis-wss-wssecurity-secext-1.1.xsd"
+WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+WSSE_PASSWORD_TEXT = (
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText"
+)
+WSSE_PASSWORD_DIGEST = (
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordDigest"
+)
+WSSE_BASE64 = (
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary"
+)
+
+# WS-Security SAML Token Profile 1.1: token types and key identifier value types
+SAML11_TOKEN_PROFILE_TYPE = "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV1.1"
+SAML20_TOKEN_PROFILE_TYPE = "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV2.0"
+SAML11_KEYID_VALUE_TYPE = "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.0#SAMLAssertionID"
+SAML20_KEYID_VALUE_TYPE = "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLID"
+
+# WS-Trust
+WST13 = "http://docs.oasis-open.org/ws-sx/ws-trust/200512"
+WST2005 = "http://schemas.xmlsoap.org/ws/2005/02/trust"
+WST14 = "http://docs.oasis-open.org/ws-sx/ws-trust/200802"
+WST2005_NO_PROOF_KEY = "http://schemas.xmlsoap.org/ws/2005/05/identity/NoProofKey"
+WST14_BEARER = "http://docs.oasis-open.org/ws-sx/wstrust/200802/Bearer"
+
+# SAML
+SAML1 = "urn:oasis:names:tc:SAML:1.0:assertion"
+SAML2 = "urn:oasis:names:tc:SAML:2.0:assertion"
+SAML1_BEARER = "urn:oasis:names:tc:SAML:1.0:cm:bearer"
+SAML2_BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+SAML1_AM_PASSWORD = "urn:oasis:names:tc:SAML:1.0:am:password"
+SAML2_AC_PASSWORD = "urn:oasis:names:tc:SAML:2.0:ac:classes:Password"
+SAML2_AC_PPT = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+SAML_NAMEID_UNSPECIFIED = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
+SAML2_ATTRNAME_URI = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
+
+# XML Signature and friends
+DS = "http://www.w3.org/2000/09/xmldsig#"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+XS = "http://www.w3.org/2001/XMLSchema"
+XML = "http://www.w3.org/XML/1998/namespace"
+
+ALG_ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+ALG_EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+ALG_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+ALG_RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
+ALG_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+ALG_SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
+
+# Claim type used for roles, as WIF and AD FS name it.
+CLAIM_ROLE = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"

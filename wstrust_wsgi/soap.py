@@ -1,0 +1,182 @@
+"""SOAP 1.1 and 1.2 envelopes, actions and faults.
+
+The two SOAP versions differ in data only (namespace, media type, fault shape,
+the HTTP status of a fault), so each is one frozen :class:`SoapVersion` value.
+The HTTP status of a fault is decided here and nowhere else:
+
+* SOAP 1.1 (``text/xml``): every fault is HTTP 500 (SOAP 1.1 HTTP binding).
+* SOAP 1.2 (``application/soap+xml``): ``env:Sender`` is 400, every other code
+  500 (SOAP 1.2 part 2, table 20).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lxml import etree
+
+from . import _xml, ns
+from .errors import MalformedMessage, SoapFault, VersionMismatch
+
+
+@dataclass(frozen=True)
+class SoapVersion:
+    """One SOAP version's wire facts."""
+
+    name: str
+    namespace: str
+    media_type: str
+    sender_code: str
+    receiver_code: str
+
+    def content_type(self, action: str | None = None) -> str:
+        value = f"{self.media_type}; charset=utf-8"
+        if action and self is SOAP12:
+            value += f'; action="{action}"'
+        return value
+
+
+SOAP11 = SoapVersion("1.1", ns.SOAP11, "text/xml", "Client", "Server")
+SOAP12 = SoapVersion("1.2", ns.SOAP12, "application/soap+xml", "Sender", "Receiver")
+_BY_MEDIA = {SOAP11.media_type: SOAP11, SOAP12.media_type: SOAP12}
+_BY_NS = {SOAP11.namespace: SOAP11, SOAP12.namespace: SOAP12}
+_WSA = (ns.WSA10, ns.WSA04)
+
+
+def parse_media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
+    """Split a Content-Type into its lower-cased media type and parameters."""
+    if not content_type:
+        return "", {}
+    media, *params = content_type.split(";")
+    values: dict[str, str] = {}
+    for param in params:
+        key, sep, value = param.partition("=")
+        if sep:
+            values[key.strip().lower()] = value.strip().strip('"')
+    return media.strip().lower(), values
+
+
+def version_for_content_type(content_type: str | None) -> SoapVersion | None:
+    """The SOAP version a Content-Type announces, or None if it is not a SOAP media type."""
+    return _BY_MEDIA.get(parse_media_type(content_type)[0])
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A parsed SOAP request: version, the root element, its Header and Body child."""
+
+    version: SoapVersion
+    root: etree._Element
+    header: etree._Element | None
+    body: etree._Element
+    #: The action, from the Content-Type ``action`` parameter, the SOAPAction
+    #: header or ``wsa:Action``, first found; empty when none was sent.
+    action: str
+
+    def header_blocks(self) -> list[etree._Element]:
+        if self.header is None:
+            return []
+        return [el for el in self.header if isinstance(el.tag, str)]
+
+    def body_child(self) -> etree._Element:
+        """The single element child of Body (the operation)."""
+        elements = [el for el in self.body if isinstance(el.tag, str)]
+        if len(elements) != 1:
+            raise MalformedMessage(f"SOAP Body has {len(elements)} element children, expected exactly 1")
+        return elements[0]
+
+    def must_understand(self, header: etree._Element) -> bool:
+        value = header.get(_xml.qname(self.version.namespace, "mustUnderstand"), "0").strip()
+        return value in ("1", "true")
+
+
+def parse_envelope(
+    data: bytes,
+    *,
+    content_type: str | None,
+    soap_action: str | None = None,
+    max_bytes: int = _xml.DEFAULT_MAX_BYTES,
+    max_depth: int = _xml.DEFAULT_MAX_DEPTH,
+) -> Envelope:
+    """Parse a request body as the SOAP version its Content-Type announces."""
+    media, params = parse_media_type(content_type)
+    version = _BY_MEDIA.get(media)
+    if version is None:
+        raise MalformedMessage(f"unsupported content type {media!r}")
+    root = _xml.parse(data, max_bytes=max_bytes, max_depth=max_depth)
+    root_ns = _xml.namespace(root)
+    if _xml.local_name(root) != "Envelope" or root_ns not in _BY_NS:
+        raise MalformedMessage(f"root element is {root.tag}, not a SOAP Envelope")
+    if root_ns != version.namespace:
+        raise VersionMismatch(
+            f"SOAP {_BY_NS[root_ns].name} envelope sent with content type {media} (SOAP {version.name})"
+        )
+    elements = [el for el in root if isinstance(el.tag, str)]
+    headers = _xml.children(root, version.namespace, "Header")
+    bodies = _xml.children(root, version.namespace, "Body")
+    if len(bodies) != 1 or len(headers) > 1 or len(elements) != len(headers) + len(bodies):
+        raise MalformedMessage("Envelope must hold at most one Header and exactly one Body, nothing else")
+    if headers and elements[0] is not headers[0]:
+        raise MalformedMessage("Header must come before Body")
+    header = headers[0] if headers else None
+    action = params.get("action", "") or (soap_action or "").strip().strip('"')
+    if not action and header is not None:
+        wsa_action = _xml.child(header, _WSA, "Action")
+        action = _xml.text(wsa_action)
+    return Envelope(version, root, header, bodies[0], action)
+
+
+def envelope(version: SoapVersion, body: etree._Element, headers: list[etree._Element] = ()) -> bytes:  # type: ignore[assignment]
+    """Serialize an envelope holding ``headers`` and ``body`` (UTF-8, with declaration)."""
+    env = etree.Element(_xml.qname(version.namespace, "Envelope"), nsmap={"s": version.namespace})
+    if headers:
+        header = etree.SubElement(env, _xml.qname(version.namespace, "Header"))
+        header.extend(headers)
+    etree.SubElement(env, _xml.qname(version.namespace, "Body")).append(body)
+    return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+
+
+def fault_status(version: SoapVersion, fault: SoapFault) -> int:
+    """The HTTP status of a fault: see the module docstring."""
+    return 400 if version is SOAP12 and fault.sender else 500
+
+
+def fault_element(version: SoapVersion, fault: SoapFault, *, trust_ns: str = ns.WST13) -> etree._Element:
+    """Build the ``Fault`` element for ``fault`` in ``version``."""
+    env_ns = version.namespace
+    if fault.family == "soap":
+        top = fault.code
+        if top == "Client":
+            top = version.sender_code
+        sub: tuple[str, str, str] | None = None
+    else:
+        top = version.sender_code if fault.sender else version.receiver_code
+        sub_ns, prefix = (trust_ns, "wst") if fault.family == "wst" else (ns.WSSE, "wsse")
+        sub = (prefix, sub_ns, fault.code)
+    nsmap = {"s": env_ns}
+    if sub is not None:
+        nsmap[sub[0]] = sub[1]
+    element = etree.Element(_xml.qname(env_ns, "Fault"), nsmap=nsmap)
+    if version is SOAP11:
+        code = etree.SubElement(element, "faultcode")
+        code.text = f"{sub[0]}:{sub[2]}" if sub is not None else f"s:{top}"
+        etree.SubElement(element, "faultstring").text = fault.reason
+    else:
+        code = etree.SubElement(element, _xml.qname(env_ns, "Code"))
+        etree.SubElement(code, _xml.qname(env_ns, "Value")).text = f"s:{top}"
+        if sub is not None:
+            subcode = etree.SubElement(code, _xml.qname(env_ns, "Subcode"))
+            etree.SubElement(subcode, _xml.qname(env_ns, "Value")).text = f"{sub[0]}:{sub[2]}"
+        reason = etree.SubElement(element, _xml.qname(env_ns, "Reason"))
+        text = etree.SubElement(reason, _xml.qname(env_ns, "Text"))
+        text.set(_xml.qname(ns.XML, "lang"), "en")
+        text.text = fault.reason
+    return element
+
+
+def fault_response(
+    version: SoapVersion, fault: SoapFault, *, trust_ns: str = ns.WST13
+) -> tuple[int, str, bytes]:
+    """``(status, content_type, body)`` answering ``fault`` in ``version``."""
+    body = envelope(version, fault_element(version, fault, trust_ns=trust_ns))
+    return fault_status(version, fault), version.content_type(), body

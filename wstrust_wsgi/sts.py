@@ -1,0 +1,254 @@
+"""The Security Token Service: a WSGI app answering the WS-Trust Issue binding.
+
+Modelled on WSO2 Identity Server's STS: secured with a UsernameToken policy,
+only users holding an allowed role (``admin`` by default) get tokens, and
+relying parties are registered by endpoint address, which the client names in
+``wsp:AppliesTo`` and which becomes the token's audience.
+
+One request, in order: HTTP checks (POST, SOAP media type, size) -> SOAP
+envelope (version from the Content-Type) -> mustUnderstand headers -> action ->
+``wst:RequestSecurityToken`` (WS-Trust 1.3 or 2005) -> ``wsse:Security``
+(Timestamp, UsernameToken, digest nonce replay) -> password -> role -> RST
+content (RequestType, KeyType, TokenType, AppliesTo) -> sign -> RSTR.
+Every refusal is a SOAP fault with a client-safe reason; the precise reason is
+logged on ``wstrust_wsgi.sts``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from lxml import etree
+from webob import Request, Response
+
+from . import _http, _xml, ns, soap, wssecurity, wstrust
+from ._time import Clock, utcnow
+from .errors import (
+    ConfigurationError,
+    FailedAuthentication,
+    InvalidRequest,
+    InvalidSecurity,
+    MustUnderstand,
+    NotAuthorized,
+    RequestFailed,
+    SoapFault,
+)
+from .keys import SigningKey
+from .saml import SAML2, SAML11, AssertionContent, AssertionSigner, version_for_token_type
+from .stores import Principal, RelyingParty, RelyingPartyStore, ReplayCache, UserStore
+from .stores.memory import MemoryRelyingPartyStore, MemoryReplayCache
+
+log = logging.getLogger("wstrust_wsgi.sts")
+
+_UNDERSTOOD = frozenset(
+    [_xml.qname(ns.WSSE, "Security")]
+    + [_xml.qname(a, h) for a in (ns.WSA10, ns.WSA04)
+       for h in ("Action", "To", "MessageID", "ReplyTo", "From", "FaultTo", "RelatesTo")]
+)
+_KNOWN_ACTIONS = {d.issue_action: d for d in wstrust.DIALECTS.values()}
+_SAML_BY_NAME = {SAML2.name: SAML2, SAML11.name: SAML11}
+
+
+class TokenService:
+    """A WS-Trust STS as a WSGI application (mount it at any path).
+
+    All options are keyword-only and checked here, at construction; the
+    request path only looks things up.
+
+    :param issuer: the Issuer written into every assertion.
+    :param signing_key: the STS key and certificate (:meth:`SigningKey.from_files`).
+    :param users: a :class:`~wstrust_wsgi.stores.UserStore`.
+    :param relying_parties: registered relying parties, or a store of them.
+    :param allowed_roles: roles that may request tokens (WSO2's "admin" checkbox).
+    :param clock_skew: tolerance applied to every time comparison.
+    :param digest_window: how old a PasswordDigest's Created may be.
+    :param nonce_cache: replay cache for digest nonces (default: in-process).
+    :param role_claim: the attribute name roles are released under.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        signing_key: SigningKey,
+        users: UserStore,
+        relying_parties: Iterable[RelyingParty] | RelyingPartyStore,
+        allowed_roles: Iterable[str] = ("admin",),
+        clock: Clock = utcnow,
+        clock_skew: timedelta = timedelta(minutes=5),
+        digest_window: timedelta = timedelta(minutes=5),
+        nonce_cache: ReplayCache | None = None,
+        role_claim: str = ns.CLAIM_ROLE,
+        max_body: int = 256 * 1024,
+    ) -> None:
+        if not issuer:
+            raise ConfigurationError("issuer: must be a non-empty string")
+        if clock_skew < timedelta(0) or digest_window <= timedelta(0):
+            raise ConfigurationError("clock_skew must be >= 0 and digest_window > 0")
+        self.issuer = issuer
+        self._signer = AssertionSigner(signing_key)
+        self._users = users
+        self._parties: RelyingPartyStore = (
+            relying_parties if hasattr(relying_parties, "get") else MemoryRelyingPartyStore(relying_parties)  # type: ignore[arg-type]
+        )
+        self.allowed_roles = frozenset(allowed_roles)
+        self._clock = clock
+        self._skew = clock_skew
+        self._digest_window = digest_window
+        self._nonces = nonce_cache if nonce_cache is not None else MemoryReplayCache()
+        self._role_claim = role_claim
+        self._max_body = max_body
+
+    # ------------------------------------------------------------------ WSGI
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        request = Request(environ)
+        return self.respond(request)(environ, start_response)
+
+    def respond(self, request: Request) -> Response:
+        if request.method != "POST":
+            return _http.plain(405, "The STS accepts SOAP requests by POST only.", [("Allow", "POST")])
+        version = soap.version_for_content_type(request.content_type)
+        if version is None:
+            log.warning("refused: content type %r is not SOAP", request.content_type)
+            return _http.plain(415, "Use text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2).")
+        trust_ns = ns.WST13
+        try:
+            body = _http.read_body(request, self._max_body)
+            envelope = soap.parse_envelope(
+                body,
+                content_type=request.headers.get("Content-Type"),
+                soap_action=request.headers.get("SOAPAction"),
+            )
+            rst = envelope.body_child()
+            dialect = wstrust.dialect_of(rst)
+            if dialect is not None:
+                trust_ns = dialect.namespace
+            answer = self._issue(envelope, rst)
+        except SoapFault as fault:
+            log.warning("refused: %s: %s", type(fault).__name__, fault.detail)
+            return _http.soap_response(*soap.fault_response(version, fault, trust_ns=trust_ns))
+        except Exception:  # never a traceback to the client
+            log.exception("refused: internal error")
+            fault = RequestFailed("internal error")
+            return _http.soap_response(*soap.fault_response(version, fault, trust_ns=trust_ns))
+        return _http.soap_response(200, version.content_type(), answer)
+
+    # ------------------------------------------------------------------ steps
+
+    def _issue(self, envelope: soap.Envelope, rst: etree._Element) -> bytes:
+        now = self._clock()
+        for header in envelope.header_blocks():
+            if envelope.must_understand(header) and header.tag not in _UNDERSTOOD:
+                raise MustUnderstand(f"header {header.tag} has mustUnderstand and is not understood")
+        if envelope.action and envelope.action not in _KNOWN_ACTIONS:
+            raise InvalidRequest(f"action {envelope.action!r} is not an Issue action",
+                                 reason="Only the WS-Trust Issue binding is supported.")
+        if wstrust.dialect_of(rst) is None:
+            raise InvalidRequest(f"body element {rst.tag} is not a RequestSecurityToken",
+                                 reason="The SOAP body must hold a wst:RequestSecurityToken.")
+        principal = self._authenticate(envelope, now)
+        if self.allowed_roles and not (principal.roles & self.allowed_roles):
+            raise NotAuthorized(
+                f"user {principal.name!r} holds roles {sorted(principal.roles)}, none of {sorted(self.allowed_roles)}"
+            )
+        request = wstrust.parse_request(rst)
+        party = self._relying_party(request)
+        version = self._saml_version(request, party)
+        lifetime = party.lifetime
+        if request.lifetime_expires is not None and now < request.lifetime_expires < now + lifetime:
+            lifetime = request.lifetime_expires - now
+        content = AssertionContent(
+            issuer=self.issuer,
+            subject=principal.name,
+            audience=party.address,
+            issue_instant=now,
+            not_before=now,
+            not_on_or_after=now + lifetime,
+            attributes=self._attributes(principal, party),
+        )
+        assertion = self._signer.sign(version, content)
+        top = wstrust.build_response(
+            request,
+            token_type=request.token_type or version.token_type,
+            version=version,
+            assertion_id=content.assertion_id,
+            created=now,
+            expires=content.not_on_or_after,
+        )
+        answer = soap.envelope(envelope.version, top, self._addressing_headers(envelope, request.dialect))
+        log.info(
+            "issued: SAML %s token %s to %r for %s (WS-Trust %s, SOAP %s, valid until %s)",
+            version.name, content.assertion_id, principal.name, party.address,
+            request.dialect.name, envelope.version.name, content.not_on_or_after.isoformat(),
+        )
+        return answer.replace(wstrust.TOKEN_MARKER, assertion, 1)
+
+    def _authenticate(self, envelope: soap.Envelope, now: datetime) -> Principal:
+        security = wssecurity.security_header(envelope.header_blocks(), envelope.version.namespace)
+        if security is None:
+            raise InvalidSecurity("no wsse:Security header", reason="A wsse:Security header with a UsernameToken is required.")
+        timestamp = wssecurity.read_timestamp(security)
+        if timestamp is not None:
+            wssecurity.check_timestamp(timestamp, now=now, skew=self._skew)
+        token = wssecurity.read_username_token(security)
+        if token is None:
+            raise FailedAuthentication("no wsse:UsernameToken in the Security header",
+                                       reason="A wsse:UsernameToken is required.")
+        if token.created is not None:
+            if token.created > now + self._skew:
+                raise FailedAuthentication(f"UsernameToken Created {token.created_text} is in the future")
+            if token.created < now - self._digest_window - self._skew:
+                raise FailedAuthentication(f"UsernameToken Created {token.created_text} is older than the window")
+        principal = self._users.authenticate(token)
+        if principal is None:
+            raise FailedAuthentication(f"wrong password or unknown user {token.username!r}")
+        if token.nonce is not None and token.created is not None:
+            expires = token.created + self._digest_window + 2 * self._skew
+            if not self._nonces.add(f"ut:{token.nonce.hex()}", expires=expires, now=now):
+                raise FailedAuthentication(f"nonce replayed by {token.username!r}")
+        return principal
+
+    def _relying_party(self, request: wstrust.TokenRequest) -> RelyingParty:
+        if request.applies_to is None:
+            raise InvalidRequest("no wsp:AppliesTo", reason="wsp:AppliesTo naming the relying party is required.")
+        party = self._parties.get(request.applies_to)
+        if party is None:
+            raise InvalidRequest(f"AppliesTo {request.applies_to!r} is not a registered relying party",
+                                 reason="The AppliesTo address is not a registered relying party.")
+        return party
+
+    def _saml_version(self, request: wstrust.TokenRequest, party: RelyingParty) -> Any:
+        if request.token_type is None:
+            return _SAML_BY_NAME[party.token_type]
+        version = version_for_token_type(request.token_type)
+        if version is None:
+            raise InvalidRequest(f"TokenType {request.token_type!r} not supported",
+                                 reason="Only SAML 2.0 and SAML 1.1 tokens are issued.")
+        return version
+
+    def _attributes(self, principal: Principal, party: RelyingParty) -> dict[str, tuple[str, ...]]:
+        attributes = {
+            claim: values for claim, values in principal.claims.items()
+            if party.claims is None or claim in party.claims
+        }
+        if principal.roles:
+            attributes[self._role_claim] = tuple(sorted(principal.roles))
+        return attributes
+
+    @staticmethod
+    def _addressing_headers(envelope: soap.Envelope, dialect: wstrust.Dialect) -> list[etree._Element]:
+        if envelope.header is None:
+            return []
+        for wsa in (ns.WSA10, ns.WSA04):
+            message_id = _xml.child(envelope.header, wsa, "MessageID")
+            if message_id is not None:
+                action = etree.Element(_xml.qname(wsa, "Action"), nsmap={"wsa": wsa})
+                action.text = dialect.issue_response_action
+                relates = etree.Element(_xml.qname(wsa, "RelatesTo"), nsmap={"wsa": wsa})
+                relates.text = _xml.text(message_id)
+                return [action, relates]
+        return []
