@@ -8,10 +8,16 @@ gunicorn on loopback and the ``wstrust-wsgi client`` command.
 from __future__ import annotations
 
 import itertools
+import os
+import re
+import socket
+import subprocess
+import sys
 
 import pytest
 
-from conftest import EMAIL, ISSUER, SERVICE_URL
+from conftest import EMAIL, ISSUER, ROOT, SERVICE_URL, xmlsec1_verify
+from demo_sts import roundtrip
 from wstrust_wsgi import WSGITransport, call_service
 from wstrust_wsgi.cli import ECHO_NS, _echo_payload
 
@@ -39,3 +45,75 @@ def test_token_issuer_and_lifetime(make_client, clock):
     assert token.created == clock.now
     assert (token.expires - token.created).total_seconds() == 300
     assert ISSUER.encode() in token.assertion
+
+
+# ----------------------------------------------------------------- real gunicorn processes
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def demo_servers(tmp_path_factory):
+    """Both demos under real gunicorn on free loopback ports; stopped afterwards."""
+    logs = tmp_path_factory.mktemp("gunicorn")
+    sts_port, service_port = free_port(), free_port()
+    env = roundtrip.demo_env(sts_port, service_port)
+    processes = []
+    try:
+        for app, port in (("demo_sts.app:app", sts_port), ("demo_service.app:app", service_port)):
+            process = roundtrip.start_gunicorn(app, port, env, logs / f"{port}.log")
+            processes.append(process)
+            assert roundtrip.wait_ready(process, port), (logs / f"{port}.log").read_text()
+        yield f"http://127.0.0.1:{sts_port}/services/sts", env["WSTRUST_DEMO_SERVICE_URL"], logs
+    finally:
+        for process in processes:
+            roundtrip.stop(process)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "wstrust_wsgi", *args], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+
+
+@pytest.mark.parametrize(("soap", "trust", "token_type"), [("1.2", "1.3", "2.0"), ("1.1", "2005", "1.1")])
+def test_real_round_trip_under_gunicorn(demo_servers, soap, trust, token_type, tmp_path, rogue_keys):
+    sts_url, service_url, logs = demo_servers
+    result = run_cli("client", "--sts", sts_url, "--service", service_url, "--username", "admin",
+                     "--password", "admin", "--soap", soap, "--trust", trust, "--token-type", token_type,
+                     "--message", "over real HTTP")
+    assert result.returncode == 0, result.stderr
+    assert "<echo:Message>over real HTTP</echo:Message>" in result.stdout
+    assert "<echo:Caller>admin</echo:Caller>" in result.stdout
+    printed = re.search(r"(<saml2?:Assertion .*?</saml2?:Assertion>)", result.stdout, re.S)
+    assert printed is not None
+    assertion = printed.group(1).encode()
+    # the independent verifier accepts the token with the STS cert, and only with it
+    verified = xmlsec1_verify(assertion, ROOT / "certs" / "sts.crt", tmp_path)
+    assert verified.returncode == 0, verified.stderr
+    assert xmlsec1_verify(assertion, rogue_keys.cert, tmp_path).returncode != 0
+    log_text = "".join(p.read_text() for p in logs.glob("*.log"))
+    assert "issued: SAML" in log_text and "admitted: 'admin'" in log_text
+
+
+def test_real_refusal_for_user_without_role(demo_servers):
+    sts_url, service_url, _ = demo_servers
+    result = run_cli("client", "--sts", sts_url, "--service", service_url,
+                     "--username", "alice", "--password", "alice")
+    assert result.returncode == 1
+    assert "refused" in result.stderr and "RequestFailed" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "Assertion" not in result.stdout
+
+
+def test_demo_command_runs_the_whole_round_trip():
+    """What `./run.sh demo` runs, on free ports so it cannot clash with anything."""
+    env = dict(os.environ, WSTRUST_DEMO_STS_PORT=str(free_port()), WSTRUST_DEMO_SERVICE_PORT=str(free_port()))
+    result = subprocess.run([sys.executable, "-m", "demo_sts.roundtrip"], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "<echo:Caller>admin</echo:Caller>" in result.stdout
+    assert "Round trip complete" in result.stdout
+    assert "NotAuthorized" in result.stdout  # the STS log line for alice

@@ -1,0 +1,64 @@
+#!/bin/sh
+# The two commands of README.md:
+#   ./run.sh demo   set up .venv, run the STS and the echo service under gunicorn,
+#                   run the client against them, stop both
+#   ./run.sh test   set up .venv (and xmlsec1), run the whole test suite
+# Needs only python3 (3.11+) on Debian; as root it installs python3-venv and
+# xmlsec1 with apt-get when they are missing.
+set -eu
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+
+say() { printf '%s\n' "$*" >&2; }
+
+apt_install() {
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing Debian packages: $*"
+        apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    else
+        say "missing Debian packages: $* (run: sudo apt-get install $*)"
+        exit 1
+    fi
+}
+
+setup() {
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        say "wstrust-wsgi needs Python 3.11 or newer as $PYTHON"
+        exit 1
+    fi
+    if [ ! -x .venv/bin/python ]; then
+        if ! "$PYTHON" -m venv .venv >/dev/null 2>&1; then
+            rm -rf .venv
+            apt_install python3-venv
+            "$PYTHON" -m venv .venv
+        fi
+    fi
+    stamp=".venv/.installed-$(cksum pyproject.toml | cut -d' ' -f1)"
+    if [ ! -f "$stamp" ]; then
+        say "installing wstrust-wsgi and its test tools into .venv ..."
+        if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" >.venv/install.log 2>&1; then
+            cat .venv/install.log >&2
+            say "pip install failed (log above, also in .venv/install.log)"
+            exit 1
+        fi
+        rm -f .venv/.installed-*
+        touch "$stamp"
+    fi
+}
+
+case "${1:-}" in
+    demo)
+        setup
+        exec .venv/bin/python -m demo_sts.roundtrip
+        ;;
+    test)
+        shift
+        command -v xmlsec1 >/dev/null 2>&1 || apt_install xmlsec1
+        setup
+        exec .venv/bin/python -m pytest "$@"
+        ;;
+    *)
+        say "usage: ./run.sh demo | ./run.sh test [pytest options]"
+        exit 2
+        ;;
+esac
