@@ -11,6 +11,7 @@ The HTTP status of a fault is decided here and nowhere else:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lxml import etree
@@ -126,7 +127,7 @@ def parse_envelope(
     return Envelope(version, root, header, bodies[0], action)
 
 
-def envelope(version: SoapVersion, body: etree._Element, headers: list[etree._Element] = ()) -> bytes:  # type: ignore[assignment]
+def envelope(version: SoapVersion, body: etree._Element, headers: Sequence[etree._Element] = ()) -> bytes:
     """Serialize an envelope holding ``headers`` and ``body`` (UTF-8, with declaration)."""
     env = etree.Element(_xml.qname(version.namespace, "Envelope"), nsmap={"s": version.namespace})
     if headers:
