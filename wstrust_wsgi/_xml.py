@@ -115,7 +115,7 @@ def text(element: etree._Element | None) -> str:
         return ""
     if any(isinstance(c.tag, str) for c in element):
         raise MalformedMessage(f"{element.tag} must contain text only")
-    return "".join(element.itertext()).strip()
+    return "".join(str(t) for t in element.itertext()).strip()
 
 
 def local_name(element: etree._Element) -> str:

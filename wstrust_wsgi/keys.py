@@ -46,7 +46,8 @@ class SigningKey:
         if not isinstance(private_key, rsa.RSAPrivateKey):
             raise ConfigurationError(f"signing key {key_path}: only RSA keys are supported")
         certificate = load_certificate(cert_path)
-        if certificate.public_key().public_numbers() != private_key.public_key().public_numbers():
+        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        if certificate.public_key().public_bytes(*spki) != private_key.public_key().public_bytes(*spki):
             raise ConfigurationError(f"certificate {cert_path} does not match the signing key {key_path}")
         return cls(private_key, certificate)
 

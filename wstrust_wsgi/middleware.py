@@ -123,8 +123,8 @@ class RelyingPartyMiddleware:
             return _http.soap_response(*soap.fault_response(version, fault))(environ, start_response)
         except Exception:  # never a traceback to the client, never the app
             log.exception("refused: internal error")
-            fault = RequestFailed("internal error")
-            return _http.soap_response(*soap.fault_response(version, fault))(environ, start_response)
+            internal = RequestFailed("internal error")
+            return _http.soap_response(*soap.fault_response(version, internal))(environ, start_response)
         environ["REMOTE_USER"] = verified.subject
         environ[ENVIRON_KEY] = verified
         log.info("admitted: %r with SAML %s token %s from %s",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 from webob import Request, Response
@@ -37,7 +37,7 @@ from .errors import (
     SoapFault,
 )
 from .keys import SigningKey
-from .saml import SAML2, SAML11, AssertionContent, AssertionSigner, version_for_token_type
+from .saml import SAML2, SAML11, AssertionContent, AssertionSigner, SamlVersion, version_for_token_type
 from .stores import Principal, RelyingParty, RelyingPartyStore, ReplayCache, UserStore
 from .stores.memory import MemoryRelyingPartyStore, MemoryReplayCache
 
@@ -92,7 +92,8 @@ class TokenService:
         self._signer = AssertionSigner(signing_key)
         self._users = users
         self._parties: RelyingPartyStore = (
-            relying_parties if hasattr(relying_parties, "get") else MemoryRelyingPartyStore(relying_parties)  # type: ignore[arg-type]
+            cast(RelyingPartyStore, relying_parties) if hasattr(relying_parties, "get")
+            else MemoryRelyingPartyStore(cast(Iterable[RelyingParty], relying_parties))
         )
         self.allowed_roles = frozenset(allowed_roles)
         self._clock = clock
@@ -133,8 +134,8 @@ class TokenService:
             return _http.soap_response(*soap.fault_response(version, fault, trust_ns=trust_ns))
         except Exception:  # never a traceback to the client
             log.exception("refused: internal error")
-            fault = RequestFailed("internal error")
-            return _http.soap_response(*soap.fault_response(version, fault, trust_ns=trust_ns))
+            internal = RequestFailed("internal error")
+            return _http.soap_response(*soap.fault_response(version, internal, trust_ns=trust_ns))
         return _http.soap_response(200, version.content_type(), answer)
 
     # ------------------------------------------------------------------ steps
@@ -221,7 +222,7 @@ class TokenService:
                                  reason="The AppliesTo address is not a registered relying party.")
         return party
 
-    def _saml_version(self, request: wstrust.TokenRequest, party: RelyingParty) -> Any:
+    def _saml_version(self, request: wstrust.TokenRequest, party: RelyingParty) -> SamlVersion:
         if request.token_type is None:
             return _SAML_BY_NAME[party.token_type]
         version = version_for_token_type(request.token_type)
