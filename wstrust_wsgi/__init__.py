@@ -24,8 +24,8 @@ from .sts import TokenService
 __version__ = "0.1.0"
 
 __all__ = [
-    "ENVIRON_KEY",
     "ConfigurationError",
+    "ENVIRON_KEY",
     "IssuedToken",
     "MemoryRelyingPartyStore",
     "MemoryReplayCache",

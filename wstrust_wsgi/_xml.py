@@ -81,8 +81,8 @@ def parse(
 
 
 def qname(ns: str, local: str) -> str:
-    """Clark notation ``{ns}local``."""
-    return f"{{{ns}}}{local}"
+    """Clark notation ``{ns}local``; an unqualified name for the empty namespace (lxml's own form)."""
+    return f"{{{ns}}}{local}" if ns else local
 
 
 def children(parent: etree._Element, ns: str | tuple[str, ...], local: str) -> list[etree._Element]:

@@ -10,7 +10,7 @@ Transport is a parameter: :class:`UrllibTransport` speaks real HTTP,
 
 from __future__ import annotations
 
-import socket
+import http.client
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -24,7 +24,7 @@ from webob import Request
 
 from . import _xml, ns, soap, wssecurity, wstrust
 from ._time import Clock, parse_datetime, utcnow
-from .errors import MalformedMessage, RemoteFault, TransportError
+from .errors import ConfigurationError, MalformedMessage, RemoteFault, TransportError
 from .saml import SAML2, SAML11, version_of
 
 #: ``(url, body, headers) -> (status, content_type, body)``.
@@ -42,13 +42,13 @@ class UrllibTransport:
         self.timeout = timeout
 
     def __call__(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
+            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return response.status, response.headers.get("Content-Type", ""), response.read()
         except urllib.error.HTTPError as exc:  # faults arrive with 4xx/5xx
             return exc.code, exc.headers.get("Content-Type", ""), exc.read()
-        except (urllib.error.URLError, ConnectionError, socket.timeout, OSError) as exc:
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError, refused, timeout, bad URL
             reason = getattr(exc, "reason", exc)
             raise TransportError(
                 f"could not connect to {url}: is the service running? ({reason})", url=url
@@ -227,7 +227,7 @@ class StsClient:
         clock: Clock = utcnow,
     ) -> None:
         if soap_version not in _SOAP_VERSIONS or trust_version not in _DIALECTS:
-            raise ValueError("soap_version must be '1.1' or '1.2'; trust_version '1.3' or '2005'")
+            raise ConfigurationError("soap_version must be '1.1' or '1.2'; trust_version '1.3' or '2005'")
         self.url = url
         self.username = username
         self._password = password
@@ -287,7 +287,10 @@ def call_service(
     security.append(etree.Comment(wstrust.TOKEN_MARKER[4:-3].decode()))
     envelope = soap.envelope(version, body_el, [security]).replace(wstrust.TOKEN_MARKER, assertion, 1)
     status, answer = _post(transport or UrllibTransport(), url, version, action, envelope)
-    root = _xml.parse(answer)
+    try:
+        root = _xml.parse(answer)
+    except MalformedMessage as exc:
+        raise TransportError(f"{url} answered HTTP {status} with something that is not XML ({exc})", url=url) from None
     raise_for_fault(root, status)
     response_body = _xml.child(root, version.namespace, "Body")
     first = next((c for c in response_body if isinstance(c.tag, str)), None) if response_body is not None else None

@@ -67,7 +67,8 @@ def load_certificate(source: PathLike | bytes | x509.Certificate) -> x509.Certif
     try:
         return x509.load_pem_x509_certificate(data)
     except ValueError as exc:
-        raise ConfigurationError(f"certificate {source!r:.80}: not a PEM certificate ({exc})") from None
+        where = f"{source[:40]!r}..." if isinstance(source, bytes) else str(source)
+        raise ConfigurationError(f"certificate {where}: not a PEM certificate ({exc})") from None
 
 
 def load_certificates(sources: Iterable[PathLike | bytes | x509.Certificate]) -> tuple[x509.Certificate, ...]:
