@@ -37,8 +37,11 @@ def parse_datetime(value: str) -> datetime:
     else:
         sign = 1 if zone[0] == "+" else -1
         tz = timezone(sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
-    moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz)
-    return moment.astimezone(timezone.utc)
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz)
+        return moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise ValueError(f"not a representable xs:dateTime: {value!r}") from None
 
 
 def format_datetime(moment: datetime) -> str:

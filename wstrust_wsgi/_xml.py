@@ -104,7 +104,7 @@ def child(parent: etree._Element, ns: str | tuple[str, ...], local: str) -> etre
     return found[0] if found else None
 
 
-def text(element: etree._Element | None) -> str:
+def text(element: etree._Element | None, *, strip: bool = True) -> str:
     """The whole text of a leaf element, stripped; child elements are refused.
 
     Reading ``element.text`` alone is how comment-truncation bugs happen; here a
@@ -115,7 +115,8 @@ def text(element: etree._Element | None) -> str:
         return ""
     if any(isinstance(c.tag, str) for c in element):
         raise MalformedMessage(f"{element.tag} must contain text only")
-    return "".join(str(t) for t in element.itertext()).strip()
+    value = "".join(str(t) for t in element.itertext())
+    return value.strip() if strip else value
 
 
 def local_name(element: etree._Element) -> str:

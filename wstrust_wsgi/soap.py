@@ -42,6 +42,20 @@ SOAP12 = SoapVersion("1.2", ns.SOAP12, "application/soap+xml", "Sender", "Receiv
 _BY_MEDIA = {SOAP11.media_type: SOAP11, SOAP12.media_type: SOAP12}
 _BY_NS = {SOAP11.namespace: SOAP11, SOAP12.namespace: SOAP12}
 _WSA = (ns.WSA10, ns.WSA04)
+#: actor (SOAP 1.1) / role (SOAP 1.2) values that address the ultimate receiver,
+#: which also acts as "next" (SOAP 1.1 section 4.2.2, SOAP 1.2 part 1 section 2.2).
+_ROLES_FOR_US = frozenset({
+    "",
+    "http://schemas.xmlsoap.org/soap/actor/next",
+    "http://www.w3.org/2003/05/soap-envelope/role/next",
+    "http://www.w3.org/2003/05/soap-envelope/role/ultimateReceiver",
+})
+
+
+def for_this_node(header: etree._Element, soap_ns: str) -> bool:
+    """Whether a header block is addressed to us (the ultimate receiver)."""
+    role = header.get(_xml.qname(soap_ns, "actor")) or header.get(_xml.qname(soap_ns, "role")) or ""
+    return role.strip() in _ROLES_FOR_US
 
 
 def parse_media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
@@ -87,8 +101,9 @@ class Envelope:
         return elements[0]
 
     def must_understand(self, header: etree._Element) -> bool:
+        """Whether this node must process ``header``: mustUnderstand set and addressed to us."""
         value = header.get(_xml.qname(self.version.namespace, "mustUnderstand"), "0").strip()
-        return value in ("1", "true")
+        return value in ("1", "true") and for_this_node(header, self.version.namespace)
 
 
 def parse_envelope(

@@ -29,20 +29,13 @@ from datetime import datetime, timedelta
 from lxml import etree
 
 from . import _xml, ns
+from .soap import for_this_node
 from ._time import format_datetime, parse_datetime
 from .errors import FailedAuthentication, InvalidSecurity, MessageExpired
 
-#: Security headers addressed to another SOAP actor/role are not ours to process.
-_ULTIMATE = {"", "http://www.w3.org/2003/05/soap-envelope/role/ultimateReceiver"}
-
-
 def security_header(headers: list[etree._Element], soap_ns: str) -> etree._Element | None:
     """The one ``wsse:Security`` header for this endpoint; two are refused."""
-    mine = [
-        h for h in headers
-        if h.tag == _xml.qname(ns.WSSE, "Security")
-        and (h.get(_xml.qname(soap_ns, "actor")) or h.get(_xml.qname(soap_ns, "role")) or "") in _ULTIMATE
-    ]
+    mine = [h for h in headers if h.tag == _xml.qname(ns.WSSE, "Security") and for_this_node(h, soap_ns)]
     if len(mine) > 1:
         raise InvalidSecurity(f"{len(mine)} wsse:Security headers for this endpoint, expected at most 1")
     return mine[0] if mine else None
@@ -133,7 +126,11 @@ def read_username_token(security: etree._Element) -> UsernameToken | None:
     digest = password_type == ns.WSSE_PASSWORD_DIGEST
     if digest and (nonce is None or created is None):
         raise FailedAuthentication("PasswordDigest requires Nonce and Created")
-    return UsernameToken(username, _xml.text(password_el), digest, nonce, created_text, created)
+    # A password is an xs:string: its spaces are part of it, so it is not stripped.
+    password = _xml.text(password_el, strip=False)
+    if digest:
+        password = password.strip()
+    return UsernameToken(username, password, digest, nonce, created_text, created)
 
 
 def build_username_token(
