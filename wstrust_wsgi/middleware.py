@@ -33,10 +33,19 @@ from cryptography import x509
 from webob import Request
 
 from . import _http, _xml, soap, wssecurity
+from .soap import UNDERSTOOD_HEADERS
 from ._time import Clock, utcnow
-from .errors import ConfigurationError, InvalidSecurity, RequestFailed, SoapFault
+from .errors import (
+    ConfigurationError,
+    InvalidSecurity,
+    InvalidSecurityToken,
+    MustUnderstand,
+    RequestFailed,
+    SoapFault,
+)
 from .keys import PathLike, load_certificates
 from .saml import VerifiedAssertion, policy, verify_assertion, version_of
+from .stores import ReplayCache
 
 log = logging.getLogger("wstrust_wsgi.middleware")
 
@@ -73,6 +82,14 @@ class RelyingPartyMiddleware:
     :param allow_get: pass GET requests (e.g. ``?wsdl``) to the app unauthenticated;
         off by default, when any non-POST request is answered 405.
     :param max_body: largest request body read, in bytes.
+    :param replay_cache: when given, each assertion ID is admitted once only
+        (one-time-use tokens); see :mod:`wstrust_wsgi.stores`. Off by default,
+        as in WIF: clients reuse a bearer token for its lifetime, and the
+        audience, time window and signature still bind it. A cache that fails
+        refuses the request (fail closed).
+    :param understood_headers: header blocks (Clark names) the wrapped app
+        processes itself; any other block marked mustUnderstand and addressed
+        to this node is refused with a MustUnderstand fault.
     """
 
     def __init__(
@@ -87,6 +104,8 @@ class RelyingPartyMiddleware:
         allow_get: bool = False,
         clock: Clock = utcnow,
         max_body: int = _xml.DEFAULT_MAX_BYTES,
+        replay_cache: ReplayCache | None = None,
+        understood_headers: Iterable[str] = (),
     ) -> None:
         if clock_skew < timedelta(0):
             raise ConfigurationError("clock_skew: must not be negative")
@@ -101,6 +120,8 @@ class RelyingPartyMiddleware:
         self._allow_get = allow_get
         self._clock = clock
         self._max_body = max_body
+        self._replay = replay_cache
+        self._understood = UNDERSTOOD_HEADERS | frozenset(understood_headers)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
@@ -137,6 +158,9 @@ class RelyingPartyMiddleware:
         envelope = soap.parse_envelope(
             body, content_type=request.headers.get("Content-Type"), max_bytes=self._max_body
         )
+        for header in envelope.header_blocks():
+            if envelope.must_understand(header) and header.tag not in self._understood:
+                raise MustUnderstand(f"header {header.tag} has mustUnderstand and is not understood")
         security = wssecurity.security_header(envelope.header_blocks(), envelope.version.namespace)
         if security is None:
             raise InvalidSecurity("no wsse:Security header",
@@ -151,4 +175,18 @@ class RelyingPartyMiddleware:
                 f"{len(assertions)} SAML assertions in wsse:Security, expected exactly 1",
                 reason="The wsse:Security header must carry exactly one SAML assertion.",
             )
-        return verify_assertion(assertions[0], self.policy, now=now)
+        verified = verify_assertion(assertions[0], self.policy, now=now)
+        if self._replay is not None:
+            key = f"saml:{verified.issuer}:{verified.assertion_id}"
+            expires = verified.not_on_or_after + self.policy.clock_skew
+            try:
+                first = self._replay.add(key, expires=expires, now=now)
+            except SoapFault:
+                raise
+            except Exception as exc:  # fail closed: an unavailable cache admits nobody
+                raise RequestFailed(f"replay cache unavailable: {exc!r}",
+                                    reason="The service cannot check tokens right now.") from None
+            if not first:
+                raise InvalidSecurityToken(f"assertion {verified.assertion_id} replayed",
+                                           reason="The security token has already been used.")
+        return verified

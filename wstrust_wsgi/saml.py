@@ -11,6 +11,8 @@ enveloped + exclusive c14n transforms only; allowed algorithms only), verifies
 it with signxml against each configured certificate in turn (a certificate or
 key carried in ``KeyInfo`` is never used), and reads every claim from the
 element signxml returns as signed. Nothing is read from the message again.
+Subject, issuer and audience are the exact signed text: no whitespace is
+trimmed, so `` admin`` is not ``admin`` and an audience is matched as written.
 """
 
 from __future__ import annotations
@@ -410,11 +412,11 @@ def _attributes_saml11(signed: etree._Element) -> dict[str, tuple[str, ...]]:
 
 def _read_saml2(signed: etree._Element) -> tuple[str, str, list[list[str]], bool, etree._Element | None]:
     s = ns.SAML2
-    issuer = _xml.text(_xml.child(signed, s, "Issuer"))
+    issuer = _xml.text(_xml.child(signed, s, "Issuer"), strip=False)
     subject_el = _xml.child(signed, s, "Subject")
     if subject_el is None:
         raise InvalidSecurityToken("assertion has no Subject")
-    subject = _xml.text(_xml.child(subject_el, s, "NameID"))
+    subject = _xml.text(_xml.child(subject_el, s, "NameID"), strip=False)
     bearer = False
     for confirmation in _xml.children(subject_el, s, "SubjectConfirmation"):
         if confirmation.get("Method") == ns.SAML2_BEARER:
@@ -423,13 +425,13 @@ def _read_saml2(signed: etree._Element) -> tuple[str, str, list[list[str]], bool
     restrictions = []
     if conditions is not None:
         for restriction in _xml.children(conditions, s, "AudienceRestriction"):
-            restrictions.append([_xml.text(a) for a in _xml.children(restriction, s, "Audience")])
+            restrictions.append([_xml.text(a, strip=False) for a in _xml.children(restriction, s, "Audience")])
     return issuer, subject, restrictions, bearer, conditions
 
 
 def _read_saml11(signed: etree._Element) -> tuple[str, str, list[list[str]], bool, etree._Element | None]:
     s = ns.SAML1
-    issuer = signed.get("Issuer", "").strip()
+    issuer = signed.get("Issuer", "")
     subjects = set()
     bearer = False
     for statement in signed:
@@ -438,7 +440,7 @@ def _read_saml11(signed: etree._Element) -> tuple[str, str, list[list[str]], boo
         subject_el = _xml.child(statement, s, "Subject")
         if subject_el is None:
             continue
-        subjects.add(_xml.text(_xml.child(subject_el, s, "NameIdentifier")))
+        subjects.add(_xml.text(_xml.child(subject_el, s, "NameIdentifier"), strip=False))
         confirmation = _xml.child(subject_el, s, "SubjectConfirmation")
         methods_ = [_xml.text(m) for m in _xml.children(confirmation, s, "ConfirmationMethod")] if confirmation is not None else []
         bearer = bearer or ns.SAML1_BEARER in methods_
@@ -448,7 +450,7 @@ def _read_saml11(signed: etree._Element) -> tuple[str, str, list[list[str]], boo
     restrictions = []
     if conditions is not None:
         for restriction in _xml.children(conditions, s, "AudienceRestrictionCondition"):
-            restrictions.append([_xml.text(a) for a in _xml.children(restriction, s, "Audience")])
+            restrictions.append([_xml.text(a, strip=False) for a in _xml.children(restriction, s, "Audience")])
     return issuer, subjects.pop(), restrictions, bearer, conditions
 
 
@@ -508,8 +510,10 @@ def verify_assertion(
             limit = _time_attr(data_el, "NotOnOrAfter")
             if limit is not None and now - skew >= limit:
                 raise InvalidSecurityToken(f"subject confirmation expired at {limit.isoformat()}", reason=expired_reason)
+    issue_instant = _time_attr(signed, "IssueInstant")
+    if issue_instant is not None and issue_instant > now + skew:
+        raise InvalidSecurityToken(f"IssueInstant {issue_instant.isoformat()} is in the future", reason=expired_reason)
     attributes = _attributes_saml2(signed) if version is SAML2 else _attributes_saml11(signed)
-    instant_attr = "IssueInstant"
     return VerifiedAssertion(
         version=version.name,
         assertion_id=assertion_id,
@@ -518,7 +522,7 @@ def verify_assertion(
         audiences=tuple(a for r in restrictions for a in r),
         not_before=not_before,
         not_on_or_after=not_on_or_after,
-        issue_instant=_time_attr(signed, instant_attr),
+        issue_instant=issue_instant,
         attributes=MappingProxyType(attributes),
         raw=raw,
         element=signed,

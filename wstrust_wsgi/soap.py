@@ -52,6 +52,16 @@ _ROLES_FOR_US = frozenset({
 })
 
 
+#: Header blocks this package processes: wsse:Security and the WS-Addressing headers.
+UNDERSTOOD_HEADERS = frozenset(
+    [_xml.qname(ns.WSSE, "Security")]
+    + [_xml.qname(a, h) for a in _WSA
+       for h in ("Action", "To", "MessageID", "ReplyTo", "From", "FaultTo", "RelatesTo")]
+)
+#: Most header blocks accepted in one envelope.
+MAX_HEADER_BLOCKS = 32
+
+
 def for_this_node(header: etree._Element, soap_ns: str) -> bool:
     """Whether a header block is addressed to us (the ultimate receiver)."""
     role = header.get(_xml.qname(soap_ns, "actor")) or header.get(_xml.qname(soap_ns, "role")) or ""
@@ -135,6 +145,9 @@ def parse_envelope(
     if headers and elements[0] is not headers[0]:
         raise MalformedMessage("Header must come before Body")
     header = headers[0] if headers else None
+    if header is not None and len(header) > MAX_HEADER_BLOCKS:
+        raise MalformedMessage(f"{len(header)} header blocks, more than {MAX_HEADER_BLOCKS}",
+                               reason="The SOAP header has too many blocks.")
     action = params.get("action", "") or (soap_action or "").strip().strip('"')
     if not action and header is not None:
         wsa_action = _xml.child(header, _WSA, "Action")

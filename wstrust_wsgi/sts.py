@@ -43,11 +43,6 @@ from .stores.memory import MemoryRelyingPartyStore, MemoryReplayCache
 
 log = logging.getLogger("wstrust_wsgi.sts")
 
-_UNDERSTOOD = frozenset(
-    [_xml.qname(ns.WSSE, "Security")]
-    + [_xml.qname(a, h) for a in (ns.WSA10, ns.WSA04)
-       for h in ("Action", "To", "MessageID", "ReplyTo", "From", "FaultTo", "RelatesTo")]
-)
 _KNOWN_ACTIONS = {d.issue_action: d for d in wstrust.DIALECTS.values()}
 _SAML_BY_NAME = {SAML2.name: SAML2, SAML11.name: SAML11}
 
@@ -143,7 +138,7 @@ class TokenService:
     def _issue(self, envelope: soap.Envelope, rst: etree._Element) -> bytes:
         now = self._clock()
         for header in envelope.header_blocks():
-            if envelope.must_understand(header) and header.tag not in _UNDERSTOOD:
+            if envelope.must_understand(header) and header.tag not in soap.UNDERSTOOD_HEADERS:
                 raise MustUnderstand(f"header {header.tag} has mustUnderstand and is not understood")
         if envelope.action and envelope.action not in _KNOWN_ACTIONS:
             raise InvalidRequest(f"action {envelope.action!r} is not an Issue action",
