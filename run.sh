@@ -53,7 +53,13 @@ case "${1:-}" in
         ;;
     test)
         shift
-        command -v xmlsec1 >/dev/null 2>&1 || apt_install xmlsec1
+        # outside programs the tests run for real (each test starts its own instance)
+        missing=""
+        command -v xmlsec1 >/dev/null 2>&1 || missing="$missing xmlsec1"
+        command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+        [ -x /usr/sbin/slapd ] || missing="$missing slapd ldap-utils"
+        ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+        [ -z "$missing" ] || apt_install $missing
         setup
         exec .venv/bin/python -m pytest "$@"
         ;;
