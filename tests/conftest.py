@@ -166,8 +166,8 @@ def _xmlsec1_checks_every_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     issued: list[tuple[bytes, bytes]] = []
     original = saml_module.AssertionSigner.sign
 
-    def recording_sign(self, version, content):  # type: ignore[no-untyped-def]
-        signed = original(self, version, content)
+    def recording_sign(self, version, content, **kwargs):  # type: ignore[no-untyped-def]
+        signed = original(self, version, content, **kwargs)
         issued.append((signed, self._key.certificate_pem))
         return signed
 

@@ -26,6 +26,7 @@ PUBLIC_API = [
     "SigningKey",
     "SoapFault",
     "StsClient",
+    "StsSettings",
     "TokenService",
     "TransportError",
     "UrllibTransport",

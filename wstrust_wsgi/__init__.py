@@ -17,7 +17,7 @@ from .errors import (
 from .keys import SigningKey, generate_demo_key_pair, load_certificate
 from .middleware import ENVIRON_KEY, RelyingPartyMiddleware, get_assertion
 from .saml import VerifiedAssertion
-from .stores import Principal, RelyingParty
+from .stores import Principal, RelyingParty, StsSettings
 from .stores.memory import MemoryRelyingPartyStore, MemoryReplayCache, MemoryUserStore, User
 from .sts import TokenService
 
@@ -37,6 +37,7 @@ __all__ = [
     "SigningKey",
     "SoapFault",
     "StsClient",
+    "StsSettings",
     "TokenService",
     "TransportError",
     "UrllibTransport",

@@ -199,6 +199,13 @@ def build_saml11(content: AssertionContent) -> etree._Element:
 _BUILDERS = {SAML2.name: build_saml2, SAML11.name: build_saml11}
 
 
+class _SHA1Signer(XMLSigner):
+    """signxml refuses SHA-1 unless this check is overridden (its documented opt-out)."""
+
+    def check_deprecated_methods(self) -> None:
+        return None
+
+
 class AssertionSigner:
     """Builds and signs assertions with one key: enveloped XML-DSig, RSA-SHA256, SHA-256, exclusive c14n.
 
@@ -207,26 +214,42 @@ class AssertionSigner:
     lock so that threaded workers never share one mid-call.
     """
 
+    _ALGORITHMS = {
+        "rsa-sha256": (SignatureMethod.RSA_SHA256, DigestAlgorithm.SHA256),
+        "rsa-sha384": (SignatureMethod.RSA_SHA384, DigestAlgorithm.SHA384),
+        "rsa-sha512": (SignatureMethod.RSA_SHA512, DigestAlgorithm.SHA512),
+        "rsa-sha1": (SignatureMethod.RSA_SHA1, DigestAlgorithm.SHA1),
+    }
+
     def __init__(self, key: SigningKey) -> None:
         self._key = key
         self._cert_pem = [key.certificate_pem.decode("ascii")]
         self._signers = {
-            version.name: (self._new_signer(), threading.Lock()) for version in (SAML2, SAML11)
+            (version.name, algorithm): (self._new_signer(algorithm), threading.Lock())
+            for version in (SAML2, SAML11) for algorithm in self._ALGORITHMS
         }
 
-    @staticmethod
-    def _new_signer() -> XMLSigner:
+    @classmethod
+    def _new_signer(cls, algorithm: str) -> XMLSigner:
+        signature_method, digest = cls._ALGORITHMS[algorithm]
+        if algorithm == "rsa-sha1":
+            # signxml refuses SHA-1 unless asked through its documented opt-out class
+            signer: XMLSigner = _SHA1Signer(
+                method=methods.enveloped, signature_algorithm=signature_method, digest_algorithm=digest,
+                c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
+            )
+            return signer
         return XMLSigner(
             method=methods.enveloped,
-            signature_algorithm=SignatureMethod.RSA_SHA256,
-            digest_algorithm=DigestAlgorithm.SHA256,
+            signature_algorithm=signature_method,
+            digest_algorithm=digest,
             c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
         )
 
-    def sign(self, version: SamlVersion, content: AssertionContent) -> bytes:
+    def sign(self, version: SamlVersion, content: AssertionContent, *, algorithm: str = "rsa-sha256") -> bytes:
         """The serialized signed assertion (bytes that declare every namespace they use)."""
         unsigned = _BUILDERS[version.name](content)
-        signer, lock = self._signers[version.name]
+        signer, lock = self._signers[(version.name, algorithm)]
         with lock:
             signed = signer.sign(
                 unsigned,
