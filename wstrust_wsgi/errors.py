@@ -24,7 +24,8 @@ to the server log only, never to the peer::
      |         +-- MessageExpired        wsse:MessageExpired
      +-- RemoteFault                     client side: a peer answered with a SOAP fault
      +-- TransportError                  client side: no answer, or not SOAP
-     +-- ConfigurationError              a constructor argument broke a rule (also a ValueError)
+     +-- ConfigurationError              a configuration value broke a rule (also a ValueError)
+     +-- RegistryError                   a registry change named something unknown, or a duplicate
 
 How a fault is rendered (SOAP version, HTTP status) is decided in :mod:`wstrust_wsgi.soap`.
 """
@@ -179,3 +180,10 @@ class TransportError(WsTrustError):
 
 class ConfigurationError(WsTrustError, ValueError):
     """A configuration value broke a rule; the message names the setting and the rule."""
+
+
+class RegistryError(WsTrustError):
+    """A registry operation named an unknown user, role or relying party, or a duplicate one.
+
+    The message is meant for the person at the command line.
+    """
