@@ -9,6 +9,12 @@ WSTRUST_DEMO_CERTS             folder with sts.crt, the trusted STS cert
 WSTRUST_DEMO_SERVICE_PATH      mount path (``/services/echo``)
 WSTRUST_DEMO_SERVICE_URL       expected audience (``http://127.0.0.1:8081/services/echo``)
 WSTRUST_DEMO_ISSUER            accepted issuer (``http://127.0.0.1:8080/services/sts``)
+WSTRUST_DEMO_REPLAY_CACHE      unset (the default): no replay detection, a
+                               token is reusable for its lifetime; set, each
+                               assertion is admitted once, recorded in
+                               ``memory:`` (this worker only),
+                               ``sqlite:///abs/path.db`` (the workers of one
+                               host) or ``redis://host:port/db`` (all hosts)
 =============================  ==========================================
 """
 
@@ -24,6 +30,7 @@ from lxml import etree
 from wstrust_wsgi import RelyingPartyMiddleware, get_assertion
 from wstrust_wsgi import _xml, soap
 from wstrust_wsgi._http import mount
+from wstrust_wsgi.stores.replay import replay_cache_from_url
 
 ECHO_NS = "urn:wstrust-wsgi:demo:echo"
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +38,7 @@ CERTS = Path(os.environ.get("WSTRUST_DEMO_CERTS", ROOT / "certs"))
 SERVICE_PATH = os.environ.get("WSTRUST_DEMO_SERVICE_PATH", "/services/echo")
 SERVICE_URL = os.environ.get("WSTRUST_DEMO_SERVICE_URL", "http://127.0.0.1:8081/services/echo")
 ISSUER = os.environ.get("WSTRUST_DEMO_ISSUER", "http://127.0.0.1:8080/services/sts")
+REPLAY_CACHE = os.environ.get("WSTRUST_DEMO_REPLAY_CACHE", "")
 
 
 def echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -54,7 +62,8 @@ def echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 def make_app() -> Any:
     return RelyingPartyMiddleware(
-        echo, audience=SERVICE_URL, issuer=ISSUER, trusted_certs=[CERTS / "sts.crt"]
+        echo, audience=SERVICE_URL, issuer=ISSUER, trusted_certs=[CERTS / "sts.crt"],
+        replay_cache=replay_cache_from_url(REPLAY_CACHE) if REPLAY_CACHE.strip() else None,
     )
 
 

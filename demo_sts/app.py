@@ -10,6 +10,11 @@ WSTRUST_DEMO_STS_PATH          mount path (``/services/sts``)
 WSTRUST_DEMO_ISSUER            Issuer name (``http://127.0.0.1:8080/services/sts``)
 WSTRUST_DEMO_SERVICE_URL       the echo service's address, its audience
                                (``http://127.0.0.1:8081/services/echo``)
+WSTRUST_DEMO_NONCE_CACHE       where PasswordDigest nonces are recorded
+                               (``memory:``, this worker only); to run
+                               several workers or hosts, share one:
+                               ``sqlite:///abs/path.db`` (one host) or
+                               ``redis://host:port/db``
 =============================  ==========================================
 """
 
@@ -21,12 +26,14 @@ from pathlib import Path
 
 from wstrust_wsgi import MemoryUserStore, RelyingParty, SigningKey, TokenService, User
 from wstrust_wsgi._http import mount
+from wstrust_wsgi.stores.replay import replay_cache_from_url
 
 ROOT = Path(__file__).resolve().parent.parent
 CERTS = Path(os.environ.get("WSTRUST_DEMO_CERTS", ROOT / "certs"))
 STS_PATH = os.environ.get("WSTRUST_DEMO_STS_PATH", "/services/sts")
 ISSUER = os.environ.get("WSTRUST_DEMO_ISSUER", "http://127.0.0.1:8080/services/sts")
 SERVICE_URL = os.environ.get("WSTRUST_DEMO_SERVICE_URL", "http://127.0.0.1:8081/services/echo")
+NONCE_CACHE = os.environ.get("WSTRUST_DEMO_NONCE_CACHE", "memory:")
 
 DEMO_USERS = [
     User("admin", "admin", roles=["admin"], claims={
@@ -44,6 +51,7 @@ def make_service() -> TokenService:
         signing_key=SigningKey.from_files(CERTS / "sts.key", CERTS / "sts.crt"),
         users=MemoryUserStore(DEMO_USERS),
         relying_parties=[RelyingParty(SERVICE_URL)],
+        nonce_cache=replay_cache_from_url(NONCE_CACHE),
     )
 
 

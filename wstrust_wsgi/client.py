@@ -11,6 +11,7 @@ Transport is a parameter: :class:`UrllibTransport` speaks real HTTP,
 from __future__ import annotations
 
 import http.client
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -36,15 +37,20 @@ _TOKEN_TYPES = {"2.0": SAML2.token_type, "1.1": SAML11.token_type}
 
 
 class UrllibTransport:
-    """Real HTTP with the standard library; connection failures become one plain sentence."""
+    """Real HTTP(S) with the standard library; connection failures become one plain sentence.
 
-    def __init__(self, *, timeout: float = 10.0) -> None:
+    :param cafile: PEM file of the CA (or self-signed certificate) to trust for
+        HTTPS instead of the system store.
+    """
+
+    def __init__(self, *, timeout: float = 10.0, cafile: str | None = None) -> None:
         self.timeout = timeout
+        self._context = ssl.create_default_context(cafile=cafile) if cafile else None
 
     def __call__(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
         try:
             request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self._context) as response:
                 return response.status, response.headers.get("Content-Type", ""), response.read()
         except urllib.error.HTTPError as exc:  # faults arrive with 4xx/5xx
             return exc.code, exc.headers.get("Content-Type", ""), exc.read()
