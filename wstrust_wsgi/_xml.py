@@ -25,6 +25,34 @@ DEFAULT_MAX_DEPTH = 64
 
 _local = threading.local()
 _DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_DOCTYPE_TEXT = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_WIDE_ENCODINGS = (  # byte-order marks and the zero-byte patterns of "<?" (XML 1.0 appendix F)
+    (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\x00<", "utf-32-be"), (b"<\x00\x00\x00", "utf-32-le"),
+    (b"\xfe\xff", "utf-16-be"), (b"\xff\xfe", "utf-16-le"),
+    (b"\x00<", "utf-16-be"), (b"<\x00", "utf-16-le"),
+)
+
+
+class _NothingResolver(etree.Resolver):
+    """Answers every external reference (DTD, entity, XInclude) with nothing.
+
+    load_dtd=False and no_network=True do not stop libxml2 from opening a local
+    file named by an external DTD subset in every case; this resolver makes sure
+    no file and no URL is ever read.
+    """
+
+    def resolve(self, system_url: str, public_id: str, context: object) -> object:  # type: ignore[override]
+        return self.resolve_string("", context, base_url=None)
+
+
+def _declares_doctype(data: bytes) -> bool:
+    if _declares_doctype(data):
+        return True
+    for mark, codec in _WIDE_ENCODINGS:
+        if data.startswith(mark):
+            return bool(_DOCTYPE_TEXT.search(data.decode(codec, errors="ignore")))
+    return False
 
 
 def _parser() -> etree.XMLParser:
@@ -40,6 +68,7 @@ def _parser() -> etree.XMLParser:
             remove_comments=True,
             collect_ids=False,
         )
+        parser.resolvers.add(_NothingResolver())
         _local.parser = parser
     return parser
 

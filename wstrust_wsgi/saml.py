@@ -273,7 +273,6 @@ _DIGESTS = {
     "http://www.w3.org/2001/04/xmldsig-more#sha384": DigestAlgorithm.SHA384,
     "http://www.w3.org/2001/04/xmlenc#sha512": DigestAlgorithm.SHA512,
 }
-_ALLOWED_TRANSFORMS = frozenset({ns.ALG_ENVELOPED, ns.ALG_EXC_C14N})
 
 
 @dataclass(frozen=True)
@@ -366,7 +365,7 @@ def _check_signature_shape(root: etree._Element, version: SamlVersion, policy: V
         raise FailedCheck(f"reference URI {reference.get('URI')!r} does not point at assertion {assertion_id!r}")
     transforms = _xml.child(reference, ns.DS, "Transforms")
     uris = [t.get("Algorithm") for t in _xml.children(transforms, ns.DS, "Transform")] if transforms is not None else []
-    if ns.ALG_ENVELOPED not in uris or not set(uris) <= _ALLOWED_TRANSFORMS or len(uris) > 2:
+    if uris != [ns.ALG_ENVELOPED, ns.ALG_EXC_C14N]:
         raise UnsupportedAlgorithm(f"transforms {uris!r}: only enveloped-signature and exclusive c14n are allowed")
     digest = _xml.child(reference, ns.DS, "DigestMethod")
     digest_uri = digest.get("Algorithm") if digest is not None else None
@@ -393,8 +392,9 @@ def _verify_signature(
             result = XMLVerifier().verify(
                 root, x509_cert=cert, id_attribute=version.id_attribute, expect_config=config
             )
-        except SignXMLException as exc:
-            failures.append(f"{cert.subject.rfc4514_string()}: {exc}")
+        except (SignXMLException, etree.LxmlError, TypeError, ValueError) as exc:
+            # signxml raises more than its own exceptions on malformed signatures
+            failures.append(f"{cert.subject.rfc4514_string()}: {type(exc).__name__}: {exc}")
             continue
         signed = result.signed_xml  # type: ignore[union-attr]
         if signed is None:
@@ -493,11 +493,23 @@ def verify_assertion(
         root = _xml.parse(raw)  # a standalone copy: nothing outside the assertion can be referenced
     except MalformedMessage as exc:
         raise InvalidSecurityToken(f"assertion copy did not parse: {exc}") from None
-    assertion_id = _check_signature_shape(root, version, policy)
+    try:
+        assertion_id = _check_signature_shape(root, version, policy)
+    except MalformedMessage as exc:  # e.g. two SignedInfo: a signature we will not read
+        raise FailedCheck(f"malformed signature: {exc.detail}") from None
     signed = _verify_signature(root, version, policy, now)
     if signed.tag != root.tag or signed.get(version.id_attribute) != assertion_id:
         raise FailedCheck("signed element is not the assertion")
+    try:
+        return _read_claims(signed, version, policy, now, assertion_id, raw)
+    except MalformedMessage as exc:  # e.g. two Conditions: ambiguous, so refused
+        raise InvalidSecurityToken(f"malformed assertion: {exc.detail}") from None
 
+
+def _read_claims(
+    signed: etree._Element, version: SamlVersion, policy: ValidationPolicy, now: datetime,
+    assertion_id: str, raw: bytes,
+) -> VerifiedAssertion:
     reader = _read_saml2 if version is SAML2 else _read_saml11
     issuer, subject, restrictions, bearer, conditions = reader(signed)
     if issuer not in policy.issuers:
