@@ -20,9 +20,11 @@ PUBLIC_API = [
     "MemoryReplayCache",
     "MemoryUserStore",
     "Principal",
+    "RedisReplayCache",
     "RelyingParty",
     "RelyingPartyMiddleware",
     "RemoteFault",
+    "SQLiteReplayCache",
     "SigningKey",
     "SoapFault",
     "StsClient",
@@ -40,6 +42,7 @@ PUBLIC_API = [
     "get_assertion",
     "load_certificate",
     "parse_response",
+    "replay_cache_from_url",
 ]
 
 

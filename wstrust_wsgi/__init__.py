@@ -19,6 +19,7 @@ from .middleware import ENVIRON_KEY, RelyingPartyMiddleware, get_assertion
 from .saml import VerifiedAssertion
 from .stores import Principal, RelyingParty, StsSettings
 from .stores.memory import MemoryRelyingPartyStore, MemoryReplayCache, MemoryUserStore, User
+from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
 from .sts import TokenService
 
 __version__ = "0.1.0"
@@ -31,9 +32,11 @@ __all__ = [
     "MemoryReplayCache",
     "MemoryUserStore",
     "Principal",
+    "RedisReplayCache",
     "RelyingParty",
     "RelyingPartyMiddleware",
     "RemoteFault",
+    "SQLiteReplayCache",
     "SigningKey",
     "SoapFault",
     "StsClient",
@@ -51,4 +54,5 @@ __all__ = [
     "get_assertion",
     "load_certificate",
     "parse_response",
+    "replay_cache_from_url",
 ]

@@ -2,7 +2,8 @@
 
 The replay cache is per process: under gunicorn with several workers, a nonce
 replayed to another worker is not seen. Run the STS with one worker and
-threads (as the demo does) until a shared cache backs it.
+threads (as the demo does), or use a shared cache from
+:mod:`wstrust_wsgi.stores.replay` (SQLite for one host, Redis for several).
 """
 
 from __future__ import annotations
