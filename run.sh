@@ -57,7 +57,7 @@ case "${1:-}" in
         missing=""
         command -v xmlsec1 >/dev/null 2>&1 || missing="$missing xmlsec1"
         command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
-        [ -x /usr/sbin/slapd ] || missing="$missing slapd ldap-utils"
+        [ -x /usr/sbin/slapd ] && command -v ldapwhoami >/dev/null 2>&1 || missing="$missing slapd ldap-utils"
         ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
         [ -z "$missing" ] || apt_install $missing
         setup

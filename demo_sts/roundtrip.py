@@ -38,7 +38,8 @@ def start_gunicorn(app: str, port: int, env: dict[str, str], log_path: Path) -> 
     log = open(log_path, "wb")
     return subprocess.Popen(
         [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}",
-         "--worker-class", "gthread", "--workers", "1", "--threads", "4", "--graceful-timeout", "5"],
+         "--worker-class", "gthread", "--workers", "1", "--threads", "4", "--graceful-timeout", "5",
+         "--no-control-socket"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
 
