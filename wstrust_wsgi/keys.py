@@ -81,15 +81,51 @@ def load_certificates(sources: Iterable[PathLike | bytes | x509.Certificate]) ->
 def generate_demo_key_pair(common_name: str, directory: PathLike, stem: str, *, days: int = 3650) -> None:
     """Write ``stem.key`` and a self-signed ``stem.crt`` (RSA-2048, SHA-256) into ``directory``.
 
-    For demos and tests only: the key is stored unencrypted.
+    For demos and tests only: the subject says "DEMO ONLY" so that nobody
+    mistakes the pair for a deployment key, and existing files are replaced
+    (``wstrust-wsgi certs`` regenerates them).
     """
+    key, cert = _self_signed(common_name, "wstrust-wsgi DEMO ONLY - do not use in production", days)
+    _write_pair(Path(directory), stem, key, cert, replace=True)
+
+
+def generate_key_pair(
+    common_name: str, directory: PathLike, stem: str = "sts", *, organization: str = "wstrust-wsgi",
+    days: int = 1095,
+) -> tuple[Path, Path]:
+    """Write a deployment signing key ``stem.key`` and its self-signed ``stem.crt``; return both paths.
+
+    RSA-2048 with a SHA-256 self-signature, as relying parties trust the STS by
+    its certificate (``trusted_certs``), not through a CA chain. Three years by
+    default: long enough not to surprise anyone, short enough that the rollover
+    (a second trusted certificate) gets rehearsed. The key is unencrypted
+    (gunicorn must read it unattended), so it is created ``0600`` from its
+    first byte and its folder ``0700`` when this creates the folder.
+
+    Never replaces anything: if either file exists, nothing is written and
+    :class:`ConfigurationError` names it, because overwriting a deployed key
+    silently invalidates every relying party's trust.
+    """
+    if days < 1:
+        raise ConfigurationError(f"days: must be at least 1, not {days}")
+    out = Path(directory)
+    for existing in (out / f"{stem}.key", out / f"{stem}.crt"):
+        if existing.exists():
+            raise ConfigurationError(f"{existing} already exists: not replacing a key pair")
+    key, cert = _self_signed(common_name, organization, days)
+    return _write_pair(out, stem, key, cert, replace=False)
+
+
+def _self_signed(common_name: str, organization: str, days: int) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """A fresh RSA-2048 key and a self-signed certificate for signing (digitalSignature), not a CA."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "wstrust-wsgi DEMO ONLY - do not use in production"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
         ]
     )
+    # Backdated a day so that a peer whose clock runs behind still accepts it.
     now = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(days=1)
     cert = (
         x509.CertificateBuilder()
@@ -110,13 +146,41 @@ def generate_demo_key_pair(common_name: str, directory: PathLike, stem: str, *, 
         )
         .sign(key, hashes.SHA256())
     )
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    key_file = out / f"{stem}.key"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+    return key, cert
+
+
+def _write_pair(out: Path, stem: str, key: rsa.RSAPrivateKey, cert: x509.Certificate, *,
+                replace: bool) -> tuple[Path, Path]:
+    """Write the key (created 0600, so it is never readable by others, not even briefly) and the certificate.
+
+    With ``replace`` false the files are created exclusively (``O_EXCL``), so a
+    pair that appeared meanwhile is never overwritten; if the certificate
+    cannot be written the new key is removed again, leaving no half pair.
+    """
+    if not out.exists():
+        out.mkdir(parents=True, mode=0o700)
+    key_path, cert_path = out / f"{stem}.key", out / f"{stem}.crt"
+    if replace:
+        key_path.unlink(missing_ok=True)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    key_file.chmod(0o600)
-    (out / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _create(key_path, key_pem, 0o600)
+    try:
+        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+        if replace:
+            cert_path.write_bytes(cert_pem)
+        else:
+            _create(cert_path, cert_pem, 0o644)
+    except BaseException:
+        key_path.unlink(missing_ok=True)
+        raise
+    return key_path, cert_path
+
+
+def _create(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` exclusively with ``mode`` (before any byte is written) and write ``data``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(path, mode)  # the umask may have removed bits we asked for; never adds any for the key

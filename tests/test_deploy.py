@@ -1,0 +1,805 @@
+"""Deployment: the TOML file, the start-up checks, and the STS under real gunicorn.
+
+* Parsing: a good file gives a typed config and a working app; every bad case
+  is a ConfigurationError whose one-line message names the file, the table and
+  the key.
+* Start-up failures for real: gunicorn with a bad file exits non-zero and the
+  sentence is the first thing it prints that is not an INFO line.
+* The real thing: a SQLite registry made with the Registry API, gunicorn with
+  TLS (a self-signed certificate for 127.0.0.1 the client trusts), a token
+  over HTTPS, and the allow_plaintext_http warning in gunicorn's log.
+* Two STS hosts (two gunicorns, two files) sharing one registry in a
+  throwaway PostgreSQL: a relying party added through one is served by the
+  other within 3 s.
+
+Everything listens on 127.0.0.1 only; every process is stopped in a finally.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+from lxml import etree
+from webtest import TestApp
+
+import slapd
+from conftest import EMAIL, ROOT, KeyFiles, xmlsec1_verify
+from pg import PostgresServer
+from wstrust_wsgi import ConfigurationError, RelyingParty, RemoteFault, StsClient, TransportError, UrllibTransport
+from wstrust_wsgi import ns
+from wstrust_wsgi.config import DeploymentConfig, load_config
+from wstrust_wsgi.deploy import StartupError, make_app
+from wstrust_wsgi.stores.sql import Registry
+
+ISSUER = "https://sts.example.org/services/sts"
+SERVICE = "https://svc.example.org/soap"
+ADMIN_PASSWORD = "admin-s3cret"
+REMOTE_PEER = "203.0.113.9"  # TEST-NET-3: only ever put into a WSGI environ, never contacted
+
+Tables = dict[str, dict[str, Any]]
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def toml_text(tables: Tables) -> str:
+    """A TOML document for the value types the config uses (JSON strings are TOML basic strings)."""
+
+    def value(item: Any) -> str:
+        if isinstance(item, bool):
+            return "true" if item else "false"
+        if isinstance(item, (int, float, str)):
+            return json.dumps(item)
+        if isinstance(item, list):
+            return "[" + ", ".join(value(i) for i in item) + "]"
+        if isinstance(item, dict):
+            return "{ " + ", ".join(f"{json.dumps(k)} = {value(v)}" for k, v in item.items()) + " }"
+        raise TypeError(item)
+
+    return "".join(f"[{name}]\n" + "".join(f"{key} = {value(v)}\n" for key, v in table.items()) + "\n"
+                   for name, table in tables.items())
+
+
+def write_config(directory: Path, tables: Tables, name: str = "sts.toml") -> Path:
+    path = directory / name
+    path.write_text(toml_text(tables))
+    return path
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite://{path.resolve()}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_tls_pair(directory: Path) -> tuple[Path, Path]:
+    """A self-signed server certificate for IP 127.0.0.1 (ECDSA P-256) and its key, for gunicorn."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1 (wstrust-wsgi test)")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)  # its own trust anchor
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = directory / "tls.key", directory / "tls.crt"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+def init_registry(url: str) -> None:
+    """A registry as an operator sets it up: schema and issuer, a role, two users, one relying party."""
+    registry = Registry.open(url)
+    try:
+        registry.init_schema(issuer=ISSUER)
+        registry.add_role("staff")
+        registry.add_user("admin", ADMIN_PASSWORD, roles=["admin"])
+        registry.add_user("alice", "alice-pw", roles=["staff"])
+        registry.add_relying_party(RelyingParty(SERVICE))
+    finally:
+        registry.close()
+
+
+def post_rst(app: Any, *, remote_addr: str, scheme: str = "http", username: str = "admin",
+             password: str = ADMIN_PASSWORD) -> Any:
+    """POST a PasswordText RST to an in-process app as if from ``remote_addr`` over ``scheme``."""
+    client = StsClient("http://sts.invalid/services/sts", username=username, password=password)
+    environ = {"wsgi.url_scheme": scheme, "REMOTE_ADDR": remote_addr}
+    return TestApp(app, extra_environ=environ).post(
+        "/services/sts", client.build_request(SERVICE), content_type="application/soap+xml; charset=utf-8",
+        expect_errors=True)
+
+
+def issued_assertion(response: Any) -> etree._Element | None:
+    return etree.fromstring(response.body).find(f".//{{{ns.SAML2}}}Assertion")
+
+
+class Gunicorn:
+    """One gunicorn process on 127.0.0.1, output to a log file; always :meth:`stop` it."""
+
+    def __init__(self, app: str, *, port: int, cwd: Path, log: Path, args: tuple[str, ...] = ()) -> None:
+        self.port = port
+        self.log = log
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        env.pop("WSTRUST_CONFIG", None)
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", "--no-control-socket",
+                 "--graceful-timeout", "5", *args],
+                cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_started(self, workers: int = 1, timeout: float = 30.0) -> None:
+        """Until every worker has built the app (deploy logs "STS at ..."), or fail with the log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"gunicorn exited with {self.process.returncode}:\n{self.text()}")
+            if self.text().count("STS at /") >= workers:
+                return
+            time.sleep(0.1)
+        pytest.fail(f"gunicorn did not start within {timeout:.0f} s:\n{self.text()}")
+
+    def wait_exit(self, timeout: float = 60.0) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f"gunicorn did not exit within {timeout:.0f} s:\n{self.text()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """make_app sets the wstrust_wsgi logger's level (and maybe a handler); undo it for other tests."""
+    logger = logging.getLogger("wstrust_wsgi")
+    level, handlers = logger.level, list(logger.handlers)
+    yield
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
+
+
+# ---------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def registry_file(tmp_path: Path) -> Path:
+    """A SQLite registry initialised with the Registry API: admin (role admin), alice, one relying party."""
+    path = tmp_path / "var" / "registry.db"
+    path.parent.mkdir()
+    init_registry(sqlite_url(path))
+    return path
+
+
+@pytest.fixture
+def good(tmp_path: Path, sts_keys: KeyFiles) -> Tables:
+    """A complete, valid file's tables; the registry file exists but is empty (parsing never opens it)."""
+    registry = tmp_path / "empty-registry.db"
+    registry.touch()
+    return {
+        "sts": {"path": "/services/sts", "log_level": "info"},
+        "keys": {"signing_key": str(sts_keys.key), "signing_cert": str(sts_keys.cert)},
+        "registry": {"url": sqlite_url(registry)},
+        "replay": {"nonce_cache": "memory:"},
+    }
+
+
+# ---------------------------------------------------------------------- parsing: the good case
+
+
+def test_a_good_file_gives_a_typed_frozen_config(tmp_path: Path, good: Tables, sts_keys: KeyFiles) -> None:
+    good["sts"]["allow_plaintext_http"] = False
+    config = load_config(write_config(tmp_path, good))
+    assert isinstance(config, DeploymentConfig)
+    assert config.source == str(tmp_path / "sts.toml")
+    assert config.sts.path == "/services/sts" and config.sts.allow_plaintext_http is False
+    assert config.keys.signing_key == sts_keys.key and config.keys.signing_cert == sts_keys.cert
+    assert config.keys.loaded.certificate == sts_keys.load().certificate
+    assert config.users == "registry" and config.ldap is None
+    assert config.replay.nonce_cache == "memory:"
+    with pytest.raises(AttributeError):
+        config.sts = config.sts  # type: ignore[misc]
+
+
+def test_defaults_and_relative_paths(tmp_path: Path, sts_keys: KeyFiles) -> None:
+    """[sts] and [replay] may be left out; relative paths are relative to the file, not the cwd."""
+    confdir = tmp_path / "etc"
+    confdir.mkdir()
+    (confdir / "k.pem").write_bytes(sts_keys.key.read_bytes())
+    (confdir / "c.pem").write_bytes(sts_keys.cert.read_bytes())
+    (tmp_path / "r.db").touch()
+    path = write_config(confdir, {"keys": {"signing_key": "k.pem", "signing_cert": "c.pem"},
+                                  "registry": {"url": sqlite_url(tmp_path / "r.db")}})
+    config = load_config(path)
+    assert config.keys.signing_key == confdir.resolve() / "k.pem"
+    assert config.sts.path == "/services/sts" and config.sts.allow_plaintext_http is None
+    assert config.sts.log_level == "info" and config.replay.nonce_cache == "memory:"
+
+
+def test_secrets_stay_out_of_repr(tmp_path: Path, good: Tables) -> None:
+    good["registry"]["url"] = "postgresql://wstrust:pg-secret@127.0.0.1:5432/wstrust"
+    config = load_config(write_config(tmp_path, good))
+    assert "pg-secret" not in repr(config)
+    assert config.registry.display_url == "postgresql://wstrust:***@127.0.0.1:5432/wstrust"
+
+
+def test_the_example_file_is_valid(tmp_path: Path, sts_keys: KeyFiles) -> None:
+    """demo_sts/sts.example.toml, its paths pointed at real files, loads; so does its [ldap] block.
+
+    The LDAP store accepts the block's options too: make_app builds it before
+    it opens the registry, so the first error is the (empty) registry's.
+    """
+    text = (ROOT / "demo_sts" / "sts.example.toml").read_text()
+    (tmp_path / "registry.db").touch()
+    text = (text.replace("/etc/wstrust/signing/sts.key", str(sts_keys.key))
+            .replace("/etc/wstrust/signing/sts.crt", str(sts_keys.cert))
+            .replace("sqlite:///var/lib/wstrust/registry.db", sqlite_url(tmp_path / "registry.db"))
+            .replace("sqlite:///var/lib/wstrust/nonces.db", sqlite_url(tmp_path / "nonces.db")))
+    (tmp_path / "plain.toml").write_text(text)
+    config = load_config(tmp_path / "plain.toml")
+    assert config.users == "registry" and config.sts.path == "/services/sts"
+    # the commented [ldap] block: uncomment it and switch the source
+    (tmp_path / "bind-password").write_text("reader-secret\n")
+    (tmp_path / "ca.pem").write_bytes(sts_keys.cert.read_bytes())
+    ldap = re.sub(r"(?m)^# (?!#)", "", text.split("# [ldap]", 1)[1].split("[replay]", 1)[0])
+    ldap = (ldap.replace("/etc/wstrust/ldap-bind-password", str(tmp_path / "bind-password"))
+            .replace("/etc/ssl/certs/example-ldap-ca.pem", str(tmp_path / "ca.pem")))
+    with_ldap = text.replace('source = "registry"', 'source = "ldap"') + "\n[ldap]" + ldap
+    (tmp_path / "ldap.toml").write_text(with_ldap)
+    config = load_config(tmp_path / "ldap.toml")
+    assert config.users == "ldap" and config.ldap is not None
+    assert config.ldap.bind_password == "reader-secret"
+    assert config.ldap.urls == ("ldaps://ldap1.example.org", "ldaps://ldap2.example.org")
+    with pytest.raises(StartupError, match=r"ldap\.toml: \[registry\] url: .* is not initialised"):
+        make_app(tmp_path / "ldap.toml")
+
+
+# ---------------------------------------------------------------------- parsing: every bad case
+
+
+def _encrypted_key(directory: Path) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = directory / "encrypted.key"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.BestAvailableEncryption(b"pass")))
+    return str(path)
+
+
+def _ec_key_and_cert(directory: Path) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=9))
+            .sign(key, hashes.SHA256()))
+    (directory / "ec.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    (directory / "ec.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(directory / "ec.key"), str(directory / "ec.crt")
+
+
+def _set(table: str, key: str, value: Any) -> Callable[[Tables, Path, KeyFiles], None]:
+    def change(tables: Tables, _tmp: Path, _rogue: KeyFiles) -> None:
+        tables.setdefault(table, {})[key] = value
+    return change
+
+
+def _file(table: str, key: str, make: Callable[[Path], Path]) -> Callable[[Tables, Path, KeyFiles], None]:
+    def change(tables: Tables, tmp: Path, _rogue: KeyFiles) -> None:
+        tables[table][key] = str(make(tmp))
+    return change
+
+
+def _text_file(name: str, text: str) -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        (tmp / name).write_text(text)
+        return tmp / name
+    return make
+
+
+def _directory(tmp: Path) -> Path:
+    (tmp / "a-directory").mkdir()
+    return tmp / "a-directory"
+
+
+def _mismatched_cert(tables: Tables, _tmp: Path, rogue: KeyFiles) -> None:
+    tables["keys"]["signing_cert"] = str(rogue.cert)
+
+
+def _encrypted(tables: Tables, tmp: Path, _rogue: KeyFiles) -> None:
+    tables["keys"]["signing_key"] = _encrypted_key(tmp)
+
+
+def _ec(tables: Tables, tmp: Path, _rogue: KeyFiles) -> None:
+    tables["keys"]["signing_key"], tables["keys"]["signing_cert"] = _ec_key_and_cert(tmp)
+
+
+def _drop(table: str, key: str | None = None) -> Callable[[Tables, Path, KeyFiles], None]:
+    def change(tables: Tables, _tmp: Path, _rogue: KeyFiles) -> None:
+        if key is None:
+            del tables[table]
+        else:
+            del tables[table][key]
+    return change
+
+
+def _ldap(**values: Any) -> Callable[[Tables, Path, KeyFiles], None]:
+    def change(tables: Tables, _tmp: Path, _rogue: KeyFiles) -> None:
+        tables["users"] = {"source": "ldap"}
+        tables["ldap"] = {"urls": "ldap://127.0.0.1:389", "bind_dn": "cn=reader,dc=example,dc=org",
+                          "bind_password": "pw", "user_search_base": "ou=people,dc=example,dc=org", **values}
+    return change
+
+
+# (id, change to the good tables, "[table] key" the message must name, a phrase it must hold)
+BAD_CASES: list[tuple[str, Callable[[Tables, Path, KeyFiles], None], str, str]] = [
+    ("missing key file", _set("keys", "signing_key", "/nonexistent/sts.key"),
+     "[keys] signing_key", "/nonexistent/sts.key cannot be read (No such file or directory)"),
+    ("key is a directory", _file("keys", "signing_key", _directory),
+     "[keys] signing_key", "cannot be read (Is a directory)"),
+    ("key not PEM", _file("keys", "signing_key", _text_file("garbage.key", "not a key\n")),
+     "[keys] signing_key", "is not a PEM private key"),
+    ("key encrypted", _encrypted, "[keys] signing_key", "is encrypted"),
+    ("key not RSA", _ec, "[keys] signing_key", "is not an RSA key"),
+    ("missing cert file", _set("keys", "signing_cert", "/nonexistent/sts.crt"),
+     "[keys] signing_cert", "cannot be read (No such file or directory)"),
+    ("cert not PEM", _file("keys", "signing_cert", _text_file("garbage.crt", "-----BEGIN nothing\n")),
+     "[keys] signing_cert", "is not a PEM certificate"),
+    ("key and cert mismatch", _mismatched_cert, "[keys] signing_cert", "does not match signing_key"),
+    ("no signing_key", _drop("keys", "signing_key"), "[keys] signing_key", "missing"),
+    ("no [keys]", _drop("keys"), "[keys]", "is missing"),
+    ("no [registry]", _drop("registry"), "[registry]", "is missing"),
+    ("registry URL scheme", _set("registry", "url", "mysql://db.example.org/wstrust"),
+     "[registry] url", "is not sqlite:///absolute/path.db or postgresql://"),
+    ("registry URL two slashes", _set("registry", "url", "sqlite://registry.db"),
+     "[registry] url", "is not sqlite:///absolute/path.db"),
+    ("registry URL four slashes", _set("registry", "url", "sqlite:////var/lib/wstrust/registry.db"),
+     "[registry] url", "has four slashes"),
+    ("registry URL relative", _set("registry", "url", "sqlite:///./registry.db"),
+     "[registry] url", "is relative to the current folder"),
+    ("registry URL bad port", _set("registry", "url", "postgresql://u@127.0.0.1:99999/db"),
+     "[registry] url", "is not a valid PostgreSQL URL"),
+    ("registry URL no database", _set("registry", "url", "postgresql://u@127.0.0.1:5432"),
+     "[registry] url", "names no database"),
+    ("registry file in a missing directory", _set("registry", "url", "sqlite:///nonexistent-dir/registry.db"),
+     "[registry] url", "the directory /nonexistent-dir does not exist"),
+    ("registry file missing", lambda t, tmp, _r: t["registry"].update(url=sqlite_url(tmp / "none.db")),
+     "[registry] url", "does not exist; initialise the registry first"),
+    ("unknown key (typo)", _set("keys", "signing_kye", "/x"), "[keys] signing_kye",
+     "unknown setting (did you mean signing_key?)"),
+    ("unknown key in [sts]", _set("sts", "issuer", ISSUER), "[sts] issuer", "unknown setting"),
+    ("unknown table", _set("registy", "url", "x"), "[registy]", "is not a known table (did you mean registry?)"),
+    ("bool as string", _set("sts", "allow_plaintext_http", "yes"),
+     "[sts] allow_plaintext_http", "must be true or false, not a string ('yes')"),
+    ("bool as integer", _set("sts", "allow_plaintext_http", 1),
+     "[sts] allow_plaintext_http", "must be true or false, not an integer (1)"),
+    ("path as integer", _set("sts", "path", 8443), "[sts] path", "must be a string, not an integer (8443)"),
+    ("path not absolute", _set("sts", "path", "services/sts"), "[sts] path", "must be a URL path below /"),
+    ("path is the root", _set("sts", "path", "/"), "[sts] path", "must be a URL path below /"),
+    ("log level", _set("sts", "log_level", "verbose"), "[sts] log_level", "'verbose' is not one of"),
+    ("url as list", _set("registry", "url", ["sqlite:///a.db"]), "[registry] url", "must be a string, not a list"),
+    ("empty nonce cache", _set("replay", "nonce_cache", " "), "[replay] nonce_cache", "must not be empty"),
+    ("users source", _set("users", "source", "nis"), "[users] source", "'nis' is not one of 'registry', 'ldap'"),
+    ("ldap without source", lambda t, _tmp, _r: t.update(ldap={"urls": "ldap://127.0.0.1"}),
+     "[ldap]", 'is set but [users] source is "registry"'),
+    ("ldap source without [ldap]", _set("users", "source", "ldap"), "[ldap]", "is missing"),
+    ("ldap URL typo", _ldap(url="ldap://127.0.0.1"), "[ldap] url", "unknown setting (did you mean urls?)"),
+    ("ldap URLs empty list", _ldap(urls=[]), "[ldap] urls", "must be a string or a list of non-empty strings"),
+    ("ldap timeout as string", _ldap(connect_timeout="3"), "[ldap] connect_timeout",
+     "must be a number of seconds, not a string ('3')"),
+    ("ldap timeout zero", _ldap(connect_timeout=0), "[ldap] connect_timeout", "must be more than 0 seconds"),
+    ("ldap receive timeout fraction", _ldap(receive_timeout=2.5), "[ldap] receive_timeout",
+     "must be a whole number of seconds, not a number (2.5)"),
+    ("ldap both passwords", _ldap(bind_password_file="/etc/x"), "[ldap] bind_password_file",
+     "give bind_password or bind_password_file, not both"),
+    ("ldap password file missing", _ldap(bind_password=None, bind_password_file="/nonexistent/pw"),
+     "[ldap] bind_password_file", "/nonexistent/pw cannot be read (No such file or directory)"),
+    ("ldap group_to_role not a table", _ldap(group_to_role=["admins"]), "[ldap] group_to_role",
+     "must be a table of strings"),
+    ("ldap claim not a string", _ldap(attribute_to_claim={"mail": 5}), "[ldap] attribute_to_claim",
+     "the value for 'mail' must be a non-empty string"),
+]
+
+
+@pytest.mark.parametrize(("change", "where", "phrase"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
+def test_each_bad_value_is_one_sentence_naming_file_table_and_key(
+    tmp_path: Path, good: Tables, rogue_keys: KeyFiles, change: Callable[[Tables, Path, KeyFiles], None],
+    where: str, phrase: str,
+) -> None:
+    change(good, tmp_path, rogue_keys)
+    for table in good.values():  # _ldap(bind_password=None) removes a key
+        for key in [k for k, v in table.items() if v is None]:
+            del table[key]
+    path = write_config(tmp_path, good)
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {where}"), message
+    assert phrase in message, message
+    assert "\n" not in message
+    # make_app says the same, as the exception gunicorn prints cleanly
+    with pytest.raises(StartupError, match=re.escape(message)):
+        make_app(path)
+
+
+def test_a_password_in_a_wrongly_typed_value_is_not_echoed(tmp_path: Path, good: Tables) -> None:
+    _ldap(bind_password=123456789)(good, tmp_path, None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(write_config(tmp_path, good))
+    assert "[ldap] bind_password: must be a string, not an integer" in str(caught.value)
+    assert "123456789" not in str(caught.value)
+
+
+def test_file_level_problems(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"sts\.toml: the configuration file cannot be read "
+                                                 r"\(No such file or directory\)"):
+        load_config(tmp_path / "sts.toml")
+    (tmp_path / "broken.toml").write_text("[keys\nsigning_key = 1\n")
+    with pytest.raises(ConfigurationError, match=r"broken\.toml: not valid TOML \("):
+        load_config(tmp_path / "broken.toml")
+    (tmp_path / "flat.toml").write_text('keys = "sts.key"\n')
+    with pytest.raises(ConfigurationError, match=r"flat\.toml: keys must be a table \(\[keys\]\), not a string"):
+        load_config(tmp_path / "flat.toml")
+
+
+@pytest.mark.parametrize(("now", "phrase"), [
+    (dt.datetime(2200, 1, 1, tzinfo=dt.timezone.utc), "expired on"),
+    (dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc), "is not valid before"),
+])
+def test_a_signing_certificate_not_valid_now_is_refused(tmp_path: Path, good: Tables, now: dt.datetime,
+                                                       phrase: str) -> None:
+    path = write_config(tmp_path, good)
+    with pytest.raises(ConfigurationError, match=rf"^{re.escape(str(path))}: \[keys\] signing_cert: .*{phrase}"):
+        load_config(path, now=now)
+
+
+def test_warnings_for_a_readable_key_and_a_certificate_about_to_expire(tmp_path: Path, good: Tables,
+                                                                       sts_keys: KeyFiles) -> None:
+    key = tmp_path / "open.key"
+    key.write_bytes(sts_keys.key.read_bytes())
+    key.chmod(0o644)
+    good["keys"]["signing_key"] = str(key)
+    cert = x509.load_pem_x509_certificate(sts_keys.cert.read_bytes())
+    config = load_config(write_config(tmp_path, good), now=cert.not_valid_after_utc - dt.timedelta(days=3))
+    assert any("[keys] signing_key" in w and "mode 0644" in w for w in config.warnings), config.warnings
+    assert any("[keys] signing_cert" in w and "expires on" in w for w in config.warnings), config.warnings
+
+
+def test_a_warning_for_a_password_in_a_file_others_can_read(tmp_path: Path, good: Tables) -> None:
+    good["registry"]["url"] = "postgresql://wstrust:pg-secret@127.0.0.1:5432/wstrust"
+    path = write_config(tmp_path, good)
+    path.chmod(0o644)
+    warnings = load_config(path).warnings
+    assert any("holds a password ([registry] url)" in w and "mode 0644" in w for w in warnings), warnings
+    assert not any("pg-secret" in w for w in warnings)
+    path.chmod(0o600)
+    assert not any("holds a password" in w for w in load_config(path).warnings)
+
+
+def test_no_file_named_anywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WSTRUST_CONFIG", raising=False)
+    with pytest.raises(StartupError, match="no configuration file: .* or set WSTRUST_CONFIG"):
+        make_app()
+
+
+# ---------------------------------------------------------------------- the app, in-process
+
+
+def test_a_good_file_gives_the_mounted_app(tmp_path: Path, good: Tables, registry_file: Path) -> None:
+    good["registry"]["url"] = sqlite_url(registry_file)
+    app = make_app(write_config(tmp_path, good))
+    response = post_rst(app, remote_addr="127.0.0.1")
+    assert response.status_int == 200, response.body
+    assertion = issued_assertion(response)
+    assert assertion is not None
+    assert assertion.findtext(f"{{{ns.SAML2}}}Issuer") == ISSUER  # the issuer comes from the registry
+    assert TestApp(app).get("/elsewhere", expect_errors=True).status_int == 404
+
+
+def test_make_app_reads_wstrust_config(tmp_path: Path, good: Tables, registry_file: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    good["registry"]["url"] = sqlite_url(registry_file)
+    monkeypatch.setenv("WSTRUST_CONFIG", str(write_config(tmp_path, good)))
+    assert post_rst(make_app(), remote_addr="::1").status_int == 200
+
+
+def test_plaintext_http_from_a_remote_peer_is_refused(tmp_path: Path, good: Tables, registry_file: Path) -> None:
+    good["registry"]["url"] = sqlite_url(registry_file)
+    app = make_app(write_config(tmp_path, good))
+    refused = post_rst(app, remote_addr=REMOTE_PEER)
+    assert refused.status_int == 400
+    assert b"FailedAuthentication" in refused.body and b"HTTPS" in refused.body
+    assert issued_assertion(refused) is None
+    assert post_rst(app, remote_addr=REMOTE_PEER, scheme="https").status_int == 200
+
+
+def test_allow_plaintext_http_in_the_file_overrides_the_registry_for_this_host(
+    tmp_path: Path, good: Tables, registry_file: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    good["registry"]["url"] = sqlite_url(registry_file)
+    caplog.set_level(logging.WARNING, logger="wstrust_wsgi")
+    good["sts"]["allow_plaintext_http"] = True
+    opened = make_app(write_config(tmp_path, good, "open.toml"))
+    assert "ALLOWED" in caplog.text
+    assert post_rst(opened, remote_addr=REMOTE_PEER).status_int == 200
+    # the registry allows it, this host's file says no
+    registry = Registry.open(sqlite_url(registry_file))
+    try:
+        registry.update_settings(allow_plaintext_http=True)
+    finally:
+        registry.close()
+    good["sts"]["allow_plaintext_http"] = False
+    closed = make_app(write_config(tmp_path, good, "closed.toml"))
+    assert post_rst(closed, remote_addr=REMOTE_PEER).status_int == 400
+    del good["sts"]["allow_plaintext_http"]  # no override: the registry's setting
+    assert post_rst(make_app(write_config(tmp_path, good, "default.toml")), remote_addr=REMOTE_PEER).status_int == 200
+
+
+# ---------------------------------------------------------------------- stores that do not answer
+
+
+def test_an_unreachable_postgresql_registry_fails_at_start_up(tmp_path: Path, good: Tables) -> None:
+    port = free_port()
+    good["registry"]["url"] = f"postgresql://wstrust:pg-secret@127.0.0.1:{port}/wstrust?connect_timeout=3"
+    path = write_config(tmp_path, good)
+    with pytest.raises(StartupError) as caught:
+        make_app(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: [registry] url: ") and f"127.0.0.1:{port}" in message, message
+    assert "pg-secret" not in message and "\n" not in message
+
+
+def test_an_uninitialised_sqlite_registry_fails_at_start_up(tmp_path: Path, good: Tables) -> None:
+    path = write_config(tmp_path, good)  # the registry file exists but is empty
+    with pytest.raises(StartupError, match=rf"^{re.escape(str(path))}: \[registry\] url: .*sqlite:///.* is not "
+                                           r"initialised"):
+        make_app(path)
+
+
+@pytest.mark.parametrize(("url", "phrase"), [
+    ("redis://127.0.0.1:{port}/0", "does not answer"),
+    ("memcached://127.0.0.1:{port}", "is not usable"),
+    ("sqlite:///nonexistent-dir/nonces.db", "is not usable"),
+])
+def test_a_bad_or_unreachable_nonce_cache_fails_at_start_up(tmp_path: Path, good: Tables, registry_file: Path,
+                                                            url: str, phrase: str) -> None:
+    good["registry"]["url"] = sqlite_url(registry_file)
+    good["replay"]["nonce_cache"] = url.format(port=free_port())
+    path = write_config(tmp_path, good)
+    with pytest.raises(StartupError, match=rf"^{re.escape(str(path))}: \[replay\] nonce_cache: .*{phrase}"):
+        make_app(path)
+
+
+# ---------------------------------------------------------------------- users from LDAP
+
+
+@pytest.fixture(scope="module")
+def directory() -> Iterator[slapd.Slapd]:
+    """The seeded throwaway slapd of tests/slapd.py (admin in cn=sts-admins)."""
+    with slapd.Slapd() as server:
+        yield server
+
+
+def ldap_tables(good: Tables, registry_file: Path | None, tmp_path: Path, url: str, **changes: Any) -> Tables:
+    """``good`` switched to users from the directory at ``url`` (and to ``registry_file`` when given)."""
+    (tmp_path / "bind-password").write_text(slapd.READER_PASSWORD + "\n")
+    (tmp_path / "bind-password").chmod(0o600)
+    if registry_file is not None:
+        good["registry"]["url"] = sqlite_url(registry_file)
+    good["users"] = {"source": "ldap"}
+    good["ldap"] = {
+        "urls": url, "bind_dn": slapd.READER_DN, "bind_password_file": str(tmp_path / "bind-password"),
+        "user_search_base": slapd.PEOPLE, "group_search_base": slapd.GROUPS,
+        "group_to_role": {"sts-admins": "admin"}, "attribute_to_claim": {"mail": EMAIL},
+        "connect_timeout": 2, "receive_timeout": 2, **changes,
+    }
+    return good
+
+
+def test_users_from_ldap(tmp_path: Path, good: Tables, registry_file: Path, directory: slapd.Slapd) -> None:
+    app = make_app(write_config(tmp_path, ldap_tables(good, registry_file, tmp_path, directory.url)))
+    response = post_rst(app, remote_addr="127.0.0.1", password=slapd.PASSWORDS["admin"])
+    assert response.status_int == 200, response.body
+    assertion = issued_assertion(response)
+    assert assertion is not None and b"admin@example.org" in etree.tostring(assertion)
+    # the registry's own admin does not count: users come from the directory only
+    assert post_rst(app, remote_addr="127.0.0.1", password=ADMIN_PASSWORD).status_int == 400
+
+
+def test_an_unreachable_directory_fails_at_start_up(tmp_path: Path, good: Tables, registry_file: Path) -> None:
+    url = f"ldap://127.0.0.1:{free_port()}"
+    path = write_config(tmp_path, ldap_tables(good, registry_file, tmp_path, url))
+    with pytest.raises(StartupError) as caught:
+        make_app(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: [ldap] urls: {url}: the start-up lookup failed ("), message
+    assert "\n" not in message
+
+
+def test_a_refused_search_account_fails_at_start_up(tmp_path: Path, good: Tables, registry_file: Path,
+                                                    directory: slapd.Slapd) -> None:
+    tables = ldap_tables(good, registry_file, tmp_path, directory.url)
+    del tables["ldap"]["bind_password_file"]
+    tables["ldap"]["bind_password"] = "not-the-password"
+    path = write_config(tmp_path, tables)
+    with pytest.raises(StartupError, match=rf"^{re.escape(str(path))}: \[ldap\] urls: .*start-up lookup failed "
+                                           r"\(.*refused the search account"):
+        make_app(path)
+
+
+@pytest.mark.parametrize(("changes", "phrase"), [
+    ({"urls": "http://ldap.example.org"}, "[ldap] urls: 'http://ldap.example.org' must be ldap://host[:port]"),
+    ({"user_filter": "(uid={username}"}, "[ldap] user_filter: "),
+    ({"user_dn_template": "uid={username},ou=people,dc=example,dc=org"},
+     "[ldap] give exactly one of user_dn_template (direct bind) and user_search_base (search)"),
+    ({"group_to_role": {}}, "[ldap] group_search_base is set but group_to_role maps no group to a role"),
+])
+def test_ldap_options_the_store_refuses_are_named_before_anything_is_contacted(
+    tmp_path: Path, good: Tables, changes: dict[str, Any], phrase: str,
+) -> None:
+    """Neither the (empty, uninitialised) registry nor the (absent) directory is asked anything."""
+    unreachable = f"ldap://127.0.0.1:{free_port()}"
+    path = write_config(tmp_path, ldap_tables(good, None, tmp_path, unreachable, **changes))
+    with pytest.raises(StartupError) as caught:
+        make_app(path)
+    assert str(caught.value).startswith(f"{path}: {phrase}"), str(caught.value)
+
+
+# ---------------------------------------------------------------------- gunicorn: start-up failures
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["worker", "preload"])
+@pytest.mark.parametrize("problem", ["missing key", "registry down"])
+def test_gunicorn_with_a_bad_file_exits_and_prints_the_sentence_first(tmp_path: Path, good: Tables,
+                                                                      preload: bool, problem: str) -> None:
+    if problem == "missing key":
+        good["keys"]["signing_key"] = "/etc/wstrust/missing.key"
+        start, detail = "bad.toml: [keys] signing_key: ", "/etc/wstrust/missing.key cannot be read (No such file or directory)"
+    else:
+        port = free_port()
+        good["registry"]["url"] = f"postgresql://wstrust@127.0.0.1:{port}/wstrust?connect_timeout=3"
+        start, detail = "bad.toml: [registry] url: ", f"127.0.0.1:{port}"
+    write_config(tmp_path, good, "bad.toml")
+    server = Gunicorn('wstrust_wsgi.deploy:make_app("bad.toml")', port=free_port(), cwd=tmp_path,
+                      log=tmp_path / "gunicorn.log", args=("--preload",) if preload else ())
+    try:
+        code = server.wait_exit()
+    finally:
+        server.stop()
+    output = server.text()
+    assert code == (1 if preload else 4), output  # 4: gunicorn's "App failed to load"
+    assert "Traceback" not in output, output
+    first = next(line for line in output.splitlines() if line.strip() and "[INFO]" not in line)
+    sentence = first.removeprefix("Error: ")  # --preload: gunicorn's own prefix
+    assert sentence.startswith(start) and detail in sentence, output
+
+
+# ---------------------------------------------------------------------- gunicorn: the real thing
+
+
+def test_over_tls_with_a_sqlite_registry(tmp_path: Path, registry_file: Path, sts_keys: KeyFiles,
+                                         rogue_keys: KeyFiles) -> None:
+    tls_key, tls_cert = make_tls_pair(tmp_path)
+    config = write_config(tmp_path, {
+        "sts": {"path": "/services/sts", "allow_plaintext_http": True},
+        "keys": {"signing_key": str(sts_keys.key), "signing_cert": str(sts_keys.cert)},
+        "registry": {"url": sqlite_url(registry_file)},
+        "replay": {"nonce_cache": sqlite_url(tmp_path / "var" / "nonces.db")},
+    })
+    port = free_port()
+    server = Gunicorn(f'wstrust_wsgi.deploy:make_app("{config}")', port=port, cwd=tmp_path,
+                      log=tmp_path / "gunicorn.log",
+                      args=("--certfile", str(tls_cert), "--keyfile", str(tls_key),
+                            "--worker-class", "gthread", "--workers", "2", "--threads", "4"))
+    url = f"https://127.0.0.1:{port}/services/sts"
+    try:
+        server.wait_started(workers=2)
+        trusted = UrllibTransport(cafile=str(tls_cert), timeout=10)
+        token = StsClient(url, username="admin", password=ADMIN_PASSWORD, transport=trusted).request_token(SERVICE)
+        assert token.applies_to == SERVICE
+        verified = xmlsec1_verify(token.assertion, sts_keys.cert, tmp_path)
+        assert verified.returncode == 0, verified.stderr
+        assert xmlsec1_verify(token.assertion, rogue_keys.cert, tmp_path).returncode != 0
+        with pytest.raises(RemoteFault) as refused:  # a good password without the admin role
+            StsClient(url, username="alice", password="alice-pw", transport=trusted).request_token(SERVICE)
+        assert refused.value.local_code == "RequestFailed"
+        with pytest.raises(TransportError):  # the system store does not trust the self-signed certificate
+            StsClient(url, username="admin", password=ADMIN_PASSWORD,
+                      transport=UrllibTransport(timeout=10)).request_token(SERVICE)
+    finally:
+        server.stop()
+    log = server.text()
+    assert "PasswordText over plain HTTP from non-loopback peers is ALLOWED" in log, log
+    assert "issued: SAML 2.0 token" in log and "'admin'" in log, log
+    assert "refused: NotAuthorized" in log, log
+
+
+# ---------------------------------------------------------------------- several hosts, one PostgreSQL registry
+
+
+def test_two_hosts_share_one_postgresql_registry(tmp_path: Path, sts_keys: KeyFiles) -> None:
+    added = "https://added-later.example.org/soap"
+    postgres = PostgresServer()
+    servers: list[Gunicorn] = []
+    try:
+        url = postgres.create_database("wstrust")
+        init_registry(url)
+        for host in ("a", "b"):
+            config = write_config(tmp_path, {
+                "keys": {"signing_key": str(sts_keys.key), "signing_cert": str(sts_keys.cert)},
+                "registry": {"url": url},
+            }, f"host-{host}.toml")
+            servers.append(Gunicorn(f'wstrust_wsgi.deploy:make_app("{config}")', port=free_port(), cwd=tmp_path,
+                                    log=tmp_path / f"host-{host}.log",
+                                    args=("--worker-class", "gthread", "--threads", "4")))
+        for server in servers:
+            server.wait_started()
+        host_a, host_b = (StsClient(f"http://127.0.0.1:{s.port}/services/sts", username="admin",
+                                    password=ADMIN_PASSWORD) for s in servers)
+        assert host_b.request_token(SERVICE).applies_to == SERVICE
+        with pytest.raises(RemoteFault) as unknown:
+            host_b.request_token(added)
+        assert unknown.value.local_code == "InvalidRequest"
+
+        registry = Registry.open(load_config(tmp_path / "host-a.toml").registry.url)  # host A's registry
+        try:
+            registry.add_relying_party(RelyingParty(added, token_type="1.1"))
+        finally:
+            registry.close()
+        deadline = time.monotonic() + 3.0
+        while True:
+            try:
+                token = host_b.request_token(added)
+                break
+            except RemoteFault:
+                assert time.monotonic() < deadline, "host B did not serve the new relying party within 3 s"
+                time.sleep(0.1)
+        assert token.applies_to == added and token.token_type == "urn:oasis:names:tc:SAML:1.0:assertion"
+        assert host_a.request_token(added).applies_to == added
+    finally:
+        for server in servers:
+            server.stop()
+        postgres.stop()
+    for server in servers:
+        assert "issued: SAML" in server.text(), server.text()

@@ -1,0 +1,607 @@
+"""The deployment file: one TOML file read into a frozen, checked :class:`DeploymentConfig`.
+
+Production runs ``gunicorn 'wstrust_wsgi.deploy:make_app("/etc/wstrust/sts.toml")'``
+(see :mod:`wstrust_wsgi.deploy`); this module reads and checks that file, so a
+wrong value stops the server before it listens instead of surfacing on the
+first request. ``demo_sts/sts.example.toml`` documents every setting::
+
+    [sts]       path, allow_plaintext_http, log_level          (optional table)
+    [keys]      signing_key, signing_cert                      (required)
+    [registry]  url = "sqlite:///..." | "postgresql://..."     (required)
+    [users]     source = "registry" | "ldap"                   (optional; registry)
+    [ldap]      urls, bind_dn, bind_password(_file), ...       (only with source = "ldap")
+    [replay]    nonce_cache = "memory:" | "sqlite:///..." | "redis://..."   (optional)
+
+The issuer, allowed roles, lifetimes and relying parties are not here: they
+live in the registry, so several STS hosts sharing one registry cannot
+disagree about them.
+
+Every error is a :class:`~wstrust_wsgi.errors.ConfigurationError` whose message
+is one sentence naming the file, the table and the key, then the problem::
+
+    /etc/wstrust/sts.toml: [keys] signing_key: /etc/wstrust/sts.key cannot be read (No such file or directory)
+
+Unknown tables and keys are errors too (with a "did you mean" when one is
+close), because a misspelt optional setting would otherwise be silently
+ignored and its default used. Relative file paths are taken relative to the
+TOML file's directory, so the result does not depend on the server's working
+directory.
+
+What this module checks, without the network: types and ranges; that files
+can be read; that the key is an unencrypted RSA PEM key matching the
+certificate, which must be valid now; the registry URL's shape, and that a
+SQLite registry file already exists (opening a missing one would create an
+empty registry, so a typo in the path would start an STS that knows nobody).
+The nonce cache URL and the LDAP options are checked by their own stores when
+:mod:`wstrust_wsgi.deploy` builds them, which then asks the registry, the
+directory and Redis one question each.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import stat
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .errors import ConfigurationError
+from .keys import SigningKey
+
+__all__ = [
+    "DeploymentConfig",
+    "KeysConfig",
+    "LdapConfig",
+    "RegistryConfig",
+    "ReplayConfig",
+    "StsConfig",
+    "load_config",
+    "redact_url",
+]
+
+#: Environment variable naming the file when ``make_app()`` gets no path.
+CONFIG_ENV = "WSTRUST_CONFIG"
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+UserSource = Literal["registry", "ldap"]
+
+#: A signing certificate expiring sooner than this is reported as a warning at start-up.
+_EXPIRY_WARNING = timedelta(days=30)
+
+
+# ---------------------------------------------------------------------- the result
+
+
+@dataclass(frozen=True)
+class StsConfig:
+    """``[sts]``: how this host serves the STS.
+
+    :param path: the URL path the STS is mounted at; anything else is 404.
+    :param allow_plaintext_http: None keeps the registry's setting; true or
+        false overrides it for this host only (e.g. true behind a proxy that
+        terminates TLS and forwards over a private network).
+    :param log_level: level of the ``wstrust_wsgi`` loggers (issued/refused lines at info).
+    """
+
+    path: str = "/services/sts"
+    allow_plaintext_http: bool | None = None
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class KeysConfig:
+    """``[keys]``: the signing key pair, loaded and checked once.
+
+    :param signing_key: path of the unencrypted PEM RSA private key.
+    :param signing_cert: path of the PEM certificate of its public half,
+        which relying parties trust.
+    :param loaded: the pair, ready for :class:`~wstrust_wsgi.TokenService`.
+    """
+
+    signing_key: Path
+    signing_cert: Path
+    loaded: SigningKey = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """``[registry]``: where users, roles, relying parties and STS settings live.
+
+    :param url: ``sqlite:///absolute/path.db`` (one host) or
+        ``postgresql://user@host:port/db`` (several hosts sharing it).
+    """
+
+    url: str = field(repr=False)
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password hidden, for messages and logs."""
+        return redact_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"RegistryConfig(url={self.display_url!r})"
+
+
+@dataclass(frozen=True)
+class LdapConfig:
+    """``[ldap]``: users, their groups (as roles) and attributes (as claims) from a directory.
+
+    The keys are :class:`~wstrust_wsgi.stores.ldap.LdapUserStore`'s keyword
+    arguments, so its messages name them; it checks DNs, filters and their
+    combinations when :mod:`wstrust_wsgi.deploy` builds it. None (not in the
+    file) leaves the store's default.
+
+    :param urls: one or more ``ldap://`` / ``ldaps://`` URLs, tried in order.
+    :param bind_dn: the search account's DN.
+    :param bind_password: its password (from ``bind_password`` or ``bind_password_file``).
+    :param user_dn_template: build the user's DN from the name instead of searching.
+    :param user_search_base: where users are searched.
+    :param user_filter: the user search filter, ``{username}`` standing for the escaped name.
+    :param name_attribute: the attribute whose value becomes the token's NameID.
+    :param group_search_base: where groups are searched.
+    :param group_filter: the group search filter (``{user_dn}``, ``{username}``).
+    :param group_name_attribute: the group attribute looked up in ``group_to_role``.
+    :param group_to_role: group name -> STS role; only mapped groups become roles.
+    :param attribute_to_claim: LDAP attribute -> claim URI released in tokens.
+    :param connect_timeout: seconds to connect to one server.
+    :param receive_timeout: whole seconds to wait for each answer.
+    :param start_tls: upgrade ``ldap://`` with StartTLS.
+    :param ca_file: PEM file of the CAs trusted for the directory's certificate.
+    :param validate: check the directory's TLS certificate (off only for tests; logged).
+    :param pool_size: reused connections of the search account.
+    :param pool_max_idle: seconds an idle pooled connection is kept.
+    """
+
+    urls: tuple[str, ...]
+    bind_dn: str | None = None
+    bind_password: str | None = field(default=None, repr=False)
+    user_dn_template: str | None = None
+    user_search_base: str | None = None
+    user_filter: str | None = None
+    name_attribute: str | None = None
+    group_search_base: str | None = None
+    group_filter: str | None = None
+    group_name_attribute: str | None = None
+    group_to_role: Mapping[str, str] | None = None
+    attribute_to_claim: Mapping[str, str] | None = None
+    connect_timeout: float | None = None
+    receive_timeout: int | None = None
+    start_tls: bool | None = None
+    ca_file: Path | None = None
+    validate: bool | None = None
+    pool_size: int | None = None
+    pool_max_idle: float | None = None
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """``[replay]``: where PasswordDigest nonces are recorded.
+
+    :param nonce_cache: ``memory:`` (this worker only), ``sqlite:///abs/path.db``
+        (the workers of one host) or ``redis://host:port/db`` (every host).
+    """
+
+    nonce_cache: str = field(default="memory:", repr=False)
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.nonce_cache)
+
+    def __repr__(self) -> str:
+        return f"ReplayConfig(nonce_cache={self.display_url!r})"
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    """Everything one STS host needs, checked.
+
+    :param source: the file it was read from, as given; every message names it.
+    :param users: where users authenticate: the registry or LDAP.
+    :param ldap: the ``[ldap]`` table when ``users`` is ``"ldap"``.
+    :param warnings: things worth a log line at start-up that do not stop it
+        (a key file others can read, a certificate about to expire).
+    """
+
+    source: str
+    sts: StsConfig
+    keys: KeysConfig
+    registry: RegistryConfig
+    users: UserSource = "registry"
+    ldap: LdapConfig | None = None
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    warnings: tuple[str, ...] = ()
+
+    def error(self, table: str, key: str, problem: str) -> ConfigurationError:
+        """An error in this file's format, for problems found after loading (a store that does not answer)."""
+        return ConfigurationError(f"{self.source}: [{table}] {key}: {problem}")
+
+
+# ---------------------------------------------------------------------- reading
+
+
+_TABLES: dict[str, tuple[str, ...]] = {
+    "sts": ("path", "allow_plaintext_http", "log_level"),
+    "keys": ("signing_key", "signing_cert"),
+    "registry": ("url",),
+    "users": ("source",),
+    "ldap": ("urls", "bind_dn", "bind_password", "bind_password_file", "user_dn_template", "user_search_base",
+             "user_filter", "name_attribute", "group_search_base", "group_filter", "group_name_attribute",
+             "group_to_role", "attribute_to_claim", "connect_timeout", "receive_timeout", "start_tls", "ca_file",
+             "validate", "pool_size", "pool_max_idle"),
+    "replay": ("nonce_cache",),
+}
+
+
+def load_config(path: str | os.PathLike[str], *, now: datetime | None = None) -> DeploymentConfig:
+    """Read and check the TOML file at ``path``.
+
+    :param now: the time the signing certificate must be valid at (default: now).
+    :raises ConfigurationError: the first problem found, as one sentence naming
+        the file, table and key.
+    """
+    source = os.fspath(path)
+    try:
+        data = tomllib.loads(Path(source).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"{source}: the configuration file cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{source}: the configuration file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{source}: not valid TOML ({exc})") from None
+    base = Path(source).resolve().parent
+    moment = now if now is not None else datetime.now(timezone.utc)
+    warnings: list[str] = []
+
+    for name, value in data.items():
+        if name not in _TABLES:
+            raise ConfigurationError(f"{source}: [{name}] is not a known table{_suggest(name, _TABLES)}; "
+                                     f"the tables are {', '.join(f'[{t}]' for t in _TABLES)}")
+        if not isinstance(value, dict):
+            raise ConfigurationError(f"{source}: {name} must be a table ([{name}]), not {_kind(value)}")
+
+    sts = _read_sts(_Table.of(source, data, "sts"))
+    keys = _read_keys(_Table.of(source, data, "keys", required=True), base, moment, warnings)
+    registry = _read_registry(_Table.of(source, data, "registry", required=True))
+    users_table = _Table.of(source, data, "users")
+    users: UserSource = "ldap" if users_table.choice("source", ("registry", "ldap"), default="registry") == "ldap" \
+        else "registry"
+    ldap_table = _Table.of(source, data, "ldap", required=users == "ldap")
+    if users != "ldap" and ldap_table.present:
+        raise ConfigurationError(f'{source}: [ldap] is set but [users] source is "registry"; '
+                                 'set source = "ldap" to use it, or remove [ldap]')
+    ldap = _read_ldap(ldap_table, base) if users == "ldap" else None
+    replay = ReplayConfig(_Table.of(source, data, "replay").text("nonce_cache") or "memory:")
+    secrets_inline = [name for name, inline in (
+        ("[ldap] bind_password", ldap is not None and ldap_table.text("bind_password") is not None),
+        ("[registry] url", redact_url(registry.url) != registry.url),
+        ("[replay] nonce_cache", redact_url(replay.nonce_cache) != replay.nonce_cache),
+    ) if inline]
+    mode = Path(source).stat().st_mode
+    if secrets_inline and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        warnings.append(f"{source}: holds a password ({', '.join(secrets_inline)}) and can be read by other "
+                        f"users (mode {stat.S_IMODE(mode):04o}); chmod 600 it or move the password out")
+    return DeploymentConfig(
+        source=source, sts=sts, keys=keys, registry=registry, users=users,
+        ldap=ldap, replay=replay, warnings=tuple(warnings),
+    )
+
+
+def _read_sts(table: _Table) -> StsConfig:
+    path = table.text("path", default="/services/sts") or "/services/sts"
+    if (not path.startswith("/") or not path.strip("/") or any(c in path for c in "?#")
+            or any(c.isspace() for c in path)):
+        raise table.error("path", f"{path!r} must be a URL path below /, such as /services/sts "
+                                  "(no query, no spaces)")
+    return StsConfig(
+        path=path,
+        allow_plaintext_http=table.flag("allow_plaintext_http"),
+        log_level=table.choice("log_level", LOG_LEVELS, default="info"),
+    )
+
+
+def _read_keys(table: _Table, base: Path, now: datetime, warnings: list[str]) -> KeysConfig:
+    key_path = table.required_path("signing_key", base)
+    cert_path = table.required_path("signing_cert", base)
+    key_pem = table.read_file("signing_key", key_path)
+    try:
+        private_key = serialization.load_pem_private_key(key_pem, password=None)
+    except TypeError:  # cryptography's signal for "encrypted, and no password given"
+        raise table.error("signing_key", f"{key_path} is encrypted; the STS needs it unencrypted "
+                                         "(protect it with file permissions instead)") from None
+    except ValueError:
+        raise table.error("signing_key", f"{key_path} is not a PEM private key") from None
+    if not isinstance(private_key, rsa.RSAPrivateKey):
+        raise table.error("signing_key", f"{key_path} is not an RSA key; only RSA keys can sign tokens")
+    cert_pem = table.read_file("signing_cert", cert_path)
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        raise table.error("signing_cert", f"{cert_path} is not a PEM certificate") from None
+    if _spki(certificate.public_key()) != _spki(private_key.public_key()):
+        raise table.error("signing_cert", f"{cert_path} does not match signing_key {key_path} "
+                                          "(their public keys differ)")
+    if certificate.not_valid_after_utc <= now:
+        raise table.error("signing_cert", f"{cert_path} expired on {certificate.not_valid_after_utc:%Y-%m-%d}; "
+                                          "relying parties would refuse every token")
+    if certificate.not_valid_before_utc > now:
+        raise table.error("signing_cert", f"{cert_path} is not valid before "
+                                          f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+    if certificate.not_valid_after_utc - now < _EXPIRY_WARNING:
+        warnings.append(f"{table.source}: [keys] signing_cert: {cert_path} expires on "
+                        f"{certificate.not_valid_after_utc:%Y-%m-%d}; plan the key rollover")
+    mode = key_path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        warnings.append(f"{table.source}: [keys] signing_key: {key_path} can be read by other users "
+                        f"(mode {stat.S_IMODE(mode):04o}); chmod 600 it")
+    return KeysConfig(key_path, cert_path, SigningKey(private_key, certificate))
+
+
+def _read_registry(table: _Table) -> RegistryConfig:
+    url = table.required_text("url")
+    shown = redact_url(url)
+    scheme = url.partition(":")[0].lower()
+    if scheme == "sqlite":
+        if url.lower().startswith("sqlite:////"):
+            raise table.error("url", f"{shown!r} has four slashes (SQLAlchemy's form); here an absolute path "
+                                     "follows three: sqlite:///var/lib/wstrust/registry.db")
+        if url.lower().startswith(("sqlite:///./", "sqlite:///../")):
+            raise table.error("url", f"{shown!r} is relative to the current folder (the command line's form); "
+                                     "the deployment file needs the absolute path, sqlite:///var/lib/.../registry.db")
+        path = _sqlite_path(url)
+        if path is None:
+            raise table.error("url", f"{shown!r} is not sqlite:///absolute/path.db "
+                                     "(three slashes, then an absolute path)")
+        if not path.parent.is_dir():
+            raise table.error("url", f"{shown!r}: the directory {path.parent} does not exist")
+        if not path.is_file():
+            problem = "is a directory" if path.is_dir() else "does not exist; initialise the registry first"
+            raise table.error("url", f"{shown!r}: {path} {problem}")
+    elif scheme in ("postgresql", "postgres"):
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        except ValueError as exc:
+            raise table.error("url", f"{shown!r} is not a valid PostgreSQL URL ({exc})") from None
+        if not parts.path.strip("/"):
+            raise table.error("url", f"{shown!r} names no database (postgresql://user@host:port/DATABASE)")
+    else:
+        raise table.error("url", f"{shown!r} is not sqlite:///absolute/path.db or postgresql://user@host/db")
+    return RegistryConfig(url)
+
+
+def _read_ldap(table: _Table, base: Path) -> LdapConfig:
+    password = table.text("bind_password")
+    password_file = table.path("bind_password_file", base)
+    if password is not None and password_file is not None:
+        raise table.error("bind_password_file", "give bind_password or bind_password_file, not both")
+    if password_file is not None:
+        password = table.read_file("bind_password_file", password_file).decode("utf-8", "replace").rstrip("\r\n")
+        if not password:
+            raise table.error("bind_password_file", f"{password_file} is empty")
+    ca_file = table.path("ca_file", base)
+    if ca_file is not None:
+        table.read_file("ca_file", ca_file)
+    return LdapConfig(
+        urls=table.texts("urls", required=True),
+        bind_dn=table.text("bind_dn"),
+        bind_password=password,
+        user_dn_template=table.text("user_dn_template"),
+        user_search_base=table.text("user_search_base"),
+        user_filter=table.text("user_filter"),
+        name_attribute=table.text("name_attribute"),
+        group_search_base=table.text("group_search_base"),
+        group_filter=table.text("group_filter"),
+        group_name_attribute=table.text("group_name_attribute"),
+        group_to_role=table.text_table("group_to_role"),
+        attribute_to_claim=table.text_table("attribute_to_claim"),
+        connect_timeout=table.seconds("connect_timeout"),
+        receive_timeout=table.whole_seconds("receive_timeout"),
+        start_tls=table.flag("start_tls"),
+        ca_file=ca_file,
+        validate=table.flag("validate"),
+        pool_size=table.count("pool_size"),
+        pool_max_idle=table.seconds("pool_max_idle"),
+    )
+
+
+# ---------------------------------------------------------------------- one table
+
+
+class _Table:
+    """One TOML table: typed getters whose errors name the file, the table and the key.
+
+    Unknown keys are refused when the table is opened, before any value is
+    read, so a misspelt key is reported as such rather than as "missing".
+    """
+
+    def __init__(self, source: str, name: str, data: Mapping[str, Any] | None) -> None:
+        self.source = source
+        self.name = name
+        self.present = data is not None
+        self._data: Mapping[str, Any] = data or {}
+        known = _TABLES[name]
+        for key in self._data:
+            if key not in known:
+                raise self.error(key, f"unknown setting{_suggest(key, known)}; "
+                                      f"[{name}] takes {', '.join(known)}")
+
+    @classmethod
+    def of(cls, source: str, data: Mapping[str, Any], name: str, *, required: bool = False) -> _Table:
+        table = data.get(name)
+        if table is None and required:
+            raise ConfigurationError(f"{source}: [{name}] is missing; {_WHY_REQUIRED[name]}")
+        return cls(source, name, table)
+
+    def error(self, key: str, problem: str) -> ConfigurationError:
+        return ConfigurationError(f"{self.source}: [{self.name}] {key}: {problem}")
+
+    def _value(self, key: str, required: bool) -> Any:
+        value = self._data.get(key)
+        if value is None and required:
+            raise self.error(key, "missing; this setting is required")
+        return value
+
+    def text(self, key: str, *, default: str | None = None) -> str | None:
+        value = self._value(key, False)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise self.error(key, f"must be a string, not {_kind(value, show='password' not in key)}")
+        if not value.strip():
+            raise self.error(key, "must not be empty")
+        return value.strip()
+
+    def required_text(self, key: str) -> str:
+        self._value(key, True)
+        value = self.text(key)
+        assert value is not None
+        return value
+
+    def texts(self, key: str, *, required: bool = False) -> tuple[str, ...]:
+        """One string, or a non-empty list of them."""
+        value = self._value(key, required)
+        if value is None:
+            return ()
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not items or not all(isinstance(i, str) and i.strip() for i in items):
+            raise self.error(key, f"must be a string or a list of non-empty strings, not {_kind(value)}")
+        return tuple(i.strip() for i in items)
+
+    def choice(self, key: str, options: tuple[str, ...], *, default: str) -> str:
+        value = self.text(key, default=default)
+        if value is None or value not in options:
+            raise self.error(key, f"{value!r} is not one of {', '.join(repr(o) for o in options)}")
+        return value
+
+    def flag(self, key: str) -> bool | None:
+        value = self._value(key, False)
+        if value is not None and not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, not {_kind(value)}")
+        return value
+
+    def seconds(self, key: str) -> float | None:
+        value = self._value(key, False)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(key, f"must be a number of seconds, not {_kind(value)}")
+        if not (math.isfinite(value) and value > 0):
+            raise self.error(key, f"must be more than 0 seconds, not {value!r}")
+        return float(value)
+
+    def whole_seconds(self, key: str) -> int | None:
+        value = self._value(key, False)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"must be a whole number of seconds, not {_kind(value)}")
+        if value < 1:
+            raise self.error(key, f"must be at least 1 second, not {value!r}")
+        return value
+
+    def count(self, key: str) -> int | None:
+        value = self._value(key, False)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self.error(key, f"must be a whole number of at least 1, not {value!r}")
+        return value
+
+    def path(self, key: str, base: Path) -> Path | None:
+        """A file path; a relative one is relative to ``base`` (the TOML file's directory)."""
+        value = self.text(key)
+        return None if value is None else base / Path(value).expanduser()
+
+    def required_path(self, key: str, base: Path) -> Path:
+        return base / Path(self.required_text(key)).expanduser()
+
+    def text_table(self, key: str) -> Mapping[str, str] | None:
+        value = self._value(key, False)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self.error(key, f"must be a table of strings (name = \"value\"), not {_kind(value)}")
+        for name, item in value.items():
+            if not isinstance(item, str) or not item.strip():
+                raise self.error(key, f"the value for {name!r} must be a non-empty string, not {_kind(item)}")
+        return MappingProxyType({name: item.strip() for name, item in value.items()})
+
+    def read_file(self, key: str, path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise self.error(key, f"{path} cannot be read ({exc.strerror})") from None
+
+
+_WHY_REQUIRED = {
+    "keys": "it names the signing key and certificate (signing_key, signing_cert)",
+    "registry": "it names the registry of relying parties and STS settings (url)",
+    "ldap": 'it is required when [users] source = "ldap"',
+}
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password (in the user part or a ``password=`` parameter) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            user, _, host = netloc.rpartition("@")
+            netloc = f"{user.partition(':')[0]}:***@{host}"
+        query = "&".join(
+            f"{name}=***" if name.lower() == "password" else item
+            for item in parts.query.split("&") if item
+            for name in [item.partition("=")[0]]
+        )
+        if netloc == parts.netloc and query == parts.query:
+            return url  # unchanged; urlunsplit would also turn sqlite:///p into sqlite:/p
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
+    except ValueError:
+        return "<unreadable URL>"
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The absolute path of ``sqlite:///abs/path.db``, or None if ``url`` is not of that shape."""
+    parts = urlsplit(url)
+    if not url.lower().startswith("sqlite:///") or parts.query or parts.fragment:
+        return None
+    path = unquote(parts.path)
+    if not path.startswith("/") or path.rstrip("/") in ("", "/"):
+        return None
+    return Path(path)
+
+
+def _spki(public_key: Any) -> bytes:
+    return bytes(public_key.public_bytes(serialization.Encoding.DER,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def _kind(value: object, *, show: bool = True) -> str:
+    """A TOML-ish description of a value's type, for "must be X, not Y" (the value itself unless secret)."""
+    kinds: list[tuple[type | tuple[type, ...], str]] = [
+        (bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
+        (list, "a list"), (dict, "a table"),
+    ]
+    for kind, text in kinds:
+        if isinstance(value, kind):
+            return f"{text} ({value!r})" if show and isinstance(value, (bool, int, float, str)) else text
+    return "a date or time" if isinstance(value, datetime) else type(value).__name__
+
+
+def _suggest(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""

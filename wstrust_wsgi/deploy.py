@@ -1,0 +1,314 @@
+"""The production entry point: build the mounted STS from one TOML file.
+
+Run it with gunicorn, which also terminates TLS::
+
+    gunicorn 'wstrust_wsgi.deploy:make_app("/etc/wstrust/sts.toml")' \\
+        --bind 0.0.0.0:8443 --certfile /etc/wstrust/tls.crt --keyfile /etc/wstrust/tls.key \\
+        --worker-class gthread --workers 2 --threads 8
+
+(or ``make_app()`` with ``WSTRUST_CONFIG=/etc/wstrust/sts.toml`` in the
+environment). The file format is in :mod:`wstrust_wsgi.config` and, with a
+comment per setting, in ``demo_sts/sts.example.toml``.
+
+Start-up does every check a request would otherwise run into: the file is read
+and checked (:func:`~wstrust_wsgi.config.load_config`), then each store is
+asked one real question, so an unreachable registry, directory or Redis stops
+the server now rather than failing every request later:
+
+* registry: its STS settings (what :class:`~wstrust_wsgi.TokenService` reads
+  first) and one relying-party lookup; with ``[users] source = "registry"`` also
+  one user lookup;
+* LDAP: one authentication of a made-up user with a random password (the
+  search, or bind, a real user would cause);
+* Redis nonce cache: a PING.
+
+Any failure is a :class:`StartupError`, whose message is the one sentence
+naming the file, table and key. It is raised so that gunicorn shows that
+sentence, not a traceback, and stops instead of restarting workers forever (see
+:class:`StartupError`). gunicorn exits non-zero: 4 ("App failed to load") when
+the app is loaded in the worker (the default), 1 with ``--preload``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING, Any
+
+from gunicorn.errors import AppImportError  # type: ignore[import-untyped]
+
+from ._http import mount
+from .config import CONFIG_ENV, DeploymentConfig, load_config, redact_url
+from .errors import ConfigurationError, RequestFailed
+from .stores import ReplayCache, SettingsStore, StsSettings
+from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
+from .stores.sql import Registry
+from .sts import TokenService
+from .wssecurity import UsernameToken
+
+if TYPE_CHECKING:  # ldap3 is the optional "ldap" extra; imported only when [users] source = "ldap"
+    from .stores.ldap import LdapUserStore
+
+__all__ = ["StartupError", "build_app", "make_app"]
+
+log = logging.getLogger("wstrust_wsgi.deploy")
+
+WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
+
+#: Looked up at start-up to prove a store answers; never registered anywhere.
+_PROBE_ADDRESS = "urn:wstrust-wsgi:start-up-probe"
+
+
+class StartupError(ConfigurationError, RuntimeError, AppImportError):  # type: ignore[misc]
+    """The deployment cannot start; ``str()`` is the one sentence naming the setting.
+
+    A :class:`~wstrust_wsgi.errors.ConfigurationError` like every configuration
+    error. The two other bases are for gunicorn, which treats exceptions from
+    an app factory by type:
+
+    * raised in a worker (the default), an ``AppImportError`` is printed as its
+      bare message and stops the master with exit code 4; any other exception
+      is printed as a traceback (the sentence on its last line);
+    * raised in the master (``--preload``), a ``RuntimeError`` is printed as
+      ``Error: <message>`` with exit code 1; any other exception as a traceback.
+    """
+
+
+def make_app(path: str | os.PathLike[str] | None = None) -> WSGIApp:
+    """The STS, mounted at ``[sts] path``, from the TOML file at ``path`` (or ``$WSTRUST_CONFIG``).
+
+    :raises StartupError: the file or a store is not usable; the message is one
+        sentence naming the file, table and key.
+    """
+    source = os.fspath(path) if path is not None else os.environ.get(CONFIG_ENV, "")
+    if not source.strip():
+        raise StartupError(f"no configuration file: call make_app(\"/etc/wstrust/sts.toml\") "
+                           f"or set {CONFIG_ENV} to its path")
+    try:
+        config = load_config(source)
+        _configure_logging(config.sts.log_level)
+        for warning in config.warnings:
+            log.warning("%s", warning)
+        return build_app(config)
+    except StartupError:
+        raise
+    except ConfigurationError as exc:
+        raise StartupError(str(exc)) from exc
+
+
+def build_app(config: DeploymentConfig) -> WSGIApp:
+    """The mounted STS for a loaded configuration, after asking every store one question.
+
+    Stores are built first (which checks their options without the network),
+    then each is asked its question, so a bad option is reported before a
+    slow or unreachable server is waited for. Whatever was opened is closed
+    again if start-up fails.
+
+    :raises ConfigurationError: a store's option is refused, or a store cannot
+        be opened or does not answer.
+    """
+    with ExitStack() as opened:
+        ldap = _ldap_store(config) if config.users == "ldap" else None
+        if ldap is not None:
+            opened.callback(ldap.close)
+        nonces = _nonce_cache(config)
+        if isinstance(nonces, (RedisReplayCache, SQLiteReplayCache)):
+            opened.callback(nonces.close)
+        registry = _open_registry(config)
+        opened.callback(registry.close)
+        if ldap is not None:
+            _probe_ldap(config, ldap)
+        if isinstance(nonces, RedisReplayCache):
+            _probe_redis(config, nonces)
+        try:
+            service = TokenService(
+                signing_key=config.keys.loaded,
+                users=registry if ldap is None else ldap,
+                relying_parties=registry,
+                settings=_HostSettings(registry, config.sts.allow_plaintext_http),
+                nonce_cache=nonces,
+            )
+        except ConfigurationError as exc:  # the settings stored in the registry make no sense
+            raise config.error("registry", "url", f"{config.registry.display_url}: the STS settings stored "
+                                                  f"there are not usable ({exc})") from exc
+        except Exception as exc:  # it reads the settings once more: the registry may have just gone away
+            raise config.error("registry", "url", _explain(exc, f"{config.registry.display_url} does not "
+                                                                "answer")) from exc
+        opened.pop_all()  # started: the service owns them now
+    log.info("STS at %s, issuer %s: registry %s, users from %s, digest nonces in %s",
+             config.sts.path, service.issuer, config.registry.display_url,
+             "the registry" if config.ldap is None else f"LDAP {', '.join(config.ldap.urls)}",
+             config.replay.display_url)
+    app: WSGIApp = mount(config.sts.path, service)
+    return app
+
+
+# ---------------------------------------------------------------------- stores
+
+
+def _open_registry(config: DeploymentConfig) -> Registry:
+    """Open the registry and read from each table the STS uses."""
+    shown = config.registry.display_url
+    try:
+        with _held_back("wstrust_wsgi.registry", replay=True):
+            registry = Registry.open(config.registry.url)
+    except Exception as exc:
+        raise config.error("registry", "url", _explain(exc, f"{shown} cannot be opened")) from exc
+    try:
+        with _held_back("wstrust_wsgi.registry", replay=True):
+            registry.get_settings()
+            registry.get(_PROBE_ADDRESS)
+            if config.users == "registry":
+                registry.get_user(f"start-up-probe-{secrets.token_hex(4)}")
+    except Exception as exc:
+        registry.close()
+        raise config.error("registry", "url", _explain(exc, f"{shown} does not answer")) from exc
+    return registry
+
+
+def _ldap_store(config: DeploymentConfig) -> LdapUserStore:
+    """The LDAP store, its options checked (it sends nothing until asked)."""
+    try:
+        from .stores.ldap import LdapUserStore  # needs the optional "ldap" extra: imported only when used
+    except ImportError as exc:
+        raise config.error("users", "source", f'"ldap" needs the ldap3 package ({exc})') from exc
+
+    ldap = config.ldap
+    assert ldap is not None  # load_config gives [ldap] whenever users = "ldap"
+    given = {f.name: getattr(ldap, f.name) for f in dataclasses.fields(ldap)}
+    try:
+        return LdapUserStore(**{name: value for name, value in given.items() if value is not None})
+    except ConfigurationError as exc:  # its messages name its keyword arguments, which are the file's keys
+        raise ConfigurationError(f"{config.source}: [ldap] {exc}") from exc
+
+
+def _probe_ldap(config: DeploymentConfig, store: LdapUserStore) -> None:
+    """One real lookup: a made-up user with a random password.
+
+    The store searches (or binds) as it would for a real user, so the search
+    account, the bases and TLS are all exercised; only a directory it cannot
+    use raises, a refused made-up user is the expected answer.
+    """
+    assert config.ldap is not None
+    probe = UsernameToken(username=f"start-up-probe-{secrets.token_hex(4)}", password=secrets.token_urlsafe(16),
+                          digest=False, nonce=None, created_text=None, created=None)
+    try:
+        with _held_back("wstrust_wsgi.ldap", replay=False):  # "refused 'start-up-probe-...'" is expected
+            store.authenticate(probe)
+    except RequestFailed as exc:
+        raise config.error("ldap", "urls", f"{', '.join(config.ldap.urls)}: the start-up lookup failed "
+                                           f"({_cause(exc)})") from exc
+
+
+def _nonce_cache(config: DeploymentConfig) -> ReplayCache:
+    try:
+        return replay_cache_from_url(config.replay.nonce_cache)
+    except ConfigurationError as exc:
+        raise config.error("replay", "nonce_cache", f"{config.replay.display_url} is not usable ({exc})") from exc
+
+
+def _probe_redis(config: DeploymentConfig, cache: RedisReplayCache) -> None:
+    try:
+        cache.client.ping()
+    except Exception as exc:
+        raise config.error("replay", "nonce_cache", f"{config.replay.display_url} does not answer "
+                                                    f"({_cause(exc)})") from exc
+
+
+class _HostSettings:
+    """The registry's STS settings, with this host's ``allow_plaintext_http`` override applied.
+
+    The override is per host (the file), the rest is shared (the registry), so
+    one host behind a TLS-terminating proxy can accept plain HTTP without
+    opening it on every host.
+    """
+
+    def __init__(self, store: SettingsStore, allow_plaintext_http: bool | None) -> None:
+        self._store = store
+        self._allow_plaintext_http = allow_plaintext_http
+
+    def get_settings(self) -> StsSettings:
+        current = self._store.get_settings()
+        if self._allow_plaintext_http is None:
+            return current
+        return dataclasses.replace(current, allow_plaintext_http=self._allow_plaintext_http)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _configure_logging(level: str) -> None:
+    """Make the STS's log lines (issued/refused, start-up warnings) appear where gunicorn's do.
+
+    Left alone when the root logger has handlers (the operator configured
+    logging, e.g. gunicorn ``--log-config``). Otherwise the ``wstrust_wsgi``
+    logger gets gunicorn's error-log handlers (so ``--error-logfile`` and log
+    rotation apply), or, outside gunicorn, a handler on stderr.
+    """
+    logger = logging.getLogger("wstrust_wsgi")
+    logger.setLevel(level.upper())
+    if logging.getLogger().handlers:
+        return
+    handlers = logging.getLogger("gunicorn.error").handlers or [_stderr_handler()]
+    for handler in handlers:
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+
+
+_STDERR_HANDLER: logging.Handler | None = None
+
+
+def _stderr_handler() -> logging.Handler:
+    global _STDERR_HANDLER
+    if _STDERR_HANDLER is None:
+        _STDERR_HANDLER = logging.StreamHandler()
+        _STDERR_HANDLER.setFormatter(logging.Formatter(
+            "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S %z"))
+    return _STDERR_HANDLER
+
+
+@contextmanager
+def _held_back(name: str, *, replay: bool) -> Iterator[None]:
+    """Hold back one logger's records during a start-up probe.
+
+    If the probe fails, they are dropped: they would come before the start-up
+    sentence and bury it (a driver's "reconnecting", the failure itself), and
+    that sentence already holds the cause. If it succeeds, they are passed on
+    when ``replay`` (a schema upgrade is worth its log line), else dropped (a
+    made-up user being refused is the expected answer). Start-up is
+    single-threaded, so no other thread's records are caught.
+    """
+    held: list[logging.LogRecord] = []
+
+    class Hold(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            held.append(record)
+
+    logger = logging.getLogger(name)
+    handlers, propagate = logger.handlers[:], logger.propagate
+    logger.handlers[:], logger.propagate = [Hold()], False
+    try:
+        yield
+    finally:
+        logger.handlers[:], logger.propagate = handlers, propagate
+    if replay:
+        for record in held:
+            logger.handle(record)
+
+
+def _explain(exc: BaseException, what: str) -> str:
+    """A store's own ConfigurationError is already a sentence naming the store; anything else gets ``what``."""
+    if isinstance(exc, ConfigurationError):
+        return _cause(exc)
+    return f"{what} ({_cause(exc)})"
+
+
+def _cause(exc: BaseException) -> str:
+    """The first line of an exception's message (drivers' messages run over several), passwords hidden."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return " ".join(redact_url(word) if "://" in word else word for word in text.split(" "))[:300]
