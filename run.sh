@@ -59,7 +59,18 @@ case "${1:-}" in
         command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
         [ -x /usr/sbin/slapd ] && command -v ldapwhoami >/dev/null 2>&1 || missing="$missing slapd ldap-utils"
         ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+        command -v samlsign >/dev/null 2>&1 || missing="$missing opensaml-tools"
+        [ -f /usr/share/xml/opensaml/saml-schema-assertion-2.0.xsd ] || missing="$missing opensaml-schemas"
+        [ -f /usr/share/xml/xmltooling/xmldsig-core-schema.xsd ] || missing="$missing xmltooling-schemas"
+        command -v xmllint >/dev/null 2>&1 || missing="$missing libxml2-utils"
+        command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
         [ -z "$missing" ] || apt_install $missing
+        # the Node clients and verifiers of the interop tests, at the versions package-lock.json pins
+        if [ ! -f tests/interop/node/node_modules/.package-lock.json ] ||
+           [ tests/interop/node/package-lock.json -nt tests/interop/node/node_modules/.package-lock.json ]; then
+            say "installing the Node interop tools (npm ci) ..."
+            (cd tests/interop/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+        fi
         setup
         exec .venv/bin/python -m pytest "$@"
         ;;

@@ -214,3 +214,12 @@ def test_qname_local_name_and_namespace():
     assert _xml.local_name(element) == "x"
     assert _xml.namespace(element) == "urn:a"
     assert _xml.namespace(_xml.parse(b"<x/>")) == ""
+
+
+def test_doctype_in_utf16_is_refused_before_parsing():
+    """The pre-scan reads wide encodings too, so libxml2 never sees the DTD."""
+    data = '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE a SYSTEM "file:///etc/passwd"><a/>'.encode("utf-16")
+    with pytest.raises(MalformedMessage) as refused:
+        _xml.parse(data)
+    assert refused.value.reason == "DTDs are not allowed."
+    assert "document type declaration or entity present" in refused.value.detail

@@ -47,7 +47,7 @@ class _NothingResolver(etree.Resolver):
 
 
 def _declares_doctype(data: bytes) -> bool:
-    if _declares_doctype(data):
+    if _DOCTYPE.search(data):
         return True
     for mark, codec in _WIDE_ENCODINGS:
         if data.startswith(mark):
@@ -85,7 +85,7 @@ def parse(
             f"body of {len(data)} bytes exceeds the limit of {max_bytes}",
             reason="The request body is too large.",
         )
-    if _DOCTYPE.search(data):
+    if _declares_doctype(data):
         raise MalformedMessage("document type declaration or entity present", reason="DTDs are not allowed.")
     try:
         root = etree.fromstring(data, parser=_parser())

@@ -26,7 +26,7 @@ from typing import Any, cast
 from lxml import etree
 from webob import Request, Response
 
-from . import _http, _xml, ns, soap, wssecurity, wstrust
+from . import _http, _xml, ns, soap, wsdl, wssecurity, wstrust
 from ._time import Clock, utcnow
 from .errors import (
     ConfigurationError,
@@ -166,6 +166,8 @@ class TokenService:
         return self.respond(request)(environ, start_response)
 
     def respond(self, request: Request) -> Response:
+        if request.method == "GET" and wsdl.is_wsdl_query(request.query_string):
+            return _http.soap_response(200, "text/xml; charset=utf-8", wsdl.document(request.path_url))
         if request.method != "POST":
             return _http.plain(405, "The STS accepts SOAP requests by POST only.", [("Allow", "POST")])
         version = soap.version_for_content_type(request.content_type)
