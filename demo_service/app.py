@@ -29,6 +29,7 @@ from lxml import etree
 
 from wstrust_wsgi import RelyingPartyMiddleware, get_assertion
 from wstrust_wsgi import _xml, soap
+from wstrust_wsgi.errors import SoapFault
 from wstrust_wsgi._http import mount
 from wstrust_wsgi.stores.replay import replay_cache_from_url
 
@@ -45,10 +46,15 @@ def echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     """The unprotected service: echoes the message and who the middleware said the caller is."""
     version = soap.version_for_content_type(environ.get("CONTENT_TYPE")) or soap.SOAP11
     body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-    envelope = soap.parse_envelope(body, content_type=environ.get("CONTENT_TYPE"))
-    message = envelope.body.find(f".//{{{ECHO_NS}}}Message")
+    try:
+        envelope = soap.parse_envelope(body, content_type=environ.get("CONTENT_TYPE"))
+        text = _xml.text(envelope.body.find(f".//{{{ECHO_NS}}}Message"))
+    except SoapFault as fault:  # an admitted caller can still send a message we cannot echo
+        status, content_type, answer = soap.fault_response(version, fault)
+        start_response(f"{status} Error", [("Content-Type", content_type), ("Content-Length", str(len(answer)))])
+        return [answer]
     response = etree.Element(_xml.qname(ECHO_NS, "EchoResponse"), nsmap={"echo": ECHO_NS})
-    etree.SubElement(response, _xml.qname(ECHO_NS, "Message")).text = _xml.text(message)
+    etree.SubElement(response, _xml.qname(ECHO_NS, "Message")).text = text
     etree.SubElement(response, _xml.qname(ECHO_NS, "Caller")).text = environ.get("REMOTE_USER", "")
     assertion = get_assertion(environ)
     if assertion is not None:
