@@ -44,7 +44,7 @@ from .errors import (
     SoapFault,
 )
 from .keys import PathLike, load_certificates
-from .saml import VerifiedAssertion, policy, verify_assertion, version_of
+from .saml import VerificationCache, VerifiedAssertion, policy, verify_assertion, version_of
 from .stores import ReplayCache
 
 log = logging.getLogger("wstrust_wsgi.middleware")
@@ -90,6 +90,12 @@ class RelyingPartyMiddleware:
     :param understood_headers: header blocks (Clark names) the wrapped app
         processes itself; any other block marked mustUnderstand and addressed
         to this node is refused with a MustUnderstand fault.
+    :param verified_cache_size: how many verified assertions to remember (by the
+        SHA-256 of their exact bytes) so that a token reused for its lifetime
+        is verified once; 0 turns this off. Each request still parses the body
+        with the hardened parser and re-checks the time window, the audience,
+        the certificate's validity and (when configured) the replay cache; see
+        :class:`~wstrust_wsgi.saml.VerificationCache`.
     """
 
     def __init__(
@@ -106,9 +112,12 @@ class RelyingPartyMiddleware:
         max_body: int = _xml.DEFAULT_MAX_BYTES,
         replay_cache: ReplayCache | None = None,
         understood_headers: Iterable[str] = (),
+        verified_cache_size: int = 10_000,
     ) -> None:
         if clock_skew < timedelta(0):
             raise ConfigurationError("clock_skew: must not be negative")
+        if not isinstance(verified_cache_size, int) or verified_cache_size < 0:
+            raise ConfigurationError("verified_cache_size: must be an integer >= 0 (0 turns the cache off)")
         self.app = app
         self.policy = policy(
             trusted_certs=load_certificates(trusted_certs),
@@ -122,6 +131,7 @@ class RelyingPartyMiddleware:
         self._max_body = max_body
         self._replay = replay_cache
         self._understood = UNDERSTOOD_HEADERS | frozenset(understood_headers)
+        self._verified = VerificationCache(max_entries=verified_cache_size) if verified_cache_size else None
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
@@ -175,7 +185,7 @@ class RelyingPartyMiddleware:
                 f"{len(assertions)} SAML assertions in wsse:Security, expected exactly 1",
                 reason="The wsse:Security header must carry exactly one SAML assertion.",
             )
-        verified = verify_assertion(assertions[0], self.policy, now=now)
+        verified = verify_assertion(assertions[0], self.policy, now=now, cache=self._verified)
         if self._replay is not None:
             key = f"saml:{verified.issuer}:{verified.assertion_id}"
             expires = verified.not_on_or_after + self.policy.clock_skew

@@ -8,24 +8,38 @@ Verification follows one rule: **parse once, verify, then read only what was
 signed**. :func:`verify_assertion` copies the assertion out of the message,
 checks the signature's shape (one Reference, to the assertion's own unique ID;
 enveloped + exclusive c14n transforms only; allowed algorithms only), verifies
-it with signxml against each configured certificate in turn (a certificate or
-key carried in ``KeyInfo`` is never used), and reads every claim from the
-element signxml returns as signed. Nothing is read from the message again.
+it against each configured certificate in turn (a certificate or key carried
+in ``KeyInfo`` is never used) with :func:`_verify_signature`, which does what
+signxml's ``XMLVerifier`` does for that shape on the one parsed copy (signxml
+stays the reference, :func:`_verify_signature_signxml`, and the tests hold the
+two to the same verdict), and reads every claim from the element returned as
+signed (re-parsed from the canonical bytes). Nothing is read from the message
+again. A :class:`VerificationCache` lets a reused token skip the signature
+work only: its time window and audience are checked on every request.
 Subject, issuer and audience are the exact signed text: no whitespace is
 trimmed, so `` admin`` is not ``admin`` and an audience is matched as written.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import logging
+import re
 import threading
+import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from base64 import b64decode, b64encode
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
+from typing import cast
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 from signxml import (
     CanonicalizationMethod,
@@ -72,7 +86,7 @@ SAML11 = SamlVersion(
     "1.1", ns.SAML1, "AssertionID", (ns.SAML1, ns.SAML11_TOKEN_PROFILE_TYPE),
     ns.SAML11_KEYID_VALUE_TYPE, ns.SAML11_TOKEN_PROFILE_TYPE,
 )
-_BY_NS = {SAML2.namespace: SAML2, SAML11.namespace: SAML11}
+_BY_NS = {SAML2.namespace: SAML2, SAML11.namespace: SAML11}  # kept for importers
 
 
 def version_for_token_type(token_type: str) -> SamlVersion | None:
@@ -83,11 +97,13 @@ def version_for_token_type(token_type: str) -> SamlVersion | None:
     return None
 
 
+_BY_TAG = {_xml.qname(version.namespace, "Assertion"): version for version in (SAML2, SAML11)}
+
+
 def version_of(element: etree._Element) -> SamlVersion | None:
     """The SAML version of an ``Assertion`` element, or None if it is not one."""
-    if not isinstance(element.tag, str) or _xml.local_name(element) != "Assertion":
-        return None
-    return _BY_NS.get(_xml.namespace(element))
+    tag = element.tag
+    return _BY_TAG.get(tag) if isinstance(tag, str) else None
 
 
 # --------------------------------------------------------------------------- building
@@ -209,9 +225,10 @@ class _SHA1Signer(XMLSigner):
 class AssertionSigner:
     """Builds and signs assertions with one key: enveloped XML-DSig, RSA-SHA256, SHA-256, exclusive c14n.
 
-    The key object is loaded once. signxml signers keep state between calls
-    (``id_attribute``), so there is one signer per SAML version, each behind a
-    lock so that threaded workers never share one mid-call.
+    The key object is loaded once. Signing goes through :func:`_sign_enveloped`
+    (no shared state: thread-safe). The signxml signers kept for
+    :meth:`sign_with_signxml` hold state between calls (``id_attribute``), so
+    there is one per SAML version, each behind a lock.
     """
 
     _ALGORITHMS = {
@@ -224,6 +241,12 @@ class AssertionSigner:
     def __init__(self, key: SigningKey) -> None:
         self._key = key
         self._cert_pem = [key.certificate_pem.decode("ascii")]
+        # KeyInfo/X509Data/X509Certificate: the base64 body of the PEM, line breaks kept (as signxml writes it)
+        self._cert_b64 = "".join(key.certificate_pem.decode("ascii").splitlines(keepends=True)[1:-1])
+        self._templates = {name: _signature_template(algorithms, self._cert_b64)
+                           for name, algorithms in _SIGNING.items()}
+        self._signed_info = {name: _SignedInfoBytes(algorithms, self._templates[name], self._cert_b64)
+                             for name, algorithms in _SIGNING.items()}
         self._signers = {
             (version.name, algorithm): (self._new_signer(algorithm), threading.Lock())
             for version in (SAML2, SAML11) for algorithm in self._ALGORITHMS
@@ -247,7 +270,26 @@ class AssertionSigner:
         )
 
     def sign(self, version: SamlVersion, content: AssertionContent, *, algorithm: str = "rsa-sha256") -> bytes:
-        """The serialized signed assertion (bytes that declare every namespace they use)."""
+        """The serialized signed assertion (bytes that declare every namespace they use).
+
+        Signs with :func:`_sign_enveloped` (lxml for the XML, exclusive c14n by
+        libxml2, the RSA operation by cryptography): the same signature signxml
+        makes, without signxml's re-parsing and per-call key handling. signxml
+        stays the reference: :meth:`sign_with_signxml`, and the tests check both
+        against each other and every issued token with ``xmlsec1``.
+        """
+        skeleton = _SKELETONS[version.name]
+        unsigned = skeleton.build(content)
+        template = self._signed_info[algorithm]
+        if template.exact and _PLAIN_ID.match(content.assertion_id):
+            return template.sign(unsigned, skeleton, self._key.private_key, content.assertion_id)
+        index = skeleton.signature_index if version is SAML2 else -1
+        return _sign_enveloped(unsigned, index, self._key.private_key, self._templates[algorithm],
+                               content.assertion_id, _SIGNING[algorithm])
+
+    def sign_with_signxml(self, version: SamlVersion, content: AssertionContent, *,
+                          algorithm: str = "rsa-sha256") -> bytes:
+        """The same assertion signed by signxml (the reference implementation, kept for tests and the bench)."""
         unsigned = _BUILDERS[version.name](content)
         signer, lock = self._signers[(version.name, algorithm)]
         with lock:
@@ -259,6 +301,241 @@ class AssertionSigner:
                 id_attribute=version.id_attribute,
             )
         return etree.tostring(signed)
+
+
+@dataclass(frozen=True)
+class _Algorithms:
+    """One signature algorithm's URIs and hash (XML-DSig 1.1 section 6, RFC 6931)."""
+
+    signature_uri: str
+    digest_uri: str
+    hash: Callable[[], hashes.HashAlgorithm]
+
+
+_SIGNING = {
+    "rsa-sha256": _Algorithms(SignatureMethod.RSA_SHA256.value, DigestAlgorithm.SHA256.value, hashes.SHA256),
+    "rsa-sha384": _Algorithms(SignatureMethod.RSA_SHA384.value, DigestAlgorithm.SHA384.value, hashes.SHA384),
+    "rsa-sha512": _Algorithms(SignatureMethod.RSA_SHA512.value, DigestAlgorithm.SHA512.value, hashes.SHA512),
+    "rsa-sha1": _Algorithms(SignatureMethod.RSA_SHA1.value, DigestAlgorithm.SHA1.value, hashes.SHA1),
+}
+_HASHLIB: dict[Callable[[], hashes.HashAlgorithm], str] = {hashes.SHA256: "sha256", hashes.SHA384: "sha384", hashes.SHA512: "sha512", hashes.SHA1: "sha1"}
+
+
+def _ds(parent: etree._Element, local: str, algorithm: str | None = None) -> etree._Element:
+    attrs = {"Algorithm": algorithm} if algorithm is not None else {}
+    return etree.SubElement(parent, _xml.qname(ns.DS, local), attrs)
+
+
+def _signature_template(algorithms: _Algorithms, cert_b64: str) -> etree._Element:
+    """``ds:Signature`` with everything but the Reference URI, DigestValue and SignatureValue (XML-DSig core 4)."""
+    signature = etree.Element(_xml.qname(ns.DS, "Signature"), nsmap={"ds": ns.DS})
+    signed_info = _ds(signature, "SignedInfo")
+    _ds(signed_info, "CanonicalizationMethod", ns.ALG_EXC_C14N)
+    _ds(signed_info, "SignatureMethod", algorithms.signature_uri)
+    reference = _ds(signed_info, "Reference")
+    reference.set("URI", "")
+    transforms = _ds(reference, "Transforms")
+    _ds(transforms, "Transform", ns.ALG_ENVELOPED)
+    _ds(transforms, "Transform", ns.ALG_EXC_C14N)
+    _ds(reference, "DigestMethod", algorithms.digest_uri)
+    _ds(reference, "DigestValue")
+    _ds(signature, "SignatureValue")
+    _ds(_ds(_ds(signature, "KeyInfo"), "X509Data"), "X509Certificate").text = cert_b64
+    return signature
+
+
+class _Skeleton:
+    """One SAML version's assertion as the builder makes it, built once and copied per token.
+
+    Copying a built tree (one C call) and setting its dozen values is several
+    times cheaper than building it element by element; the result is the same
+    tree (``tests/test_fast_paths.py`` compares both for many contents).
+    """
+
+    _BLANK = AssertionContent(issuer="", subject="", audience="", issue_instant=datetime(2000, 1, 1, tzinfo=timezone.utc),
+                              not_before=datetime(2000, 1, 1, tzinfo=timezone.utc), not_on_or_after=datetime(2000, 1, 1, tzinfo=timezone.utc),
+                              assertion_id="_")
+
+    def __init__(self, version: SamlVersion) -> None:
+        self.version = version
+        root = _BUILDERS[version.name](self._BLANK)
+        placeholder = root.find(_xml.qname(ns.DS, "Signature"))
+        assert placeholder is not None
+        self.signature_index = root.index(placeholder)
+        root.remove(placeholder)
+        self.root = root
+        self.issuer_end = f"</{root.prefix}:Issuer>".encode()
+        self.root_end = f"</{root.prefix}:Assertion>".encode()
+        order = list(root.iter())
+        s = version.namespace
+
+        def at(path: str) -> int:
+            found = root.find(path, namespaces={"s": s})
+            assert found is not None, path
+            return order.index(found)
+
+        if version is SAML2:
+            self.where = {name: at(path) for name, path in {
+                "issuer": "s:Issuer", "name_id": "s:Subject/s:NameID",
+                "confirmation": "s:Subject/s:SubjectConfirmation/s:SubjectConfirmationData",
+                "conditions": "s:Conditions", "audience": "s:Conditions/s:AudienceRestriction/s:Audience",
+                "authn": "s:AuthnStatement",
+            }.items()}
+        else:
+            self.where = {name: at(path) for name, path in {
+                "conditions": "s:Conditions", "audience": "s:Conditions/s:AudienceRestrictionCondition/s:Audience",
+                "authn": "s:AuthenticationStatement",
+                "name_id": "s:AuthenticationStatement/s:Subject/s:NameIdentifier",
+            }.items()}
+
+    def build(self, content: AssertionContent) -> etree._Element:
+        """The unsigned assertion for ``content``, without a signature placeholder."""
+        root = copy.deepcopy(self.root)
+        nodes = list(root.iter())
+        w = self.where
+        issued = format_datetime(content.issue_instant)
+        expires = format_datetime(content.not_on_or_after)
+        conditions = nodes[w["conditions"]]
+        conditions.set("NotBefore", format_datetime(content.not_before))
+        conditions.set("NotOnOrAfter", expires)
+        nodes[w["audience"]].text = content.audience
+        name_id = nodes[w["name_id"]]
+        name_id.text = content.subject
+        name_id.set("Format", content.name_format)
+        if self.version is SAML2:
+            root.set("ID", content.assertion_id)
+            root.set("IssueInstant", issued)
+            nodes[w["issuer"]].text = content.issuer
+            nodes[w["confirmation"]].set("NotOnOrAfter", expires)
+            nodes[w["authn"]].set("AuthnInstant", issued)
+            if any(content.attributes.values()):
+                s = ns.SAML2
+                statement = _sub(root, s, "AttributeStatement")
+                for name, values in content.attributes.items():
+                    if not values:
+                        continue
+                    attribute = _sub(statement, s, "Attribute", Name=name, NameFormat=ns.SAML2_ATTRNAME_URI)
+                    for value in values:
+                        _sub(attribute, s, "AttributeValue", value)
+        else:
+            root.set("AssertionID", content.assertion_id)
+            root.set("Issuer", content.issuer)
+            root.set("IssueInstant", issued)
+            nodes[w["authn"]].set("AuthenticationInstant", issued)
+            if any(content.attributes.values()):
+                s = ns.SAML1
+                statement = etree.Element(_xml.qname(s, "AttributeStatement"))
+                root.insert(root.index(nodes[w["authn"]]), statement)
+                _saml1_subject(statement, content)
+                for name, values in content.attributes.items():
+                    if not values:
+                        continue
+                    namespace, _, short = name.rpartition("/")
+                    attribute = _sub(statement, s, "Attribute", AttributeName=short,
+                                     AttributeNamespace=namespace or name)
+                    for value in values:
+                        _sub(attribute, s, "AttributeValue", value)
+        return root
+
+
+def _sign_enveloped(
+    root: etree._Element, signature_index: int, key: rsa.RSAPrivateKey, template: etree._Element,
+    assertion_id: str, algorithms: _Algorithms,
+) -> bytes:
+    """Enveloped XML-DSig over ``root`` (one Reference to ``#assertion_id``, exclusive c14n), serialized.
+
+    XML-DSig core section 3.1: digest the referenced element after its
+    transforms (enveloped-signature: the element without its Signature, i.e.
+    before the Signature is inserted; then exclusive c14n), fill in
+    SignedInfo, canonicalize it where it stands, sign that with the key
+    (PKCS#1 v1.5), and insert the Signature at ``signature_index`` (after
+    Issuer in 2.0, last in 1.1).
+    """
+    digest = hashlib.new(
+        _HASHLIB[algorithms.hash], etree.tostring(root, method="c14n", exclusive=True, with_comments=False)
+    ).digest()
+    signature = copy.deepcopy(template)
+    signed_info, value = signature[0], signature[1]
+    reference = signed_info[2]
+    reference.set("URI", "#" + assertion_id)
+    reference[2].text = b64encode(digest).decode("ascii")
+    if signature_index < 0:
+        root.append(signature)
+    else:
+        root.insert(signature_index, signature)
+    signed_info_c14n = etree.tostring(signed_info, method="c14n", exclusive=True, with_comments=False)
+    value.text = b64encode(key.sign(signed_info_c14n, padding.PKCS1v15(), algorithms.hash())).decode("ascii")
+    return etree.tostring(root)
+
+
+#: Assertion IDs whose c14n attribute form is the ID itself (no character to escape); others take the lxml path.
+_PLAIN_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+
+
+class _SignedInfoBytes:
+    """SignedInfo in its exclusive-c14n form, from bytes fixed per algorithm (XML-DSig core 3.1.2).
+
+    Only the Reference URI (an ID of :data:`_PLAIN_ID` characters, nothing to
+    escape) and the DigestValue (base64) vary. At construction the rendering
+    is compared with lxml's canonicalization of the same SignedInfo built as a
+    tree (:func:`_signature_template`); if they ever differ (another libxml2),
+    ``exact`` is False and signing takes the tree path.
+    """
+
+    def __init__(self, algorithms: _Algorithms, template: etree._Element, cert_b64: str) -> None:
+        ds, exc, env = ns.DS.encode(), ns.ALG_EXC_C14N.encode(), ns.ALG_ENVELOPED.encode()
+        self.algorithms = algorithms
+        self.head = (
+            b'<ds:SignedInfo xmlns:ds="' + ds + b'"><ds:CanonicalizationMethod Algorithm="' + exc
+            + b'"></ds:CanonicalizationMethod><ds:SignatureMethod Algorithm="' + algorithms.signature_uri.encode()
+            + b'"></ds:SignatureMethod><ds:Reference URI="#'
+        )
+        self.middle = (
+            b'"><ds:Transforms><ds:Transform Algorithm="' + env + b'"></ds:Transform><ds:Transform Algorithm="'
+            + exc + b'"></ds:Transform></ds:Transforms><ds:DigestMethod Algorithm="'
+            + algorithms.digest_uri.encode() + b'"></ds:DigestMethod><ds:DigestValue>'
+        )
+        self.tail = b"</ds:DigestValue></ds:Reference></ds:SignedInfo>"
+        self.open = b'<ds:Signature xmlns:ds="' + ds + b'">'
+        self.key_info = (
+            b"</ds:SignatureValue><ds:KeyInfo><ds:X509Data><ds:X509Certificate>" + cert_b64.encode("ascii")
+            + b"</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>"
+        )
+        probe = copy.deepcopy(template)
+        reference = probe[0][2]
+        reference.set("URI", "#_probe.ID-1")
+        reference[2].text = "ZGlnZXN0"
+        self.exact = etree.tostring(probe[0], method="c14n", exclusive=True) == self.render("_probe.ID-1", b"ZGlnZXN0")
+
+    def render(self, assertion_id: str, digest_b64: bytes) -> bytes:
+        return self.head + assertion_id.encode("ascii") + self.middle + digest_b64 + self.tail
+
+    def sign(self, root: etree._Element, skeleton: _Skeleton, key: rsa.RSAPrivateKey, assertion_id: str) -> bytes:
+        """The signed assertion: its canonical form with the Signature spliced where the placeholder stood.
+
+        The canonical bytes (exclusive c14n, no comments) are what is digested
+        (the enveloped-signature transform removes exactly the Signature
+        inserted here), and they are also a complete serialization declaring
+        every namespace they use; in them an end tag can only be markup (``<``
+        in text and attributes is escaped), so the first ``</p:Issuer>`` is the
+        assertion's Issuer (its first child) and the document ends with the
+        assertion's end tag.
+        """
+        canonical = etree.tostring(root, method="c14n", exclusive=True, with_comments=False)
+        algorithms = self.algorithms
+        digest = hashlib.new(_HASHLIB[algorithms.hash], canonical).digest()
+        signed_info = self.render(assertion_id, b64encode(digest))
+        value = b64encode(key.sign(signed_info, padding.PKCS1v15(), algorithms.hash()))
+        signature = self.open + signed_info + b"<ds:SignatureValue>" + value + self.key_info
+        if skeleton.version is SAML2:
+            at = canonical.index(skeleton.issuer_end) + len(skeleton.issuer_end)
+        else:
+            at = len(canonical) - len(skeleton.root_end)
+            assert canonical.endswith(skeleton.root_end)
+        return canonical[:at] + signature + canonical[at:]
+
+
+_SKELETONS = {version.name: _Skeleton(version) for version in (SAML2, SAML11)}
 
 
 # --------------------------------------------------------------------------- verifying
@@ -329,6 +606,11 @@ class ValidationPolicy:
         return allowed
 
 
+_HOLDERS = etree.XPath(
+    "//*[@ID=$id or @AssertionID=$id or @Id=$id or @wsu:Id=$id]", namespaces={"wsu": ns.WSU}
+)
+
+
 def _check_signature_shape(root: etree._Element, version: SamlVersion, policy: ValidationPolicy) -> str:
     """Refuse any signature that is not one enveloped signature over this very assertion; return its ID."""
     assertion_id = root.get(version.id_attribute, "")
@@ -340,11 +622,8 @@ def _check_signature_shape(root: etree._Element, version: SamlVersion, policy: V
     if len(signatures) > 1 or signatures[0].getparent() is not root:
         raise FailedCheck("assertion must carry exactly one signature, as its own child")
     signature = signatures[0]
-    holders = [
-        el for el in root.iter()
-        if isinstance(el.tag, str)
-        and assertion_id in (el.get("ID"), el.get("AssertionID"), el.get("Id"), el.get(_xml.qname(ns.WSU, "Id")))
-    ]
+    # every element whose ID, AssertionID, Id or wsu:Id is the assertion's ID, in document order
+    holders = cast(list[etree._Element], _HOLDERS(root, id=assertion_id))
     if holders != [root]:
         raise FailedCheck(f"ID {assertion_id!r} is not unique to the assertion ({len(holders)} holders)")
     signed_info = _xml.child(signature, ns.DS, "SignedInfo")
@@ -374,10 +653,191 @@ def _check_signature_shape(root: etree._Element, version: SamlVersion, policy: V
     return assertion_id
 
 
+_EXC_C14N_NS = {"ec": ns.ALG_EXC_C14N}
+_DS_NS = {"ds": ns.DS, "dsig11": "http://www.w3.org/2009/xmldsig11#"}
+_HASH_BY_SIGNATURE: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    SignatureMethod.RSA_SHA256.value: hashes.SHA256, SignatureMethod.RSA_SHA384.value: hashes.SHA384,
+    SignatureMethod.RSA_SHA512.value: hashes.SHA512, SignatureMethod.RSA_SHA1.value: hashes.SHA1,
+}
+_HASH_BY_DIGEST = {
+    DigestAlgorithm.SHA256.value: "sha256", DigestAlgorithm.SHA384.value: "sha384",
+    DigestAlgorithm.SHA512.value: "sha512", DigestAlgorithm.SHA1.value: "sha1",
+}
+_signature_schemas: list[etree.XMLSchema] = []
+#: signxml's reference resolution: every element with an attribute of this local name, in any namespace.
+_ID_LOOKUP = {
+    version.name: etree.XPath(f"//*[@*[local-name() = '{version.id_attribute}']=$uri]") for version in (SAML2, SAML11)
+}
+
+
+class _Refused(Exception):
+    """A signature refused by :func:`_verify_signature` (becomes FailedCheck)."""
+
+
+def _schemas() -> list[etree.XMLSchema]:
+    # signxml's own copy of the XML-DSig schema, so that both paths validate alike
+    if not _signature_schemas:
+        _signature_schemas.extend(XMLVerifier.schemas())
+    return _signature_schemas
+
+
+def _find(element: etree._Element, path: str) -> etree._Element:
+    found = element.find(path, namespaces=_DS_NS)
+    if found is None:
+        raise _Refused(f"no {path} in {element.tag}")
+    return found
+
+
+def _inclusive_prefixes(node: etree._Element) -> list[str] | None:
+    if len(node) == 0:  # no child, so no ec:InclusiveNamespaces (the usual case)
+        return None
+    inclusive = node.find("./ec:InclusiveNamespaces[@PrefixList]", namespaces=_EXC_C14N_NS)
+    return None if inclusive is None else inclusive.get("PrefixList", "").split(" ")
+
+
+def _remove_enveloped(signature: etree._Element) -> None:
+    """The enveloped-signature transform (XML-DSig core 6.6.4): drop the Signature, keep the text after it."""
+    parent = signature.getparent()
+    assert parent is not None
+    tail = signature.tail
+    previous = signature.getprevious()
+    signature.tail = None
+    if tail is not None:
+        if previous is None:
+            parent.text = (parent.text or "") + tail
+        else:
+            previous.tail = (previous.tail or "") + tail
+    parent.remove(signature)
+
+
+def _key_value_matches(signature: etree._Element, public_key: rsa.RSAPublicKey) -> bool:
+    """A KeyValue or DEREncodedKeyValue next to the trusted certificate must name the same key (as signxml)."""
+    numbers = public_key.public_numbers()
+    key_value = signature.find("ds:KeyInfo/ds:KeyValue", namespaces=_DS_NS)
+    if key_value is not None:
+        rsa_value = _find(key_value, "ds:RSAKeyValue")
+        modulus = int.from_bytes(b64decode(_find(rsa_value, "ds:Modulus").text), "big")  # type: ignore[arg-type]
+        exponent = int.from_bytes(b64decode(_find(rsa_value, "ds:Exponent").text), "big")  # type: ignore[arg-type]
+        if (modulus, exponent) != (numbers.n, numbers.e):
+            return False
+    der = signature.find("ds:KeyInfo/dsig11:DEREncodedKeyValue", namespaces=_DS_NS)
+    if der is not None:
+        carried = serialization.load_der_public_key(b64decode(der.text))  # type: ignore[arg-type]
+        if not isinstance(carried, rsa.RSAPublicKey):
+            return False
+        if (carried.public_numbers().n, carried.public_numbers().e) != (numbers.n, numbers.e):
+            return False
+    return True
+
+
 def _verify_signature(
     root: etree._Element, version: SamlVersion, policy: ValidationPolicy, now: datetime
 ) -> etree._Element:
-    """signxml verification against each trusted certificate; the signed element, or FailedCheck."""
+    """The signed element of ``root`` (see :func:`_verify_signature_and_cert`), or FailedCheck."""
+    return _verify_signature_and_cert(root, version, policy, now)[0]
+
+
+def _verify_signature_and_cert(
+    root: etree._Element, version: SamlVersion, policy: ValidationPolicy, now: datetime
+) -> tuple[etree._Element, x509.Certificate]:
+    """Verify the enveloped signature of ``root`` against each trusted certificate; the signed element.
+
+    Runs after :func:`_check_signature_shape` (one Signature, root's own child;
+    one Reference to root's ID; enveloped + exclusive c14n; allowed algorithms)
+    and does what signxml's ``XMLVerifier.verify`` does for that shape, on the
+    one parsed tree instead of re-parsing it about six times (XML-DSig core
+    3.2): the Signature must be valid against the XML-DSig schema; SignedInfo is
+    canonicalized in place and its signature checked with the certificate's RSA
+    key (PKCS#1 v1.5); the certificate must be valid at ``now``; a KeyValue or
+    DEREncodedKeyValue in KeyInfo must name that same key; the Reference must
+    resolve to exactly one element (root); the digest is taken over root
+    without its Signature, exclusively canonicalized. What is returned is
+    parsed again from those canonical bytes, as signxml returns it, so that only
+    signed content (no comments, no unsigned text) is ever read. ``root`` is
+    consumed (its Signature is removed).
+    """
+    try:
+        signature = _find(root, "ds:Signature")
+        for schema in _schemas():
+            schema.assertValid(signature)
+        signed_info = _find(signature, "ds:SignedInfo")
+        c14n_method = _find(signed_info, "ds:CanonicalizationMethod")
+        if c14n_method.get("Algorithm") != ns.ALG_EXC_C14N:
+            raise _Refused("canonicalization")
+        method = _find(signed_info, "ds:SignatureMethod").get("Algorithm")
+        if method not in policy.signature_methods():
+            raise _Refused(f"signature method {method!r}")
+        hash_class = _HASH_BY_SIGNATURE[method]  # type: ignore[index]
+        raw_signature = b64decode(_find(signature, "ds:SignatureValue").text)  # type: ignore[arg-type]
+        signed_info_c14n = etree.tostring(
+            signed_info, method="c14n", exclusive=True, with_comments=False,
+            inclusive_ns_prefixes=_inclusive_prefixes(c14n_method),
+        )
+        reference = _find(signed_info, "ds:Reference")
+        transforms = reference.find("ds:Transforms", namespaces=_DS_NS)
+        digest_uri = _find(reference, "ds:DigestMethod").get("Algorithm")
+        if digest_uri not in policy.digests():
+            raise _Refused(f"digest method {digest_uri!r}")
+        expected_digest = b64decode(_find(reference, "ds:DigestValue").text)  # type: ignore[arg-type]
+        uri = reference.get("URI") or ""
+        if not uri.startswith("#"):
+            raise _Refused(f"reference URI {uri!r}")
+        targets = cast(list[etree._Element], _ID_LOOKUP[version.name](root, uri=uri[1:]))
+        if len(targets) != 1 or targets[0] is not root:
+            raise _Refused(f"reference {uri!r} resolves to {len(targets)} elements")
+        algorithms = [t.get("Algorithm") for t in transforms.findall("ds:Transform", namespaces=_DS_NS)] \
+            if transforms is not None else []
+        if algorithms != [ns.ALG_ENVELOPED, ns.ALG_EXC_C14N]:
+            raise _Refused(f"transforms {algorithms!r}")
+        c14n_transform = transforms.findall("ds:Transform", namespaces=_DS_NS)[1]  # type: ignore[union-attr]
+        _remove_enveloped(signature)
+        payload_c14n = etree.tostring(
+            root, method="c14n", exclusive=True, with_comments=False,
+            inclusive_ns_prefixes=_inclusive_prefixes(c14n_transform),
+        )
+        if hashlib.new(_HASH_BY_DIGEST[digest_uri], payload_c14n).digest() != expected_digest:  # type: ignore[index]
+            raise _Refused("digest mismatch")
+    except (_Refused, SignXMLException, etree.LxmlError, TypeError, ValueError) as exc:
+        raise FailedCheck(f"signature refused: {type(exc).__name__}: {exc}") from None
+    at = now.astimezone(timezone.utc) if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
+    failures = []
+    for cert in policy.trusted_certs:
+        where = cert.subject.rfc4514_string()
+        if at < cert.not_valid_before_utc:
+            failures.append(f"{where}: certificate is not yet valid at {at.isoformat()}")
+            continue
+        if at > cert.not_valid_after_utc:
+            failures.append(f"{where}: certificate expired at {cert.not_valid_after_utc.isoformat()}")
+            continue
+        public_key = cert.public_key()
+        if not isinstance(public_key, rsa.RSAPublicKey):
+            failures.append(f"{where}: not an RSA key")
+            continue
+        try:
+            public_key.verify(raw_signature, signed_info_c14n, padding.PKCS1v15(), hash_class())
+            if not _key_value_matches(signature, public_key):
+                failures.append(f"{where}: KeyInfo names another key")
+                continue
+        except (InvalidSignature, _Refused, etree.LxmlError, TypeError, ValueError) as exc:
+            failures.append(f"{where}: {type(exc).__name__}: {exc}")
+            continue
+        try:
+            # The canonical form of a tree the hardened parser accepted: no DTD, no entity
+            # reference, no deeper than that tree; parsed with the same (comment-dropping) parser.
+            return etree.fromstring(payload_c14n, parser=_xml._parser()), cert
+        except (etree.XMLSyntaxError, ValueError):
+            raise FailedCheck("signed data is not XML") from None
+    raise FailedCheck("signature did not verify with any trusted certificate: " + "; ".join(failures))
+
+
+def _verify_signature_signxml(
+    root: etree._Element, version: SamlVersion, policy: ValidationPolicy, now: datetime
+) -> etree._Element:
+    """signxml verification against each trusted certificate; the signed element, or FailedCheck.
+
+    The reference implementation :func:`_verify_signature` is checked against
+    (``tests/test_verify_differential.py``); not used on the request path.
+    """
     config = SignatureConfiguration(
         require_x509=True,
         location="./",
@@ -478,17 +938,29 @@ def _read_saml11(signed: etree._Element) -> tuple[str, str, list[list[str]], boo
 
 
 def verify_assertion(
-    assertion: etree._Element, policy: ValidationPolicy, *, now: datetime
+    assertion: etree._Element, policy: ValidationPolicy, *, now: datetime,
+    cache: VerificationCache | None = None,
 ) -> VerifiedAssertion:
     """Verify ``assertion`` (an element of a parsed message) and return what it signed.
 
     Raises a :class:`~wstrust_wsgi.errors.SecurityFault` subclass naming the
     first rule that failed. The returned object holds only signed data.
+
+    With a :class:`VerificationCache`, an assertion whose exact bytes were
+    verified before under this same ``policy`` skips the signature work only:
+    the time window, the audience and the verifying certificate's validity are
+    checked against ``now`` again, exactly as on the first request.
     """
     version = version_of(assertion)
     if version is None:
         raise InvalidSecurityToken(f"{assertion.tag} is not a SAML 1.1 or 2.0 assertion")
     raw = etree.tostring(assertion)
+    key = b""
+    if cache is not None:
+        key = hashlib.sha256(raw).digest()
+        hit = cache.get(key, policy, now)
+        if hit is not None:
+            return hit
     try:
         root = _xml.parse(raw)  # a standalone copy: nothing outside the assertion can be referenced
     except MalformedMessage as exc:
@@ -497,19 +969,122 @@ def verify_assertion(
         assertion_id = _check_signature_shape(root, version, policy)
     except MalformedMessage as exc:  # e.g. two SignedInfo: a signature we will not read
         raise FailedCheck(f"malformed signature: {exc.detail}") from None
-    signed = _verify_signature(root, version, policy, now)
+    signed, cert = _verify_signature_and_cert(root, version, policy, now)
     if signed.tag != root.tag or signed.get(version.id_attribute) != assertion_id:
         raise FailedCheck("signed element is not the assertion")
     try:
-        return _read_claims(signed, version, policy, now, assertion_id, raw)
+        verified, window, restrictions = _read_claims(signed, version, policy, now, assertion_id, raw)
     except MalformedMessage as exc:  # e.g. two Conditions: ambiguous, so refused
         raise InvalidSecurityToken(f"malformed assertion: {exc.detail}") from None
+    if cache is not None:
+        cache.put(key, _Entry(verified, policy, cert.not_valid_before_utc, cert.not_valid_after_utc,
+                              window, restrictions))
+    return verified
+
+
+@dataclass(frozen=True)
+class _Entry:
+    verified: VerifiedAssertion
+    policy: ValidationPolicy
+    cert_not_before: datetime
+    cert_not_after: datetime
+    window: _Window
+    restrictions: tuple[tuple[str, ...], ...]
+
+
+class VerificationCache:
+    """Assertions that passed verification, by the SHA-256 of their exact bytes, for their lifetime.
+
+    Clients reuse a bearer token for its lifetime, so a relying party sees the
+    same assertion bytes many times. Only assertions that passed every check
+    enter; a hit is trusted only under the very :class:`ValidationPolicy`
+    object it was verified under, and only while the certificate that verified
+    it is valid; the time window (NotBefore, NotOnOrAfter, SubjectConfirmationData
+    NotOnOrAfter, IssueInstant, with skew) and the audience are checked against
+    ``now`` on every hit, and replay detection (done by the caller) is
+    untouched. At most ``max_entries`` entries: when full, entries past their
+    NotOnOrAfter plus skew go first, then the oldest half. A hit returns the same :class:`VerifiedAssertion` object (and
+    the same ``element``) as the first request: treat it as read-only.
+    """
+
+    def __init__(self, *, max_entries: int = 10_000) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries: must be at least 1")
+        self.max_entries = max_entries
+        self._entries: dict[bytes, _Entry] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: bytes, policy: ValidationPolicy, now: datetime) -> VerifiedAssertion | None:
+        """The cached result for ``key`` re-checked at ``now`` (raises as a first verification would), or None."""
+        entry = self._entries.get(key)
+        if entry is None or entry.policy is not policy:
+            return None
+        at = now.astimezone(timezone.utc) if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
+        if not entry.cert_not_before <= at <= entry.cert_not_after:
+            return None  # verify again, and fail as a first verification would
+        entry.window.check(now, policy.clock_skew)
+        _check_audiences(entry.restrictions, policy)
+        return entry.verified
+
+    def put(self, key: bytes, entry: _Entry) -> None:
+        with self._lock:
+            if key not in self._entries and len(self._entries) >= self.max_entries:
+                now = datetime.now(timezone.utc)
+                live = {k: e for k, e in self._entries.items()
+                        if e.window.not_on_or_after + e.policy.clock_skew > now}
+                if len(live) >= self.max_entries:  # still full: forget the oldest half
+                    live = dict(list(live.items())[len(live) // 2:])
+                self._entries = live
+            self._entries[key] = entry
+
+
+_EXPIRED_REASON = "The security token has expired or is not yet valid."
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The signed times an assertion is valid between, checked against ``now`` on every request."""
+
+    not_before: datetime | None
+    not_on_or_after: datetime
+    #: SAML 2.0 SubjectConfirmationData NotOnOrAfter values.
+    confirmation_limits: tuple[datetime, ...]
+    issue_instant: datetime | None
+
+    def check(self, now: datetime, skew: timedelta) -> None:
+        if self.not_before is not None and now + skew < self.not_before:
+            raise InvalidSecurityToken(f"not valid before {self.not_before.isoformat()} (now {now.isoformat()})",
+                                       reason=_EXPIRED_REASON)
+        if now - skew >= self.not_on_or_after:
+            raise InvalidSecurityToken(f"expired at {self.not_on_or_after.isoformat()} (now {now.isoformat()})",
+                                       reason=_EXPIRED_REASON)
+        for limit in self.confirmation_limits:
+            if now - skew >= limit:
+                raise InvalidSecurityToken(f"subject confirmation expired at {limit.isoformat()}",
+                                           reason=_EXPIRED_REASON)
+        if self.issue_instant is not None and self.issue_instant > now + skew:
+            raise InvalidSecurityToken(f"IssueInstant {self.issue_instant.isoformat()} is in the future",
+                                       reason=_EXPIRED_REASON)
+
+
+def _check_audiences(restrictions: Sequence[Sequence[str]], policy: ValidationPolicy) -> None:
+    if not restrictions or any(not r for r in restrictions):
+        raise InvalidSecurityToken("assertion has no audience restriction")
+    for restriction in restrictions:
+        if not policy.audiences.intersection(restriction):
+            raise InvalidSecurityToken(
+                f"audiences {list(restriction)!r} do not include {sorted(policy.audiences)!r}",
+                reason="The security token was not issued for this service.",
+            )
 
 
 def _read_claims(
     signed: etree._Element, version: SamlVersion, policy: ValidationPolicy, now: datetime,
     assertion_id: str, raw: bytes,
-) -> VerifiedAssertion:
+) -> tuple[VerifiedAssertion, _Window, tuple[tuple[str, ...], ...]]:
     reader = _read_saml2 if version is SAML2 else _read_saml11
     issuer, subject, restrictions, bearer, conditions = reader(signed)
     if issuer not in policy.issuers:
@@ -520,36 +1095,24 @@ def _read_claims(
         raise InvalidSecurityToken("subject confirmation is not bearer")
     if conditions is None:
         raise InvalidSecurityToken("assertion has no Conditions")
-    if not restrictions or any(not r for r in restrictions):
-        raise InvalidSecurityToken("assertion has no audience restriction")
-    for restriction in restrictions:
-        if not policy.audiences.intersection(restriction):
-            raise InvalidSecurityToken(
-                f"audiences {restriction!r} do not include {sorted(policy.audiences)!r}",
-                reason="The security token was not issued for this service.",
-            )
+    _check_audiences(restrictions, policy)
     not_before = _time_attr(conditions, "NotBefore")
     not_on_or_after = _time_attr(conditions, "NotOnOrAfter")
     if not_on_or_after is None:
         raise InvalidSecurityToken("Conditions has no NotOnOrAfter")
-    skew = policy.clock_skew
-    expired_reason = "The security token has expired or is not yet valid."
-    if not_before is not None and now + skew < not_before:
-        raise InvalidSecurityToken(f"not valid before {not_before.isoformat()} (now {now.isoformat()})", reason=expired_reason)
-    if now - skew >= not_on_or_after:
-        raise InvalidSecurityToken(f"expired at {not_on_or_after.isoformat()} (now {now.isoformat()})", reason=expired_reason)
+    limits: list[datetime] = []
     if version is SAML2:
         subject_el = _xml.child(signed, ns.SAML2, "Subject")
         for confirmation in _xml.children(subject_el, ns.SAML2, "SubjectConfirmation"):  # type: ignore[arg-type]
             data_el = _xml.child(confirmation, ns.SAML2, "SubjectConfirmationData")
             limit = _time_attr(data_el, "NotOnOrAfter")
-            if limit is not None and now - skew >= limit:
-                raise InvalidSecurityToken(f"subject confirmation expired at {limit.isoformat()}", reason=expired_reason)
+            if limit is not None:
+                limits.append(limit)
     issue_instant = _time_attr(signed, "IssueInstant")
-    if issue_instant is not None and issue_instant > now + skew:
-        raise InvalidSecurityToken(f"IssueInstant {issue_instant.isoformat()} is in the future", reason=expired_reason)
+    window = _Window(not_before, not_on_or_after, tuple(limits), issue_instant)
+    window.check(now, policy.clock_skew)
     attributes = _attributes_saml2(signed) if version is SAML2 else _attributes_saml11(signed)
-    return VerifiedAssertion(
+    verified = VerifiedAssertion(
         version=version.name,
         assertion_id=assertion_id,
         issuer=issuer,
@@ -562,6 +1125,7 @@ def _read_claims(
         raw=raw,
         element=signed,
     )
+    return verified, window, tuple(tuple(r) for r in restrictions)
 
 
 def policy(
