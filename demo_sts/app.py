@@ -24,7 +24,7 @@ import logging
 import os
 from pathlib import Path
 
-from wstrust_wsgi import MemoryUserStore, RelyingParty, SigningKey, TokenService, User
+from wstrust_wsgi import CachedUserStore, MemoryUserStore, RelyingParty, SigningKey, TokenService, User
 from wstrust_wsgi._http import mount
 from wstrust_wsgi.stores.replay import replay_cache_from_url
 
@@ -49,7 +49,8 @@ def make_service() -> TokenService:
     return TokenService(
         issuer=ISSUER,
         signing_key=SigningKey.from_files(CERTS / "sts.key", CERTS / "sts.crt"),
-        users=MemoryUserStore(DEMO_USERS),
+        # remembers successful password checks (an HMAC, never the password) for 2 minutes
+        users=CachedUserStore(MemoryUserStore(DEMO_USERS)),
         relying_parties=[RelyingParty(SERVICE_URL)],
         nonce_cache=replay_cache_from_url(NONCE_CACHE),
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 import wstrust_wsgi
 
 PUBLIC_API = [
+    "CachedUserStore",
     "ConfigurationError",
     "ENVIRON_KEY",
     "IssuedToken",
@@ -33,6 +34,7 @@ PUBLIC_API = [
     "TransportError",
     "UrllibTransport",
     "User",
+    "VerificationCache",
     "VerifiedAssertion",
     "WSGITransport",
     "WsTrustError",

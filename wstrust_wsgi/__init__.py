@@ -16,8 +16,9 @@ from .errors import (
 )
 from .keys import SigningKey, generate_demo_key_pair, load_certificate
 from .middleware import ENVIRON_KEY, RelyingPartyMiddleware, get_assertion
-from .saml import VerifiedAssertion
+from .saml import VerificationCache, VerifiedAssertion
 from .stores import Principal, RelyingParty, StsSettings
+from .stores.cache import CachedUserStore
 from .stores.memory import MemoryRelyingPartyStore, MemoryReplayCache, MemoryUserStore, User
 from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
 from .sts import TokenService
@@ -25,6 +26,7 @@ from .sts import TokenService
 __version__ = "0.1.0"
 
 __all__ = [
+    "CachedUserStore",
     "ConfigurationError",
     "ENVIRON_KEY",
     "IssuedToken",
@@ -45,6 +47,7 @@ __all__ = [
     "TransportError",
     "UrllibTransport",
     "User",
+    "VerificationCache",
     "VerifiedAssertion",
     "WSGITransport",
     "WsTrustError",
