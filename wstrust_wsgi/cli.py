@@ -42,13 +42,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from lxml import etree
 
 from . import _xml
+from ._urls import redact_url
 from .client import StsClient, UrllibTransport, call_service
 from .errors import ConfigurationError, RegistryError, RemoteFault, TransportError
 from .keys import SigningKey, generate_demo_key_pair, generate_key_pair, load_certificate
@@ -248,18 +249,6 @@ def _duration(span: timedelta) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{text} ({int(seconds // size)} {unit})"
     return text
-
-
-def _redacted(url: str) -> str:
-    """The registry URL as it may be printed: a password in it becomes ``***``."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
-        return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        return url
 
 
 def _registry_url(url: str) -> str:
@@ -506,7 +495,7 @@ def _init(args: argparse.Namespace, url: str) -> Result:
         warnings.append(f"warning: the issuer changed from {previous} to {settings.issuer}; relying parties "
                         "that check the issuer must be told")
     data = {
-        "registry": _redacted(url), "registry_created": previous is None,
+        "registry": redact_url(url), "registry_created": previous is None,
         "previous_issuer": previous,
         "settings": _settings_data(settings),
         "signing_key": str(key_path), "certificate": str(cert_path), "keys_created": made_keys,
@@ -514,12 +503,12 @@ def _init(args: argparse.Namespace, url: str) -> Result:
         "certificate_not_after": cert.not_valid_after_utc.isoformat(),
     }
     state = "created" if previous is None else "already initialised (schema checked)"
-    hint = "" if url == _registry_url(DEFAULT_REGISTRY) else f" --registry {_redacted(url)}"
+    hint = "" if url == _registry_url(DEFAULT_REGISTRY) else f" --registry {redact_url(url)}"
     mode = key_path.stat().st_mode & 0o777
     if mode & 0o077:
         warnings.append(f"warning: {key_path} is readable by others (mode {mode:04o}): chmod 600 {key_path}")
     lines = [
-        f"Registry   {_redacted(url)}: {state}; issuer {settings.issuer}",
+        f"Registry   {redact_url(url)}: {state}; issuer {settings.issuer}",
         f"Signing    {key_path} (private key, mode {mode:04o}) and {cert_path}: {'created' if made_keys else 'kept'}",
         f"           {cert.subject.rfc4514_string()}, valid until {cert.not_valid_after_utc:%Y-%m-%d}",
         f"           SHA-256 {_fingerprint(cert)}",
@@ -535,7 +524,7 @@ def _init(args: argparse.Namespace, url: str) -> Result:
         f"  5. give {cert_path} to every relying party (RelyingPartyMiddleware trusted_certs)",
     ]
     if hint and os.environ.get(REGISTRY_ENV) != url:
-        lines.append(f"  (export {REGISTRY_ENV}={_redacted(url)} to leave out --registry)")
+        lines.append(f"  (export {REGISTRY_ENV}={redact_url(url)} to leave out --registry)")
     return Result(data, "\n".join(lines), tuple(warnings))
 
 
@@ -792,7 +781,7 @@ def _run_admin(args: argparse.Namespace) -> int:
         return _fail(where, detail, EXIT_BAD_VALUE)
     except _database_errors() as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return _fail(where, f"database error at {_redacted(url)}: {first}", EXIT_REFUSED)
+        return _fail(where, f"database error at {redact_url(url)}: {first}", EXIT_REFUSED)
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -50,12 +50,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ._urls import redact_url
 from .errors import ConfigurationError
 from .keys import SigningKey
 
@@ -552,26 +553,6 @@ _WHY_REQUIRED = {
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password (in the user part or a ``password=`` parameter) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if parts.password is not None:
-            user, _, host = netloc.rpartition("@")
-            netloc = f"{user.partition(':')[0]}:***@{host}"
-        query = "&".join(
-            f"{name}=***" if name.lower() == "password" else item
-            for item in parts.query.split("&") if item
-            for name in [item.partition("=")[0]]
-        )
-        if netloc == parts.netloc and query == parts.query:
-            return url  # unchanged; urlunsplit would also turn sqlite:///p into sqlite:/p
-        return urlunsplit(parts._replace(netloc=netloc, query=query))
-    except ValueError:
-        return "<unreadable URL>"
 
 
 def _sqlite_path(url: str) -> Path | None:

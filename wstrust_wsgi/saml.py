@@ -137,6 +137,26 @@ def _placeholder(parent: etree._Element) -> None:
     etree.SubElement(parent, _xml.qname(ns.DS, "Signature"), {"Id": "placeholder"}, nsmap={"ds": ns.DS})
 
 
+def _saml2_attributes(statement: etree._Element, attributes: Mapping[str, Sequence[str]]) -> None:
+    """One saml2:Attribute (URI name format) per claim with values."""
+    for name, values in attributes.items():
+        if values:
+            attribute = _sub(statement, ns.SAML2, "Attribute", Name=name, NameFormat=ns.SAML2_ATTRNAME_URI)
+            for value in values:
+                _sub(attribute, ns.SAML2, "AttributeValue", value)
+
+
+def _saml11_attributes(statement: etree._Element, attributes: Mapping[str, Sequence[str]]) -> None:
+    """One saml:Attribute per claim with values, the claim URI split at its last '/' (as AD FS does)."""
+    for name, values in attributes.items():
+        if values:
+            namespace, _, short = name.rpartition("/")
+            attribute = _sub(statement, ns.SAML1, "Attribute", AttributeName=short,
+                             AttributeNamespace=namespace or name)
+            for value in values:
+                _sub(attribute, ns.SAML1, "AttributeValue", value)
+
+
 def build_saml2(content: AssertionContent) -> etree._Element:
     """A SAML 2.0 assertion with a signature placeholder after Issuer (saml-schema-assertion-2.0)."""
     s = ns.SAML2
@@ -158,13 +178,7 @@ def build_saml2(content: AssertionContent) -> etree._Element:
     authn = _sub(root, s, "AuthnStatement", AuthnInstant=issued)
     _sub(_sub(authn, s, "AuthnContext"), s, "AuthnContextClassRef", ns.SAML2_AC_PASSWORD)
     if any(content.attributes.values()):
-        statement = _sub(root, s, "AttributeStatement")
-        for name, values in content.attributes.items():
-            if not values:
-                continue
-            attribute = _sub(statement, s, "Attribute", Name=name, NameFormat=ns.SAML2_ATTRNAME_URI)
-            for value in values:
-                _sub(attribute, s, "AttributeValue", value)
+        _saml2_attributes(_sub(root, s, "AttributeStatement"), content.attributes)
     return root
 
 
@@ -198,13 +212,7 @@ def build_saml11(content: AssertionContent) -> etree._Element:
     if any(content.attributes.values()):
         statement = _sub(root, s, "AttributeStatement")
         _saml1_subject(statement, content)
-        for name, values in content.attributes.items():
-            if not values:
-                continue
-            namespace, _, short = name.rpartition("/")
-            attribute = _sub(statement, s, "Attribute", AttributeName=short, AttributeNamespace=namespace or name)
-            for value in values:
-                _sub(attribute, s, "AttributeValue", value)
+        _saml11_attributes(statement, content.attributes)
     authn = _sub(root, s, "AuthenticationStatement", AuthenticationMethod=ns.SAML1_AM_PASSWORD,
                  AuthenticationInstant=issued)
     _saml1_subject(authn, content)
@@ -409,32 +417,17 @@ class _Skeleton:
             nodes[w["confirmation"]].set("NotOnOrAfter", expires)
             nodes[w["authn"]].set("AuthnInstant", issued)
             if any(content.attributes.values()):
-                s = ns.SAML2
-                statement = _sub(root, s, "AttributeStatement")
-                for name, values in content.attributes.items():
-                    if not values:
-                        continue
-                    attribute = _sub(statement, s, "Attribute", Name=name, NameFormat=ns.SAML2_ATTRNAME_URI)
-                    for value in values:
-                        _sub(attribute, s, "AttributeValue", value)
+                _saml2_attributes(_sub(root, ns.SAML2, "AttributeStatement"), content.attributes)
         else:
             root.set("AssertionID", content.assertion_id)
             root.set("Issuer", content.issuer)
             root.set("IssueInstant", issued)
             nodes[w["authn"]].set("AuthenticationInstant", issued)
             if any(content.attributes.values()):
-                s = ns.SAML1
-                statement = etree.Element(_xml.qname(s, "AttributeStatement"))
+                statement = etree.Element(_xml.qname(ns.SAML1, "AttributeStatement"))
                 root.insert(root.index(nodes[w["authn"]]), statement)
                 _saml1_subject(statement, content)
-                for name, values in content.attributes.items():
-                    if not values:
-                        continue
-                    namespace, _, short = name.rpartition("/")
-                    attribute = _sub(statement, s, "Attribute", AttributeName=short,
-                                     AttributeNamespace=namespace or name)
-                    for value in values:
-                        _sub(attribute, s, "AttributeValue", value)
+                _saml11_attributes(statement, content.attributes)
         return root
 
 

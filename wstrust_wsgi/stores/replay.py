@@ -32,8 +32,9 @@ import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
+from .._urls import redact_url
 from ..errors import ConfigurationError, RequestFailed
 from . import ReplayCache
 from .memory import MemoryReplayCache
@@ -277,7 +278,7 @@ class RedisReplayCache:
                 )
             except ValueError as exc:
                 raise ConfigurationError(
-                    f"RedisReplayCache url: cannot read {_redact(url_or_client)!r}: {exc}"
+                    f"RedisReplayCache url: cannot read {redact_url(url_or_client)!r}: {exc}"
                 ) from exc
         else:
             self._client = url_or_client
@@ -311,19 +312,6 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
 
 
-def _redact(url: str) -> str:
-    """``url`` with any password replaced, for error messages and logs."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.netloc.rpartition("@")[2]
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:
-        return "<unreadable URL>"
-
-
 def replay_cache_from_url(url: str) -> ReplayCache:
     """A replay cache from one configuration string.
 
@@ -353,8 +341,8 @@ def replay_cache_from_url(url: str) -> ReplayCache:
     if scheme in ("redis", "rediss"):
         parts = urlsplit(value)
         if not parts.hostname:
-            raise ConfigurationError(f"replay cache URL: {_redact(value)!r} names no Redis host")
+            raise ConfigurationError(f"replay cache URL: {redact_url(value)!r} names no Redis host")
         return RedisReplayCache(value)
     raise ConfigurationError(
-        f"replay cache URL: {_redact(value)!r} is not memory:, sqlite:///abs/path.db or redis://host:port/db"
+        f"replay cache URL: {redact_url(value)!r} is not memory:, sqlite:///abs/path.db or redis://host:port/db"
     )

@@ -90,8 +90,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
+from .._urls import redact_url
 from ..errors import ConfigurationError, RegistryError
 from ..keys import load_certificate
 from ..stores import SIGNATURE_ALGORITHMS, Principal, RelyingParty, StsSettings
@@ -284,7 +285,7 @@ class _PostgresDriver:
         try:
             given = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
-            raise ConfigurationError(f"registry URL {_redact(url)!r}: {exc}") from None
+            raise ConfigurationError(f"registry URL {redact_url(url)!r}: {exc}") from None
         # Defaults the URL may override: fail fast when the server is down,
         # and name the client in pg_stat_activity.
         self._options: dict[str, Any] = {
@@ -293,7 +294,7 @@ class _PostgresDriver:
         }
 
     def describe(self) -> str:
-        return _redact(self.url)
+        return redact_url(self.url)
 
     def create(self) -> None:
         """Nothing to create: the database must exist (``createdb``)."""
@@ -313,17 +314,6 @@ class _PostgresDriver:
         if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
             return _Verdict.RECONNECT
         return None
-
-
-def _redact(url: str) -> str:
-    """``url`` with its password hidden, for messages."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"))
-    except ValueError:
-        return "<unreadable URL>"
 
 
 # ---------------------------------------------------------------------- connections
@@ -621,7 +611,7 @@ class Registry:
             driver = _PostgresDriver(value)
         else:
             raise ConfigurationError(
-                f"registry URL: {_redact(value)!r} is neither sqlite:///abs/path.db nor postgresql://host/db"
+                f"registry URL: {redact_url(value)!r} is neither sqlite:///abs/path.db nor postgresql://host/db"
             )
         registry = cls(driver)
         try:
