@@ -47,6 +47,7 @@ from wstrust_wsgi import ConfigurationError, RelyingParty, RemoteFault, StsClien
 from wstrust_wsgi import ns
 from wstrust_wsgi.config import DeploymentConfig, load_config
 from wstrust_wsgi.deploy import StartupError, make_app
+from wstrust_wsgi.stores import sql
 from wstrust_wsgi.stores.sql import Registry
 
 ISSUER = "https://sts.example.org/services/sts"
@@ -439,6 +440,18 @@ BAD_CASES: list[tuple[str, Callable[[Tables, Path, KeyFiles], None], str, str]] 
      "must be a table of strings"),
     ("ldap claim not a string", _ldap(attribute_to_claim={"mail": 5}), "[ldap] attribute_to_claim",
      "the value for 'mail' must be a non-empty string"),
+    ("password cache ttl as string", _set("users", "password_cache_ttl", "120"), "[users] password_cache_ttl",
+     "must be a number of seconds (0 turns it off), not a string ('120')"),
+    ("password cache ttl as boolean", _set("users", "password_cache_ttl", False), "[users] password_cache_ttl",
+     "must be a number of seconds (0 turns it off), not a boolean (False)"),
+    ("password cache ttl negative", _set("users", "password_cache_ttl", -1), "[users] password_cache_ttl",
+     "must be from 0 (off) to 900 seconds, not -1"),
+    ("password cache ttl too long", _set("users", "password_cache_ttl", 3600), "[users] password_cache_ttl",
+     "must be from 0 (off) to 900 seconds, not 3600"),
+    ("password cache ttl typo", _set("users", "password_cache", 60), "[users] password_cache",
+     "unknown setting (did you mean password_cache_ttl?)"),
+    ("password cache with ldap", lambda t, tmp, r: (_ldap()(t, tmp, r), t["users"].update(password_cache_ttl=60)),
+     "[users] password_cache_ttl", 'must be 0 or left out with source = "ldap", not 60'),
 ]
 
 
@@ -461,6 +474,20 @@ def test_each_bad_value_is_one_sentence_naming_file_table_and_key(
     # make_app says the same, as the exception gunicorn prints cleanly
     with pytest.raises(StartupError, match=re.escape(message)):
         make_app(path)
+
+
+@pytest.mark.parametrize(("given", "ttl"), [
+    (None, dt.timedelta(minutes=2)), (0, dt.timedelta(0)), (0.5, dt.timedelta(milliseconds=500)),
+    (900, dt.timedelta(minutes=15)),
+])
+def test_the_password_cache_ttl(tmp_path: Path, good: Tables, given: float | None, ttl: dt.timedelta) -> None:
+    if given is not None:
+        good["users"] = {"password_cache_ttl": given}
+    assert load_config(write_config(tmp_path, good)).password_cache_ttl == ttl
+    _ldap()(good, tmp_path, None)  # type: ignore[arg-type]
+    if given is not None:
+        good["users"]["password_cache_ttl"] = 0
+    assert load_config(write_config(tmp_path, good)).password_cache_ttl == dt.timedelta(0)  # LDAP: never cached
 
 
 def test_a_password_in_a_wrongly_typed_value_is_not_echoed(tmp_path: Path, good: Tables) -> None:
@@ -574,6 +601,62 @@ def test_allow_plaintext_http_in_the_file_overrides_the_registry_for_this_host(
     assert post_rst(closed, remote_addr=REMOTE_PEER).status_int == 400
     del good["sts"]["allow_plaintext_http"]  # no override: the registry's setting
     assert post_rst(make_app(write_config(tmp_path, good, "default.toml")), remote_addr=REMOTE_PEER).status_int == 200
+
+
+@pytest.mark.parametrize(("ttl", "cached"), [(None, True), (30, True), (0, False)],
+                         ids=["default", "30 s", "off"])
+def test_the_app_remembers_successful_password_checks_unless_the_ttl_is_0(
+    tmp_path: Path, good: Tables, registry_file: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, ttl: int | None, cached: bool,
+) -> None:
+    """The registry's scrypt check runs once for three good requests when cached, three times when not.
+
+    A password changed by ``wstrust-wsgi user passwd`` in another process, and a
+    revoked role, count at the very next request either way.
+    """
+    good["registry"]["url"] = url = sqlite_url(registry_file)
+    if ttl is not None:
+        good["users"] = {"password_cache_ttl": ttl}
+    caplog.set_level(logging.INFO, logger="wstrust_wsgi.deploy")
+    app = make_app(write_config(tmp_path, good))
+    assert ("password cache off" in caplog.text) is not cached
+    kdf_runs: list[str] = []
+    real = sql.hash_password
+
+    def counting(password: str, salt: bytes | None = None) -> tuple[bytes, bytes]:
+        kdf_runs.append(password)
+        return real(password, salt)
+
+    monkeypatch.setattr(sql, "hash_password", counting)
+    for _ in range(3):
+        assert post_rst(app, remote_addr="127.0.0.1").status_int == 200
+    assert kdf_runs.count(ADMIN_PASSWORD) == (1 if cached else 3)
+    assert post_rst(app, remote_addr="127.0.0.1", password="wrong").status_int == 400
+    assert kdf_runs.count("wrong") == 1
+
+    changed = subprocess.run(
+        [sys.executable, "-m", "wstrust_wsgi", "user", "passwd", "admin", "--password-stdin", "--registry", url],
+        input="admin-n3w\n", capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("WSTRUST_")})
+    assert changed.returncode == 0, changed.stderr
+    kdf_runs.clear()
+    refused = post_rst(app, remote_addr="127.0.0.1")
+    assert refused.status_int == 400 and b"FailedAuthentication" in refused.body
+    assert kdf_runs == [ADMIN_PASSWORD]  # checked against the new hash, not answered from the cache
+    for _ in range(2):
+        assert post_rst(app, remote_addr="127.0.0.1", password="admin-n3w").status_int == 200
+
+    registry = Registry.open(url)
+    try:
+        registry.add_role("token-users")  # admin keeps a role, so the refusal is about "admin" itself
+        registry.grant_role("admin", "token-users")
+        registry.revoke_role("admin", "admin")
+    finally:
+        registry.close()
+    kdf_runs.clear()
+    refused = post_rst(app, remote_addr="127.0.0.1", password="admin-n3w")
+    assert refused.status_int == 400 and b"RequestFailed" in refused.body
+    assert kdf_runs.count("admin-n3w") == (0 if cached else 1)  # the cache still saved the KDF, not the role
 
 
 # ---------------------------------------------------------------------- stores that do not answer

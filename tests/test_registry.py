@@ -6,10 +6,11 @@ the PostgreSQL half of every test fails (never skips).
 
 What is checked: every change and its validation, what the users table holds
 (hashes, never passwords, unless a user opted into a digest secret),
-authentication as :class:`MemoryUserStore` does it, a running
-:class:`TokenService` honouring changes at the next request, schema upgrades,
-and writers in several threads and processes racing readers with nothing
-lost, torn or refused as "database is locked".
+authentication as :class:`MemoryUserStore` does it, the stored verifier
+behind :class:`CachedUserStore` and that cache skipping nothing but the KDF, a
+running :class:`TokenService` (cached or not) honouring changes at the next
+request, schema upgrades, and writers in several threads and processes racing
+readers with nothing lost, torn or refused as "database is locked".
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from wstrust_wsgi import (
 )
 from wstrust_wsgi.errors import RegistryError
 from wstrust_wsgi.stores import sql
+from wstrust_wsgi.stores.cache import CachedUserStore, PasswordRecords
 from wstrust_wsgi.stores.sql import Registry, UserInfo
 from wstrust_wsgi.wssecurity import UsernameToken, build_username_token, read_username_token
 
@@ -450,14 +452,141 @@ def test_a_password_changed_during_the_check_is_refused(registry: Registry, monk
     assert registry.authenticate(text_token("bob", "new-pw")) is not None
 
 
+# ---------------------------------------------------------------------- the password cache
+
+
+@pytest.fixture
+def kdf_runs(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every password the registry runs scrypt on from now on (its dummy hash is made first)."""
+    registry.authenticate(text_token("warm-up", "x"))
+    runs: list[str] = []
+    real = sql.hash_password
+
+    def counting(password: str, salt: bytes | None = None) -> tuple[bytes, bytes]:
+        runs.append(password)
+        return real(password, salt)
+
+    monkeypatch.setattr(sql, "hash_password", counting)
+    return runs
+
+
+def test_password_record_is_the_stored_verifier_and_the_current_principal(
+        registry: Registry, url: str, kdf_runs: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    registry.add_role("staff")
+    registry.add_user("bob", "bob-pw", roles=["admin", "staff"], claims={EMAIL: ["bob@example.org"], DEPT: ["x", "y"]})
+    registry.add_user("dora", "dora-pw", digest_secret=True)
+    assert isinstance(registry, PasswordRecords)
+    transactions: list[object] = []
+    run = registry._run
+
+    def counted(kind: Any, work: Any) -> Any:
+        transactions.append(kind)
+        return run(kind, work)
+
+    monkeypatch.setattr(registry, "_run", counted)
+    kdf_runs.clear()
+
+    record = registry.password_record("bob")
+    assert record is not None and len(transactions) == 1  # row, roles and claims: one snapshot
+    verifier, principal = record
+    assert principal == Principal("bob", frozenset({"admin", "staff"}), {EMAIL: ("bob@example.org",), DEPT: ("x", "y")})
+    kdf, salt, digest = raw(url, "SELECT kdf, salt, password_hash FROM users WHERE name = ?", ("bob",))[0]
+    assert kdf.encode() in verifier and bytes(salt) in verifier and bytes(digest) in verifier
+    for unknown in ("nobody", "bob ", "BOB", "no\0body", ""):
+        assert registry.password_record(unknown) is None
+    dora = registry.password_record("dora")
+    assert dora is not None and dora[1] == Principal("dora", frozenset(), {})
+    assert b"dora-pw" not in dora[0]  # the digest secret stays in the table
+    assert kdf_runs == []  # nothing above ran the KDF
+    assert registry.authenticate(text_token("bob", "bob-pw")) == principal
+
+    def verifier_of(name: str) -> bytes:
+        current = registry.password_record(name)
+        assert current is not None
+        return current[0]
+
+    # every password change gives a new verifier, even to the same password, digest user or not
+    seen = {verifier, dora[0]}
+    for change in (lambda: registry.set_password("bob", "bob-pw-2"),
+                   lambda: registry.set_password("bob", "bob-pw-2"),
+                   lambda: registry.set_password("bob", "bob-pw-3", digest_secret=True),
+                   lambda: registry.set_password("dora", "dora-pw"),
+                   lambda: registry.set_password("dora", "dora-pw-2", digest_secret=False)):
+        change()
+        now = {verifier_of("bob"), verifier_of("dora")}
+        assert len(now - seen) == 1, "exactly the changed user's verifier is new"
+        seen |= now
+    # roles and claims are read as they are now; they leave the verifier alone
+    before = verifier_of("bob")
+    registry.revoke_role("bob", "admin")
+    registry.unset_claim("bob", DEPT)
+    assert registry.password_record("bob") == (before, Principal("bob", frozenset({"staff"}),
+                                                                 {EMAIL: ("bob@example.org",)}))
+    registry.remove_user("bob")
+    assert registry.password_record("bob") is None
+
+
+def test_the_password_cache_over_the_registry_skips_only_the_kdf(
+        registry: Registry, kdf_runs: list[str], clock: FixedClock) -> None:
+    registry.add_role("staff")
+    registry.add_user("bob", "bob-pw", roles=["admin", "staff"], claims={EMAIL: ["bob@example.org"]})
+    registry.add_user("dora", "dora-pw", roles=["admin"], digest_secret=True)
+    cached = CachedUserStore(registry)
+    bob = Principal("bob", frozenset({"admin", "staff"}), {EMAIL: ("bob@example.org",)})
+    kdf_runs.clear()
+
+    assert cached.authenticate(text_token("bob", "bob-pw")) == bob and kdf_runs == ["bob-pw"]
+    for _ in range(3):
+        assert cached.authenticate(text_token("bob", "bob-pw")) == bob
+    assert kdf_runs == ["bob-pw"] and len(cached) == 1
+
+    # a wrong password, or an unknown user, pays the KDF every time and is never kept
+    kdf_runs.clear()
+    for _ in range(2):
+        assert cached.authenticate(text_token("bob", "wrong")) is None
+        assert cached.authenticate(text_token("nobody", "bob-pw")) is None
+    assert kdf_runs == ["wrong", "bob-pw"] * 2 and len(cached) == 1
+
+    # a revoked role and a changed claim count at the next request, still without the KDF
+    registry.revoke_role("bob", "admin")
+    registry.set_claim("bob", EMAIL, ["b@example.org"])
+    assert cached.authenticate(text_token("bob", "bob-pw")) == Principal("bob", frozenset({"staff"}),
+                                                                           {EMAIL: ("b@example.org",)})
+    assert kdf_runs == ["wrong", "bob-pw"] * 2
+
+    # a password change (what `wstrust-wsgi user passwd` does) counts at once: the old
+    # password is checked against the new hash, not answered from the cache
+    registry.set_password("bob", "bob-pw-2")
+    kdf_runs.clear()
+    assert cached.authenticate(text_token("bob", "bob-pw")) is None and kdf_runs == ["bob-pw"]
+    assert cached.authenticate(text_token("bob", "bob-pw-2")) is not None
+    assert cached.authenticate(text_token("bob", "bob-pw-2")) is not None
+    assert kdf_runs == ["bob-pw", "bob-pw-2"]
+    registry.set_password("bob", "bob-pw-2")  # the same password again: a new salt, a new check
+    kdf_runs.clear()
+    assert cached.authenticate(text_token("bob", "bob-pw-2")) is not None and kdf_runs == ["bob-pw-2"]
+
+    # PasswordDigest goes to the registry every time; nothing is kept for it
+    entries = len(cached)
+    for _ in range(2):
+        assert cached.authenticate(digest_token("dora", "dora-pw", clock)) == Principal("dora", frozenset({"admin"}))
+        assert cached.authenticate(digest_token("dora", "wrong", clock)) is None
+    assert len(cached) == entries
+
+    registry.remove_user("bob")
+    assert cached.authenticate(text_token("bob", "bob-pw-2")) is None
+
+
 # ---------------------------------------------------------------------- a running STS
 
 
+@pytest.mark.parametrize("password_cache", [False, True], ids=["uncached", "cached"])
 def test_a_running_sts_honours_every_change_at_the_next_request(
-        registry: Registry, sts_keys: KeyFiles, clock: FixedClock) -> None:
+        registry: Registry, sts_keys: KeyFiles, clock: FixedClock, password_cache: bool) -> None:
     registry.add_user("carol", "carol-pw", roles=["admin"], claims={EMAIL: ["carol@example.org"]})
     registry.add_relying_party(RelyingParty(SERVICE_URL))
-    sts = TokenService(signing_key=sts_keys.load(), users=registry, relying_parties=registry, settings=registry,
+    users = CachedUserStore(registry) if password_cache else registry
+    sts = TokenService(signing_key=sts_keys.load(), users=users, relying_parties=registry, settings=registry,
                        clock=clock, settings_ttl=0)
     client = StsClient(STS_URL, username="carol", password="carol-pw", transport=WSGITransport(sts), clock=clock)
 

@@ -8,7 +8,7 @@ first request. ``demo_sts/sts.example.toml`` documents every setting::
     [sts]       path, allow_plaintext_http, log_level          (optional table)
     [keys]      signing_key, signing_cert                      (required)
     [registry]  url = "sqlite:///..." | "postgresql://..."     (required)
-    [users]     source = "registry" | "ldap"                   (optional; registry)
+    [users]     source = "registry" | "ldap", password_cache_ttl   (optional; registry, 120 s)
     [ldap]      urls, bind_dn, bind_password(_file), ...       (only with source = "ldap")
     [replay]    nonce_cache = "memory:" | "sqlite:///..." | "redis://..."   (optional)
 
@@ -79,6 +79,9 @@ UserSource = Literal["registry", "ldap"]
 
 #: A signing certificate expiring sooner than this is reported as a warning at start-up.
 _EXPIRY_WARNING = timedelta(days=30)
+#: ``[users] password_cache_ttl`` when not given, and the most it may be (CachedUserStore's bounds).
+_PASSWORD_CACHE_TTL = timedelta(minutes=2)
+_PASSWORD_CACHE_MAX = timedelta(minutes=15)
 
 
 # ---------------------------------------------------------------------- the result
@@ -209,6 +212,12 @@ class DeploymentConfig:
 
     :param source: the file it was read from, as given; every message names it.
     :param users: where users authenticate: the registry or LDAP.
+    :param password_cache_ttl: how long a successful PasswordText check
+        against the registry is remembered, so that the same user and password
+        skip the scrypt KDF (:class:`~wstrust_wsgi.stores.cache.CachedUserStore`);
+        zero turns the cache off. Not used with LDAP, which cannot show the
+        stored password hash a cache entry must be tied to (load_config
+        makes it zero there).
     :param ldap: the ``[ldap]`` table when ``users`` is ``"ldap"``.
     :param warnings: things worth a log line at start-up that do not stop it
         (a key file others can read, a certificate about to expire).
@@ -219,6 +228,7 @@ class DeploymentConfig:
     keys: KeysConfig
     registry: RegistryConfig
     users: UserSource = "registry"
+    password_cache_ttl: timedelta = _PASSWORD_CACHE_TTL
     ldap: LdapConfig | None = None
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     warnings: tuple[str, ...] = ()
@@ -235,7 +245,7 @@ _TABLES: dict[str, tuple[str, ...]] = {
     "sts": ("path", "allow_plaintext_http", "log_level"),
     "keys": ("signing_key", "signing_cert"),
     "registry": ("url",),
-    "users": ("source",),
+    "users": ("source", "password_cache_ttl"),
     "ldap": ("urls", "bind_dn", "bind_password", "bind_password_file", "user_dn_template", "user_search_base",
              "user_filter", "name_attribute", "group_search_base", "group_filter", "group_name_attribute",
              "group_to_role", "attribute_to_claim", "connect_timeout", "receive_timeout", "start_tls", "ca_file",
@@ -277,6 +287,7 @@ def load_config(path: str | os.PathLike[str], *, now: datetime | None = None) ->
     users_table = _Table.of(source, data, "users")
     users: UserSource = "ldap" if users_table.choice("source", ("registry", "ldap"), default="registry") == "ldap" \
         else "registry"
+    password_cache_ttl = _read_password_cache_ttl(users_table, users)
     ldap_table = _Table.of(source, data, "ldap", required=users == "ldap")
     if users != "ldap" and ldap_table.present:
         raise ConfigurationError(f'{source}: [ldap] is set but [users] source is "registry"; '
@@ -294,7 +305,7 @@ def load_config(path: str | os.PathLike[str], *, now: datetime | None = None) ->
                         f"users (mode {stat.S_IMODE(mode):04o}); chmod 600 it or move the password out")
     return DeploymentConfig(
         source=source, sts=sts, keys=keys, registry=registry, users=users,
-        ldap=ldap, replay=replay, warnings=tuple(warnings),
+        password_cache_ttl=password_cache_ttl, ldap=ldap, replay=replay, warnings=tuple(warnings),
     )
 
 
@@ -379,6 +390,19 @@ def _read_registry(table: _Table) -> RegistryConfig:
     else:
         raise table.error("url", f"{shown!r} is not sqlite:///absolute/path.db or postgresql://user@host/db")
     return RegistryConfig(url)
+
+
+def _read_password_cache_ttl(table: _Table, users: UserSource) -> timedelta:
+    """Seconds from 0 (off) to 15 minutes; only the registry's users can be cached."""
+    key = "password_cache_ttl"
+    value = table.off_or_seconds(key, most=int(_PASSWORD_CACHE_MAX.total_seconds()))
+    if value is None:
+        return _PASSWORD_CACHE_TTL if users == "registry" else timedelta(0)
+    if users == "ldap" and value > 0:
+        raise table.error(key, f'must be 0 or left out with source = "ldap", not {value:g} (only the registry\'s '
+                               'users can be cached: a directory cannot show the stored password hash that a '
+                               'cached check is tied to)')
+    return timedelta(seconds=value)
 
 
 def _read_ldap(table: _Table, base: Path) -> LdapConfig:
@@ -499,6 +523,17 @@ class _Table:
             raise self.error(key, f"must be a number of seconds, not {_kind(value)}")
         if not (math.isfinite(value) and value > 0):
             raise self.error(key, f"must be more than 0 seconds, not {value!r}")
+        return float(value)
+
+    def off_or_seconds(self, key: str, *, most: int) -> float | None:
+        """A number of seconds from 0 (which turns the feature off) to ``most``."""
+        value = self._value(key, False)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(key, f"must be a number of seconds (0 turns it off), not {_kind(value)}")
+        if not (math.isfinite(value) and 0 <= value <= most):
+            raise self.error(key, f"must be from 0 (off) to {most} seconds, not {value!r}")
         return float(value)
 
     def whole_seconds(self, key: str) -> int | None:

@@ -22,6 +22,15 @@ the server now rather than failing every request later:
   search, or bind, a real user would cause);
 * Redis nonce cache: a PING.
 
+With ``[users] source = "registry"`` the registry is wrapped in a
+:class:`~wstrust_wsgi.stores.cache.CachedUserStore` (``[users]
+password_cache_ttl``, 120 s by default, 0 for none): a client asking again
+with the same password skips the scrypt check (tens of milliseconds of CPU),
+while the user's row, roles and claims are still read on every request, so a
+password change, a revoked role or a removed user take effect at the next
+one. LDAP users are never cached (a directory does not show its stored
+password hash).
+
 Any failure is a :class:`StartupError`, whose message is the one sentence
 naming the file, table and key. It is raised so that gunicorn shows that
 sentence, not a traceback, and stops instead of restarting workers forever (see
@@ -44,7 +53,8 @@ from gunicorn.errors import AppImportError  # type: ignore[import-untyped]
 from ._http import mount
 from .config import CONFIG_ENV, DeploymentConfig, load_config, redact_url
 from .errors import ConfigurationError, RequestFailed
-from .stores import ReplayCache, SettingsStore, StsSettings
+from .stores import ReplayCache, SettingsStore, StsSettings, UserStore
+from .stores.cache import CachedUserStore
 from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
 from .stores.sql import Registry
 from .sts import TokenService
@@ -124,10 +134,11 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
             _probe_ldap(config, ldap)
         if isinstance(nonces, RedisReplayCache):
             _probe_redis(config, nonces)
+        users: UserStore = ldap if ldap is not None else _registry_users(config, registry)
         try:
             service = TokenService(
                 signing_key=config.keys.loaded,
-                users=registry if ldap is None else ldap,
+                users=users,
                 relying_parties=registry,
                 settings=_HostSettings(registry, config.sts.allow_plaintext_http),
                 nonce_cache=nonces,
@@ -140,8 +151,7 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
                                                                 "answer")) from exc
         opened.pop_all()  # started: the service owns them now
     log.info("STS at %s, issuer %s: registry %s, users from %s, digest nonces in %s",
-             config.sts.path, service.issuer, config.registry.display_url,
-             "the registry" if config.ldap is None else f"LDAP {', '.join(config.ldap.urls)}",
+             config.sts.path, service.issuer, config.registry.display_url, _describe_users(config),
              config.replay.display_url)
     app: WSGIApp = mount(config.sts.path, service)
     return app
@@ -163,11 +173,29 @@ def _open_registry(config: DeploymentConfig) -> Registry:
             registry.get_settings()
             registry.get(_PROBE_ADDRESS)
             if config.users == "registry":
-                registry.get_user(f"start-up-probe-{secrets.token_hex(4)}")
+                registry.password_record(f"start-up-probe-{secrets.token_hex(4)}")  # the row a request reads
     except Exception as exc:
         registry.close()
         raise config.error("registry", "url", _explain(exc, f"{shown} does not answer")) from exc
     return registry
+
+
+def _registry_users(config: DeploymentConfig, registry: Registry) -> UserStore:
+    """The registry as the user store, behind the password cache unless ``password_cache_ttl`` is 0."""
+    if not config.password_cache_ttl:
+        return registry
+    try:
+        return CachedUserStore(registry, ttl=config.password_cache_ttl)
+    except ConfigurationError as exc:  # only from a DeploymentConfig built by hand: load_config checks the bounds
+        raise config.error("users", "password_cache_ttl", _cause(exc)) from exc
+
+
+def _describe_users(config: DeploymentConfig) -> str:
+    if config.ldap is not None:
+        return f"LDAP {', '.join(config.ldap.urls)}"
+    if not config.password_cache_ttl:
+        return "the registry (password cache off)"
+    return f"the registry (successful password checks remembered {config.password_cache_ttl.total_seconds():g} s)"
 
 
 def _ldap_store(config: DeploymentConfig) -> LdapUserStore:

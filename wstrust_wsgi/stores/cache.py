@@ -28,8 +28,8 @@ scrypt speed by someone who can also read the process's random key, i.e. who
 can read the STS's memory (who could then read passwords as they arrive
 anyway). And a password the user has just changed *elsewhere than in this
 store* (e.g. in a directory this store does not read) is not noticed; hence
-the store must expose its stored verifier (:class:`PasswordRecords`): LDAP
-stores cannot, and are refused.
+the store must expose its stored verifier (:class:`PasswordRecords`): the SQL
+registry and the in-memory store do; LDAP stores cannot, and are refused.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ class CachedUserStore:
     """Wraps a user store; PasswordText checks that succeeded are remembered for ``ttl``.
 
     :param store: a :class:`MemoryUserStore`, or any user store with a
-        ``password_record(username)`` method (:class:`PasswordRecords`).
+        ``password_record(username)`` method (:class:`PasswordRecords`), such
+        as the SQL :class:`~wstrust_wsgi.stores.sql.Registry`.
     :param ttl: how long a successful check is remembered (positive, at most 15 minutes).
     :param max_entries: the most entries kept.
     :param clock: a monotonic clock in seconds (for tests).

@@ -12,7 +12,11 @@ changes. Open it by URL::
 **Nothing is cached.** The STS reads users and relying parties on every
 request (one indexed lookup each) and the settings about once a second, so a
 change made with the CLI reaches every running worker at its next request,
-without a restart.
+without a restart. A :class:`~wstrust_wsgi.stores.cache.CachedUserStore` in
+front of the registry (what :mod:`wstrust_wsgi.deploy` builds) keeps that
+promise: it skips only the KDF of a repeated successful password check, and
+still reads the user's row, roles and claims per request
+(:meth:`Registry.password_record`).
 
 **Storage of secrets.** A password is stored as a salted scrypt hash
 (:func:`~wstrust_wsgi.stores.memory.hash_password`, memory-hard, 16 MiB per
@@ -1031,6 +1035,35 @@ class Registry:
             return Principal(name, frozenset(roles), claims)
 
         return self._run(_Kind.READ, load)
+
+    def password_record(self, username: str) -> tuple[bytes, Principal] | None:
+        """The user's stored password verifier and current principal, in one snapshot; None for no such user.
+
+        What :class:`~wstrust_wsgi.stores.cache.CachedUserStore` needs to skip
+        the KDF safely: no password is checked here, and nothing is hashed.
+
+        The verifier is the stored KDF name, salt and hash, each
+        length-prefixed. Every password change writes a fresh random salt and
+        its hash (for users with a digest secret too: they keep a salt and hash
+        like everyone else, and the plaintext is rewritten in the same
+        statement), so the verifier differs after any change. The digest
+        secret itself is left out: a cached PasswordText check never uses it,
+        and the plaintext should not travel further than the digest check.
+        A removed user has no row, hence None.
+        """
+        if not _findable(username):
+            return None
+
+        def work(tx: _Tx) -> tuple[bytes, Principal] | None:
+            row = tx.one("SELECT id, kdf, salt, password_hash FROM users WHERE name = ?", (username,))
+            if row is None:
+                return None
+            roles, claims = self._roles_and_claims(tx, row[0])
+            verifier = b"".join(len(part).to_bytes(4, "big") + part
+                                for part in (str(row[1]).encode(), bytes(row[2]), bytes(row[3])))
+            return verifier, Principal(username, frozenset(roles), claims)
+
+        return self._run(_Kind.READ, work)
 
     # ------------------------------------------------------------------ internals: statements
 
