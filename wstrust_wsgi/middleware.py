@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
+from lxml import etree
 from webob import Request
 
 from . import _http, _xml, soap, wssecurity
+from ._reuse import SeenTokens
 from .soap import UNDERSTOOD_HEADERS
 from ._time import Clock, utcnow
 from .errors import (
@@ -132,6 +134,8 @@ class RelyingPartyMiddleware:
         self._replay = replay_cache
         self._understood = UNDERSTOOD_HEADERS | frozenset(understood_headers)
         self._verified = VerificationCache(max_entries=verified_cache_size) if verified_cache_size else None
+        self._seen = SeenTokens(max_entries=verified_cache_size) if verified_cache_size else None
+        self._admitted_once: set[tuple[str, str]] = set()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
@@ -165,27 +169,11 @@ class RelyingPartyMiddleware:
     def check(self, request: Request) -> VerifiedAssertion:
         """Read, parse and verify the request; the verified assertion or a SoapFault."""
         body = _http.read_body(request, self._max_body)
-        envelope = soap.parse_envelope(
-            body, content_type=request.headers.get("Content-Type"), max_bytes=self._max_body
-        )
-        for header in envelope.header_blocks():
-            if envelope.must_understand(header) and header.tag not in self._understood:
-                raise MustUnderstand(f"header {header.tag} has mustUnderstand and is not understood")
-        security = wssecurity.security_header(envelope.header_blocks(), envelope.version.namespace)
-        if security is None:
-            raise InvalidSecurity("no wsse:Security header",
-                                  reason="A wsse:Security header with a SAML assertion is required.")
+        content_type = request.environ.get("CONTENT_TYPE")
         now = self._clock()
-        timestamp = wssecurity.read_timestamp(security)
-        if timestamp is not None:
-            wssecurity.check_timestamp(timestamp, now=now, skew=self.policy.clock_skew)
-        assertions = [el for el in security if isinstance(el.tag, str) and version_of(el) is not None]
-        if len(assertions) != 1:
-            raise InvalidSecurity(
-                f"{len(assertions)} SAML assertions in wsse:Security, expected exactly 1",
-                reason="The wsse:Security header must carry exactly one SAML assertion.",
-            )
-        verified = verify_assertion(assertions[0], self.policy, now=now, cache=self._verified)
+        verified = self._reused(body, content_type, now) if self._seen is not None else None
+        if verified is None:
+            verified = self._verify(body, content_type, now)
         if self._replay is not None:
             key = f"saml:{verified.issuer}:{verified.assertion_id}"
             expires = verified.not_on_or_after + self.policy.clock_skew
@@ -200,3 +188,61 @@ class RelyingPartyMiddleware:
                 raise InvalidSecurityToken(f"assertion {verified.assertion_id} replayed",
                                            reason="The security token has already been used.")
         return verified
+
+    def _security(self, body: bytes, content_type: str | None, now: datetime) -> etree._Element:
+        """Parse the envelope and return its one Security header, its Timestamp checked."""
+        envelope = soap.parse_envelope(body, content_type=content_type, max_bytes=self._max_body)
+        headers = envelope.header_blocks()
+        for header in headers:
+            if envelope.must_understand(header) and header.tag not in self._understood:
+                raise MustUnderstand(f"header {header.tag} has mustUnderstand and is not understood")
+        security = wssecurity.security_header(headers, envelope.version.namespace)
+        if security is None:
+            raise InvalidSecurity("no wsse:Security header",
+                                  reason="A wsse:Security header with a SAML assertion is required.")
+        timestamp = wssecurity.read_timestamp(security)
+        if timestamp is not None:
+            wssecurity.check_timestamp(timestamp, now=now, skew=self.policy.clock_skew)
+        return security
+
+    def _verify(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion:
+        """The full path: parse everything, verify the one assertion (or find it in the cache)."""
+        security = self._security(body, content_type, now)
+        assertions = [el for el in security if isinstance(el.tag, str) and version_of(el) is not None]
+        if len(assertions) != 1:
+            raise InvalidSecurity(
+                f"{len(assertions)} SAML assertions in wsse:Security, expected exactly 1",
+                reason="The wsse:Security header must carry exactly one SAML assertion.",
+            )
+        verified = verify_assertion(assertions[0], self.policy, now=now, cache=self._verified)
+        if self._seen is not None:
+            # learn a token's bytes on its second admission: most tokens are used once or many times
+            token = (verified.issuer, verified.assertion_id)
+            if token in self._admitted_once:
+                self._admitted_once.discard(token)
+                self._seen.learn(body, assertions[0], verified.raw, _xml.DEFAULT_MAX_DEPTH)
+            else:
+                if len(self._admitted_once) >= 2 * self._seen.max_entries:
+                    self._admitted_once.clear()
+                self._admitted_once.add(token)
+        return verified
+
+    def _reused(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion | None:
+        """The verified assertion if the request carries a learned token in its place; None otherwise.
+
+        See :mod:`wstrust_wsgi._reuse`: None (and any fault here) sends the
+        request down the full path, which alone may refuse it.
+        """
+        assert self._seen is not None and self._verified is not None
+        splice = self._seen.splice(body)
+        if splice is None:
+            return None
+        try:
+            security = self._security(splice.body, content_type, now)
+            tokens = [el for el in security if isinstance(el.tag, str)
+                      and (el.tag == self._seen.tag or version_of(el) is not None)]
+            if len(tokens) != 1 or not self._seen.stands_for(tokens[0], splice, _xml.DEFAULT_MAX_DEPTH):
+                return None
+            return self._verified.get(splice.key, self.policy, now)
+        except SoapFault:
+            return None

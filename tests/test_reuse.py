@@ -1,0 +1,242 @@
+"""The reused-token path (``wstrust_wsgi._reuse``) says yes only where the full path says yes.
+
+A middleware that has learned a token (admitted it twice) must answer every
+request exactly as a middleware that verifies everything from scratch
+(``verified_cache_size=0``): the same status and the same bytes, and its app
+called with the same user. The requests: the genuine one, the token hidden in a
+comment / CDATA section / processing instruction before a forged one, moved to
+another header or the Body, sent twice, wrapped in another namespace context,
+nested too deep, in another encoding or XML version, followed by garbage, the
+placeholder's own bytes injected, and thousands of byte-level edits of the
+whole request; then time moving past the token's life.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from _forge import RecordingApp, content, soap_request
+from conftest import ISSUER, SERVICE_URL, FixedClock
+from wstrust_wsgi import RelyingPartyMiddleware, saml
+from wstrust_wsgi._reuse import SeenTokens
+
+
+def post(app: Any, body: bytes, content_type: str = "text/xml; charset=utf-8") -> tuple[str, bytes]:
+    status: list[str] = []
+    environ = {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
+        "CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http", "wsgi.errors": io.StringIO(),
+    }
+    out = b"".join(app(environ, lambda s, h, e=None: status.append(s)))
+    return status[0], out
+
+
+class Pair:
+    """A learning middleware and a from-scratch one, each with its own recording app."""
+
+    def __init__(self, certs: Any, clock: FixedClock, token: bytes) -> None:
+        self.apps = (RecordingApp(), RecordingApp())
+        options = dict(audience=SERVICE_URL, issuer=ISSUER, trusted_certs=certs, clock=clock)
+        self.learning = RelyingPartyMiddleware(self.apps[0], **options)
+        self.scratch = RelyingPartyMiddleware(self.apps[1], **options, verified_cache_size=0)
+        genuine = soap_request(token)
+        for _ in range(2):
+            assert post(self.learning, genuine)[0].startswith("200")
+        assert self.learning._seen is not None and len(self.learning._seen) == 1
+
+    def same(self, body: bytes, content_type: str = "text/xml; charset=utf-8") -> str:
+        before = [len(app.calls) for app in self.apps]
+        ours = post(self.learning, body, content_type)
+        reference = post(self.scratch, body, content_type)
+        assert ours == reference, (ours[0], reference[0], body[:3000])
+        called = [len(app.calls) - n for app, n in zip(self.apps, before)]
+        assert called[0] == called[1]
+        if called[0]:
+            assert self.apps[0].calls[-1]["REMOTE_USER"] == self.apps[1].calls[-1]["REMOTE_USER"]
+            assert self.apps[0].calls[-1]["body"] == body
+        return ours[0]
+
+
+@pytest.fixture(params=[saml.SAML2, saml.SAML11], ids=["2.0", "1.1"])
+def token(request: pytest.FixtureRequest, sts_keys: Any, clock: FixedClock) -> bytes:
+    return saml.AssertionSigner(sts_keys.load()).sign(request.param, content(clock.now))
+
+
+@pytest.fixture
+def pair(sts_keys: Any, clock: FixedClock, token: bytes) -> Pair:
+    return Pair([sts_keys.cert], clock, token)
+
+
+def test_a_learned_token_skips_the_full_parse(pair: Pair, token: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    full: list[int] = []
+    original = pair.learning._verify
+    monkeypatch.setattr(pair.learning, "_verify", lambda *a: full.append(1) or original(*a))
+    assert pair.same(soap_request(token)).startswith("200")
+    assert pair.same(soap_request(token, message="another call")).startswith("200")
+    assert full == []
+    assert pair.apps[0].calls[-1]["assertion"].subject == "admin"
+
+
+def test_learning_happens_on_the_second_admission(sts_keys: Any, clock: FixedClock, token: bytes) -> None:
+    middleware = RelyingPartyMiddleware(RecordingApp(), audience=SERVICE_URL, issuer=ISSUER,
+                                        trusted_certs=[sts_keys.cert], clock=clock)
+    assert post(middleware, soap_request(token))[0].startswith("200")
+    assert middleware._seen is not None and len(middleware._seen) == 0
+    assert post(middleware, soap_request(token))[0].startswith("200")
+    assert len(middleware._seen) == 1
+
+
+def forged(sts_keys: Any, clock: FixedClock) -> bytes:
+    """A token for another user, signed by the trusted key but then edited (so its signature fails)."""
+    good = saml.AssertionSigner(sts_keys.load()).sign(saml.SAML2, content(clock.now, subject="mallory"))
+    assert b">mallory<" in good
+    return good.replace(b">mallory<", b">admin<", 1)
+
+
+def hiding_places(token: bytes, evil: bytes) -> dict[str, bytes]:
+    genuine = soap_request(token)
+    security_start = genuine.index(token)
+    before, after = genuine[:security_start], genuine[security_start + len(token):]
+    return {
+        "genuine": genuine,
+        "in a comment, forged after": before + b"<!--" + token + b"-->" + evil + after,
+        "in CDATA, forged after": before + b"<![CDATA[" + token + b"]]>" + evil + after,
+        "in a PI, forged after": before + b"<?x " + token + b"?>" + evil + after,
+        "twice": before + token + token + after,
+        "then forged": before + token + evil + after,
+        "forged then": before + evil + token + after,
+        "in another header": genuine.replace(b"<s:Header>", b"<s:Header><x:Other xmlns:x=\"urn:x\">" + token
+                                             + b"</x:Other>", 1).replace(token + after, after, 1),
+        "in the body": before + after.replace(b"<s:Body>", b"<s:Body>" + token, 1),
+        "in a wrapper inside Security": before + b"<w:Wrap xmlns:w=\"urn:w\">" + token + b"</w:Wrap>" + after,
+        "default namespace around it": genuine.replace(b"<s:Envelope ", b"<s:Envelope xmlns=\"urn:evil\" ", 1),
+        "its prefix rebound around it": genuine.replace(
+            b"<s:Envelope ", b"<s:Envelope xmlns:saml2=\"urn:evil\" xmlns:saml=\"urn:evil\" xmlns:ds=\"urn:e\" ", 1),
+        "followed by garbage": before + token + after + b"<junk/>",
+        "unclosed after": before + token + after.replace(b"</s:Envelope>", b"", 1),
+        "latin-1 declared": genuine.replace(b"encoding='utf-8'", b"encoding='iso-8859-1'", 1),
+        "xml 1.1 declared": genuine.replace(b"version='1.0'", b"version='1.1'", 1),
+        "no declaration": genuine[genuine.index(b"<s:Envelope"):],
+        "utf-16": genuine.decode().replace("encoding='utf-8'", "encoding='utf-16'", 1).encode("utf-16"),
+        "security not mustUnderstand-free": genuine.replace(b"<s:Header>", b"<s:Header><x:H xmlns:x=\"urn:x\" "
+                                                            b"s:mustUnderstand=\"1\"/>", 1),
+        "expired timestamp": before + b"<wsu:Timestamp xmlns:wsu=\"http://docs.oasis-open.org/wss/2004/01/"
+                                      b"oasis-200401-wss-wssecurity-utility-1.0.xsd\"><wsu:Created>"
+                                      b"2001-01-01T00:00:00Z</wsu:Created><wsu:Expires>2001-01-01T00:05:00Z"
+                                      b"</wsu:Expires></wsu:Timestamp>" + token + after,
+    }
+
+
+def test_every_hiding_place_gets_the_full_paths_answer(pair: Pair, token: bytes, sts_keys: Any,
+                                                       clock: FixedClock) -> None:
+    verdicts = {name: pair.same(body) for name, body in hiding_places(token, forged(sts_keys, clock)).items()}
+    assert verdicts["genuine"].startswith("200")
+    assert verdicts["default namespace around it"].startswith("200")  # the token declares what it uses
+    for name in ("in a comment, forged after", "in CDATA, forged after", "in a PI, forged after", "twice",
+                 "then forged", "forged then", "in another header", "in the body", "in a wrapper inside Security",
+                 "followed by garbage", "unclosed after", "expired timestamp"):
+        assert not verdicts[name].startswith("200"), name
+
+
+def test_too_deep_with_the_token_is_refused_although_the_splice_is_shallow(pair: Pair, token: bytes) -> None:
+    genuine = soap_request(token)
+    at = genuine.index(token)
+    depth = 56  # the splice stays within 64 levels; with the token's own levels it does not
+    wrapped = (genuine[:at] + b"<w:a xmlns:w=\"urn:w\">" * depth + token + b"</w:a>" * depth
+               + genuine[at + len(token):])
+    assert not pair.same(wrapped).startswith("200")
+
+
+def test_the_placeholder_cannot_be_forged(pair: Pair, token: bytes) -> None:
+    seen = pair.learning._seen
+    assert seen is not None
+    namespace = seen.tag[1:].split("}")[0]
+    planted = soap_request(token).replace(b"<s:Body>", b"<s:Body><t xmlns=\"" + namespace.encode() + b"\"/>", 1)
+    assert pair.same(planted).startswith("200")  # admitted by the full path, which sees the real token
+    only_placeholder = soap_request(b"<t xmlns=\"" + namespace.encode() + b"\"/>")
+    assert not pair.same(only_placeholder).startswith("200")
+
+
+def test_byte_edits_anywhere_get_the_full_paths_answer(pair: Pair, token: bytes) -> None:
+    genuine = soap_request(token)
+    admitted = refused = 0
+    for offset in range(0, len(genuine), 3):
+        for edit in (genuine[:offset] + genuine[offset + 1:],
+                     genuine[:offset] + b"<" + genuine[offset:],
+                     genuine[:offset] + b"<!--x-->" + genuine[offset:]):
+            if pair.same(edit).startswith("200"):
+                admitted += 1
+            else:
+                refused += 1
+    assert admitted and refused  # both answers occurred, and always agreed
+
+
+def test_time_and_certificate_are_rechecked_on_the_reused_path(pair: Pair, token: bytes, clock: FixedClock) -> None:
+    genuine = soap_request(token)
+    clock.advance(minutes=9)
+    assert pair.same(genuine).startswith("200")
+    clock.advance(minutes=1, seconds=1)
+    assert not pair.same(genuine).startswith("200")
+    clock.advance(days=3650)
+    assert not pair.same(genuine).startswith("200")
+
+
+def test_a_token_relying_on_outside_namespaces_is_not_learned(sts_keys: Any, clock: FixedClock) -> None:
+    token = saml.AssertionSigner(sts_keys.load()).sign(saml.SAML2, content(clock.now))
+    seen = SeenTokens()
+    from wstrust_wsgi import _xml
+    body = b"<e xmlns:saml2=\"urn:oasis:names:tc:SAML:2.0:assertion\">" + token.replace(
+        b" xmlns:saml2=\"urn:oasis:names:tc:SAML:2.0:assertion\"", b"", 1) + b"</e>"
+    root = _xml.parse(body)
+    assert not seen.learn(body, root[0], b"raw", 64)
+    whole = b"<e>" + token + b"</e>"
+    assert seen.learn(whole, _xml.parse(whole)[0], b"raw", 64)
+    assert len(seen) == 1
+
+
+def test_seen_tokens_are_bounded(sts_keys: Any, clock: FixedClock) -> None:
+    from wstrust_wsgi import _xml
+    seen = SeenTokens(max_entries=4)
+    signer = saml.AssertionSigner(sts_keys.load())
+    for _ in range(9):
+        body = b"<e>" + signer.sign(saml.SAML2, content(clock.now)) + b"</e>"
+        assert seen.learn(body, _xml.parse(body)[0], b"raw", 64)
+        assert len(seen) <= 4
+
+
+def test_many_clients_each_reusing_a_token(sts_keys: Any, clock: FixedClock) -> None:
+    signer = saml.AssertionSigner(sts_keys.load())
+    tokens = [signer.sign(saml.SAML2, content(clock.now, subject=f"user{i}")) for i in range(5)]
+    app = RecordingApp()
+    middleware = RelyingPartyMiddleware(app, audience=SERVICE_URL, issuer=ISSUER, trusted_certs=[sts_keys.cert],
+                                        clock=clock)
+    for _ in range(3):
+        for i, token in enumerate(tokens):
+            assert post(middleware, soap_request(token))[0].startswith("200")
+            assert app.calls[-1]["REMOTE_USER"] == f"user{i}"
+    assert middleware._seen is not None and len(middleware._seen) == 5
+    clock.advance(minutes=11)
+    assert not post(middleware, soap_request(tokens[0]))[0].startswith("200")
+
+
+def test_replay_cache_still_applies(sts_keys: Any, clock: FixedClock, token: bytes) -> None:
+    from wstrust_wsgi.stores.memory import MemoryReplayCache
+    middleware = RelyingPartyMiddleware(RecordingApp(), audience=SERVICE_URL, issuer=ISSUER,
+                                        trusted_certs=[sts_keys.cert], clock=clock, replay_cache=MemoryReplayCache())
+    assert post(middleware, soap_request(token))[0].startswith("200")
+    for _ in range(3):
+        assert post(middleware, soap_request(token))[0].startswith("500")
+
+
+def test_skew_setting_matches(sts_keys: Any, clock: FixedClock, token: bytes) -> None:
+    pair = Pair([sts_keys.cert], clock, token)
+    clock.advance(minutes=10, seconds=-1)  # NotOnOrAfter is now + 5 min; the skew adds 5 more
+    assert pair.same(soap_request(token)).startswith("200")
+    clock.advance(seconds=2)
+    assert not pair.same(soap_request(token)).startswith("200")
+    assert timedelta(minutes=5) == pair.learning.policy.clock_skew
