@@ -19,7 +19,8 @@ import webtest
 from lxml import etree
 
 from conftest import ISSUER, OTHER_URL, SERVICE_URL, STS_URL, vector
-from wstrust_wsgi import ns
+from wstrust_wsgi import ns, saml, wstrust
+from wstrust_wsgi import soap as soap_module
 
 SOAP_NS = {"1.1": ns.SOAP11, "1.2": ns.SOAP12}
 MEDIA = {"1.1": "text/xml", "1.2": "application/soap+xml"}
@@ -268,6 +269,36 @@ def test_a_request_without_message_id_gets_no_addressing_headers(web, make_clien
     response = request_rst(web, make_client)
     assert response.status_int == 200
     assert etree.fromstring(response.body).find(q(ns.SOAP12, "Header")) is None
+
+
+@pytest.mark.parametrize(("soap", "trust"), SOAP_TRUST)
+@pytest.mark.parametrize("token_type", [None, ns.SAML11_TOKEN_PROFILE_TYPE])
+@pytest.mark.parametrize("wsa", [None, ns.WSA10, ns.WSA04])
+def test_the_answer_is_byte_for_byte_what_the_tree_builder_makes(web, make_client, clock, soap, trust, token_type, wsa):
+    """The STS answers from a template (``wstrust.response_envelope``); the reference tree path, given the
+    same request and the token the STS signed, makes the same bytes, hostile Context and MessageID included."""
+    hostile = "a&b<c>d\"e'f\tg\nh\ri ]]> \u00e9\u4e2d\U0001f600"
+
+    def change(root):  # type: ignore[no-untyped-def]
+        rst_of(root).set("Context", hostile)
+        if wsa is not None:
+            add_message_id(root, "urn:uuid:" + hostile, wsa)
+
+    body = edit(build(make_client, soap, trust, token_type=token_type), change)
+    response = post_soap(web, body, soap, action=ISSUE_ACTION[trust])
+    rstr = rstr_of(response, soap, trust)
+    assert rstr.get("Context") == hostile
+    version = saml.SAML11 if token_type else saml.SAML2
+    assertion = response.body.split(b"<wst:RequestedSecurityToken>")[1].split(b"</wst:RequestedSecurityToken>")[0]
+    request = wstrust.parse_request(soap_module.parse_envelope(body, content_type=MEDIA[soap]).body_child())
+    expected = wstrust.response_envelope_from_tree(
+        soap_module.SOAP11 if soap == "1.1" else soap_module.SOAP12, request, assertion,
+        token_type=token_type or saml.SAML2.token_type, version=version,
+        assertion_id=etree.fromstring(assertion).get(version.id_attribute),
+        created=clock.now, expires=clock.now + timedelta(minutes=5),
+        relates_to=soap_module.RelatesTo(wsa, "urn:uuid:" + hostile) if wsa is not None else None,
+    )
+    assert response.body == expected
 
 
 def test_each_issue_makes_a_fresh_assertion_id(web, make_client):

@@ -232,21 +232,23 @@ class TokenService:
             attributes=self._attributes(principal, party),
         )
         assertion = self._signer.sign(version, content, algorithm=settings.signature_algorithm)
-        top = wstrust.build_response(
+        answer = wstrust.response_envelope(
+            envelope.version,
             request,
+            assertion,
             token_type=request.token_type or version.token_type,
             version=version,
             assertion_id=content.assertion_id,
             created=now,
             expires=content.not_on_or_after,
+            relates_to=self._relates_to(envelope),
         )
-        answer = soap.envelope(envelope.version, top, self._addressing_headers(envelope, request.dialect))
         log.info(
             "issued: SAML %s token %s to %r for %s (WS-Trust %s, SOAP %s, valid until %s)",
             version.name, content.assertion_id, principal.name, party.address,
             request.dialect.name, envelope.version.name, content.not_on_or_after.isoformat(),
         )
-        return answer.replace(wstrust.TOKEN_MARKER, assertion, 1)
+        return answer
 
     def _authenticate(self, envelope: soap.Envelope, now: datetime, settings: StsSettings, http: Request) -> Principal:
         skew = settings.clock_skew
@@ -307,18 +309,15 @@ class TokenService:
         return attributes
 
     @staticmethod
-    def _addressing_headers(envelope: soap.Envelope, dialect: wstrust.Dialect) -> list[etree._Element]:
+    def _relates_to(envelope: soap.Envelope) -> soap.RelatesTo | None:
+        """The request's wsa:MessageID (1.0, else 2004/08), which the answer's wsa:RelatesTo echoes."""
         if envelope.header is None:
-            return []
+            return None
         for wsa in (ns.WSA10, ns.WSA04):
             message_id = _xml.child(envelope.header, wsa, "MessageID")
             if message_id is not None:
-                action = etree.Element(_xml.qname(wsa, "Action"), nsmap={"wsa": wsa})
-                action.text = dialect.issue_response_action
-                relates = etree.Element(_xml.qname(wsa, "RelatesTo"), nsmap={"wsa": wsa})
-                relates.text = _xml.text(message_id)
-                return [action, relates]
-        return []
+                return soap.RelatesTo(wsa, _xml.text(message_id))
+        return None
 
 
 class _Fixed:

@@ -4,19 +4,30 @@ WS-Trust 1.3 and the February 2005 version differ in data only: namespace,
 action URIs, the bearer KeyType URI and whether answers are wrapped in a
 ``RequestSecurityTokenResponseCollection`` (1.3) or not (2005). Each is one
 frozen :class:`Dialect`; the answer always uses the request's dialect.
+
+The answer is built twice over, on purpose: :func:`build_response` and
+:func:`response_envelope_from_tree` make it as an lxml tree (the plain
+statement of its shape, and the reference), while :func:`response_envelope`,
+which the STS uses, fills a template made from that tree's serialization
+(one per response shape), because after the RSA signature the tree was the
+largest cost of minting a token.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from lxml import etree
 
-from . import _xml, ns
+from . import _xml, ns, soap
 from ._time import format_datetime, parse_datetime
 from .errors import InvalidRequest
 from .saml import SamlVersion
+
+log = logging.getLogger("wstrust_wsgi.wstrust")
 
 #: Stands where the assertion goes; the serialized envelope is spliced there so
 #: the signed assertion's bytes are never re-serialized inside the response.
@@ -151,6 +162,14 @@ def build_response(
     expires: datetime,
 ) -> etree._Element:
     """The RSTR (in a Collection for 1.3) with :data:`TOKEN_MARKER` where the assertion goes."""
+    return _response_tree(request, token_type, version, assertion_id, format_datetime(created),
+                          format_datetime(expires))
+
+
+def _response_tree(
+    request: TokenRequest, token_type: str, version: SamlVersion, assertion_id: str, created: str, expires: str
+) -> etree._Element:
+    """:func:`build_response` with the times already written (so a template can put holes there)."""
     d = request.dialect
     t = d.namespace
     nsmap = {"wst": t, "wsu": ns.WSU}
@@ -171,8 +190,141 @@ def build_response(
     reference = etree.SubElement(applies, _xml.qname(wsa_ns, "EndpointReference"), nsmap={"wsa": wsa_ns})
     _sub(reference, wsa_ns, "Address", request.applies_to)
     lifetime = _sub(rstr, t, "Lifetime")
-    _sub(lifetime, ns.WSU, "Created", format_datetime(created))
-    _sub(lifetime, ns.WSU, "Expires", format_datetime(expires))
+    _sub(lifetime, ns.WSU, "Created", created)
+    _sub(lifetime, ns.WSU, "Expires", expires)
     _sub(rstr, t, "RequestType", d.request_type_issue)
     _sub(rstr, t, "KeyType", request.key_type or d.bearer_key_types[0])
     return top
+
+
+def response_envelope_from_tree(
+    soap_version: soap.SoapVersion,
+    request: TokenRequest,
+    assertion: bytes,
+    *,
+    token_type: str,
+    version: SamlVersion,
+    assertion_id: str,
+    created: datetime,
+    expires: datetime,
+    relates_to: soap.RelatesTo | None = None,
+) -> bytes:
+    """The whole SOAP response, built as a tree: the reference for :func:`response_envelope`.
+
+    :func:`build_response` in a :func:`soap.envelope` (with ``wsa:Action`` and
+    ``wsa:RelatesTo`` when the request had a MessageID), the signed
+    ``assertion`` spliced unchanged at :data:`TOKEN_MARKER`. Kept as the
+    plain statement of what the STS answers; the tests compare the template
+    path with it for every request shape.
+    """
+    return _tree_envelope(soap_version, request, assertion, token_type, version, assertion_id,
+                          format_datetime(created), format_datetime(expires), relates_to)
+
+
+def _tree_envelope(
+    soap_version: soap.SoapVersion, request: TokenRequest, assertion: bytes, token_type: str, version: SamlVersion,
+    assertion_id: str, created: str, expires: str, relates_to: soap.RelatesTo | None,
+) -> bytes:
+    top = _response_tree(request, token_type, version, assertion_id, created, expires)
+    headers = relates_to.headers(request.dialect.issue_response_action) if relates_to is not None else []
+    return soap.envelope(soap_version, top, headers).replace(TOKEN_MARKER, assertion, 1)
+
+
+def _values(
+    request: TokenRequest, token_type: str, assertion_id: str, created: datetime, expires: datetime,
+    relates_to: soap.RelatesTo | None,
+) -> dict[str, str]:
+    """Every value a response carries that is not fixed by its shape (:func:`_shape`), by hole name."""
+    values = {
+        "token_type": token_type,
+        "assertion_id": assertion_id,
+        "created": format_datetime(created),
+        "expires": format_datetime(expires),
+        "key_type": request.key_type or request.dialect.bearer_key_types[0],
+    }
+    if request.context is not None:
+        values["context"] = request.context
+    if request.applies_to is not None:
+        values["applies_to"] = request.applies_to
+    if relates_to is not None:
+        values["relates_to"] = relates_to.message_id
+    return values
+
+
+#: What fixes a response's bytes apart from its values: SOAP version, WS-Trust
+#: dialect, SAML version (the token references' TokenType and ValueType), the
+#: AppliesTo namespaces echoed, whether Context and an AppliesTo address are
+#: present, and the WS-Addressing namespace of the reply headers (None: none).
+_Shape = tuple[soap.SoapVersion, Dialect, SamlVersion, tuple[str, str], bool, bool, str | None]
+#: One template per shape met so far (at most a few hundred shapes exist);
+#: None marks a shape whose template failed its check, answered from the tree.
+_TEMPLATES: dict[_Shape, soap.EnvelopeTemplate | None] = {}
+#: Every character the serializer treats specially, plus non-ASCII (BMP and astral).
+_PROBE = "a&b<c>d\"e'f\tg\nh\ri ]]> \u00e9\u4e2d\U0001f600"
+
+
+def _shape(
+    soap_version: soap.SoapVersion, request: TokenRequest, version: SamlVersion, relates_to: soap.RelatesTo | None
+) -> _Shape:
+    return (soap_version, request.dialect, version, request.applies_to_ns, request.context is not None,
+            request.applies_to is not None, relates_to.namespace if relates_to is not None else None)
+
+
+def _template(shape: _Shape) -> soap.EnvelopeTemplate | None:
+    """The shape's template, made from the tree path's output and checked against it with hostile values."""
+    soap_version, dialect, version, applies_to_ns, has_context, has_address, wsa = shape
+
+    def tree(value: Callable[[str], str], assertion: bytes) -> bytes:
+        request = TokenRequest(dialect, value("applies_to") if has_address else None, applies_to_ns, None,
+                               value("key_type"), None, value("context") if has_context else None)
+        relates_to = soap.RelatesTo(wsa, value("relates_to")) if wsa is not None else None
+        return _tree_envelope(soap_version, request, assertion, value("token_type"), version, value("assertion_id"),
+                              value("created"), value("expires"), relates_to)
+
+    template = soap.EnvelopeTemplate(tree(soap.EnvelopeTemplate.hole, TOKEN_MARKER), raw={"assertion": TOKEN_MARKER})
+    names = {"token_type", "assertion_id", "created", "expires", "key_type"}
+    names |= {name for name, present in (("context", has_context), ("applies_to", has_address),
+                                         ("relates_to", wsa is not None)) if present}
+    probe = dict.fromkeys(names, _PROBE)
+    rendered = template.render(probe, {"assertion": b"<probe/>"})
+    if template.names != names or rendered != tree(probe.__getitem__, b"<probe/>"):
+        log.warning("RSTR template for %s differs from the tree builder; answering that shape from the tree",
+                    [getattr(part, "name", part) for part in shape])
+        return None
+    return template
+
+
+def response_envelope(
+    soap_version: soap.SoapVersion,
+    request: TokenRequest,
+    assertion: bytes,
+    *,
+    token_type: str,
+    version: SamlVersion,
+    assertion_id: str,
+    created: datetime,
+    expires: datetime,
+    relates_to: soap.RelatesTo | None = None,
+) -> bytes:
+    """The whole SOAP response carrying the RSTR and the signed ``assertion`` (what the STS sends).
+
+    The same bytes as :func:`response_envelope_from_tree`, from a
+    :class:`soap.EnvelopeTemplate` per response shape (see ``_Shape``) made on
+    first use. Why: after the RSA signature, building and serializing the
+    RSTR tree was the largest cost of minting a token, and the shape of the
+    answer is one of a few; filling a template costs a few microseconds. Each
+    template is made from the tree path's own output and checked against it
+    with hostile values before use; a shape that fails the check is answered
+    from the tree.
+    """
+    values = _values(request, token_type, assertion_id, created, expires, relates_to)
+    shape = _shape(soap_version, request, version, relates_to)
+    try:
+        template = _TEMPLATES[shape]
+    except KeyError:  # two threads may both make it: the same template, either one kept
+        template = _TEMPLATES[shape] = _template(shape)
+    if template is None:
+        return response_envelope_from_tree(soap_version, request, assertion, token_type=token_type, version=version,
+                                           assertion_id=assertion_id, created=created, expires=expires,
+                                           relates_to=relates_to)
+    return template.render(values, {"assertion": assertion})
