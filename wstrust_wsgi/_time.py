@@ -39,7 +39,7 @@ def parse_datetime(value: str) -> datetime:
         tz = timezone(sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
     try:
         moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz)
-        return moment.astimezone(timezone.utc)
+        return moment if tz is timezone.utc else moment.astimezone(timezone.utc)
     except (ValueError, OverflowError):
         raise ValueError(f"not a representable xs:dateTime: {value!r}") from None
 

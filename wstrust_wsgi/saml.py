@@ -599,9 +599,11 @@ class ValidationPolicy:
         return allowed
 
 
-_HOLDERS = etree.XPath(
-    "//*[@ID=$id or @AssertionID=$id or @Id=$id or @wsu:Id=$id]", namespaces={"wsu": ns.WSU}
-)
+#: Every attribute whose value is $id; those named ID, AssertionID or Id (in any namespace, so
+#: wsu:Id and signxml's any-namespace lookup too) must all sit on the assertion itself.
+_ID_VALUES = etree.XPath("//@*[. = $id]")
+_ID_NAMES = frozenset(["ID", "AssertionID", "Id"])
+_DS_SIGNATURE = _xml.qname(ns.DS, "Signature")
 
 
 def _check_signature_shape(root: etree._Element, version: SamlVersion, policy: ValidationPolicy) -> str:
@@ -609,15 +611,16 @@ def _check_signature_shape(root: etree._Element, version: SamlVersion, policy: V
     assertion_id = root.get(version.id_attribute, "")
     if not assertion_id:
         raise InvalidSecurityToken(f"assertion has no {version.id_attribute}")
-    signatures = list(root.iter(_xml.qname(ns.DS, "Signature")))
+    signatures = list(root.iter(_DS_SIGNATURE))
     if not signatures:
         raise FailedCheck("assertion is not signed", reason="The security token is not signed.")
     if len(signatures) > 1 or signatures[0].getparent() is not root:
         raise FailedCheck("assertion must carry exactly one signature, as its own child")
     signature = signatures[0]
-    # every element whose ID, AssertionID, Id or wsu:Id is the assertion's ID, in document order
-    holders = cast(list[etree._Element], _HOLDERS(root, id=assertion_id))
-    if holders != [root]:
+    # every element with an ID, AssertionID or Id attribute (any namespace) equal to the assertion's ID
+    holders = [value.getparent() for value in cast(list[etree._ElementUnicodeResult], _ID_VALUES(root, id=assertion_id))
+               if etree.QName(value.attrname).localname in _ID_NAMES]
+    if any(holder is not root for holder in holders):
         raise FailedCheck(f"ID {assertion_id!r} is not unique to the assertion ({len(holders)} holders)")
     signed_info = _xml.child(signature, ns.DS, "SignedInfo")
     if signed_info is None:
@@ -657,10 +660,12 @@ _HASH_BY_DIGEST = {
     DigestAlgorithm.SHA512.value: "sha512", DigestAlgorithm.SHA1.value: "sha1",
 }
 _signature_schemas: list[etree.XMLSchema] = []
-#: signxml's reference resolution: every element with an attribute of this local name, in any namespace.
-_ID_LOOKUP = {
-    version.name: etree.XPath(f"//*[@*[local-name() = '{version.id_attribute}']=$uri]") for version in (SAML2, SAML11)
-}
+_DS_TRANSFORMS = _xml.qname(ns.DS, "Transforms")
+
+
+def _elements(parent: etree._Element) -> list[etree._Element]:
+    """Element children only (processing instructions may sit between them)."""
+    return list(parent.iterchildren(etree.Element))
 
 
 class _Refused(Exception):
@@ -753,44 +758,50 @@ def _verify_signature_and_cert(
         signature = _find(root, "ds:Signature")
         for schema in _schemas():
             schema.assertValid(signature)
-        signed_info = _find(signature, "ds:SignedInfo")
-        c14n_method = _find(signed_info, "ds:CanonicalizationMethod")
+        # The schema fixed the order: SignedInfo, SignatureValue, KeyInfo?, Object*; and
+        # CanonicalizationMethod, SignatureMethod, Reference+ in SignedInfo.
+        parts = _elements(signature)
+        signed_info, signature_value = parts[0], parts[1]
+        info_parts = _elements(signed_info)
+        c14n_method, method_el = info_parts[0], info_parts[1]
         if c14n_method.get("Algorithm") != ns.ALG_EXC_C14N:
             raise _Refused("canonicalization")
-        method = _find(signed_info, "ds:SignatureMethod").get("Algorithm")
+        method = method_el.get("Algorithm")
         if method not in policy.signature_methods():
             raise _Refused(f"signature method {method!r}")
         hash_class = _HASH_BY_SIGNATURE[method]  # type: ignore[index]
-        raw_signature = b64decode(_find(signature, "ds:SignatureValue").text)  # type: ignore[arg-type]
+        raw_signature = b64decode(signature_value.text)  # type: ignore[arg-type]
         signed_info_c14n = etree.tostring(
             signed_info, method="c14n", exclusive=True, with_comments=False,
             inclusive_ns_prefixes=_inclusive_prefixes(c14n_method),
         )
-        reference = _find(signed_info, "ds:Reference")
-        transforms = reference.find("ds:Transforms", namespaces=_DS_NS)
-        digest_uri = _find(reference, "ds:DigestMethod").get("Algorithm")
+        references = info_parts[2:]
+        if len(references) != 1:
+            raise _Refused(f"{len(references)} references")
+        reference = references[0]
+        # Reference: Transforms?, DigestMethod, DigestValue
+        reference_parts = _elements(reference)
+        transforms = reference_parts[0] if reference_parts[0].tag == _DS_TRANSFORMS else None
+        digest_method, digest_value = reference_parts[-2], reference_parts[-1]
+        digest_uri = digest_method.get("Algorithm")
         if digest_uri not in policy.digests():
             raise _Refused(f"digest method {digest_uri!r}")
-        expected_digest = b64decode(_find(reference, "ds:DigestValue").text)  # type: ignore[arg-type]
+        expected_digest = b64decode(digest_value.text)  # type: ignore[arg-type]
         uri = reference.get("URI") or ""
-        if not uri.startswith("#"):
+        # _check_signature_shape made root the one holder of its ID: the reference resolves to root
+        if uri != "#" + root.get(version.id_attribute, "\0"):
             raise _Refused(f"reference URI {uri!r}")
-        targets = cast(list[etree._Element], _ID_LOOKUP[version.name](root, uri=uri[1:]))
-        if len(targets) != 1 or targets[0] is not root:
-            raise _Refused(f"reference {uri!r} resolves to {len(targets)} elements")
-        algorithms = [t.get("Algorithm") for t in transforms.findall("ds:Transform", namespaces=_DS_NS)] \
-            if transforms is not None else []
-        if algorithms != [ns.ALG_ENVELOPED, ns.ALG_EXC_C14N]:
-            raise _Refused(f"transforms {algorithms!r}")
-        c14n_transform = transforms.findall("ds:Transform", namespaces=_DS_NS)[1]  # type: ignore[union-attr]
+        steps = _elements(transforms) if transforms is not None else []
+        if [t.get("Algorithm") for t in steps] != [ns.ALG_ENVELOPED, ns.ALG_EXC_C14N]:
+            raise _Refused(f"transforms {[t.get('Algorithm') for t in steps]!r}")
         _remove_enveloped(signature)
         payload_c14n = etree.tostring(
             root, method="c14n", exclusive=True, with_comments=False,
-            inclusive_ns_prefixes=_inclusive_prefixes(c14n_transform),
+            inclusive_ns_prefixes=_inclusive_prefixes(steps[1]),
         )
         if hashlib.new(_HASH_BY_DIGEST[digest_uri], payload_c14n).digest() != expected_digest:  # type: ignore[index]
             raise _Refused("digest mismatch")
-    except (_Refused, SignXMLException, etree.LxmlError, TypeError, ValueError) as exc:
+    except (_Refused, SignXMLException, etree.LxmlError, TypeError, ValueError, IndexError) as exc:
         raise FailedCheck(f"signature refused: {type(exc).__name__}: {exc}") from None
     at = now.astimezone(timezone.utc) if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
     failures = []
