@@ -117,6 +117,12 @@ def hiding_places(token: bytes, evil: bytes) -> dict[str, bytes]:
         "default namespace around it": genuine.replace(b"<s:Envelope ", b"<s:Envelope xmlns=\"urn:evil\" ", 1),
         "its prefix rebound around it": genuine.replace(
             b"<s:Envelope ", b"<s:Envelope xmlns:saml2=\"urn:evil\" xmlns:saml=\"urn:evil\" xmlns:ds=\"urn:e\" ", 1),
+        "relative namespace URI around it": genuine.replace(b"<s:Envelope ", b"<s:Envelope xmlns:rel=\"admin\" ", 1),
+        "relative default namespace around it": genuine.replace(b"<s:Envelope ", b"<s:Envelope xmlns=\"rel\" ", 1),
+        "unparsable namespace URI around it": genuine.replace(b"<s:Envelope ", b"<s:Envelope xmlns:u=\"a b:c\" ", 1),
+        "text after it": before + token + b"admin" + after,
+        "whitespace after it": before + token + b"\n  \t" + after,
+        "no-break space after it": before + token + "\u00a0".encode() + after,
         "followed by garbage": before + token + after + b"<junk/>",
         "unclosed after": before + token + after.replace(b"</s:Envelope>", b"", 1),
         "latin-1 declared": genuine.replace(b"encoding='utf-8'", b"encoding='iso-8859-1'", 1),
@@ -137,6 +143,7 @@ def test_every_hiding_place_gets_the_full_paths_answer(pair: Pair, token: bytes,
     verdicts = {name: pair.same(body) for name, body in hiding_places(token, forged(sts_keys, clock)).items()}
     assert verdicts["genuine"].startswith("200")
     assert verdicts["default namespace around it"].startswith("200")  # the token declares what it uses
+    assert verdicts["whitespace after it"].startswith("200")
     for name in ("in a comment, forged after", "in CDATA, forged after", "in a PI, forged after", "twice",
                  "then forged", "forged then", "in another header", "in the body", "in a wrapper inside Security",
                  "followed by garbage", "unclosed after", "expired timestamp"):

@@ -46,6 +46,7 @@ import re
 import secrets
 import threading
 from typing import cast
+from xml.sax.saxutils import escape
 
 from lxml import etree
 
@@ -55,6 +56,7 @@ from .errors import MalformedMessage
 #: The first start tag of a SAML assertion (either version; any ASCII prefix). A
 #: token whose start tag this does not find first is simply never learned.
 _START = re.compile(rb"<((?:[A-Za-z_][A-Za-z0-9._-]*:)?)Assertion[\s>/]")
+_ATTRIBUTE_ENTITIES = {'"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
 _INCLUSIVE = etree.XPath(
     "//ds:Signature//ec:InclusiveNamespaces/@PrefixList", namespaces={"ds": ns.DS, "ec": ns.ALG_EXC_C14N}
 )
@@ -104,6 +106,7 @@ class SeenTokens:
         self._mark = namespace.encode()
         self._placeholder = b'<t xmlns="' + self._mark + b'"/>'
         self._by_start: dict[bytes, _Learned] = {}
+        self._contexts: dict[frozenset[tuple[str | None, str]], bool] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -132,11 +135,43 @@ class SeenTokens:
         """
         if placeholder.tag != self.tag or len(placeholder) or placeholder.text:
             return False
+        if placeholder.tail and placeholder.tail.strip(" \t\r\n"):
+            return False  # the full path serializes the token with its tail: text there makes it refuse
         info = placeholder.getroottree().docinfo
         if (info.encoding or "").upper() not in ("UTF-8", "UTF8") or info.xml_version != "1.0":
             return False
         depth = sum(1 for _ in placeholder.iterancestors()) + 1
-        return depth - 1 + splice.depth <= max_depth
+        if depth - 1 + splice.depth > max_depth:
+            return False
+        parent = placeholder.getparent()
+        return parent is not None and self._context_ok(parent.nsmap)
+
+    def _context_ok(self, in_scope: dict[str | None, str]) -> bool:
+        """Whether the full path could canonicalize a token under these in-scope namespaces.
+
+        The full path serializes the token with every namespace declared
+        around it, and libxml2's c14n refuses a relative or unparsable
+        namespace URI anywhere in scope (a FailedCheck there). The same
+        declarations are canonicalized here on an empty element, once per
+        distinct set (clients send the same envelope shape every time).
+        """
+        key = frozenset(in_scope.items())
+        verdict = self._contexts.get(key)
+        if verdict is None:
+            declarations = b"".join(
+                b" xmlns" + (b":" + prefix.encode() if prefix else b"") + b'="'
+                + escape(uri, _ATTRIBUTE_ENTITIES).encode() + b'"'
+                for prefix, uri in in_scope.items()
+            )
+            try:
+                etree.tostring(_xml.parse(b"<x" + declarations + b"/>"), method="c14n", exclusive=True)
+                verdict = True
+            except (MalformedMessage, etree.C14NError, ValueError):
+                verdict = False
+            if len(self._contexts) >= 1000:
+                self._contexts.clear()
+            self._contexts[key] = verdict
+        return verdict
 
     def learn(self, body: bytes, element: etree._Element, raw: bytes, max_depth: int) -> bool:
         """Remember the exact bytes of ``element`` (verified, parsed from ``body``) if they are self-contained.
