@@ -18,17 +18,28 @@ def read_body(request: Request, max_bytes: int) -> bytes:
 
     The body is put back into ``wsgi.input`` so a wrapped app can still read it.
     """
-    length = request.content_length
+    return read_environ_body(request.environ, max_bytes)
+
+
+def read_environ_body(environ: Environ, max_bytes: int) -> bytes:
+    """:func:`read_body` on a bare environ (the middleware's request path makes no Request object)."""
+    declared = environ.get("CONTENT_LENGTH")
+    try:
+        length: int | None = int(declared) if declared else None
+    except ValueError:
+        length = None  # as WebOb: an unreadable Content-Length counts as absent
+    if length is not None and length < 0:
+        length = None
     if length is not None and length > max_bytes:
         raise MalformedMessage(
             f"Content-Length {length} exceeds the limit of {max_bytes}", reason="The request body is too large."
         )
-    stream = request.environ["wsgi.input"]
+    stream = environ["wsgi.input"]
     data = stream.read(length if length is not None else max_bytes + 1)
     if len(data) > max_bytes:
         raise MalformedMessage(f"body exceeds the limit of {max_bytes}", reason="The request body is too large.")
-    request.environ["wsgi.input"] = io.BytesIO(data)
-    request.environ["CONTENT_LENGTH"] = str(len(data))
+    environ["wsgi.input"] = io.BytesIO(data)
+    environ["CONTENT_LENGTH"] = str(len(data))
     return data
 
 

@@ -62,6 +62,34 @@ _INCLUSIVE = etree.XPath(
 )
 
 
+_DECLARATION = re.compile(
+    rb"<\?xml\s+version\s*=\s*(['\"])1\.0\1(?:\s+encoding\s*=\s*(['\"])(?i:utf-?8)\2)?"
+    rb"(?:\s+standalone\s*=\s*(['\"])(?:yes|no)\3)?\s*\?>"
+)
+_PROLOGS: dict[bytes, bool] = {}
+
+
+def _plain_prolog(body: bytes) -> bool:
+    """Whether ``body`` is UTF-8 XML 1.0: no declaration (and no byte-order mark), or one saying so.
+
+    Then the token's bytes mean in the request what they meant alone. Clients
+    send the same declaration every time, so the answer is remembered.
+    """
+    if not body.startswith(b"<?xml"):
+        return body.startswith(b"<") and body[1:2] != b"\x00"
+    end = body.find(b"?>", 0, 256)
+    if end < 0:
+        return False
+    declaration = body[:end + 2]
+    verdict = _PROLOGS.get(declaration)
+    if verdict is None:
+        verdict = _DECLARATION.fullmatch(declaration) is not None
+        if len(_PROLOGS) >= 64:
+            _PROLOGS.clear()
+        _PROLOGS[declaration] = verdict
+    return verdict
+
+
 class _Learned:
     __slots__ = ("wire", "key", "depth")
 
@@ -122,6 +150,8 @@ class SeenTokens:
         learned = self._by_start.get(body[start:end_of_tag + 1])
         if learned is None or not body.startswith(learned.wire, start):
             return None
+        if not _plain_prolog(body):
+            return None
         spliced = body[:start] + self._placeholder + body[start + len(learned.wire):]
         if spliced.count(self._mark) != 1:
             return None
@@ -130,21 +160,23 @@ class SeenTokens:
     def stands_for(self, placeholder: etree._Element, splice: Splice, max_depth: int) -> bool:
         """Whether ``placeholder`` (found in the parsed splice) proves the original request's shape.
 
-        The caller has found it as the one token of the Security header; this
-        checks the document's encoding and version and the depth budget.
+        The caller has found it as the one token of the Security header
+        (:meth:`splice` checked the document is UTF-8 XML 1.0); this checks
+        the text after it, the depth budget and the namespaces in scope.
         """
         if placeholder.tag != self.tag or len(placeholder) or placeholder.text:
             return False
         if placeholder.tail and placeholder.tail.strip(" \t\r\n"):
             return False  # the full path serializes the token with its tail: text there makes it refuse
-        info = placeholder.getroottree().docinfo
-        if (info.encoding or "").upper() not in ("UTF-8", "UTF8") or info.xml_version != "1.0":
+        parent = placeholder.getparent()
+        if parent is None:
             return False
-        depth = sum(1 for _ in placeholder.iterancestors()) + 1
+        depth, above = 2, parent.getparent()
+        while above is not None:
+            depth, above = depth + 1, above.getparent()
         if depth - 1 + splice.depth > max_depth:
             return False
-        parent = placeholder.getparent()
-        return parent is not None and self._context_ok(parent.nsmap)
+        return self._context_ok(parent.nsmap)
 
     def _context_ok(self, in_scope: dict[str | None, str]) -> bool:
         """Whether the full path could canonicalize a token under these in-scope namespaces.

@@ -49,6 +49,8 @@ class _NothingResolver(etree.Resolver):
 def _declares_doctype(data: bytes) -> bool:
     if _DOCTYPE.search(data):
         return True
+    if data[:1] == b"<" and data[1:2] != b"\x00":
+        return False  # ASCII-compatible from the first byte: the search above saw every character
     for mark, codec in _WIDE_ENCODINGS:
         if data.startswith(mark):
             return bool(_DOCTYPE_TEXT.search(data.decode(codec, errors="ignore")))
@@ -132,13 +134,16 @@ def parse(
         )
     if _declares_doctype(data):
         raise MalformedMessage("document type declaration or entity present", reason="DTDs are not allowed.")
+    utf8 = _is_utf8(data)
     try:
-        root = etree.fromstring(data, parser=_parser(utf8=_is_utf8(data)))
+        root = etree.fromstring(data, parser=_parser(utf8=utf8))
     except (etree.XMLSyntaxError, ValueError) as exc:
         raise MalformedMessage(f"XML syntax error: {exc}") from None
-    docinfo = root.getroottree().docinfo
-    if docinfo.internalDTD is not None or docinfo.externalDTD is not None or docinfo.doctype:
-        raise MalformedMessage("document type declaration present", reason="DTDs are not allowed.")
+    if not utf8:  # in UTF-8 the scan above saw every character; elsewhere ask the parser too
+        docinfo = root.getroottree().docinfo
+        # libxml2 makes an internal subset node for any DOCTYPE, even one with only an external id
+        if docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+            raise MalformedMessage("document type declaration present", reason="DTDs are not allowed.")
     # No entity reference can remain: with no DTD (refused above) an entity other
     # than the five predefined ones is a well-formedness error libxml2 raises on.
     if data.count(b"<") > max_depth and _too_deep(root, max_depth):  # each element costs a "<"

@@ -138,21 +138,24 @@ class RelyingPartyMiddleware:
         self._admitted_once: set[tuple[str, str]] = set()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        request = Request(environ)
-        if request.method != "POST":
-            if self._allow_get and request.method in ("GET", "HEAD"):
+        # The request path reads the environ directly: a webob.Request and its
+        # parsed properties cost more than the rest of a reused token's checks.
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method != "POST":
+            if self._allow_get and method in ("GET", "HEAD"):
                 return self.app(environ, start_response)
             return _http.plain(405, "This service accepts SOAP requests by POST only.", [("Allow", "POST")])(
                 environ, start_response
             )
-        version = soap.version_for_content_type(request.content_type)
+        content_type = environ.get("CONTENT_TYPE")
+        version = soap.version_for_content_type(content_type)
         if version is None:
-            log.warning("refused: content type %r is not SOAP", request.content_type)
+            log.warning("refused: content type %r is not SOAP", content_type)
             return _http.plain(415, "Use text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2).")(
                 environ, start_response
             )
         try:
-            verified = self.check(request)
+            verified = self._check(environ)
         except SoapFault as fault:
             log.warning("refused: %s: %s", type(fault).__name__, fault.detail)
             return _http.soap_response(*soap.fault_response(version, fault))(environ, start_response)
@@ -168,8 +171,11 @@ class RelyingPartyMiddleware:
 
     def check(self, request: Request) -> VerifiedAssertion:
         """Read, parse and verify the request; the verified assertion or a SoapFault."""
-        body = _http.read_body(request, self._max_body)
-        content_type = request.environ.get("CONTENT_TYPE")
+        return self._check(request.environ)
+
+    def _check(self, environ: dict[str, Any]) -> VerifiedAssertion:
+        body = _http.read_environ_body(environ, self._max_body)
+        content_type = environ.get("CONTENT_TYPE")
         now = self._clock()
         verified = self._reused(body, content_type, now) if self._seen is not None else None
         if verified is None:
@@ -194,7 +200,7 @@ class RelyingPartyMiddleware:
         envelope = soap.parse_envelope(body, content_type=content_type, max_bytes=self._max_body)
         headers = envelope.header_blocks()
         for header in headers:
-            if envelope.must_understand(header) and header.tag not in self._understood:
+            if header.tag not in self._understood and envelope.must_understand(header):
                 raise MustUnderstand(f"header {header.tag} has mustUnderstand and is not understood")
         security = wssecurity.security_header(headers, envelope.version.namespace)
         if security is None:

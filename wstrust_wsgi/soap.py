@@ -43,6 +43,28 @@ SOAP12 = SoapVersion("1.2", ns.SOAP12, "application/soap+xml", "Sender", "Receiv
 _BY_MEDIA = {SOAP11.media_type: SOAP11, SOAP12.media_type: SOAP12}
 _BY_NS = {SOAP11.namespace: SOAP11, SOAP12.namespace: SOAP12}
 _WSA = (ns.WSA10, ns.WSA04)
+_WSA_ACTIONS = tuple(_xml.qname(a, "Action") for a in _WSA)
+
+
+@dataclass(frozen=True)
+class _Names:
+    """A SOAP version's element and attribute names in Clark notation, computed once."""
+
+    envelope: str
+    header: str
+    body: str
+    must_understand: str
+    actor: str
+    role: str
+
+    @classmethod
+    def of(cls, namespace: str) -> _Names:
+        return cls(*(_xml.qname(namespace, n) for n in ("Envelope", "Header", "Body", "mustUnderstand", "actor",
+                                                         "role")))
+
+
+_NAMES = {version.namespace: _Names.of(version.namespace) for version in (SOAP11, SOAP12)}
+_ENVELOPES = {names.envelope: _BY_NS[namespace] for namespace, names in _NAMES.items()}
 #: actor (SOAP 1.1) / role (SOAP 1.2) values that address the ultimate receiver,
 #: which also acts as "next" (SOAP 1.1 section 4.2.2, SOAP 1.2 part 1 section 2.2).
 _ROLES_FOR_US = frozenset({
@@ -65,7 +87,8 @@ MAX_HEADER_BLOCKS = 32
 
 def for_this_node(header: etree._Element, soap_ns: str) -> bool:
     """Whether a header block is addressed to us (the ultimate receiver)."""
-    role = header.get(_xml.qname(soap_ns, "actor")) or header.get(_xml.qname(soap_ns, "role")) or ""
+    names = _NAMES.get(soap_ns) or _Names.of(soap_ns)
+    role = header.get(names.actor) or header.get(names.role) or ""
     return role.strip() in _ROLES_FOR_US
 
 
@@ -84,20 +107,46 @@ def parse_media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
 
 def version_for_content_type(content_type: str | None) -> SoapVersion | None:
     """The SOAP version a Content-Type announces, or None if it is not a SOAP media type."""
-    return _BY_MEDIA.get(parse_media_type(content_type)[0])
+    return _BY_MEDIA.get(_media_type(content_type)[0])
 
 
-@dataclass(frozen=True)
+_MEDIA_TYPES: dict[str, tuple[str, dict[str, str]]] = {}
+
+
+def _media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
+    """:func:`parse_media_type`, remembered for the few Content-Type values clients send (read-only result)."""
+    if not content_type:
+        return "", {}
+    parsed = _MEDIA_TYPES.get(content_type)
+    if parsed is None:
+        parsed = parse_media_type(content_type)
+        if len(_MEDIA_TYPES) >= 256:
+            _MEDIA_TYPES.clear()
+        _MEDIA_TYPES[content_type] = parsed
+    return parsed
+
+
 class Envelope:
-    """A parsed SOAP request: version, the root element, its Header and Body child."""
+    """A parsed SOAP request: version, the root element, its Header and Body child.
 
-    version: SoapVersion
-    root: etree._Element
-    header: etree._Element | None
-    body: etree._Element
-    #: The action, from the Content-Type ``action`` parameter, the SOAPAction
-    #: header or ``wsa:Action``, first found; empty when none was sent.
-    action: str
+    A plain slotted class rather than a frozen dataclass: it is made on every
+    request, and a frozen dataclass's ``__init__`` costs several times more.
+    """
+
+    __slots__ = ("version", "root", "header", "body", "action")
+
+    def __init__(self, version: SoapVersion, root: etree._Element, header: etree._Element | None,
+                 body: etree._Element, action: str) -> None:
+        self.version = version
+        self.root = root
+        self.header = header
+        self.body = body
+        #: The action, from the Content-Type ``action`` parameter, the SOAPAction
+        #: header or ``wsa:Action``, first found; empty when none was sent.
+        self.action = action
+
+    def __repr__(self) -> str:
+        return f"Envelope(SOAP {self.version.name}, action={self.action!r})"
 
     def header_blocks(self) -> list[etree._Element]:
         if self.header is None:
@@ -113,7 +162,7 @@ class Envelope:
 
     def must_understand(self, header: etree._Element) -> bool:
         """Whether this node must process ``header``: mustUnderstand set and addressed to us."""
-        value = header.get(_xml.qname(self.version.namespace, "mustUnderstand"), "0").strip()
+        value = header.get(_NAMES[self.version.namespace].must_understand, "0").strip()
         return value in ("1", "true") and for_this_node(header, self.version.namespace)
 
 
@@ -126,34 +175,38 @@ def parse_envelope(
     max_depth: int = _xml.DEFAULT_MAX_DEPTH,
 ) -> Envelope:
     """Parse a request body as the SOAP version its Content-Type announces."""
-    media, params = parse_media_type(content_type)
+    media, params = _media_type(content_type)
     version = _BY_MEDIA.get(media)
     if version is None:
         raise MalformedMessage(f"unsupported content type {media!r}")
     root = _xml.parse(data, max_bytes=max_bytes, max_depth=max_depth)
-    root_ns = _xml.namespace(root)
-    if _xml.local_name(root) != "Envelope" or root_ns not in _BY_NS:
-        raise MalformedMessage(f"root element is {root.tag}, not a SOAP Envelope")
-    if root_ns != version.namespace:
-        raise VersionMismatch(
-            f"SOAP {_BY_NS[root_ns].name} envelope sent with content type {media} (SOAP {version.name})"
-        )
-    elements = [el for el in root if isinstance(el.tag, str)]
-    headers = _xml.children(root, version.namespace, "Header")
-    bodies = _xml.children(root, version.namespace, "Body")
-    if len(bodies) != 1 or len(headers) > 1 or len(elements) != len(headers) + len(bodies):
-        raise MalformedMessage("Envelope must hold at most one Header and exactly one Body, nothing else")
-    if headers and elements[0] is not headers[0]:
+    names = _NAMES[version.namespace]
+    if root.tag != names.envelope:
+        other = _ENVELOPES.get(root.tag)
+        if other is None:
+            raise MalformedMessage(f"root element is {root.tag}, not a SOAP Envelope")
+        raise VersionMismatch(f"SOAP {other.name} envelope sent with content type {media} (SOAP {version.name})")
+    elements = list(root.iterchildren(etree.Element))
+    tags = [el.tag for el in elements]
+    if tags == [names.header, names.body]:
+        header, body = elements
+    elif tags == [names.body]:
+        header, body = None, elements[0]
+    elif names.header in tags[1:] and tags.count(names.header) == 1 and tags.count(names.body) == 1 \
+            and len(tags) == 2:
         raise MalformedMessage("Header must come before Body")
-    header = headers[0] if headers else None
+    else:
+        raise MalformedMessage("Envelope must hold at most one Header and exactly one Body, nothing else")
     if header is not None and len(header) > MAX_HEADER_BLOCKS:
         raise MalformedMessage(f"{len(header)} header blocks, more than {MAX_HEADER_BLOCKS}",
                                reason="The SOAP header has too many blocks.")
     action = params.get("action", "") or (soap_action or "").strip().strip('"')
     if not action and header is not None:
-        wsa_action = _xml.child(header, _WSA, "Action")
-        action = _xml.text(wsa_action)
-    return Envelope(version, root, header, bodies[0], action)
+        actions = [block for block in header if block.tag in _WSA_ACTIONS]
+        if len(actions) > 1:
+            raise MalformedMessage(f"{len(actions)} Action elements where at most one is allowed")
+        action = _xml.text(actions[0]) if actions else ""
+    return Envelope(version, root, header, body, action)
 
 
 def envelope(version: SoapVersion, body: etree._Element, headers: Sequence[etree._Element] = ()) -> bytes:

@@ -31,11 +31,14 @@ from lxml import etree
 from . import _xml, ns
 from .soap import for_this_node
 from ._time import format_datetime, parse_datetime
-from .errors import FailedAuthentication, InvalidSecurity, MessageExpired
+from .errors import FailedAuthentication, InvalidSecurity, MalformedMessage, MessageExpired
+
+_SECURITY = _xml.qname(ns.WSSE, "Security")
+
 
 def security_header(headers: list[etree._Element], soap_ns: str) -> etree._Element | None:
     """The one ``wsse:Security`` header for this endpoint; two are refused."""
-    mine = [h for h in headers if h.tag == _xml.qname(ns.WSSE, "Security") and for_this_node(h, soap_ns)]
+    mine = [h for h in headers if h.tag == _SECURITY and for_this_node(h, soap_ns)]
     if len(mine) > 1:
         raise InvalidSecurity(f"{len(mine)} wsse:Security headers for this endpoint, expected at most 1")
     return mine[0] if mine else None
@@ -47,8 +50,14 @@ class Timestamp:
     expires: datetime | None
 
 
+_TIMESTAMP = _xml.qname(ns.WSU, "Timestamp")
+
+
 def read_timestamp(security: etree._Element) -> Timestamp | None:
-    element = _xml.child(security, ns.WSU, "Timestamp")
+    found = list(security.iterchildren(_TIMESTAMP))
+    if len(found) > 1:
+        raise MalformedMessage(f"{len(found)} Timestamp elements where at most one is allowed")
+    element = found[0] if found else None
     if element is None:
         return None
     try:
