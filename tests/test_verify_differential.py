@@ -47,7 +47,7 @@ def verdict(verifier: Any, data: bytes, policy: saml.ValidationPolicy, now: date
         signed = verifier(root, version, policy, now)
     except FailedCheck:
         return ("refused",)
-    return ("verified", etree.tostring(signed, method="c14n"))
+    return ("verified", etree.tostring(signed, method="c14n", exclusive=True))
 
 
 def same(data: bytes, policy: saml.ValidationPolicy, now: datetime) -> tuple[Any, ...]:

@@ -178,6 +178,14 @@ def child(parent: etree._Element, ns: str | tuple[str, ...], local: str) -> etre
     return found[0] if found else None
 
 
+def only(parent: etree._Element, tag: str) -> etree._Element | None:
+    """:func:`child` for a Clark name computed once (the request path's form)."""
+    found = list(parent.iterchildren(tag))
+    if len(found) > 1:
+        raise MalformedMessage(f"{len(found)} {etree.QName(tag).localname} elements where at most one is allowed")
+    return found[0] if found else None
+
+
 def text(element: etree._Element | None, *, strip: bool = True) -> str:
     """The whole text of a leaf element, stripped; child elements are refused.
 
