@@ -1,9 +1,11 @@
-"""The reused-token path (``wstrust_wsgi._reuse``) says yes only where the full path says yes.
+"""The cut-token paths (``wstrust_wsgi._reuse``) reach the full path's verdict on every request.
 
-A middleware that has learned a token (admitted it twice) must answer every
-request exactly as a middleware that verifies everything from scratch
-(``verified_cache_size=0``): the same status and the same bytes, and its app
-called with the same user. The requests: the genuine one, the token hidden in a
+Three middlewares answer each request: one that has already admitted the
+token (so it takes the reused-token path), a fresh one (so the token is cut
+out and verified alone, the first-seen path) and one with both paths off that
+parses the token with its envelope and verifies everything from scratch. All
+must give the same status and the same bytes, and call the app with the same
+user. The requests: the genuine one, the token hidden in a
 comment / CDATA section / processing instruction before a forged one, moved to
 another header or the Body, sent twice, wrapped in another namespace context,
 nested too deep, in another encoding or XML version, followed by garbage, the
@@ -37,29 +39,30 @@ def post(app: Any, body: bytes, content_type: str = "text/xml; charset=utf-8") -
 
 
 class Pair:
-    """A learning middleware and a from-scratch one, each with its own recording app."""
+    """A middleware that has seen the token, a fresh one per request, and a from-scratch one."""
 
     def __init__(self, certs: Any, clock: FixedClock, token: bytes) -> None:
-        self.apps = (RecordingApp(), RecordingApp())
-        options = dict(audience=SERVICE_URL, issuer=ISSUER, trusted_certs=certs, clock=clock)
-        self.learning = RelyingPartyMiddleware(self.apps[0], **options)
-        self.scratch = RelyingPartyMiddleware(self.apps[1], **options, verified_cache_size=0)
-        genuine = soap_request(token)
-        for _ in range(2):
-            assert post(self.learning, genuine)[0].startswith("200")
-        assert self.learning._seen is not None and len(self.learning._seen) == 1
+        self.apps = (RecordingApp(), RecordingApp(), RecordingApp())
+        self.options = dict(audience=SERVICE_URL, issuer=ISSUER, trusted_certs=certs, clock=clock)
+        self.learning = RelyingPartyMiddleware(self.apps[0], **self.options)
+        self.scratch = RelyingPartyMiddleware(self.apps[2], **self.options, verified_cache_size=0)
+        self.scratch._cutting = False
+        assert post(self.learning, soap_request(token))[0].startswith("200")
+        assert len(self.learning._seen) == 1
 
     def same(self, body: bytes, content_type: str = "text/xml; charset=utf-8") -> str:
         before = [len(app.calls) for app in self.apps]
-        ours = post(self.learning, body, content_type)
-        reference = post(self.scratch, body, content_type)
-        assert ours == reference, (ours[0], reference[0], body[:3000])
+        fresh = RelyingPartyMiddleware(self.apps[1], **self.options)
+        answers = [post(app, body, content_type) for app in (self.learning, fresh, self.scratch)]
+        assert answers[0] == answers[2], ("reused", answers[0][0], answers[2][0], body[:3000])
+        assert answers[1] == answers[2], ("first seen", answers[1][0], answers[2][0], body[:3000])
         called = [len(app.calls) - n for app, n in zip(self.apps, before)]
-        assert called[0] == called[1]
+        assert called[0] == called[1] == called[2]
         if called[0]:
-            assert self.apps[0].calls[-1]["REMOTE_USER"] == self.apps[1].calls[-1]["REMOTE_USER"]
-            assert self.apps[0].calls[-1]["body"] == body
-        return ours[0]
+            users = {app.calls[-1]["REMOTE_USER"] for app in self.apps}
+            assert len(users) == 1
+            assert all(app.calls[-1]["body"] == body for app in self.apps)
+        return answers[0][0]
 
 
 @pytest.fixture(params=[saml.SAML2, saml.SAML11], ids=["2.0", "1.1"])
@@ -72,23 +75,31 @@ def pair(sts_keys: Any, clock: FixedClock, token: bytes) -> Pair:
     return Pair([sts_keys.cert], clock, token)
 
 
-def test_a_learned_token_skips_the_full_parse(pair: Pair, token: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    full: list[int] = []
-    original = pair.learning._verify
-    monkeypatch.setattr(pair.learning, "_verify", lambda *a: full.append(1) or original(*a))
+def test_a_remembered_token_is_not_parsed_again(pair: Pair, token: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    other: list[str] = []
+    for name in ("_verify", "_first_seen"):
+        original = getattr(pair.learning, name)
+        monkeypatch.setattr(pair.learning, name, lambda *a, _o=original, _n=name: other.append(_n) or _o(*a))
     assert pair.same(soap_request(token)).startswith("200")
     assert pair.same(soap_request(token, message="another call")).startswith("200")
-    assert full == []
+    assert other == []
     assert pair.apps[0].calls[-1]["assertion"].subject == "admin"
 
 
-def test_learning_happens_on_the_second_admission(sts_keys: Any, clock: FixedClock, token: bytes) -> None:
+def test_a_first_seen_token_is_parsed_once_alone(sts_keys: Any, clock: FixedClock, token: bytes,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     middleware = RelyingPartyMiddleware(RecordingApp(), audience=SERVICE_URL, issuer=ISSUER,
+                                        trusted_certs=[sts_keys.cert], clock=clock, verified_cache_size=0)
+    full: list[int] = []
+    original = middleware._verify
+    monkeypatch.setattr(middleware, "_verify", lambda *a: full.append(1) or original(*a))
+    for _ in range(2):
+        assert post(middleware, soap_request(token))[0].startswith("200")
+    assert full == [] and len(middleware._seen) == 0  # cut every time, remembered never (no cache)
+    with_cache = RelyingPartyMiddleware(RecordingApp(), audience=SERVICE_URL, issuer=ISSUER,
                                         trusted_certs=[sts_keys.cert], clock=clock)
-    assert post(middleware, soap_request(token))[0].startswith("200")
-    assert middleware._seen is not None and len(middleware._seen) == 0
-    assert post(middleware, soap_request(token))[0].startswith("200")
-    assert len(middleware._seen) == 1
+    assert post(with_cache, soap_request(token))[0].startswith("200")
+    assert len(with_cache._seen) == 1  # remembered at once
 
 
 def forged(sts_keys: Any, clock: FixedClock) -> bytes:
@@ -193,26 +204,34 @@ def test_time_and_certificate_are_rechecked_on_the_reused_path(pair: Pair, token
     assert not pair.same(genuine).startswith("200")
 
 
-def test_a_token_relying_on_outside_namespaces_is_not_learned(sts_keys: Any, clock: FixedClock) -> None:
+def test_a_token_relying_on_outside_namespaces_is_not_cut(sts_keys: Any, clock: FixedClock) -> None:
     token = saml.AssertionSigner(sts_keys.load()).sign(saml.SAML2, content(clock.now))
     seen = SeenTokens()
-    from wstrust_wsgi import _xml
-    body = b"<e xmlns:saml2=\"urn:oasis:names:tc:SAML:2.0:assertion\">" + token.replace(
+    declared_outside = b"<e xmlns:saml2=\"urn:oasis:names:tc:SAML:2.0:assertion\">" + token.replace(
         b" xmlns:saml2=\"urn:oasis:names:tc:SAML:2.0:assertion\"", b"", 1) + b"</e>"
-    root = _xml.parse(body)
-    assert not seen.learn(body, root[0], b"raw", 64)
+    assert seen.cut(declared_outside, 64) is None
+    unqualified = b"<e>" + token.replace(b"<saml2:Issuer>", b"<Issuer xmlns=\"\">", 1).replace(
+        b"</saml2:Issuer>", b"</Issuer>", 1) + b"</e>"
+    assert seen.cut(unqualified, 64) is None
+    inclusive = b"<e>" + token.replace(b"<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\">",
+                                       b"<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\">"
+                                       b"<ec:InclusiveNamespaces xmlns:ec=\"http://www.w3.org/2001/10/xml-exc-c14n#\""
+                                       b" PrefixList=\"xs\"/>", 1) + b"</e>"
+    assert b"PrefixList" in inclusive and seen.cut(inclusive, 64) is None
     whole = b"<e>" + token + b"</e>"
-    assert seen.learn(whole, _xml.parse(whole)[0], b"raw", 64)
+    cut = seen.cut(whole, 64)
+    assert cut is not None and cut.wire == token
+    seen.remember(cut, b"key")
     assert len(seen) == 1
 
 
 def test_seen_tokens_are_bounded(sts_keys: Any, clock: FixedClock) -> None:
-    from wstrust_wsgi import _xml
     seen = SeenTokens(max_entries=4)
     signer = saml.AssertionSigner(sts_keys.load())
     for _ in range(9):
-        body = b"<e>" + signer.sign(saml.SAML2, content(clock.now)) + b"</e>"
-        assert seen.learn(body, _xml.parse(body)[0], b"raw", 64)
+        cut = seen.cut(b"<e>" + signer.sign(saml.SAML2, content(clock.now)) + b"</e>", 64)
+        assert cut is not None
+        seen.remember(cut, b"key")
         assert len(seen) <= 4
 
 
@@ -226,7 +245,7 @@ def test_many_clients_each_reusing_a_token(sts_keys: Any, clock: FixedClock) -> 
         for i, token in enumerate(tokens):
             assert post(middleware, soap_request(token))[0].startswith("200")
             assert app.calls[-1]["REMOTE_USER"] == f"user{i}"
-    assert middleware._seen is not None and len(middleware._seen) == 5
+    assert len(middleware._seen) == 5
     clock.advance(minutes=11)
     assert not post(middleware, soap_request(tokens[0]))[0].startswith("200")
 

@@ -1,47 +1,49 @@
-"""Recognising, in a request's bytes, a token the middleware has already verified.
+"""Reading a request's token apart from its envelope, and recognising it when it comes back.
 
-Clients reuse a bearer token for its lifetime, copying the assertion's bytes
-into every request. The :class:`~wstrust_wsgi.saml.VerificationCache` already
-spares the signature work on a reused token, but the whole envelope (mostly the
-assertion: 3 to 6 KB of a typical request) is still parsed on every request.
-:class:`SeenTokens` spares that parse too, without trusting anything it has
-not proved:
+A typical protected request is 4 KB, most of it the assertion (3 to 6 KB with
+its certificate). The full path parses the envelope, serializes the assertion
+out of it and parses that copy again to verify it standalone: the token is
+parsed twice on first sight, and once more on every reuse. :class:`SeenTokens`
+parses it once, and not at all on reuse, without trusting anything it has not
+proved.
 
-1. **Learning.** When a token is admitted for the second time by the full
-   path, :meth:`SeenTokens.learn` cuts its exact bytes ``W`` out of the
-   request and keeps them only if ``W`` alone is a well-formed element (parsed
-   with the hardened parser) that declares every namespace it uses, puts every
-   element in a namespace, and canonicalizes (exclusive c14n) exactly like the
-   element the full path verified. Such bytes mean the same thing in any
-   context: no prefix, default namespace or entity from outside can change them.
-   A signature whose c14n lists InclusiveNamespaces prefixes not declared on
-   ``W``'s root is not learned (its digest could depend on the context).
-2. **Splicing.** For a later request whose first assertion start tag begins
-   bytes equal to a learned ``W``, :meth:`SeenTokens.splice` replaces those
-   bytes with a short placeholder element in a namespace random to this
-   process. The middleware parses the small result with the same hardened
-   parser and runs every envelope check on it (structure, mustUnderstand, the
-   one Security header, wsu:Timestamp).
-3. **Admitting.** The spliced request stands for the real one only if the
-   placeholder is exactly once in it, is an element (not text inside a comment,
-   CDATA section or processing instruction), is the one token in the Security
-   header, the document is UTF-8 XML 1.0, and the placeholder's depth plus
-   ``W``'s depth stays within the depth limit. Then the parser was outside
-   markup, in the Security header's content, right before ``W``; ``W`` is one
-   balanced element that parses alike in any content position; so the
-   original request parses to the same tree with the verified element where
-   the placeholder is. The token's cache entry is then re-checked as on any
-   reuse: the certificate's validity, the time window, the audience (replay
-   detection, when configured, runs after this in the middleware).
+1. **Cutting.** :meth:`SeenTokens.cut` takes the bytes ``W`` from the first
+   assertion start tag to the first matching end tag, and replaces them with a
+   short placeholder element in a namespace random to this process. ``W`` is
+   kept only if it has no unprefixed start tag and, parsed alone with the
+   hardened parser, is one element that declares every namespace it uses (so no prefix, default namespace or entity from outside can
+   change it), whose InclusiveNamespaces prefixes (if any) are declared on its
+   own root, in a UTF-8 XML 1.0 document. The middleware parses the small
+   remainder with the same parser and runs every envelope check on it
+   (structure, mustUnderstand, the one Security header, wsu:Timestamp).
+2. **Standing for the token.** The cut request stands for the real one only
+   if the placeholder is exactly once in it, is an element (not text inside a
+   comment, CDATA section or processing instruction), is the one token in the
+   Security header, has only whitespace after it, and its depth plus ``W``'s
+   stays within the depth limit (:meth:`SeenTokens.stands_for`). Then the
+   parser was outside markup, in the Security header's content, right before
+   ``W``; ``W`` is one balanced element that parses alike in any content
+   position; so the original request parses to the same tree with ``W``'s
+   element where the placeholder is. One thing about the context still
+   matters to the full path: it canonicalizes the token with every namespace
+   declared around it, and c14n refuses a relative namespace URI in scope; the
+   declarations in scope at the placeholder must pass that test too. The
+   middleware then verifies ``W``'s standalone tree, which is the copy the
+   full path would have made, and so reaches the full path's verdict.
+3. **Recognising.** A verified ``W`` is remembered with its cache key; a
+   later request whose first assertion start tag begins the same bytes is
+   cut the same way (:meth:`SeenTokens.splice`) without parsing ``W`` at
+   all, and the token's cache entry is re-checked as on any reuse: the
+   certificate's validity, the time window, the audience (replay detection,
+   when configured, runs after this in the middleware).
 
-Anything else (no match, a changed byte, the placeholder elsewhere, any fault)
-sends the request down the full path, which decides as if this module did not
-exist. So this path may only ever say yes where the full path says yes.
+Anything else (no match, a changed byte, the placeholder elsewhere, any fault
+in the cut envelope) sends the request down the full path, which decides as
+if this module did not exist.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import threading
@@ -91,39 +93,59 @@ def _plain_prolog(body: bytes) -> bool:
 
 
 class _Learned:
-    __slots__ = ("wire", "key", "depth")
+    __slots__ = ("wire", "key", "fits_at")
 
-    def __init__(self, wire: bytes, key: bytes, depth: int) -> None:
+    def __init__(self, wire: bytes, key: bytes, fits_at: int) -> None:
         self.wire = wire  # the exact bytes of the assertion element
         self.key = key  # its VerificationCache key
-        self.depth = depth  # its own element depth (the assertion alone is 1)
+        self.fits_at = fits_at  # the deepest placeholder depth its own depth was found to fit under
 
 
 class Splice:
-    """A request with a learned token's bytes replaced by the placeholder element."""
+    """A request with a token's bytes replaced by the placeholder element.
 
-    __slots__ = ("body", "key", "depth")
+    ``key`` is the cache key of a remembered token (:meth:`SeenTokens.splice`);
+    ``wire`` and ``alone`` are the token's bytes and their standalone parse
+    for one seen the first time (:meth:`SeenTokens.cut`).
+    """
 
-    def __init__(self, body: bytes, key: bytes, depth: int) -> None:
+    __slots__ = ("body", "key", "fits_at", "wire", "alone")
+
+    def __init__(self, body: bytes, key: bytes, fits_at: int, wire: bytes = b"",
+                 alone: etree._Element | None = None) -> None:
         self.body = body
         self.key = key
-        self.depth = depth
+        #: The deepest placeholder depth at which the token's own depth is known to
+        #: fit the limit (0: not known yet; :meth:`SeenTokens.stands_for` finds out).
+        self.fits_at = fits_at
+        self.wire = wire
+        self.alone = alone
 
 
-def _depth(root: etree._Element) -> int:
-    deepest, stack = 1, [(root, 1)]
-    while stack:
-        element, depth = stack.pop()
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in element if isinstance(child.tag, str))
-    return deepest
+#: An unprefixed start tag (not a comment, CDATA section, PI or end tag). A token
+#: without one has every element prefixed, so in a namespace whatever the
+#: context; a match inside a comment or CDATA section only makes the check
+#: stricter.
+_UNPREFIXED_TAG = re.compile(rb"<(?![?!/])[^\s/>:]*[\s/>]")
+_CLOSINGS: dict[bytes, re.Pattern[bytes]] = {}
+
+
+def _closing(prefix: bytes) -> re.Pattern[bytes]:
+    pattern = _CLOSINGS.get(prefix)
+    if pattern is None:
+        pattern = re.compile(b"</" + re.escape(prefix) + rb"Assertion\s*>")
+        if len(_CLOSINGS) >= 64:
+            _CLOSINGS.clear()
+        _CLOSINGS[prefix] = pattern
+    return pattern
 
 
 class SeenTokens:
     """The exact bytes of tokens verified before, by the bytes of their start tag.
 
     :param max_entries: how many tokens to remember; when full, the older half
-        is forgotten (the full path still serves them).
+        is forgotten (the full path still serves them). With 0, first-seen
+        tokens are still cut (:meth:`cut`) but none is remembered.
     """
 
     def __init__(self, *, max_entries: int = 10_000) -> None:
@@ -155,7 +177,7 @@ class SeenTokens:
         spliced = body[:start] + self._placeholder + body[start + len(learned.wire):]
         if spliced.count(self._mark) != 1:
             return None
-        return Splice(spliced, learned.key, learned.depth)
+        return Splice(spliced, learned.key, learned.fits_at)
 
     def stands_for(self, placeholder: etree._Element, splice: Splice, max_depth: int) -> bool:
         """Whether ``placeholder`` (found in the parsed splice) proves the original request's shape.
@@ -174,8 +196,11 @@ class SeenTokens:
         depth, above = 2, parent.getparent()
         while above is not None:
             depth, above = depth + 1, above.getparent()
-        if depth - 1 + splice.depth > max_depth:
-            return False
+        if depth > splice.fits_at:
+            # the token (depth up to max_depth - depth + 1) must fit below the placeholder's parent
+            if splice.alone is None or _xml._too_deep(splice.alone, max_depth - depth + 1):
+                return False
+            splice.fits_at = depth
         return self._context_ok(parent.nsmap)
 
     def _context_ok(self, in_scope: dict[str | None, str]) -> bool:
@@ -205,40 +230,37 @@ class SeenTokens:
             self._contexts[key] = verdict
         return verdict
 
-    def learn(self, body: bytes, element: etree._Element, raw: bytes, max_depth: int) -> bool:
-        """Remember the exact bytes of ``element`` (verified, parsed from ``body``) if they are self-contained.
-
-        ``raw`` is the serialization the full path verified (its cache key is
-        its SHA-256). Returns whether the token was learned.
-        """
+    def cut(self, body: bytes, max_depth: int) -> Splice | None:
+        """``body`` with its first assertion replaced by the placeholder and that assertion parsed alone, or None."""
         match = _START.search(body)
-        if match is None:
-            return False
+        if match is None or not _plain_prolog(body):
+            return None
         start = match.start()
-        closing = re.compile(b"</" + re.escape(match.group(1)) + rb"Assertion\s*>")
-        end = closing.search(body, start)
+        end = _closing(match.group(1)).search(body, start)
         if end is None:
-            return False
+            return None
         wire = body[start:end.end()]
+        if _UNPREFIXED_TAG.search(wire):
+            return None  # an element in no namespace would change meaning under a default namespace
+        spliced = body[:start] + self._placeholder + body[end.end():]
+        if spliced.count(self._mark) != 1:
+            return None
         try:
             alone = _xml.parse(wire, max_depth=max_depth)
         except MalformedMessage:
-            return False  # e.g. a prefix declared outside it, or a nested assertion cut short
-        if any(not isinstance(e.tag, str) or not e.tag.startswith("{") for e in alone.iter(etree.Element)):
-            return False  # an element in no namespace would change meaning under a default namespace
+            return None  # e.g. a prefix declared outside it, or a nested assertion cut short
+        declared = alone.nsmap
         for prefix_list in cast(list[str], _INCLUSIVE(alone)):
-            if any(p and p not in (alone.nsmap or {}) for p in str(prefix_list).split()):
-                return False
-        try:
-            same = (etree.tostring(alone, method="c14n", exclusive=True)
-                    == etree.tostring(element, method="c14n", exclusive=True))
-        except etree.C14NError:
-            return False
-        if not same:
-            return False
-        learned = _Learned(wire, hashlib.sha256(raw).digest(), _depth(alone))
+            if any(p not in declared for p in str(prefix_list).split()):
+                return None  # its c14n would read a declaration from outside
+        return Splice(spliced, b"", 0, wire, alone)
+
+    def remember(self, splice: Splice, key: bytes) -> None:
+        """Remember a cut token that passed verification, under its cache key."""
+        if self.max_entries < 1:
+            return
+        learned = _Learned(splice.wire, key, splice.fits_at)
         with self._lock:
             if len(self._by_start) >= self.max_entries:
                 self._by_start = dict(list(self._by_start.items())[len(self._by_start) // 2:])
-            self._by_start[wire[:wire.index(b">") + 1]] = learned
-        return True
+            self._by_start[splice.wire[:splice.wire.index(b">") + 1]] = learned

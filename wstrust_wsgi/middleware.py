@@ -24,6 +24,7 @@ SOAP version, the log (``wstrust_wsgi.middleware``) the precise reason.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -34,7 +35,7 @@ from lxml import etree
 from webob import Request
 
 from . import _http, _xml, soap, wssecurity
-from ._reuse import SeenTokens
+from ._reuse import SeenTokens, Splice
 from .soap import UNDERSTOOD_HEADERS
 from ._time import Clock, utcnow
 from .errors import (
@@ -46,7 +47,7 @@ from .errors import (
     SoapFault,
 )
 from .keys import PathLike, load_certificates
-from .saml import VerificationCache, VerifiedAssertion, policy, verify_assertion, version_of
+from .saml import VerificationCache, VerifiedAssertion, policy, verify_assertion, verify_standalone, version_of
 from .stores import ReplayCache
 
 log = logging.getLogger("wstrust_wsgi.middleware")
@@ -134,8 +135,9 @@ class RelyingPartyMiddleware:
         self._replay = replay_cache
         self._understood = UNDERSTOOD_HEADERS | frozenset(understood_headers)
         self._verified = VerificationCache(max_entries=verified_cache_size) if verified_cache_size else None
-        self._seen = SeenTokens(max_entries=verified_cache_size) if verified_cache_size else None
-        self._admitted_once: set[tuple[str, str]] = set()
+        self._seen = SeenTokens(max_entries=verified_cache_size)
+        #: Off only in tests, to compare with the path that parses the token with its envelope.
+        self._cutting = True
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         # The request path reads the environ directly: a webob.Request and its
@@ -177,7 +179,12 @@ class RelyingPartyMiddleware:
         body = _http.read_environ_body(environ, self._max_body)
         content_type = environ.get("CONTENT_TYPE")
         now = self._clock()
-        verified = self._reused(body, content_type, now) if self._seen is not None else None
+        verified = None
+        if self._cutting:
+            if self._verified is not None:
+                verified = self._reused(body, content_type, now)
+            if verified is None:
+                verified = self._first_seen(body, content_type, now)
         if verified is None:
             verified = self._verify(body, content_type, now)
         if self._replay is not None:
@@ -220,35 +227,46 @@ class RelyingPartyMiddleware:
                 f"{len(assertions)} SAML assertions in wsse:Security, expected exactly 1",
                 reason="The wsse:Security header must carry exactly one SAML assertion.",
             )
-        verified = verify_assertion(assertions[0], self.policy, now=now, cache=self._verified)
-        if self._seen is not None:
-            # learn a token's bytes on its second admission: most tokens are used once or many times
-            token = (verified.issuer, verified.assertion_id)
-            if token in self._admitted_once:
-                self._admitted_once.discard(token)
-                self._seen.learn(body, assertions[0], verified.raw, _xml.DEFAULT_MAX_DEPTH)
-            else:
-                if len(self._admitted_once) >= 2 * self._seen.max_entries:
-                    self._admitted_once.clear()
-                self._admitted_once.add(token)
+        return verify_assertion(assertions[0], self.policy, now=now, cache=self._verified)
+
+    def _cut_security(self, splice: Splice, content_type: str | None, now: datetime) -> bool:
+        """Whether the cut request passes every envelope check with the placeholder as its one token."""
+        try:
+            security = self._security(splice.body, content_type, now)
+        except SoapFault:
+            return False  # the full path gives the fault, from the real request
+        tokens = [el for el in security if isinstance(el.tag, str)
+                  and (el.tag == self._seen.tag or version_of(el) is not None)]
+        return len(tokens) == 1 and self._seen.stands_for(tokens[0], splice, _xml.DEFAULT_MAX_DEPTH)
+
+    def _first_seen(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion | None:
+        """Verify a token cut out of the request (see :mod:`wstrust_wsgi._reuse`); None: use the full path.
+
+        The token's standalone parse is the copy the full path would verify,
+        so a fault raised by its verification is the full path's verdict.
+        """
+        splice = self._seen.cut(body, _xml.DEFAULT_MAX_DEPTH)
+        if splice is None or splice.alone is None or version_of(splice.alone) is None:
+            return None
+        if not self._cut_security(splice, content_type, now):
+            return None
+        key = hashlib.sha256(splice.wire).digest()
+        verified = verify_standalone(splice.alone, splice.wire, self.policy, now=now, cache=self._verified, key=key)
+        if self._verified is not None:
+            self._seen.remember(splice, key)
         return verified
 
     def _reused(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion | None:
-        """The verified assertion if the request carries a learned token in its place; None otherwise.
+        """The verified assertion if the request carries a remembered token in its place; None otherwise.
 
-        See :mod:`wstrust_wsgi._reuse`: None (and any fault here) sends the
-        request down the full path, which alone may refuse it.
+        None (and any fault on the way) sends the request on to the other
+        paths, which alone may refuse it.
         """
-        assert self._seen is not None and self._verified is not None
+        assert self._verified is not None
         splice = self._seen.splice(body)
-        if splice is None:
+        if splice is None or not self._cut_security(splice, content_type, now):
             return None
         try:
-            security = self._security(splice.body, content_type, now)
-            tokens = [el for el in security if isinstance(el.tag, str)
-                      and (el.tag == self._seen.tag or version_of(el) is not None)]
-            if len(tokens) != 1 or not self._seen.stands_for(tokens[0], splice, _xml.DEFAULT_MAX_DEPTH):
-                return None
             return self._verified.get(splice.key, self.policy, now)
         except SoapFault:
             return None
