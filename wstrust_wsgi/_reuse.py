@@ -230,8 +230,13 @@ class SeenTokens:
             self._contexts[key] = verdict
         return verdict
 
-    def cut(self, body: bytes, max_depth: int) -> Splice | None:
-        """``body`` with its first assertion replaced by the placeholder and that assertion parsed alone, or None."""
+    def cut(self, body: bytes, max_depth: int, placeholder_depth: int = 4) -> Splice | None:
+        """``body`` with its first assertion replaced by the placeholder and that assertion parsed alone, or None.
+
+        The token is parsed with the depth it has left below a placeholder at
+        ``placeholder_depth`` (Envelope, Header, Security, token: 4), so that
+        one probe checks both its own depth and the request's.
+        """
         match = _START.search(body)
         if match is None or not _plain_prolog(body):
             return None
@@ -246,14 +251,14 @@ class SeenTokens:
         if spliced.count(self._mark) != 1:
             return None
         try:
-            alone = _xml.parse(wire, max_depth=max_depth)
+            alone = _xml.parse(wire, max_depth=max_depth - placeholder_depth + 1)
         except MalformedMessage:
-            return None  # e.g. a prefix declared outside it, or a nested assertion cut short
+            return None  # e.g. a prefix declared outside it, a nested assertion cut short, too deep
         declared = alone.nsmap
         for prefix_list in cast(list[str], _INCLUSIVE(alone)):
             if any(p not in declared for p in str(prefix_list).split()):
                 return None  # its c14n would read a declaration from outside
-        return Splice(spliced, b"", 0, wire, alone)
+        return Splice(spliced, b"", placeholder_depth, wire, alone)
 
     def remember(self, splice: Splice, key: bytes) -> None:
         """Remember a cut token that passed verification, under its cache key."""

@@ -9,6 +9,7 @@ guessing a zone is how validity windows silently shift.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -25,8 +26,14 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_datetime(value: str) -> datetime:
-    """Read an xs:dateTime with a zone; raise ValueError otherwise."""
+    """Read an xs:dateTime with a zone; raise ValueError otherwise.
+
+    Remembered per string: an assertion repeats its instants (IssueInstant,
+    NotBefore, AuthnInstant; NotOnOrAfter twice), and tokens minted in the
+    same millisecond share them. datetimes are immutable; errors are not kept.
+    """
     match = _DATETIME.match(value.strip())
     if not match:
         raise ValueError(f"not an xs:dateTime with a time zone: {value!r}")

@@ -116,8 +116,18 @@ def _is_utf8(data: bytes) -> bool:
     end = data.find(b"?>")
     if end < 0:
         return False
-    declared = _DECLARED_ENCODING.match(data, 0, end)
-    return declared is None or declared.group(1).lower() in (b"utf-8", b"utf8")
+    declaration = data[:end]
+    verdict = _DECLARATIONS.get(declaration)
+    if verdict is None:  # clients send the same declaration every time: read each one once
+        declared = _DECLARED_ENCODING.match(declaration)
+        verdict = declared is None or declared.group(1).lower() in (b"utf-8", b"utf8")
+        if len(_DECLARATIONS) >= 64:
+            _DECLARATIONS.clear()
+        _DECLARATIONS[declaration] = verdict
+    return verdict
+
+
+_DECLARATIONS: dict[bytes, bool] = {}
 
 
 def parse(

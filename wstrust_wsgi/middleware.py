@@ -250,10 +250,11 @@ class RelyingPartyMiddleware:
             return None
         if not self._cut_security(splice, content_type, now):
             return None
+        if self._verified is None:
+            return verify_standalone(splice.alone, splice.wire, self.policy, now=now)
         key = hashlib.sha256(splice.wire).digest()
         verified = verify_standalone(splice.alone, splice.wire, self.policy, now=now, cache=self._verified, key=key)
-        if self._verified is not None:
-            self._seen.remember(splice, key)
+        self._seen.remember(splice, key)
         return verified
 
     def _reused(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion | None:

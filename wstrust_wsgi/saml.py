@@ -543,6 +543,11 @@ _DIGESTS = {
     "http://www.w3.org/2001/04/xmldsig-more#sha384": DigestAlgorithm.SHA384,
     "http://www.w3.org/2001/04/xmlenc#sha512": DigestAlgorithm.SHA512,
 }
+# read-only views, built once: the policy answers with one of these on every request
+_SIGNATURE_METHODS_VIEW = MappingProxyType(dict(_SIGNATURE_METHODS))
+_SIGNATURE_METHODS_SHA1 = MappingProxyType({**_SIGNATURE_METHODS, ns.ALG_RSA_SHA1: SignatureMethod.RSA_SHA1})
+_DIGESTS_VIEW = MappingProxyType(dict(_DIGESTS))
+_DIGESTS_SHA1 = MappingProxyType({**_DIGESTS, ns.ALG_SHA1: DigestAlgorithm.SHA1})
 
 
 @dataclass(frozen=True)
@@ -587,24 +592,21 @@ class ValidationPolicy:
     clock_skew: timedelta = timedelta(minutes=5)
     allow_sha1: bool = False
 
-    def signature_methods(self) -> dict[str, SignatureMethod]:
-        allowed = dict(_SIGNATURE_METHODS)
-        if self.allow_sha1:
-            allowed[ns.ALG_RSA_SHA1] = SignatureMethod.RSA_SHA1
-        return allowed
+    def signature_methods(self) -> Mapping[str, SignatureMethod]:
+        return _SIGNATURE_METHODS_SHA1 if self.allow_sha1 else _SIGNATURE_METHODS_VIEW
 
-    def digests(self) -> dict[str, DigestAlgorithm]:
-        allowed = dict(_DIGESTS)
-        if self.allow_sha1:
-            allowed[ns.ALG_SHA1] = DigestAlgorithm.SHA1
-        return allowed
+    def digests(self) -> Mapping[str, DigestAlgorithm]:
+        return _DIGESTS_SHA1 if self.allow_sha1 else _DIGESTS_VIEW
 
 
 #: Every attribute whose value is $id; those named ID, AssertionID or Id (in any namespace, so
 #: wsu:Id and signxml's any-namespace lookup too) must all sit on the assertion itself.
 _ID_VALUES = etree.XPath("//@*[. = $id]")
 _ID_NAMES = frozenset(["ID", "AssertionID", "Id"])
-_DS_SIGNATURE = _xml.qname(ns.DS, "Signature")
+_DS = {local: _xml.qname(ns.DS, local) for local in (
+    "Signature", "SignedInfo", "CanonicalizationMethod", "SignatureMethod", "Reference", "Transforms", "Transform",
+    "DigestMethod")}
+_DS_SIGNATURE = _DS["Signature"]
 
 
 def _check_signature_shape(root: etree._Element, version: SamlVersion, policy: ValidationPolicy) -> str:
@@ -623,27 +625,27 @@ def _check_signature_shape(root: etree._Element, version: SamlVersion, policy: V
                if etree.QName(value.attrname).localname in _ID_NAMES]
     if any(holder is not root for holder in holders):
         raise FailedCheck(f"ID {assertion_id!r} is not unique to the assertion ({len(holders)} holders)")
-    signed_info = _xml.child(signature, ns.DS, "SignedInfo")
+    signed_info = _xml.only(signature, _DS["SignedInfo"])
     if signed_info is None:
         raise FailedCheck("Signature has no SignedInfo")
-    c14n = _xml.child(signed_info, ns.DS, "CanonicalizationMethod")
+    c14n = _xml.only(signed_info, _DS["CanonicalizationMethod"])
     if c14n is None or c14n.get("Algorithm") != ns.ALG_EXC_C14N:
         raise UnsupportedAlgorithm(f"canonicalization {c14n.get('Algorithm') if c14n is not None else None!r}")
-    method = _xml.child(signed_info, ns.DS, "SignatureMethod")
+    method = _xml.only(signed_info, _DS["SignatureMethod"])
     method_uri = method.get("Algorithm") if method is not None else None
     if method_uri not in policy.signature_methods():
         raise UnsupportedAlgorithm(f"signature method {method_uri!r} not allowed")
-    references = _xml.children(signed_info, ns.DS, "Reference")
+    references = list(signed_info.iterchildren(_DS["Reference"]))
     if len(references) != 1:
         raise FailedCheck(f"signature has {len(references)} references, expected exactly 1")
     reference = references[0]
     if reference.get("URI") != "#" + assertion_id:
         raise FailedCheck(f"reference URI {reference.get('URI')!r} does not point at assertion {assertion_id!r}")
-    transforms = _xml.child(reference, ns.DS, "Transforms")
-    uris = [t.get("Algorithm") for t in _xml.children(transforms, ns.DS, "Transform")] if transforms is not None else []
+    transforms = _xml.only(reference, _DS["Transforms"])
+    uris = [t.get("Algorithm") for t in transforms.iterchildren(_DS["Transform"])] if transforms is not None else []
     if uris != [ns.ALG_ENVELOPED, ns.ALG_EXC_C14N]:
         raise UnsupportedAlgorithm(f"transforms {uris!r}: only enveloped-signature and exclusive c14n are allowed")
-    digest = _xml.child(reference, ns.DS, "DigestMethod")
+    digest = _xml.only(reference, _DS["DigestMethod"])
     digest_uri = digest.get("Algorithm") if digest is not None else None
     if digest_uri not in policy.digests():
         raise UnsupportedAlgorithm(f"digest method {digest_uri!r} not allowed")
@@ -661,6 +663,19 @@ _HASH_BY_DIGEST = {
     DigestAlgorithm.SHA512.value: hashlib.sha512, DigestAlgorithm.SHA1.value: hashlib.sha1,
 }
 _PKCS1V15 = padding.PKCS1v15()
+
+
+_RSA_KEYS: dict[x509.Certificate, rsa.RSAPublicKey | None] = {}
+
+
+def _rsa_key(cert: x509.Certificate) -> rsa.RSAPublicKey | None:
+    """The certificate's RSA public key, or None; looked up once per certificate."""
+    if cert not in _RSA_KEYS:
+        key = cert.public_key()
+        if len(_RSA_KEYS) >= 256:
+            _RSA_KEYS.clear()
+        _RSA_KEYS[cert] = key if isinstance(key, rsa.RSAPublicKey) else None
+    return _RSA_KEYS[cert]
 
 
 def _name(cert: x509.Certificate) -> str:
@@ -724,8 +739,12 @@ def _key_value_matches(signature: etree._Element, public_key: rsa.RSAPublicKey) 
     if key_info is None:
         return True
     # the first of each, as signxml's find() takes it (path lookups cost ~10 us each here)
-    key_value = next(key_info.iterchildren(_DS_KEYVALUE), None)
-    der = next(key_info.iterchildren(_DSIG11_DER_KEY), None)
+    key_value = der = None
+    for child in key_info:
+        if child.tag == _DS_KEYVALUE and key_value is None:
+            key_value = child
+        elif child.tag == _DSIG11_DER_KEY and der is None:
+            der = child
     if key_value is None and der is None:  # the usual case: no key named, nothing to compare
         return True
     numbers = public_key.public_numbers()
@@ -774,7 +793,9 @@ def _verify_signature_and_cert(
     differential test holds the two to the same canonical signed bytes.
     """
     try:
-        signature = _find(root, "ds:Signature")
+        signature = next(root.iterchildren(_DS_SIGNATURE), None)
+        if signature is None:
+            raise _Refused("no ds:Signature in the assertion")
         for schema in _schemas():
             schema.assertValid(signature)
         # The schema fixed the order: SignedInfo, SignatureValue, KeyInfo?, Object*; and
@@ -831,8 +852,8 @@ def _verify_signature_and_cert(
         if at > cert.not_valid_after_utc:
             failures.append(f"{_name(cert)}: certificate expired at {cert.not_valid_after_utc.isoformat()}")
             continue
-        public_key = cert.public_key()
-        if not isinstance(public_key, rsa.RSAPublicKey):
+        public_key = _rsa_key(cert)
+        if public_key is None:
             failures.append(f"{_name(cert)}: not an RSA key")
             continue
         try:

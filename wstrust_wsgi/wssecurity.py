@@ -54,12 +54,12 @@ _TIMESTAMP = _xml.qname(ns.WSU, "Timestamp")
 
 
 def read_timestamp(security: etree._Element) -> Timestamp | None:
-    found = list(security.iterchildren(_TIMESTAMP))
-    if len(found) > 1:
-        raise MalformedMessage(f"{len(found)} Timestamp elements where at most one is allowed")
-    element = found[0] if found else None
+    found = security.iterchildren(_TIMESTAMP)
+    element = next(found, None)
     if element is None:
         return None
+    if next(found, None) is not None:
+        raise MalformedMessage(f"{2 + sum(1 for _ in found)} Timestamp elements where at most one is allowed")
     try:
         created = parse_datetime(_xml.text(_xml.child(element, ns.WSU, "Created")))
         expires_el = _xml.child(element, ns.WSU, "Expires")
