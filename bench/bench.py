@@ -334,7 +334,7 @@ def target3(ctx: dict[str, Any], rounds: int, seconds: float) -> list[str]:
     original = saml._verify_signature_and_cert
 
     def with_signxml() -> object:
-        saml._verify_signature_and_cert = lambda root, version, policy, now: (  # type: ignore[assignment]
+        saml._verify_signature_and_cert = lambda root, version, policy, now, parts=None: (  # type: ignore[assignment]
             saml._verify_signature_signxml(root, version, policy, now), policy.trusted_certs[0])
         try:
             return reference()

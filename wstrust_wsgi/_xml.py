@@ -156,7 +156,9 @@ def parse(
             raise MalformedMessage("document type declaration present", reason="DTDs are not allowed.")
     # No entity reference can remain: with no DTD (refused above) an entity other
     # than the five predefined ones is a well-formedness error libxml2 raises on.
-    if data.count(b"<") > max_depth and _too_deep(root, max_depth):  # each element costs a "<"
+    # An element at depth d has d - 1 ancestors, each with a start and an end tag, and
+    # its own start tag: 2d - 1 "<" at least. So few "<" prove the depth without a probe.
+    if data.count(b"<") > 2 * max_depth and _too_deep(root, max_depth):
         raise MalformedMessage(
             f"element nesting deeper than {max_depth}", reason="The request is nested too deeply."
         )

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import cast
+from typing import NamedTuple, cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -609,8 +609,25 @@ _DS = {local: _xml.qname(ns.DS, local) for local in (
 _DS_SIGNATURE = _DS["Signature"]
 
 
+class _Parts(NamedTuple):
+    """The Signature's elements as the shape check found them (by name, each the only one)."""
+
+    signature: etree._Element
+    signed_info: etree._Element
+    c14n_method: etree._Element
+    method: etree._Element
+    reference: etree._Element
+    steps: list[etree._Element]
+    digest_method: etree._Element
+
+
 def _check_signature_shape(root: etree._Element, version: SamlVersion, policy: ValidationPolicy) -> str:
     """Refuse any signature that is not one enveloped signature over this very assertion; return its ID."""
+    return _signature_shape(root, version, policy)[0]
+
+
+def _signature_shape(root: etree._Element, version: SamlVersion, policy: ValidationPolicy) -> tuple[str, _Parts]:
+    """:func:`_check_signature_shape`, also handing on the elements it found."""
     assertion_id = root.get(version.id_attribute, "")
     if not assertion_id:
         raise InvalidSecurityToken(f"assertion has no {version.id_attribute}")
@@ -642,14 +659,16 @@ def _check_signature_shape(root: etree._Element, version: SamlVersion, policy: V
     if reference.get("URI") != "#" + assertion_id:
         raise FailedCheck(f"reference URI {reference.get('URI')!r} does not point at assertion {assertion_id!r}")
     transforms = _xml.only(reference, _DS["Transforms"])
-    uris = [t.get("Algorithm") for t in transforms.iterchildren(_DS["Transform"])] if transforms is not None else []
+    steps = list(transforms.iterchildren(_DS["Transform"])) if transforms is not None else []
+    uris = [t.get("Algorithm") for t in steps]
     if uris != [ns.ALG_ENVELOPED, ns.ALG_EXC_C14N]:
         raise UnsupportedAlgorithm(f"transforms {uris!r}: only enveloped-signature and exclusive c14n are allowed")
     digest = _xml.only(reference, _DS["DigestMethod"])
     digest_uri = digest.get("Algorithm") if digest is not None else None
     if digest_uri not in policy.digests():
         raise UnsupportedAlgorithm(f"digest method {digest_uri!r} not allowed")
-    return assertion_id
+    assert method is not None and digest is not None  # both passed the allowed-algorithm checks
+    return assertion_id, _Parts(signature, signed_info, c14n, method, reference, steps, digest)
 
 
 _EXC_C14N_NS = {"ec": ns.ALG_EXC_C14N}
@@ -683,9 +702,80 @@ def _name(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string()
 _signature_schemas: list[etree.XMLSchema] = []
 _DS_TRANSFORMS = _xml.qname(ns.DS, "Transforms")
+_DS_SIGNATURE_VALUE = _xml.qname(ns.DS, "SignatureValue")
+_DS_DIGEST_VALUE = _xml.qname(ns.DS, "DigestValue")
 _DS_KEYINFO = _xml.qname(ns.DS, "KeyInfo")
 _DS_KEYVALUE = _xml.qname(ns.DS, "KeyValue")
 _DSIG11_DER_KEY = _xml.qname(_DS_NS["dsig11"], "DEREncodedKeyValue")
+
+
+_BASE64 = re.compile(
+    r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?"
+)
+_XML_SPACE = str.maketrans("", "", " \t\r\n")
+_PLAIN_URI = re.compile(r"#[A-Za-z0-9_.-]+")
+_PLAIN_KEY_INFO = [_xml.qname(ns.DS, "X509Data")]
+_PLAIN_X509_DATA = [_xml.qname(ns.DS, "X509Certificate")]
+
+
+def _blank(text: str | None) -> bool:
+    return text is None or not text.translate(_XML_SPACE)
+
+
+def _base64_text(element: etree._Element) -> bool:
+    """No attribute, no child, and text the schema's base64Binary accepts (canonical last quantum)."""
+    return (not element.attrib and len(element) == 0
+            and _BASE64.fullmatch((element.text or "").translate(_XML_SPACE)) is not None)
+
+
+def _only_children(element: etree._Element, tags: list[str]) -> bool:
+    """Exactly these children (no processing instruction either), whitespace between them, no attribute."""
+    children = list(element)
+    return (not element.attrib and [c.tag for c in children] == tags and _blank(element.text)
+            and all(_blank(c.tail) for c in children))
+
+
+def _algorithm_only(element: etree._Element) -> bool:
+    return element.keys() == ["Algorithm"] and len(element) == 0 and _blank(element.text)
+
+
+def _plainly_schema_valid(signature: etree._Element, parts: _Parts) -> bool:
+    """Whether the Signature has the one common shape, which the XML-DSig schema certainly accepts.
+
+    That shape: SignedInfo (CanonicalizationMethod, SignatureMethod, one
+    Reference with only a plain URI holding Transforms of two Transform,
+    DigestMethod, DigestValue), SignatureValue, and KeyInfo holding one
+    X509Data holding one X509Certificate; no attributes beyond Algorithm and
+    URI, no other children, only whitespace between elements, base64 text as
+    libxml2's base64Binary reads it (whitespace anywhere, the last quantum in
+    canonical form). Anything else is left to the schema, so this only ever
+    saves its ~25 us on tokens it would accept; the algorithm URIs themselves
+    were checked against the allowed sets by the shape check. A test holds
+    this predicate to the schema's verdict on thousands of edited Signatures.
+    """
+    d = _DS
+    if not _only_children(signature, [d["SignedInfo"], _DS_SIGNATURE_VALUE, _DS_KEYINFO]):
+        return False
+    signed_info, signature_value, key_info = signature[0], signature[1], signature[2]
+    if not _only_children(signed_info, [d["CanonicalizationMethod"], d["SignatureMethod"], d["Reference"]]):
+        return False
+    reference = parts.reference
+    if reference.keys() != ["URI"] or _PLAIN_URI.fullmatch(reference.get("URI", "")) is None:
+        return False
+    if not ([c.tag for c in reference] == [d["Transforms"], d["DigestMethod"], _DS_DIGEST_VALUE]
+            and _blank(reference.text) and all(_blank(c.tail) for c in reference)):
+        return False
+    transforms = reference[0]
+    if not _only_children(transforms, [d["Transform"], d["Transform"]]):
+        return False
+    if not all(_algorithm_only(e) for e in (parts.c14n_method, parts.method, transforms[0], transforms[1],
+                                             parts.digest_method)):
+        return False
+    if not (_base64_text(reference[2]) and _base64_text(signature_value)):
+        return False
+    if not (_only_children(key_info, _PLAIN_KEY_INFO) and _only_children(key_info[0], _PLAIN_X509_DATA)):
+        return False
+    return _base64_text(key_info[0][0])
 
 
 def _elements(parent: etree._Element) -> list[etree._Element]:
@@ -771,7 +861,8 @@ def _verify_signature(
 
 
 def _verify_signature_and_cert(
-    root: etree._Element, version: SamlVersion, policy: ValidationPolicy, now: datetime
+    root: etree._Element, version: SamlVersion, policy: ValidationPolicy, now: datetime,
+    parts: _Parts | None = None,
 ) -> tuple[etree._Element, x509.Certificate]:
     """Verify the enveloped signature of ``root`` against each trusted certificate; the signed element.
 
@@ -800,10 +891,26 @@ def _verify_signature_and_cert(
             schema.assertValid(signature)
         # The schema fixed the order: SignedInfo, SignatureValue, KeyInfo?, Object*; and
         # CanonicalizationMethod, SignatureMethod, Reference+ in SignedInfo.
-        parts = _elements(signature)
-        signed_info, signature_value = parts[0], parts[1]
-        info_parts = _elements(signed_info)
-        c14n_method, method_el = info_parts[0], info_parts[1]
+        if parts is None:  # called on its own (the differential test): find the elements here
+            # The schema fixed the order: SignedInfo, SignatureValue, KeyInfo?, Object*; and
+            # CanonicalizationMethod, SignatureMethod, Reference+ in SignedInfo.
+            children = _elements(signature)
+            signed_info = children[0]
+            info_parts = _elements(signed_info)
+            c14n_method, method_el, references = info_parts[0], info_parts[1], info_parts[2:]
+            if len(references) != 1:
+                raise _Refused(f"{len(references)} references")
+            reference = references[0]
+            # Reference: Transforms?, DigestMethod, DigestValue
+            reference_parts = _elements(reference)
+            transforms = reference_parts[0] if reference_parts[0].tag == _DS_TRANSFORMS else None
+            digest_method = reference_parts[-2]
+            steps = _elements(transforms) if transforms is not None else []
+        else:  # found by the shape check, each the only one of its name: the schema's positions
+            signed_info, c14n_method, method_el = parts.signed_info, parts.c14n_method, parts.method
+            reference, steps, digest_method = parts.reference, parts.steps, parts.digest_method
+        signature_value = next(signature.iterchildren(_DS_SIGNATURE_VALUE))
+        digest_value = next(reference.iterchildren(_DS_DIGEST_VALUE))
         if c14n_method.get("Algorithm") != ns.ALG_EXC_C14N:
             raise _Refused("canonicalization")
         method = method_el.get("Algorithm")
@@ -815,14 +922,6 @@ def _verify_signature_and_cert(
             signed_info, method="c14n", exclusive=True, with_comments=False,
             inclusive_ns_prefixes=_inclusive_prefixes(c14n_method),
         )
-        references = info_parts[2:]
-        if len(references) != 1:
-            raise _Refused(f"{len(references)} references")
-        reference = references[0]
-        # Reference: Transforms?, DigestMethod, DigestValue
-        reference_parts = _elements(reference)
-        transforms = reference_parts[0] if reference_parts[0].tag == _DS_TRANSFORMS else None
-        digest_method, digest_value = reference_parts[-2], reference_parts[-1]
         digest_uri = digest_method.get("Algorithm")
         if digest_uri not in policy.digests():
             raise _Refused(f"digest method {digest_uri!r}")
@@ -831,7 +930,6 @@ def _verify_signature_and_cert(
         # _check_signature_shape made root the one holder of its ID: the reference resolves to root
         if uri != "#" + root.get(version.id_attribute, "\0"):
             raise _Refused(f"reference URI {uri!r}")
-        steps = _elements(transforms) if transforms is not None else []
         if [t.get("Algorithm") for t in steps] != [ns.ALG_ENVELOPED, ns.ALG_EXC_C14N]:
             raise _Refused(f"transforms {[t.get('Algorithm') for t in steps]!r}")
         _remove_enveloped(signature)
@@ -1044,10 +1142,10 @@ def _verify_copy(
     cache: VerificationCache | None, key: bytes,
 ) -> VerifiedAssertion:
     try:
-        assertion_id = _check_signature_shape(root, version, policy)
+        assertion_id, parts = _signature_shape(root, version, policy)
     except MalformedMessage as exc:  # e.g. two SignedInfo: a signature we will not read
         raise FailedCheck(f"malformed signature: {exc.detail}") from None
-    signed, cert = _verify_signature_and_cert(root, version, policy, now)
+    signed, cert = _verify_signature_and_cert(root, version, policy, now, parts)
     if signed.tag != root.tag or signed.get(version.id_attribute) != assertion_id:
         raise FailedCheck("signed element is not the assertion")
     try:
