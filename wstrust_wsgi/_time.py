@@ -61,5 +61,6 @@ def format_datetime(moment: datetime) -> str:
     """Write an aware datetime as ``YYYY-MM-DDThh:mm:ss.fffZ`` in UTC."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: times must carry a zone")
-    utc = moment.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    utc = moment.astimezone(timezone.utc) if moment.tzinfo is not timezone.utc else moment
+    # isoformat is C and twice as fast as strftime; it writes the year with four digits
+    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"

@@ -326,7 +326,9 @@ _SIGNING = {
     "rsa-sha512": _Algorithms(SignatureMethod.RSA_SHA512.value, DigestAlgorithm.SHA512.value, hashes.SHA512),
     "rsa-sha1": _Algorithms(SignatureMethod.RSA_SHA1.value, DigestAlgorithm.SHA1.value, hashes.SHA1),
 }
-_HASHLIB: dict[Callable[[], hashes.HashAlgorithm], str] = {hashes.SHA256: "sha256", hashes.SHA384: "sha384", hashes.SHA512: "sha512", hashes.SHA1: "sha1"}
+_HASHLIB: dict[Callable[[], hashes.HashAlgorithm], Callable[[bytes], "hashlib._Hash"]] = {
+    hashes.SHA256: hashlib.sha256, hashes.SHA384: hashlib.sha384, hashes.SHA512: hashlib.sha512, hashes.SHA1: hashlib.sha1,
+}
 
 
 def _ds(parent: etree._Element, local: str, algorithm: str | None = None) -> etree._Element:
@@ -444,8 +446,8 @@ def _sign_enveloped(
     (PKCS#1 v1.5), and insert the Signature at ``signature_index`` (after
     Issuer in 2.0, last in 1.1).
     """
-    digest = hashlib.new(
-        _HASHLIB[algorithms.hash], etree.tostring(root, method="c14n", exclusive=True, with_comments=False)
+    digest = _HASHLIB[algorithms.hash](
+        etree.tostring(root, method="c14n", exclusive=True, with_comments=False)
     ).digest()
     signature = copy.deepcopy(template)
     signed_info, value = signature[0], signature[1]
@@ -516,9 +518,9 @@ class _SignedInfoBytes:
         """
         canonical = etree.tostring(root, method="c14n", exclusive=True, with_comments=False)
         algorithms = self.algorithms
-        digest = hashlib.new(_HASHLIB[algorithms.hash], canonical).digest()
+        digest = _HASHLIB[algorithms.hash](canonical).digest()
         signed_info = self.render(assertion_id, b64encode(digest))
-        value = b64encode(key.sign(signed_info, padding.PKCS1v15(), algorithms.hash()))
+        value = b64encode(key.sign(signed_info, _PKCS1V15, algorithms.hash()))
         signature = self.open + signed_info + b"<ds:SignatureValue>" + value + self.key_info
         if skeleton.version is SAML2:
             at = canonical.index(skeleton.issuer_end) + len(skeleton.issuer_end)
