@@ -580,6 +580,19 @@ class VerifiedAssertion:
         return self.attributes.get(ns.CLAIM_ROLE, ())
 
 
+class _Trusted(NamedTuple):
+    cert: x509.Certificate
+    key: rsa.RSAPublicKey | None
+    not_before: datetime
+    not_after: datetime
+
+    @classmethod
+    def of(cls, cert: x509.Certificate) -> _Trusted:
+        key = cert.public_key()
+        return cls(cert, key if isinstance(key, rsa.RSAPublicKey) else None,
+                   cert.not_valid_before_utc, cert.not_valid_after_utc)
+
+
 @dataclass(frozen=True)
 class ValidationPolicy:
     """How an assertion must look to be accepted.
@@ -593,6 +606,12 @@ class ValidationPolicy:
     audiences: frozenset[str]
     clock_skew: timedelta = timedelta(minutes=5)
     allow_sha1: bool = False
+    #: Each certificate with its RSA key (None if not RSA) and validity, read once here:
+    #: the validity properties decode ASN.1 times on every access.
+    trusted: tuple[_Trusted, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "trusted", tuple(_Trusted.of(cert) for cert in self.trusted_certs))
 
     def signature_methods(self) -> Mapping[str, SignatureMethod]:
         return _SIGNATURE_METHODS_SHA1 if self.allow_sha1 else _SIGNATURE_METHODS_VIEW
@@ -686,19 +705,6 @@ _HASH_BY_DIGEST = {
 _PKCS1V15 = padding.PKCS1v15()
 
 
-_RSA_KEYS: dict[x509.Certificate, rsa.RSAPublicKey | None] = {}
-
-
-def _rsa_key(cert: x509.Certificate) -> rsa.RSAPublicKey | None:
-    """The certificate's RSA public key, or None; looked up once per certificate."""
-    if cert not in _RSA_KEYS:
-        key = cert.public_key()
-        if len(_RSA_KEYS) >= 256:
-            _RSA_KEYS.clear()
-        _RSA_KEYS[cert] = key if isinstance(key, rsa.RSAPublicKey) else None
-    return _RSA_KEYS[cert]
-
-
 def _name(cert: x509.Certificate) -> str:
     """A certificate's subject, for failure messages only (formatting it costs more than a digest)."""
     return cert.subject.rfc4514_string()
@@ -709,75 +715,6 @@ _DS_DIGEST_VALUE = _xml.qname(ns.DS, "DigestValue")
 _DS_KEYINFO = _xml.qname(ns.DS, "KeyInfo")
 _DS_KEYVALUE = _xml.qname(ns.DS, "KeyValue")
 _DSIG11_DER_KEY = _xml.qname(_DS_NS["dsig11"], "DEREncodedKeyValue")
-
-
-_BASE64 = re.compile(
-    r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?"
-)
-_XML_SPACE = str.maketrans("", "", " \t\r\n")
-_PLAIN_URI = re.compile(r"#[A-Za-z0-9_.-]+")
-_PLAIN_KEY_INFO = [_xml.qname(ns.DS, "X509Data")]
-_PLAIN_X509_DATA = [_xml.qname(ns.DS, "X509Certificate")]
-
-
-def _blank(text: str | None) -> bool:
-    return text is None or not text.translate(_XML_SPACE)
-
-
-def _base64_text(element: etree._Element) -> bool:
-    """No attribute, no child, and text the schema's base64Binary accepts (canonical last quantum)."""
-    return (not element.attrib and len(element) == 0
-            and _BASE64.fullmatch((element.text or "").translate(_XML_SPACE)) is not None)
-
-
-def _only_children(element: etree._Element, tags: list[str]) -> bool:
-    """Exactly these children (no processing instruction either), whitespace between them, no attribute."""
-    children = list(element)
-    return (not element.attrib and [c.tag for c in children] == tags and _blank(element.text)
-            and all(_blank(c.tail) for c in children))
-
-
-def _algorithm_only(element: etree._Element) -> bool:
-    return element.keys() == ["Algorithm"] and len(element) == 0 and _blank(element.text)
-
-
-def _plainly_schema_valid(signature: etree._Element, parts: _Parts) -> bool:
-    """Whether the Signature has the one common shape, which the XML-DSig schema certainly accepts.
-
-    That shape: SignedInfo (CanonicalizationMethod, SignatureMethod, one
-    Reference with only a plain URI holding Transforms of two Transform,
-    DigestMethod, DigestValue), SignatureValue, and KeyInfo holding one
-    X509Data holding one X509Certificate; no attributes beyond Algorithm and
-    URI, no other children, only whitespace between elements, base64 text as
-    libxml2's base64Binary reads it (whitespace anywhere, the last quantum in
-    canonical form). Anything else is left to the schema, so this only ever
-    saves its ~25 us on tokens it would accept; the algorithm URIs themselves
-    were checked against the allowed sets by the shape check. A test holds
-    this predicate to the schema's verdict on thousands of edited Signatures.
-    """
-    d = _DS
-    if not _only_children(signature, [d["SignedInfo"], _DS_SIGNATURE_VALUE, _DS_KEYINFO]):
-        return False
-    signed_info, signature_value, key_info = signature[0], signature[1], signature[2]
-    if not _only_children(signed_info, [d["CanonicalizationMethod"], d["SignatureMethod"], d["Reference"]]):
-        return False
-    reference = parts.reference
-    if reference.keys() != ["URI"] or _PLAIN_URI.fullmatch(reference.get("URI", "")) is None:
-        return False
-    if not ([c.tag for c in reference] == [d["Transforms"], d["DigestMethod"], _DS_DIGEST_VALUE]
-            and _blank(reference.text) and all(_blank(c.tail) for c in reference)):
-        return False
-    transforms = reference[0]
-    if not _only_children(transforms, [d["Transform"], d["Transform"]]):
-        return False
-    if not all(_algorithm_only(e) for e in (parts.c14n_method, parts.method, transforms[0], transforms[1],
-                                             parts.digest_method)):
-        return False
-    if not (_base64_text(reference[2]) and _base64_text(signature_value)):
-        return False
-    if not (_only_children(key_info, _PLAIN_KEY_INFO) and _only_children(key_info[0], _PLAIN_X509_DATA)):
-        return False
-    return _base64_text(key_info[0][0])
 
 
 def _elements(parent: etree._Element) -> list[etree._Element]:
@@ -945,14 +882,13 @@ def _verify_signature_and_cert(
         raise FailedCheck(f"signature refused: {type(exc).__name__}: {exc}") from None
     at = now.astimezone(timezone.utc) if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
     failures = []
-    for cert in policy.trusted_certs:
-        if at < cert.not_valid_before_utc:
+    for cert, public_key, not_before, not_after in policy.trusted:
+        if at < not_before:
             failures.append(f"{_name(cert)}: certificate is not yet valid at {at.isoformat()}")
             continue
-        if at > cert.not_valid_after_utc:
-            failures.append(f"{_name(cert)}: certificate expired at {cert.not_valid_after_utc.isoformat()}")
+        if at > not_after:
+            failures.append(f"{_name(cert)}: certificate expired at {not_after.isoformat()}")
             continue
-        public_key = _rsa_key(cert)
         if public_key is None:
             failures.append(f"{_name(cert)}: not an RSA key")
             continue
