@@ -20,6 +20,13 @@ SAML 1.1 or 2.0 assertion in it, verifies the assertion (see
 
 On any failure the app is not called; the client gets a SOAP fault in its
 SOAP version, the log (``wstrust_wsgi.middleware``) the precise reason.
+
+The token is parsed once, alone: its bytes are cut out of the request and the
+rest of the envelope is checked with a placeholder in their place, whenever
+that provably reaches the verdict of parsing everything together (otherwise
+everything is parsed together); a verified token's bytes are remembered, so a
+token reused by its client is recognised by a byte comparison and only the
+rest of the envelope is parsed. See :mod:`wstrust_wsgi._reuse`.
 """
 
 from __future__ import annotations
@@ -96,9 +103,10 @@ class RelyingPartyMiddleware:
         to this node is refused with a MustUnderstand fault.
     :param verified_cache_size: how many verified assertions to remember (by the
         SHA-256 of their exact bytes) so that a token reused for its lifetime
-        is verified once; 0 turns this off. Each request still parses the body
-        with the hardened parser and re-checks the time window, the audience,
-        the certificate's validity and (when configured) the replay cache; see
+        is verified and parsed once; 0 turns this off. Each request still
+        parses the rest of its envelope with the hardened parser and
+        re-checks the time window, the audience, the certificate's validity
+        and (when configured) the replay cache; see
         :class:`~wstrust_wsgi.saml.VerificationCache`.
     """
 
