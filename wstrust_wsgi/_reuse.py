@@ -56,7 +56,7 @@ from . import _xml, ns
 from .errors import MalformedMessage
 
 #: The first start tag of a SAML assertion (either version; any ASCII prefix). A
-#: token whose start tag this does not find first is simply never learned.
+#: token whose start tag this does not find first is never cut: the full path serves it.
 _START = re.compile(rb"<((?:[A-Za-z_][A-Za-z0-9._-]*:)?)Assertion[\s>/]")
 _ATTRIBUTE_ENTITIES = {'"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
 _INCLUSIVE = etree.XPath(

@@ -828,8 +828,6 @@ def _verify_signature_and_cert(
             raise _Refused("no ds:Signature in the assertion")
         for schema in _schemas():
             schema.assertValid(signature)
-        # The schema fixed the order: SignedInfo, SignatureValue, KeyInfo?, Object*; and
-        # CanonicalizationMethod, SignatureMethod, Reference+ in SignedInfo.
         if parts is None:  # called on its own (the differential test): find the elements here
             # The schema fixed the order: SignedInfo, SignatureValue, KeyInfo?, Object*; and
             # CanonicalizationMethod, SignatureMethod, Reference+ in SignedInfo.
