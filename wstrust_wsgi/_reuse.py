@@ -64,34 +64,6 @@ _INCLUSIVE = etree.XPath(
 )
 
 
-_DECLARATION = re.compile(
-    rb"<\?xml\s+version\s*=\s*(['\"])1\.0\1(?:\s+encoding\s*=\s*(['\"])(?i:utf-?8)\2)?"
-    rb"(?:\s+standalone\s*=\s*(['\"])(?:yes|no)\3)?\s*\?>"
-)
-_PROLOGS: dict[bytes, bool] = {}
-
-
-def _plain_prolog(body: bytes) -> bool:
-    """Whether ``body`` is UTF-8 XML 1.0: no declaration (and no byte-order mark), or one saying so.
-
-    Then the token's bytes mean in the request what they meant alone. Clients
-    send the same declaration every time, so the answer is remembered.
-    """
-    if not body.startswith(b"<?xml"):
-        return body.startswith(b"<") and body[1:2] != b"\x00"
-    end = body.find(b"?>", 0, 256)
-    if end < 0:
-        return False
-    declaration = body[:end + 2]
-    verdict = _PROLOGS.get(declaration)
-    if verdict is None:
-        verdict = _DECLARATION.fullmatch(declaration) is not None
-        if len(_PROLOGS) >= 64:
-            _PROLOGS.clear()
-        _PROLOGS[declaration] = verdict
-    return verdict
-
-
 class _Learned:
     __slots__ = ("wire", "key", "fits_at")
 
@@ -172,7 +144,7 @@ class SeenTokens:
         learned = self._by_start.get(body[start:end_of_tag + 1])
         if learned is None or not body.startswith(learned.wire, start):
             return None
-        if not _plain_prolog(body):
+        if not _xml.is_utf8_xml10(body):
             return None
         spliced = body[:start] + self._placeholder + body[start + len(learned.wire):]
         if spliced.count(self._mark) != 1:
@@ -238,7 +210,7 @@ class SeenTokens:
         one probe checks both its own depth and the request's.
         """
         match = _START.search(body)
-        if match is None or not _plain_prolog(body):
+        if match is None or not _xml.is_utf8_xml10(body):
             return None
         start = match.start()
         end = _closing(match.group(1)).search(body, start)

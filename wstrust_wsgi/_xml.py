@@ -105,29 +105,44 @@ def _parser(*, utf8: bool = False) -> etree.XMLParser:
 _DECLARED_ENCODING = re.compile(rb"<\?xml[^>]*?\sencoding\s*=\s*[\"']([^\"']*)[\"']")
 
 
-def _is_utf8(data: bytes) -> bool:
-    """Whether libxml2 will read ``data`` as UTF-8: no UTF-16/32 marks, no other encoding declared."""
+def _declaration(data: bytes) -> tuple[bool, bool]:
+    """Whether libxml2 reads ``data`` as UTF-8 (no UTF-16/32 marks, no other encoding declared),
+    and whether it is XML 1.0 (no declaration, or one saying so)."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     if not data.startswith(b"<"):
-        return False  # a wide encoding, or leading junk the parser refuses anyway
+        return False, False  # a wide encoding, or leading junk the parser refuses anyway
     if not data.startswith(b"<?xml"):
-        return data[1:2] != b"\x00"
+        return data[1:2] != b"\x00", True
     end = data.find(b"?>")
     if end < 0:
-        return False
+        return False, False
     declaration = data[:end]
     verdict = _DECLARATIONS.get(declaration)
     if verdict is None:  # clients send the same declaration every time: read each one once
-        declared = _DECLARED_ENCODING.match(declaration)
-        verdict = declared is None or declared.group(1).lower() in (b"utf-8", b"utf8")
+        encoding = _DECLARED_ENCODING.match(declaration)
+        version = _DECLARED_VERSION.match(declaration)
+        verdict = (encoding is None or encoding.group(1).lower() in (b"utf-8", b"utf8"),
+                   version is not None and version.group(1) == b"1.0")
         if len(_DECLARATIONS) >= 64:
             _DECLARATIONS.clear()
         _DECLARATIONS[declaration] = verdict
     return verdict
 
 
-_DECLARATIONS: dict[bytes, bool] = {}
+_DECLARATIONS: dict[bytes, tuple[bool, bool]] = {}
+_DECLARED_VERSION = re.compile(rb"<\?xml\s+version\s*=\s*[\"']([^\"']*)[\"']")
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Whether libxml2 will read ``data`` as UTF-8: no UTF-16/32 marks, no other encoding declared."""
+    return _declaration(data)[0]
+
+
+def is_utf8_xml10(data: bytes) -> bool:
+    """Whether ``data`` is UTF-8 XML 1.0, so that a run of its bytes means what it means alone."""
+    utf8, xml10 = _declaration(data)
+    return utf8 and xml10
 
 
 def parse(
@@ -184,6 +199,8 @@ def child(parent: etree._Element, ns: str | tuple[str, ...], local: str) -> etre
     Two or more are refused: a duplicated element is how wrapping attacks and
     parser differentials start, and no profile we implement allows it.
     """
+    if isinstance(ns, str):
+        return only(parent, qname(ns, local))
     found = children(parent, ns, local)
     if len(found) > 1:
         raise MalformedMessage(f"{len(found)} {local} elements where at most one is allowed")

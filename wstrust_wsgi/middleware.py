@@ -41,7 +41,7 @@ from cryptography import x509
 from lxml import etree
 from webob import Request
 
-from . import _http, _xml, ns, soap, wssecurity
+from . import _http, _xml, soap, wssecurity
 from ._reuse import SeenTokens, Splice
 from .soap import UNDERSTOOD_HEADERS
 from ._time import Clock, utcnow
@@ -58,7 +58,6 @@ from .saml import VerificationCache, VerifiedAssertion, policy, verify_assertion
 from .stores import ReplayCache
 
 log = logging.getLogger("wstrust_wsgi.middleware")
-_SECURITY = _xml.qname(ns.WSSE, "Security")
 
 #: The environ key holding the :class:`VerifiedAssertion` of an admitted request.
 ENVIRON_KEY = "wstrust_wsgi.assertion"
@@ -214,20 +213,11 @@ class RelyingPartyMiddleware:
     def _security(self, body: bytes, content_type: str | None, now: datetime) -> etree._Element:
         """Parse the envelope and return its one Security header, its Timestamp checked."""
         envelope = soap.parse_envelope(body, content_type=content_type, max_bytes=self._max_body)
-        soap_ns = envelope.version.namespace
-        # one pass: mustUnderstand blocks we do not process, and the Security header(s) for us
-        # (as wssecurity.security_header, which the STS uses; a duplicate is reported after
-        # every mustUnderstand check, as there)
-        security, securities = None, 0
-        for header in envelope.header_blocks():
-            if header.tag == _SECURITY:
-                if soap.for_this_node(header, soap_ns):
-                    security = security if security is not None else header
-                    securities += 1
-            elif header.tag not in self._understood and envelope.must_understand(header):
+        headers = envelope.header_blocks()
+        for header in headers:
+            if header.tag not in self._understood and envelope.must_understand(header):
                 raise MustUnderstand(f"header {header.tag} has mustUnderstand and is not understood")
-        if securities > 1:
-            raise InvalidSecurity(f"{securities} wsse:Security headers for this endpoint, expected at most 1")
+        security = wssecurity.security_header(headers, envelope.version.namespace)
         if security is None:
             raise InvalidSecurity("no wsse:Security header",
                                   reason="A wsse:Security header with a SAML assertion is required.")
