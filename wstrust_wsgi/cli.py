@@ -51,8 +51,9 @@ from lxml import etree
 from . import _xml
 from ._urls import redact_url
 from .client import StsClient, UrllibTransport, call_service
-from .errors import ConfigurationError, RegistryError, RemoteFault, TransportError
+from .errors import BadValue, ConfigurationError, RegistryError, RemoteFault, TransportError
 from .keys import SigningKey, generate_demo_key_pair, generate_key_pair, load_certificate
+from .model import check_address, check_claim_uri, check_claim_value, check_name, shown
 from .stores import SIGNATURE_ALGORITHMS, RelyingParty, StsSettings
 
 if TYPE_CHECKING:
@@ -125,14 +126,6 @@ MAX_SKEW = 3600
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_VALUE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-_URN = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:\S+$", re.IGNORECASE)
-
-
-class BadValue(Exception):
-    """A command-line value broke a rule (exit 2); the message names the value and the rule."""
-
-
 @dataclass(frozen=True)
 class Result:
     """What an administration command produced: ``data`` for ``--json``, ``text`` for a person.
@@ -157,71 +150,14 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def _shown(value: str) -> str:
-    """``value`` with control characters escaped, so registry content cannot drive the terminal."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
-
-
-def _name(value: str, what: str) -> str:
-    """A user or role name: non-empty, no surrounding blanks, printable, at most 255 characters.
-
-    Surrounding blanks are refused rather than stripped: the STS compares the
-    UsernameToken's Username exactly, so "bob " would be a different user.
-    """
-    if not value:
-        raise BadValue(f"{what} name: must not be empty")
-    if value != value.strip():
-        raise BadValue(f"{what} name {value!r}: must not start or end with a blank")
-    if not value.isprintable():
-        raise BadValue(f"{what} name {_shown(value)!r}: must not contain control characters")
-    if len(value) > 255:
-        raise BadValue(f"{what} name: at most 255 characters, not {len(value)}")
-    return value
-
-
-def _absolute_url(value: str, what: str) -> str:
-    """An http(s) URL with a host, or a URN: what WS-Addressing and SAML name endpoints and issuers with.
-
-    Relying-party addresses are compared with ``wsp:AppliesTo`` *exactly*, so
-    nothing is normalised here; a value that could never match (relative,
-    without a scheme, with blanks) is refused instead of being stored.
-    """
-    if not value or any(c.isspace() or not c.isprintable() for c in value):
-        raise BadValue(f"{what} {_shown(value)!r}: must be an absolute URL without blanks")
-    if _URN.match(value):
-        return value
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise BadValue(f"{what} {value!r}: not a valid URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadValue(f"{what} {value!r}: must be an absolute URL such as https://host/path (or a urn:)")
-    return value
-
-
-def _claim_uri(value: str) -> str:
-    """A claim name: an absolute URI, as WSO2 and WS-Federation name claims."""
-    if not _URI_SCHEME.match(value) or any(c.isspace() or not c.isprintable() for c in value) or value.endswith(":"):
-        raise BadValue(f"claim {_shown(value)!r}: must be an absolute URI, e.g. "
-                       "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress")
-    return value
-
-
-def _claim_value(value: str, uri: str) -> str:
-    if not value.isprintable():
-        raise BadValue(f"claim {uri} value {_shown(value)!r}: must not contain control characters")
-    return value
-
-
 def _claims(pairs: Sequence[str] | None) -> dict[str, list[str]]:
     """``URI=VALUE`` pairs (split at the first ``=``); a URI given twice gets both values, in order."""
     claims: dict[str, list[str]] = {}
     for pair in pairs or ():
         uri, sep, value = pair.partition("=")
         if not sep:
-            raise BadValue(f"--claim {_shown(pair)!r}: write it as URI=VALUE")
-        claims.setdefault(_claim_uri(uri), []).append(_claim_value(value, uri))
+            raise BadValue(f"--claim {shown(pair)!r}: write it as URI=VALUE")
+        claims.setdefault(check_claim_uri(uri), []).append(check_claim_value(value, uri))
     return claims
 
 
@@ -297,7 +233,7 @@ def _database_errors() -> tuple[type[BaseException], ...]:
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, empty: str) -> str:
     """Left-aligned columns two spaces apart, headers in capitals (as ``ps`` or ``kubectl get``)."""
-    cells = [[_shown(cell) for cell in row] for row in rows]
+    cells = [[shown(cell) for cell in row] for row in rows]
     if not cells:
         return empty
     widths = [max(len(header), *(len(row[i]) for row in cells)) for i, header in enumerate(headers)]
@@ -312,7 +248,7 @@ def _fields(pairs: Sequence[tuple[str, str | Sequence[str]]]) -> str:
     for label, value in pairs:
         values = [value] if isinstance(value, str) else list(value) or ["-"]
         for index, item in enumerate(values):
-            lines.append(f"{label if index == 0 else '':<{width}}  {_shown(item)}".rstrip())
+            lines.append(f"{label if index == 0 else '':<{width}}  {shown(item)}".rstrip())
     return "\n".join(lines)
 
 
@@ -414,7 +350,7 @@ def _registry(url: str, *, create: bool = False) -> Iterator[Registry]:
 def _user(registry: Registry, name: str) -> UserInfo:
     user = registry.get_user(name)
     if user is None:
-        raise RegistryError(f"no user named {_shown(name)!r} (see `wstrust-wsgi user list`)")
+        raise RegistryError(f"no user named {shown(name)!r} (see `wstrust-wsgi user list`)")
     return user
 
 
@@ -423,14 +359,14 @@ def _known_roles(registry: Registry, roles: Iterable[str]) -> None:
     known = set(registry.list_roles())
     unknown = [role for role in roles if role not in known]
     if unknown:
-        raise RegistryError(f"no role named {_shown(unknown[0])!r} (known roles: {', '.join(sorted(known)) or 'none'};"
+        raise RegistryError(f"no role named {shown(unknown[0])!r} (known roles: {', '.join(sorted(known)) or 'none'};"
                             " add one with `wstrust-wsgi role add NAME`)")
 
 
 def _party(registry: Registry, address: str) -> RelyingParty:
     party = registry.get(address)
     if party is None:
-        raise RegistryError(f"no relying party with address {_shown(address)!r} (see `wstrust-wsgi rp list`)")
+        raise RegistryError(f"no relying party with address {shown(address)!r} (see `wstrust-wsgi rp list`)")
     return party
 
 
@@ -466,7 +402,7 @@ def _read_password(args: argparse.Namespace, name: str) -> str:
 
 
 def _init(args: argparse.Namespace, url: str) -> Result:
-    issuer = _absolute_url(args.issuer, "--issuer")
+    issuer = check_address(args.issuer, "--issuer")
     keys = Path(args.keys)
     key_path, cert_path = keys / "sts.key", keys / "sts.crt"
     present = [p for p in (key_path, cert_path) if p.exists()]
@@ -532,12 +468,12 @@ def _init(args: argparse.Namespace, url: str) -> Result:
 
 
 def _user_add(args: argparse.Namespace, url: str) -> Result:
-    name = _name(args.name, "user")
-    roles = list(dict.fromkeys(_name(role, "role") for role in args.role or ()))
+    name = check_name(args.name, "user")
+    roles = list(dict.fromkeys(check_name(role, "role") for role in args.role or ()))
     claims = _claims(args.claim)
     with _registry(url) as registry:
         if registry.get_user(name) is not None:
-            raise RegistryError(f"user {_shown(name)!r} already exists (change it with `user passwd`, "
+            raise RegistryError(f"user {shown(name)!r} already exists (change it with `user passwd`, "
                                 "`user grant`, `user claim`)")
         _known_roles(registry, roles)
         password = _read_password(args, name)
@@ -547,7 +483,7 @@ def _user_add(args: argparse.Namespace, url: str) -> Result:
     if args.digest_secret:
         warnings = ("warning: the password is stored recoverable so that PasswordDigest works; "
                     "prefer PasswordText over HTTPS",)
-    text = f"Added user {_shown(name)!r}.\n" + _user_text(user)
+    text = f"Added user {shown(name)!r}.\n" + _user_text(user)
     return Result(_user_data(user), text, warnings)
 
 
@@ -572,7 +508,7 @@ def _user_passwd(args: argparse.Namespace, url: str) -> Result:
         password = _read_password(args, args.name)
         registry.set_password(args.name, password, digest_secret=args.digest_secret)
         user = _user(registry, args.name)
-    return Result(_user_data(user), f"Changed the password of {_shown(user.name)!r}.")
+    return Result(_user_data(user), f"Changed the password of {shown(user.name)!r}.")
 
 
 def _user_grant(args: argparse.Namespace, url: str) -> Result:
@@ -580,10 +516,10 @@ def _user_grant(args: argparse.Namespace, url: str) -> Result:
         user = _user(registry, args.name)
         _known_roles(registry, [args.role])
         if args.role in user.roles:
-            raise RegistryError(f"user {_shown(user.name)!r} already holds role {_shown(args.role)!r}")
+            raise RegistryError(f"user {shown(user.name)!r} already holds role {shown(args.role)!r}")
         registry.grant_role(args.name, args.role)
         user = _user(registry, args.name)
-    return Result(_user_data(user), f"Granted role {_shown(args.role)!r} to {_shown(user.name)!r} "
+    return Result(_user_data(user), f"Granted role {shown(args.role)!r} to {shown(user.name)!r} "
                                     f"(roles now: {', '.join(sorted(user.roles))}).")
 
 
@@ -592,52 +528,52 @@ def _user_revoke(args: argparse.Namespace, url: str) -> Result:
         user = _user(registry, args.name)
         _known_roles(registry, [args.role])
         if args.role not in user.roles:
-            raise RegistryError(f"user {_shown(user.name)!r} does not hold role {_shown(args.role)!r}")
+            raise RegistryError(f"user {shown(user.name)!r} does not hold role {shown(args.role)!r}")
         registry.revoke_role(args.name, args.role)
         user = _user(registry, args.name)
-    return Result(_user_data(user), f"Revoked role {_shown(args.role)!r} from {_shown(user.name)!r} "
+    return Result(_user_data(user), f"Revoked role {shown(args.role)!r} from {shown(user.name)!r} "
                                     f"(roles now: {', '.join(sorted(user.roles)) or 'none'}).")
 
 
 def _user_claim(args: argparse.Namespace, url: str) -> Result:
-    uri = _claim_uri(args.uri)
-    values = [_claim_value(value, uri) for value in args.values]
+    uri = check_claim_uri(args.uri)
+    values = [check_claim_value(value, uri) for value in args.values]
     with _registry(url) as registry:
         _user(registry, args.name)
         registry.set_claim(args.name, uri, values)
         user = _user(registry, args.name)
-    return Result(_user_data(user), f"Set claim {uri} of {_shown(user.name)!r} to "
-                                    f"{', '.join(repr(_shown(v)) for v in values)}.")
+    return Result(_user_data(user), f"Set claim {uri} of {shown(user.name)!r} to "
+                                    f"{', '.join(repr(shown(v)) for v in values)}.")
 
 
 def _user_unclaim(args: argparse.Namespace, url: str) -> Result:
     with _registry(url) as registry:
         user = _user(registry, args.name)
         if args.uri not in user.claims:
-            raise RegistryError(f"user {_shown(user.name)!r} has no claim {_shown(args.uri)}")
+            raise RegistryError(f"user {shown(user.name)!r} has no claim {shown(args.uri)}")
         registry.unset_claim(args.name, args.uri)
         user = _user(registry, args.name)
-    return Result(_user_data(user), f"Removed claim {_shown(args.uri)} from {_shown(user.name)!r}.")
+    return Result(_user_data(user), f"Removed claim {shown(args.uri)} from {shown(user.name)!r}.")
 
 
 def _user_remove(args: argparse.Namespace, url: str) -> Result:
     with _registry(url) as registry:
         _user(registry, args.name)
         registry.remove_user(args.name)
-    return Result({"removed": args.name}, f"Removed user {_shown(args.name)!r}.")
+    return Result({"removed": args.name}, f"Removed user {shown(args.name)!r}.")
 
 
 # ---------------------------------------------------------------------------- role
 
 
 def _role_add(args: argparse.Namespace, url: str) -> Result:
-    name = _name(args.name, "role")
+    name = check_name(args.name, "role")
     with _registry(url) as registry:
         if name in registry.list_roles():
-            raise RegistryError(f"role {_shown(name)!r} already exists")
+            raise RegistryError(f"role {shown(name)!r} already exists")
         registry.add_role(name)
     return Result({"name": name, "users": [], "allowed": False},
-                  f"Added role {_shown(name)!r} (let it request tokens with `sts set --allowed-role`).")
+                  f"Added role {shown(name)!r} (let it request tokens with `sts set --allowed-role`).")
 
 
 def _role_list(args: argparse.Namespace, url: str) -> Result:
@@ -656,13 +592,13 @@ def _role_list(args: argparse.Namespace, url: str) -> Result:
 def _role_remove(args: argparse.Namespace, url: str) -> Result:
     with _registry(url) as registry:
         if args.name not in registry.list_roles():
-            raise RegistryError(f"no role named {_shown(args.name)!r} (see `wstrust-wsgi role list`)")
+            raise RegistryError(f"no role named {shown(args.name)!r} (see `wstrust-wsgi role list`)")
         if args.name in registry.get_settings().allowed_roles:
-            raise RegistryError(f"role {_shown(args.name)!r} is allowed to request tokens: change "
+            raise RegistryError(f"role {shown(args.name)!r} is allowed to request tokens: change "
                                 "`sts set --allowed-role` first")
         holders = [u.name for u in registry.list_users() if args.name in u.roles]
         registry.remove_role(args.name)
-    text = f"Removed role {_shown(args.name)!r}" + (f" (held by {len(holders)} user(s))." if holders else ".")
+    text = f"Removed role {shown(args.name)!r}" + (f" (held by {len(holders)} user(s))." if holders else ".")
     return Result({"removed": args.name, "held_by": holders}, text)
 
 
@@ -679,9 +615,9 @@ def _sts_set(args: argparse.Namespace, url: str) -> Result:
     changes: dict[str, Any] = {}
     warnings: list[str] = []
     if args.issuer is not None:
-        changes["issuer"] = _absolute_url(args.issuer, "--issuer")
+        changes["issuer"] = check_address(args.issuer, "--issuer")
     if args.allowed_role:
-        changes["allowed_roles"] = list(dict.fromkeys(_name(role, "role") for role in args.allowed_role))
+        changes["allowed_roles"] = list(dict.fromkeys(check_name(role, "role") for role in args.allowed_role))
     if args.allow_any_role:
         changes["allowed_roles"] = []
         warnings.append("warning: every user with a good password now gets tokens, whatever their roles")
@@ -710,10 +646,10 @@ def _sts_set(args: argparse.Namespace, url: str) -> Result:
 
 
 def _rp_add(args: argparse.Namespace, url: str) -> Result:
-    address = _absolute_url(args.address, "relying-party address")
+    address = check_address(args.address, "relying-party address")
     lifetime = (None if args.lifetime is None
                 else _seconds(args.lifetime, "--lifetime", minimum=1, maximum=MAX_LIFETIME))
-    claims = None if args.claim is None else frozenset(_claim_uri(c) for c in args.claim)
+    claims = None if args.claim is None else frozenset(check_claim_uri(c) for c in args.claim)
     pem = None
     if args.cert is not None:
         pem = load_certificate(args.cert).public_bytes(serialization.Encoding.PEM)
@@ -753,7 +689,7 @@ def _rp_remove(args: argparse.Namespace, url: str) -> Result:
     with _registry(url) as registry:
         _party(registry, args.address)
         registry.remove_relying_party(args.address)
-    return Result({"removed": args.address}, f"Removed relying party {_shown(args.address)}.")
+    return Result({"removed": args.address}, f"Removed relying party {shown(args.address)}.")
 
 
 # ---------------------------------------------------------------------------- running a command

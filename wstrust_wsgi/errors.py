@@ -25,6 +25,7 @@ to the server log only, never to the peer::
      +-- RemoteFault                     client side: a peer answered with a SOAP fault
      +-- TransportError                  client side: no answer, or not SOAP
      +-- ConfigurationError              a configuration value broke a rule (also a ValueError)
+     |    +-- BadValue                   a name, address or claim broke a rule of wstrust_wsgi.model
      +-- RegistryError                   a registry change named something unknown, or a duplicate
 
 How a fault is rendered (SOAP version, HTTP status) is decided in :mod:`wstrust_wsgi.soap`.
@@ -180,6 +181,22 @@ class TransportError(WsTrustError):
 
 class ConfigurationError(WsTrustError, ValueError):
     """A configuration value broke a rule; the message names the setting and the rule."""
+
+
+class BadValue(ConfigurationError):
+    """A value (name, address, claim URI, number) broke a rule; the message names the value and the rule.
+
+    Raised by the rules in :mod:`wstrust_wsgi.model`, which the command line
+    (exit 2), the registry and the deployment file share.
+    """
+
+
+class SecurityWarning(UserWarning):
+    """A setting that is legal but weakens security (SHA-1 signatures, passwords over plain HTTP).
+
+    Issued with :func:`warnings.warn` at construction, never at request time,
+    so that the risk is seen once, where the setting is made.
+    """
 
 
 class RegistryError(WsTrustError):

@@ -1,0 +1,136 @@
+"""Domain values and the one set of rules for their fields.
+
+The values (:class:`Principal`, :class:`RelyingParty`, :class:`StsSettings`)
+are what the stores hand to the STS; the rules (names, addresses, claim URIs)
+are what the command line, the registry and the deployment file all call, so
+that a value one of them accepts is never refused by another. This module sits
+at the base tier: it imports only :mod:`wstrust_wsgi.errors`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from .errors import BadValue
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated user: name, roles, and claim values (claim URI -> values)."""
+
+    name: str
+    roles: frozenset[str] = frozenset()
+    claims: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RelyingParty:
+    """A service provider registered with the STS by its endpoint address.
+
+    ``address`` is compared exactly with ``wsp:AppliesTo`` and becomes the
+    token's audience. ``token_type`` is ``"2.0"`` or ``"1.1"``, used when the
+    request names none. ``lifetime``: None means the STS default
+    (:attr:`StsSettings.default_lifetime`). ``claims`` limits which user claims
+    are released (None: all of them); roles are always released.
+    ``certificate_pem`` is kept for token encryption (not used yet).
+    """
+
+    address: str
+    token_type: str = "2.0"
+    lifetime: timedelta | None = None
+    claims: frozenset[str] | None = None
+    certificate_pem: bytes | None = None
+
+
+#: Signature algorithms the STS can sign with, by setting value.
+SIGNATURE_ALGORITHMS = ("rsa-sha256", "rsa-sha384", "rsa-sha512", "rsa-sha1")
+
+
+@dataclass(frozen=True)
+class StsSettings:
+    """The STS's own settings (WSO2's "STS security" page), read per request.
+
+    :param issuer: the Issuer of every assertion.
+    :param allowed_roles: roles allowed to request tokens; empty allows every
+        authenticated user (not the default).
+    :param default_lifetime: token lifetime for relying parties without their own.
+    :param clock_skew: tolerance on every time comparison.
+    :param signature_algorithm: one of :data:`SIGNATURE_ALGORITHMS`
+        (rsa-sha1 only for peers that cannot verify anything better).
+    :param allow_plaintext_http: accept PasswordText over plain HTTP from
+        non-loopback peers. Off: a password would cross the network in clear.
+    """
+
+    issuer: str
+    allowed_roles: frozenset[str] = frozenset({"admin"})
+    default_lifetime: timedelta = timedelta(minutes=5)
+    clock_skew: timedelta = timedelta(minutes=5)
+    signature_algorithm: str = "rsa-sha256"
+    allow_plaintext_http: bool = False
+
+
+
+# ---------------------------------------------------------------------------- rules
+
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_URN = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:\S+$", re.IGNORECASE)
+
+
+def shown(value: str) -> str:
+    """``value`` with control characters escaped, so registry content cannot drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+
+
+def check_name(value: str, what: str) -> str:
+    """A user or role name: non-empty, no surrounding blanks, printable, at most 255 characters.
+
+    Surrounding blanks are refused rather than stripped: the STS compares the
+    UsernameToken's Username exactly, so "bob " would be a different user.
+    """
+    if not value:
+        raise BadValue(f"{what} name: must not be empty")
+    if value != value.strip():
+        raise BadValue(f"{what} name {value!r}: must not start or end with a blank")
+    if not value.isprintable():
+        raise BadValue(f"{what} name {shown(value)!r}: must not contain control characters")
+    if len(value) > 255:
+        raise BadValue(f"{what} name: at most 255 characters, not {len(value)}")
+    return value
+
+
+def check_address(value: str, what: str) -> str:
+    """An http(s) URL with a host, or a URN: what WS-Addressing and SAML name endpoints and issuers with.
+
+    Relying-party addresses are compared with ``wsp:AppliesTo`` *exactly*, so
+    nothing is normalised here; a value that could never match (relative,
+    without a scheme, with blanks) is refused instead of being stored.
+    """
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        raise BadValue(f"{what} {shown(value)!r}: must be an absolute URL without blanks")
+    if _URN.match(value):
+        return value
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise BadValue(f"{what} {value!r}: not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadValue(f"{what} {value!r}: must be an absolute URL such as https://host/path (or a urn:)")
+    return value
+
+
+def check_claim_uri(value: str) -> str:
+    """A claim name: an absolute URI, as WSO2 and WS-Federation name claims."""
+    if not _URI_SCHEME.match(value) or any(c.isspace() or not c.isprintable() for c in value) or value.endswith(":"):
+        raise BadValue(f"claim {shown(value)!r}: must be an absolute URI, e.g. "
+                       "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress")
+    return value
+
+
+def check_claim_value(value: str, uri: str) -> str:
+    if not value.isprintable():
+        raise BadValue(f"claim {uri} value {shown(value)!r}: must not contain control characters")
+    return value
