@@ -24,7 +24,7 @@ What is refused, and why (each refusal returns None and logs the reason on
 
 A directory that cannot be reached, does not answer within the timeouts, or
 answers something that is not LDAP raises
-:class:`~wstrust_wsgi.errors.RequestFailed` (a Receiver fault, "The user
+:class:`~wstrust_wsgi.errors.StoreUnavailable` (a Receiver fault, "The user
 directory is unavailable."): the STS never issues a token it could not check.
 No call blocks longer than about ``len(urls) * connect_timeout`` per
 connection opened plus ``receive_timeout`` per answer awaited; host names are
@@ -69,9 +69,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("the LDAP user store needs ldap3: pip install 'wstrust-wsgi[ldap]'") from exc
 
-from ..errors import ConfigurationError, RequestFailed
-from ..wssecurity import UsernameToken
-from . import Principal
+from ..errors import ConfigurationError, StoreUnavailable
+from ..model import PasswordProof, Principal
 
 log = logging.getLogger("wstrust_wsgi.ldap")
 
@@ -291,12 +290,12 @@ class LdapUserStore:
 
     # ------------------------------------------------------------------ UserStore
 
-    def authenticate(self, token: UsernameToken) -> Principal | None:
+    def authenticate(self, token: PasswordProof) -> Principal | None:
         """The principal if the directory accepts a bind as the user with the token's password.
 
         :returns: None for PasswordDigest, an empty password, an unknown user,
             an ambiguous name or a refused bind (the reason is logged).
-        :raises RequestFailed: the directory cannot be reached, does not
+        :raises StoreUnavailable: the directory cannot be reached, does not
             answer in time or answers something unexpected.
         """
         username = token.username
@@ -523,9 +522,9 @@ class LdapUserStore:
         raise self._unavailable("no server answered: " + "; ".join(failures))
 
     @staticmethod
-    def _unavailable(detail: str) -> RequestFailed:
+    def _unavailable(detail: str) -> StoreUnavailable:
         log.error("user directory unavailable: %s", detail)
-        return RequestFailed(f"user directory unavailable: {detail}", reason=_UNAVAILABLE_REASON)
+        return StoreUnavailable(f"user directory unavailable: {detail}", reason=_UNAVAILABLE_REASON)
 
 
 class _ContextTls(ldap3.Tls):  # type: ignore[misc]
