@@ -32,10 +32,10 @@ import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-from .._urls import redact_url
-from ..errors import ConfigurationError, StoreUnavailable
+from .._urls import redact_url, sqlite_path
+from ..errors import BadValue, ConfigurationError, StoreUnavailable
 from . import ReplayCache
 from .memory import MemoryReplayCache
 
@@ -318,6 +318,7 @@ def replay_cache_from_url(url: str) -> ReplayCache:
     ============================  ==========================================
     ``memory:``                   :class:`MemoryReplayCache` (this process only)
     ``sqlite:///abs/path.db``     :class:`SQLiteReplayCache` at ``/abs/path.db``
+                                  (the rules of :func:`wstrust_wsgi._urls.sqlite_path`)
     ``redis://host:port/db``      :class:`RedisReplayCache` (also ``rediss://``)
     ============================  ==========================================
 
@@ -330,14 +331,11 @@ def replay_cache_from_url(url: str) -> ReplayCache:
     if value.lower() == "memory:":
         return MemoryReplayCache()
     if scheme == "sqlite":
-        parts = urlsplit(value)
-        if (not value.lower().startswith("sqlite:///") or parts.netloc or parts.query or parts.fragment
-                or not parts.path.startswith("/") or parts.path.rstrip("/") == ""):
-            raise ConfigurationError(
-                f"replay cache URL: {value!r} is not sqlite:///absolute/path.db "
-                "(three slashes, then an absolute path, no query)"
-            )
-        return SQLiteReplayCache(unquote(parts.path))
+        try:
+            path = sqlite_path(value)
+        except BadValue as exc:
+            raise ConfigurationError(f"replay cache URL: {exc}") from None
+        return SQLiteReplayCache(path)
     if scheme in ("redis", "rediss"):
         parts = urlsplit(value)
         if not parts.hostname:
