@@ -47,7 +47,7 @@ from wstrust_wsgi import ConfigurationError, RelyingParty, RemoteFault, StsClien
 from wstrust_wsgi import ns
 from wstrust_wsgi.config import DeploymentConfig, load_config
 from wstrust_wsgi.deploy import StartupError, make_app
-from wstrust_wsgi.stores import sql
+from wstrust_wsgi.stores import passwords
 from wstrust_wsgi.stores.sql import Registry
 
 ISSUER = "https://sts.example.org/services/sts"
@@ -621,13 +621,13 @@ def test_the_app_remembers_successful_password_checks_unless_the_ttl_is_0(
     app = make_app(write_config(tmp_path, good))
     assert ("password cache off" in caplog.text) is not cached
     kdf_runs: list[str] = []
-    real = sql.hash_password
+    real = passwords.hash_password
 
     def counting(password: str, salt: bytes | None = None) -> tuple[bytes, bytes]:
         kdf_runs.append(password)
         return real(password, salt)
 
-    monkeypatch.setattr(sql, "hash_password", counting)
+    monkeypatch.setattr(passwords, "hash_password", counting)
     for _ in range(3):
         assert post_rst(app, remote_addr="127.0.0.1").status_int == 200
     assert kdf_runs.count(ADMIN_PASSWORD) == (1 if cached else 3)

@@ -48,7 +48,10 @@ from wstrust_wsgi import (
     ns,
 )
 from wstrust_wsgi.errors import RegistryError
-from wstrust_wsgi.stores import sql
+from wstrust_wsgi.stores import passwords
+from wstrust_wsgi.stores.sql import schema
+from wstrust_wsgi.stores.sql import db
+from wstrust_wsgi.stores.sql.db import Kind
 from wstrust_wsgi.stores.cache import CachedUserStore, PasswordRecords
 from wstrust_wsgi.stores.sql import Registry, UserInfo
 from wstrust_wsgi.wssecurity import UsernameToken, build_username_token, read_username_token
@@ -422,13 +425,13 @@ def test_authenticate_answers_as_the_memory_store_does(
 
     # An unknown user costs one scrypt, like a wrong password.
     calls: list[str] = []
-    real = sql.hash_password
+    real = passwords.hash_password
 
     def counting(password: str, salt: bytes | None = None) -> tuple[bytes, bytes]:
         calls.append(password)
         return real(password, salt)
 
-    monkeypatch.setattr(sql, "hash_password", counting)
+    monkeypatch.setattr(passwords, "hash_password", counting)
     for token in (text_token("nobody", "pw"), text_token("bob", "wrong"), text_token("bob", "bob-pw")):
         calls.clear()
         registry.authenticate(token)
@@ -437,17 +440,17 @@ def test_authenticate_answers_as_the_memory_store_does(
 
 def test_a_password_changed_during_the_check_is_refused(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
     registry.add_user("bob", "old-pw", roles=["admin"])
-    real = sql.hash_password
+    real = passwords.hash_password
 
     def slow_check(password: str, salt: bytes | None = None) -> tuple[bytes, bytes]:
         result = real(password, salt)
         if password == "old-pw":  # the check passes, but meanwhile the password changes
-            monkeypatch.setattr(sql, "hash_password", real)
+            monkeypatch.setattr(passwords, "hash_password", real)
             registry.set_password("bob", "new-pw")
         return result
 
     registry.authenticate(text_token("warm", "up"))  # computes the dummy hash first
-    monkeypatch.setattr(sql, "hash_password", slow_check)
+    monkeypatch.setattr(passwords, "hash_password", slow_check)
     assert registry.authenticate(text_token("bob", "old-pw")) is None
     assert registry.authenticate(text_token("bob", "new-pw")) is not None
 
@@ -460,13 +463,13 @@ def kdf_runs(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every password the registry runs scrypt on from now on (its dummy hash is made first)."""
     registry.authenticate(text_token("warm-up", "x"))
     runs: list[str] = []
-    real = sql.hash_password
+    real = passwords.hash_password
 
     def counting(password: str, salt: bytes | None = None) -> tuple[bytes, bytes]:
         runs.append(password)
         return real(password, salt)
 
-    monkeypatch.setattr(sql, "hash_password", counting)
+    monkeypatch.setattr(passwords, "hash_password", counting)
     return runs
 
 
@@ -477,13 +480,13 @@ def test_password_record_is_the_stored_verifier_and_the_current_principal(
     registry.add_user("dora", "dora-pw", digest_secret=True)
     assert isinstance(registry, PasswordRecords)
     transactions: list[object] = []
-    run = registry._run
+    run = registry._db.run
 
     def counted(kind: Any, work: Any) -> Any:
         transactions.append(kind)
         return run(kind, work)
 
-    monkeypatch.setattr(registry, "_run", counted)
+    monkeypatch.setattr(registry._db, "run", counted)
     kdf_runs.clear()
 
     record = registry.password_record("bob")
@@ -649,7 +652,7 @@ def test_an_older_schema_is_upgraded_once_on_open_even_by_racing_workers(
     assert [row[0] for row in raw(url, "SELECT version FROM schema_version")] == [1]
 
     # This code now ships version 2; eight workers open the version-1 database at once.
-    monkeypatch.setattr(sql, "_MIGRATIONS", sql._MIGRATIONS + (sql._Migration(2, "user notes", _v2),))
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + (schema.Migration(2, "user notes", _v2),))
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
 
@@ -671,7 +674,7 @@ def test_an_older_schema_is_upgraded_once_on_open_even_by_racing_workers(
     assert raw(url, "SELECT name, note FROM users") == [("bob", "migrated")]
 
     # A failing migration leaves version 2 exactly as it was.
-    monkeypatch.setattr(sql, "_MIGRATIONS", sql._MIGRATIONS + (sql._Migration(3, "doomed", _v3_fails_half_way),))
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + (schema.Migration(3, "doomed", _v3_fails_half_way),))
     with pytest.raises(RuntimeError, match="half-way"):
         Registry.open(url)
     assert sorted(row[0] for row in raw(url, "SELECT version FROM schema_version")) == [1, 2]
@@ -764,7 +767,7 @@ def _cheap_hash(password: str, salt: bytes | None = None) -> tuple[bytes, bytes]
 
 def test_racing_writers_in_threads_and_processes_lose_nothing_and_readers_see_no_torn_state(
         registry: Registry, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sql, "hash_password", _cheap_hash)
+    monkeypatch.setattr(passwords, "hash_password", _cheap_hash)
     registry.add_user("shared", "shared-pw")
     registry.add_relying_party(RelyingParty(SERVICE_URL))
     registry.update_settings(default_lifetime=timedelta(minutes=INITIAL), clock_skew=timedelta(seconds=INITIAL))
@@ -851,7 +854,7 @@ def test_changes_racing_the_removal_of_their_user_succeed_or_fail_cleanly(
     user unknown; never a constraint error from the database, never a role
     or claim left pointing at a removed user.
     """
-    monkeypatch.setattr(sql, "hash_password", _cheap_hash)
+    monkeypatch.setattr(passwords, "hash_password", _cheap_hash)
     registry.add_role("ops")
     registry.add_user("victim", "pw")
     errors: list[str] = []
@@ -902,7 +905,7 @@ def test_changes_racing_the_removal_of_their_user_succeed_or_fail_cleanly(
 
 def raw_registry(registry: Registry, query: str) -> list[tuple[Any, ...]]:
     """``query`` run through the registry's own connection, in a read transaction."""
-    return registry._run(sql._Kind.READ, lambda tx: tx.all(query))
+    return registry._db.run(Kind.READ, lambda tx: tx.all(query))
 
 
 def test_sqlite_lock_contention_is_waited_out_never_reported(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -910,7 +913,7 @@ def test_sqlite_lock_contention_is_waited_out_never_reported(tmp_path: Any, monk
     url = f"sqlite://{tmp_path}/registry.db"
     with Registry.open(url) as registry:
         registry.init_schema(issuer=ISSUER)
-        monkeypatch.setattr(sql, "_BUSY_TIMEOUT", 0.02)  # SQLite gives up almost at once...
+        monkeypatch.setattr(db, "_BUSY_TIMEOUT", 0.02)  # SQLite gives up almost at once...
         registry.close()  # (new connections take the short timeout)
         holder = sqlite3.connect(tmp_path / "registry.db", isolation_level=None, check_same_thread=False)
         holder.execute("BEGIN IMMEDIATE")
@@ -937,7 +940,7 @@ def test_postgresql_connections_are_per_thread_and_reopened_after_a_failure(post
 
         def use() -> None:
             registry.get_settings()
-            held = registry._local.held
+            held = registry._db._local.held
             with lock:
                 backends.add(held.conn.info.backend_pid)
 

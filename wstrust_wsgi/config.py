@@ -44,21 +44,22 @@ import math
 import os
 import stat
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ._urls import redact_url
-from .errors import ConfigurationError
+from ._urls import redact_url, sqlite_path
+from .errors import BadValue, ConfigurationError
 from .keys import SigningKey
+from .model import check_claim_uri, check_name
 
 __all__ = [
     "DeploymentConfig",
@@ -142,29 +143,13 @@ class LdapConfig:
     """``[ldap]``: users, their groups (as roles) and attributes (as claims) from a directory.
 
     The keys are :class:`~wstrust_wsgi.stores.ldap.LdapUserStore`'s keyword
-    arguments, so its messages name them; it checks DNs, filters and their
-    combinations when :mod:`wstrust_wsgi.deploy` builds it. None (not in the
-    file) leaves the store's default.
-
-    :param urls: one or more ``ldap://`` / ``ldaps://`` URLs, tried in order.
-    :param bind_dn: the search account's DN.
-    :param bind_password: its password (from ``bind_password`` or ``bind_password_file``).
-    :param user_dn_template: build the user's DN from the name instead of searching.
-    :param user_search_base: where users are searched.
-    :param user_filter: the user search filter, ``{username}`` standing for the escaped name.
-    :param name_attribute: the attribute whose value becomes the token's NameID.
-    :param group_search_base: where groups are searched.
-    :param group_filter: the group search filter (``{user_dn}``, ``{username}``).
-    :param group_name_attribute: the group attribute looked up in ``group_to_role``.
-    :param group_to_role: group name -> STS role; only mapped groups become roles.
-    :param attribute_to_claim: LDAP attribute -> claim URI released in tokens.
-    :param connect_timeout: seconds to connect to one server.
-    :param receive_timeout: whole seconds to wait for each answer.
-    :param start_tls: upgrade ``ldap://`` with StartTLS.
-    :param ca_file: PEM file of the CAs trusted for the directory's certificate.
-    :param validate: check the directory's TLS certificate (off only for tests; logged).
-    :param pool_size: reused connections of the search account.
-    :param pool_max_idle: seconds an idle pooled connection is kept.
+    arguments, documented there, so its messages name them; it checks DNs,
+    filters and their combinations when :mod:`wstrust_wsgi.deploy` builds it.
+    None (not in the file) leaves the store's default. ``bind_password`` comes
+    from ``bind_password`` or ``bind_password_file``. The roles of
+    ``group_to_role`` and the claim URIs of ``attribute_to_claim`` are checked
+    here already, by the rules of :mod:`wstrust_wsgi.model` that the registry
+    and the command line apply too.
     """
 
     urls: tuple[str, ...]
@@ -364,16 +349,10 @@ def _read_registry(table: _Table) -> RegistryConfig:
     shown = redact_url(url)
     scheme = url.partition(":")[0].lower()
     if scheme == "sqlite":
-        if url.lower().startswith("sqlite:////"):
-            raise table.error("url", f"{shown!r} has four slashes (SQLAlchemy's form); here an absolute path "
-                                     "follows three: sqlite:///var/lib/wstrust/registry.db")
-        if url.lower().startswith(("sqlite:///./", "sqlite:///../")):
-            raise table.error("url", f"{shown!r} is relative to the current folder (the command line's form); "
-                                     "the deployment file needs the absolute path, sqlite:///var/lib/.../registry.db")
-        path = _sqlite_path(url)
-        if path is None:
-            raise table.error("url", f"{shown!r} is not sqlite:///absolute/path.db "
-                                     "(three slashes, then an absolute path)")
+        try:
+            path = Path(sqlite_path(url))
+        except BadValue as exc:
+            raise table.error("url", str(exc)) from None
         if not path.parent.is_dir():
             raise table.error("url", f"{shown!r}: the directory {path.parent} does not exist")
         if not path.is_file():
@@ -428,8 +407,8 @@ def _read_ldap(table: _Table, base: Path) -> LdapConfig:
         group_search_base=table.text("group_search_base"),
         group_filter=table.text("group_filter"),
         group_name_attribute=table.text("group_name_attribute"),
-        group_to_role=table.text_table("group_to_role"),
-        attribute_to_claim=table.text_table("attribute_to_claim"),
+        group_to_role=table.text_table("group_to_role", check=lambda role: check_name(role, "role")),
+        attribute_to_claim=table.text_table("attribute_to_claim", check=check_claim_uri),
         connect_timeout=table.seconds("connect_timeout"),
         receive_timeout=table.whole_seconds("receive_timeout"),
         start_tls=table.flag("start_tls"),
@@ -562,7 +541,8 @@ class _Table:
     def required_path(self, key: str, base: Path) -> Path:
         return base / Path(self.required_text(key)).expanduser()
 
-    def text_table(self, key: str) -> Mapping[str, str] | None:
+    def text_table(self, key: str, *, check: Callable[[str], str] | None = None) -> Mapping[str, str] | None:
+        """A table of non-empty strings, each value passed to ``check`` (a rule of :mod:`wstrust_wsgi.model`)."""
         value = self._value(key, False)
         if value is None:
             return None
@@ -571,6 +551,11 @@ class _Table:
         for name, item in value.items():
             if not isinstance(item, str) or not item.strip():
                 raise self.error(key, f"the value for {name!r} must be a non-empty string, not {_kind(item)}")
+            if check is not None:
+                try:
+                    check(item.strip())
+                except BadValue as exc:
+                    raise self.error(key, f"the value for {name!r}: {exc}") from None
         return MappingProxyType({name: item.strip() for name, item in value.items()})
 
     def read_file(self, key: str, path: Path) -> bytes:
@@ -588,17 +573,6 @@ _WHY_REQUIRED = {
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _sqlite_path(url: str) -> Path | None:
-    """The absolute path of ``sqlite:///abs/path.db``, or None if ``url`` is not of that shape."""
-    parts = urlsplit(url)
-    if not url.lower().startswith("sqlite:///") or parts.query or parts.fragment:
-        return None
-    path = unquote(parts.path)
-    if not path.startswith("/") or path.rstrip("/") in ("", "/"):
-        return None
-    return Path(path)
 
 
 def _spki(public_key: Any) -> bytes:

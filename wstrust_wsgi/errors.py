@@ -15,6 +15,7 @@ to the server log only, never to the peer::
      |    |    +-- FailedAuthentication  wst:FailedAuthentication
      |    |    +-- NotAuthorized         wst:RequestFailed (good password, no allowed role)
      |    |    +-- RequestFailed         wst:RequestFailed
+     |    |         +-- StoreUnavailable  wst:RequestFailed (a store could not answer)
      |    +-- SecurityFault              wsse:*
      |         +-- InvalidSecurity       wsse:InvalidSecurity
      |         +-- InvalidSecurityToken  wsse:InvalidSecurityToken
@@ -112,6 +113,16 @@ class RequestFailed(TrustFault):
     code = "RequestFailed"
     sender = False
     default_reason = "The specified request failed."
+
+
+class StoreUnavailable(RequestFailed):
+    """A store (user directory, registry, replay cache) could not answer, so the request is refused.
+
+    What the stores raise instead of a WS-Trust fault of their own choosing:
+    the fault code stays ``wst:RequestFailed`` (a Receiver fault), so the
+    peer sees what it always saw, while the stores need know nothing of the
+    wire. Stores fail closed: never "new nonce" or "authenticated" unchecked.
+    """
 
 
 class SecurityFault(SoapFault):

@@ -1,7 +1,9 @@
 """Domain values and the one set of rules for their fields.
 
 The values (:class:`Principal`, :class:`RelyingParty`, :class:`StsSettings`)
-are what the stores hand to the STS; the rules (names, addresses, claim URIs)
+are what the stores hand to the STS, :class:`User` what the in-memory store is
+given, and :class:`PasswordProof` what a user store needs from a
+UsernameToken; the rules (names, addresses, claim URIs)
 are what the command line, the registry and the deployment file all call, so
 that a value one of them accepts is never refused by another. This module sits
 at the base tier: it imports only :mod:`wstrust_wsgi.errors`.
@@ -10,9 +12,10 @@ at the base tier: it imports only :mod:`wstrust_wsgi.errors`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from .errors import BadValue
@@ -43,6 +46,46 @@ class RelyingParty:
     lifetime: timedelta | None = None
     claims: frozenset[str] | None = None
     certificate_pem: bytes | None = None
+
+
+@dataclass(frozen=True)
+class User:
+    """A user of :class:`~wstrust_wsgi.stores.memory.MemoryUserStore`.
+
+    ``digest_secret``: PasswordDigest needs the plaintext password on the
+    server; keep it only for users who must use digest (True by default here,
+    since the in-memory store holds the password in process memory anyway).
+    """
+
+    name: str
+    password: str
+    roles: Sequence[str] = ()
+    claims: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    digest_secret: bool = True
+
+
+class PasswordProof(Protocol):
+    """What a user store needs from a WS-Security UsernameToken to check it.
+
+    :class:`wstrust_wsgi.wssecurity.UsernameToken` is one. Defined here, at
+    the base tier, so that the stores check passwords without importing the
+    WS-Security layer.
+    """
+
+    @property
+    def username(self) -> str:
+        """The name as sent, compared exactly."""
+
+    @property
+    def password(self) -> str:
+        """The password as sent (PasswordText), or the Base64 digest (PasswordDigest)."""
+
+    @property
+    def digest(self) -> bool:
+        """True for PasswordDigest: check it with :meth:`digest_matches`, never compare ``password``."""
+
+    def digest_matches(self, secret: str) -> bool:
+        """Whether the digest was made from ``secret`` (the user's plaintext password), in constant time."""
 
 
 #: Signature algorithms the STS can sign with, by setting value.
@@ -90,6 +133,8 @@ def check_name(value: str, what: str) -> str:
     Surrounding blanks are refused rather than stripped: the STS compares the
     UsernameToken's Username exactly, so "bob " would be a different user.
     """
+    if not isinstance(value, str):
+        raise BadValue(f"{what} name: must be a string, not {value!r}")
     if not value:
         raise BadValue(f"{what} name: must not be empty")
     if value != value.strip():
@@ -108,6 +153,8 @@ def check_address(value: str, what: str) -> str:
     nothing is normalised here; a value that could never match (relative,
     without a scheme, with blanks) is refused instead of being stored.
     """
+    if not isinstance(value, str):
+        raise BadValue(f"{what}: must be a string, not {value!r}")
     if not value or any(c.isspace() or not c.isprintable() for c in value):
         raise BadValue(f"{what} {shown(value)!r}: must be an absolute URL without blanks")
     if _URN.match(value):
@@ -124,6 +171,8 @@ def check_address(value: str, what: str) -> str:
 
 def check_claim_uri(value: str) -> str:
     """A claim name: an absolute URI, as WSO2 and WS-Federation name claims."""
+    if not isinstance(value, str):
+        raise BadValue(f"claim: must be a URI string, not {value!r}")
     if not _URI_SCHEME.match(value) or any(c.isspace() or not c.isprintable() for c in value) or value.endswith(":"):
         raise BadValue(f"claim {shown(value)!r}: must be an absolute URI, e.g. "
                        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress")
@@ -131,6 +180,9 @@ def check_claim_uri(value: str) -> str:
 
 
 def check_claim_value(value: str, uri: str) -> str:
+    """A claim value: any printable text (no control characters, which logs and terminals would obey)."""
+    if not isinstance(value, str):
+        raise BadValue(f"claim {uri} value: must be a string, not {value!r}")
     if not value.isprintable():
         raise BadValue(f"claim {uri} value {shown(value)!r}: must not contain control characters")
     return value

@@ -2,7 +2,10 @@
 
 Each store is a small protocol; one module per backend implements it. The
 in-memory backends in :mod:`wstrust_wsgi.stores.memory` are the defaults and
-what the demos use.
+what the demos use. The stores import only :mod:`wstrust_wsgi.model` and
+:mod:`wstrust_wsgi.errors`: they know users, parties and keys, never the wire
+(a UsernameToken reaches them as a :class:`~wstrust_wsgi.model.PasswordProof`).
+A store that cannot answer raises :class:`~wstrust_wsgi.errors.StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -10,11 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from ..model import SIGNATURE_ALGORITHMS, Principal, RelyingParty, StsSettings
-from ..wssecurity import UsernameToken
+from ..model import SIGNATURE_ALGORITHMS, PasswordProof, Principal, RelyingParty, StsSettings
 
 __all__ = [
-    "SIGNATURE_ALGORITHMS", "Principal", "RelyingParty", "RelyingPartyStore", "ReplayCache", "SettingsStore",
+    "SIGNATURE_ALGORITHMS", "PasswordProof", "Principal", "RelyingParty", "RelyingPartyStore", "ReplayCache", "SettingsStore",
     "StsSettings", "UserStore",
 ]
 
@@ -25,7 +27,7 @@ class SettingsStore(Protocol):
 
 
 class UserStore(Protocol):
-    def authenticate(self, token: UsernameToken) -> Principal | None:
+    def authenticate(self, token: PasswordProof) -> Principal | None:
         """The principal if the token's password (text or digest) is right, else None.
 
         Must take about as long for an unknown user as for a wrong password.

@@ -44,9 +44,8 @@ from hashlib import sha256
 from typing import Protocol, runtime_checkable
 
 from ..errors import ConfigurationError
-from ..wssecurity import UsernameToken
-from . import Principal, UserStore
-from .memory import MemoryUserStore
+from ..model import PasswordProof, Principal
+from . import UserStore
 
 
 @runtime_checkable
@@ -56,22 +55,9 @@ class PasswordRecords(Protocol):
         does) and current principal, without checking any password; None for an unknown user."""
 
 
-class _MemoryRecords:
-    """:class:`PasswordRecords` for :class:`MemoryUserStore` (read from its table, no KDF)."""
-
-    def __init__(self, store: MemoryUserStore) -> None:
-        self._store = store
-
-    def password_record(self, username: str) -> tuple[bytes, Principal] | None:
-        record = self._store._users.get(username)
-        return None if record is None else (record[0] + record[1], record[3])
-
-
 def _records_of(store: UserStore) -> PasswordRecords:
     if isinstance(store, PasswordRecords):
         return store
-    if isinstance(store, MemoryUserStore):
-        return _MemoryRecords(store)
     raise ConfigurationError(
         f"users: {type(store).__name__} cannot be cached: it does not expose its stored password "
         "verifier (password_record), so a password change could go unnoticed"
@@ -86,9 +72,9 @@ def _field(value: str) -> bytes:
 class CachedUserStore:
     """Wraps a user store; PasswordText checks that succeeded are remembered for ``ttl``.
 
-    :param store: a :class:`MemoryUserStore`, or any user store with a
-        ``password_record(username)`` method (:class:`PasswordRecords`), such
-        as the SQL :class:`~wstrust_wsgi.stores.sql.Registry`.
+    :param store: any user store with a ``password_record(username)`` method
+        (:class:`PasswordRecords`): the SQL :class:`~wstrust_wsgi.stores.sql.Registry`
+        or the :class:`~wstrust_wsgi.stores.memory.MemoryUserStore`.
     :param ttl: how long a successful check is remembered (positive, at most 15 minutes).
     :param max_entries: the most entries kept.
     :param clock: a monotonic clock in seconds (for tests).
@@ -118,11 +104,11 @@ class CachedUserStore:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _key(self, token: UsernameToken, verifier: bytes) -> bytes:
+    def _key(self, token: PasswordProof, verifier: bytes) -> bytes:
         message = _field(token.username) + _field(token.password or "") + verifier
         return hmac.new(self._secret, message, sha256).digest()
 
-    def authenticate(self, token: UsernameToken) -> Principal | None:
+    def authenticate(self, token: PasswordProof) -> Principal | None:
         if token.digest:
             return self._store.authenticate(token)
         record = self._records.password_record(token.username)

@@ -24,7 +24,7 @@ What is refused, and why (each refusal returns None and logs the reason on
 
 A directory that cannot be reached, does not answer within the timeouts, or
 answers something that is not LDAP raises
-:class:`~wstrust_wsgi.errors.RequestFailed` (a Receiver fault, "The user
+:class:`~wstrust_wsgi.errors.StoreUnavailable` (a Receiver fault, "The user
 directory is unavailable."): the STS never issues a token it could not check.
 No call blocks longer than about ``len(urls) * connect_timeout`` per
 connection opened plus ``receive_timeout`` per answer awaited; host names are
@@ -39,19 +39,13 @@ username never widen a search or change a DN.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 import os
 import secrets
-import ssl
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 try:
     import ldap3
@@ -69,9 +63,9 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("the LDAP user store needs ldap3: pip install 'wstrust-wsgi[ldap]'") from exc
 
-from ..errors import ConfigurationError, RequestFailed
-from ..wssecurity import UsernameToken
-from . import Principal
+from ..errors import BadValue, ConfigurationError, StoreUnavailable
+from ..model import PasswordProof, Principal, check_claim_uri, check_name
+from . import ldap_connection as net
 
 log = logging.getLogger("wstrust_wsgi.ldap")
 
@@ -92,16 +86,6 @@ _REFUSED_BIND = {
 _SUCCESS = 0
 _SIZE_LIMIT_EXCEEDED = 4
 _NO_SUCH_OBJECT = 32
-
-
-@dataclass(frozen=True)
-class _Endpoint:
-    """One directory server, from one of the configured URLs."""
-
-    url: str
-    host: str
-    port: int
-    ssl: bool
 
 
 @dataclass(frozen=True)
@@ -203,7 +187,7 @@ class LdapUserStore:
         pool_size: int = 4,
         pool_max_idle: float = 60.0,
     ) -> None:
-        self._endpoints = _endpoints(urls)
+        self._endpoints = net.endpoints(urls)
         if (bind_dn is None) != (bind_password is None):
             raise ConfigurationError("bind_dn and bind_password: give both (a search account) or neither")
         if bind_dn is not None:
@@ -231,13 +215,20 @@ class LdapUserStore:
         elif group_to_role:
             raise ConfigurationError("group_to_role needs group_search_base (where to find the groups)")
         for group, role in group_to_role.items():
-            if not group or not role:
-                raise ConfigurationError(f"group_to_role: {group!r} -> {role!r}: group and role must be non-empty")
+            try:
+                if not group:
+                    raise BadValue("the group must be non-empty")
+                check_name(role, "role")
+            except BadValue as exc:
+                raise BadValue(f"group_to_role: {group!r} -> {role!r}: {exc}") from None
         claims = dict(attribute_to_claim or {})
         for attribute, claim in claims.items():
-            if not _is_attribute_name(attribute) or not claim:
-                raise ConfigurationError(f"attribute_to_claim: {attribute!r} -> {claim!r}: "
-                                         "an attribute name and a non-empty claim URI are required")
+            try:
+                if not _is_attribute_name(attribute):
+                    raise BadValue(f"{attribute!r} is not an attribute name")
+                check_claim_uri(claim)
+            except BadValue as exc:
+                raise BadValue(f"attribute_to_claim: {attribute!r} -> {claim!r}: {exc}") from None
         for name, value in (("name_attribute", name_attribute), ("group_name_attribute", group_name_attribute)):
             if value is not None and not _is_attribute_name(value):
                 raise ConfigurationError(f"{name}: {value!r} is not an attribute name")
@@ -270,8 +261,8 @@ class LdapUserStore:
         self._receive_timeout = receive_timeout
         self._start_tls = start_tls
         uses_tls = start_tls or any(e.ssl for e in self._endpoints)
-        self._tls = _ContextTls(_ssl_context(ca_file, validate)) if uses_tls else None
-        self._pool = _Pool(pool_size, float(pool_max_idle)) if self._has_search_account else None
+        self._tls = net.ContextTls(net.ssl_context(ca_file, validate)) if uses_tls else None
+        self._pool = net.Pool(pool_size, float(pool_max_idle)) if self._has_search_account else None
         # The attributes the user's entry is read for.
         wanted = list(claims) + ([name_attribute] if name_attribute else [])
         self._entry_attributes = sorted(set(wanted), key=str.lower)
@@ -280,7 +271,7 @@ class LdapUserStore:
             log.warning("LDAP: certificate validation is OFF for %s: anyone on the path can read passwords",
                         ", ".join(e.url for e in self._endpoints))
         for endpoint in self._endpoints:
-            if not endpoint.ssl and not start_tls and not _is_loopback(endpoint.host):
+            if not endpoint.ssl and not start_tls and not net.is_loopback(endpoint.host):
                 log.warning("LDAP: %s is plain ldap:// without start_tls: passwords cross the network in clear",
                             endpoint.url)
 
@@ -291,12 +282,12 @@ class LdapUserStore:
 
     # ------------------------------------------------------------------ UserStore
 
-    def authenticate(self, token: UsernameToken) -> Principal | None:
+    def authenticate(self, token: PasswordProof) -> Principal | None:
         """The principal if the directory accepts a bind as the user with the token's password.
 
         :returns: None for PasswordDigest, an empty password, an unknown user,
             an ambiguous name or a refused bind (the reason is logged).
-        :raises RequestFailed: the directory cannot be reached, does not
+        :raises StoreUnavailable: the directory cannot be reached, does not
             answer in time or answers something unexpected.
         """
         username = token.username
@@ -328,7 +319,7 @@ class LdapUserStore:
                 entry = self._read_entry(user_dn, connection)
             groups = self._groups(username, user_dn, connection)
         finally:
-            _close(connection)
+            net.close(connection)
         return self._principal(username, entry or _Entry(user_dn), groups)
 
     def close(self) -> None:
@@ -362,18 +353,18 @@ class LdapUserStore:
             accepted = connection.bind(read_server_info=False)
             result = dict(connection.result or {})
         except LDAPException as exc:
-            _close(connection)
+            net.close(connection)
             if isinstance(exc, (LDAPPasswordIsMandatoryError, LDAPSASLPrepError)):
                 # ldap3 refuses, before sending, passwords RFC 4013 SASLprep prohibits.
                 log.info("refused %r: the password is not acceptable to LDAP (%s)", username, exc)
                 return None
-            raise self._unavailable(f"bind as {user_dn}: {_describe(exc)}") from exc
+            raise self._unavailable(f"bind as {user_dn}: {net.describe(exc)}") from exc
         except Exception as exc:
-            _close(connection)
-            raise self._unavailable(f"bind as {user_dn}: {_describe(exc)}") from exc
+            net.close(connection)
+            raise self._unavailable(f"bind as {user_dn}: {net.describe(exc)}") from exc
         if accepted:
             return connection
-        _close(connection)
+        net.close(connection)
         code = int(result.get("result", -1))
         if code in _REFUSED_BIND:
             log.info("refused %r: bind as %s: %s (%s %s)", username, user_dn, _REFUSED_BIND[code], code,
@@ -392,9 +383,9 @@ class LdapUserStore:
         try:
             connection.bind(read_server_info=False)
         except Exception as exc:
-            raise self._unavailable(f"bind for an unknown user: {_describe(exc)}") from exc
+            raise self._unavailable(f"bind for an unknown user: {net.describe(exc)}") from exc
         finally:
-            _close(connection)
+            net.close(connection)
 
     def _read_entry(self, user_dn: str, user_connection: ldap3.Connection) -> _Entry:
         result = self._lookup(user_connection, user_dn, "(objectClass=*)", self._entry_attributes,
@@ -443,7 +434,7 @@ class LdapUserStore:
         try:
             return self._search(user_connection, base, search_filter, attributes, scope=scope)
         except Exception as exc:
-            raise self._unavailable(f"search {search_filter} under {base}: {_describe(exc)}") from exc
+            raise self._unavailable(f"search {search_filter} under {base}: {net.describe(exc)}") from exc
 
     def _search_as_account(self, base: str, search_filter: str, attributes: Sequence[str], *,
                            scope: str = ldap3.SUBTREE, size_limit: int = 0) -> _SearchResult:
@@ -460,12 +451,12 @@ class LdapUserStore:
             try:
                 result = self._search(connection, base, search_filter, attributes, scope=scope, size_limit=size_limit)
             except Exception as exc:
-                _close(connection)
+                net.close(connection)
                 self._pool.clear()  # the others reach the same directory: likely as dead
                 if reused and attempt == 1 and not isinstance(exc, LDAPSocketReceiveError):
-                    log.info("idle search connection failed (%s): retrying on a new one", _describe(exc))
+                    log.info("idle search connection failed (%s): retrying on a new one", net.describe(exc))
                     continue
-                raise self._unavailable(f"search {search_filter} under {base}: {_describe(exc)}") from exc
+                raise self._unavailable(f"search {search_filter} under {base}: {net.describe(exc)}") from exc
             self._pool.give_back(connection)
             return result
         raise AssertionError("unreachable")  # pragma: no cover
@@ -489,11 +480,11 @@ class LdapUserStore:
         try:
             accepted = connection.bind(read_server_info=False)
         except Exception as exc:
-            _close(connection)
-            raise self._unavailable(f"bind as the search account: {_describe(exc)}") from exc
+            net.close(connection)
+            raise self._unavailable(f"bind as the search account: {net.describe(exc)}") from exc
         if not accepted:
             result = connection.result or {}
-            _close(connection)
+            net.close(connection)
             raise self._unavailable(f"the directory refused the search account {self._bind_dn or '(anonymous)'}: "
                                     f"{result.get('result')} {result.get('description', '')}")
         return connection
@@ -516,116 +507,19 @@ class LdapUserStore:
                 if self._start_tls and not connection.start_tls(read_server_info=False):
                     raise ConnectionError(f"StartTLS refused: {(connection.result or {}).get('description', '')}")
             except Exception as exc:  # ldap3 raises more than LDAPException for a peer that is not LDAP
-                _close(connection)
-                failures.append(f"{endpoint.url}: {_describe(exc)}")
+                net.close(connection)
+                failures.append(f"{endpoint.url}: {net.describe(exc)}")
                 continue
             return connection
         raise self._unavailable("no server answered: " + "; ".join(failures))
 
     @staticmethod
-    def _unavailable(detail: str) -> RequestFailed:
+    def _unavailable(detail: str) -> StoreUnavailable:
         log.error("user directory unavailable: %s", detail)
-        return RequestFailed(f"user directory unavailable: {detail}", reason=_UNAVAILABLE_REASON)
-
-
-class _ContextTls(ldap3.Tls):  # type: ignore[misc]
-    """ldap3's TLS settings, wrapping every socket with one standard-library SSLContext built at start-up.
-
-    Why not ldap3's own ``wrap_socket``: ldap3 2.9 turns the context's host-name
-    check off and checks the name itself with ``ssl.match_hostname``, which is
-    deprecated since Python 3.7 and gone in 3.12, where ldap3 falls back to a
-    copy from Python 3.4 that cannot match an IP address. Here OpenSSL checks
-    both the chain and the name (DNS or IP subjectAltName) during the handshake.
-    ``wrap_socket`` is the one method ldap3 calls, for ldaps:// and StartTLS alike.
-    """
-
-    def __init__(self, context: ssl.SSLContext) -> None:
-        super().__init__(validate=context.verify_mode)
-        self._context = context
-
-    def wrap_socket(self, connection: Any, do_handshake: bool = False) -> None:
-        connection.socket = self._context.wrap_socket(
-            connection.socket, server_side=False, do_handshake_on_connect=do_handshake,
-            server_hostname=connection.server.host,
-        )
-
-
-def _ssl_context(ca_file: str | os.PathLike[str] | None, validate: bool) -> ssl.SSLContext:
-    """The client context: the system's or ``ca_file``'s CAs, host-name check, Python's protocol floor."""
-    try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=None if ca_file is None else str(ca_file))
-    except (ssl.SSLError, OSError) as exc:
-        raise ConfigurationError(f"ca_file: {str(ca_file)!r} holds no usable PEM certificate ({exc})") from None
-    if not validate:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-class _Pool:
-    """Idle search-account connections, newest first; each is used by one thread at a time."""
-
-    def __init__(self, size: int, max_idle: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._size = size
-        self._max_idle = max_idle
-        self._clock = clock
-        self._idle: list[tuple[ldap3.Connection, float]] = []
-        self._lock = threading.Lock()
-
-    def take(self, open_new: Callable[[], ldap3.Connection]) -> tuple[ldap3.Connection, bool]:
-        """An idle connection (reused: True) or a new one from ``open_new`` (reused: False)."""
-        stale = []
-        found = None
-        with self._lock:
-            now = self._clock()
-            while self._idle and found is None:
-                connection, since = self._idle.pop()
-                if now - since > self._max_idle:
-                    stale.append(connection)
-                else:
-                    found = connection
-        for connection in stale:
-            _close(connection)
-        if found is not None:
-            return found, True
-        return open_new(), False
-
-    def give_back(self, connection: ldap3.Connection) -> None:
-        with self._lock:
-            if len(self._idle) < self._size:
-                self._idle.append((connection, self._clock()))
-                return
-        _close(connection)
-
-    def clear(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for connection, _ in idle:
-            _close(connection)
+        return StoreUnavailable(f"user directory unavailable: {detail}", reason=_UNAVAILABLE_REASON)
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _endpoints(urls: str | Sequence[str]) -> tuple[_Endpoint, ...]:
-    listed = [urls] if isinstance(urls, str) else list(urls)
-    if not listed:
-        raise ConfigurationError("urls: at least one ldap:// or ldaps:// URL is required")
-    endpoints = []
-    for url in listed:
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except (ValueError, TypeError) as exc:
-            raise ConfigurationError(f"urls: {url!r} is not a URL ({exc})") from None
-        if parts.scheme not in ("ldap", "ldaps") or not parts.hostname:
-            raise ConfigurationError(f"urls: {url!r} must be ldap://host[:port] or ldaps://host[:port]")
-        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
-            raise ConfigurationError(f"urls: {url!r}: only scheme, host and port are used; give the DNs "
-                                     "as user_search_base / group_search_base, credentials as bind_dn / bind_password")
-        secure = parts.scheme == "ldaps"
-        endpoints.append(_Endpoint(url, parts.hostname, port or (636 if secure else 389), secure))
-    return tuple(endpoints)
 
 
 def _check_template(name: str, template: str, fields: tuple[str, ...]) -> None:
@@ -658,15 +552,6 @@ def _is_attribute_name(name: str) -> bool:
     return bool(name) and all(c.isascii() and (c.isalnum() or c in "-.;") for c in name)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _entry(dn: str, raw: Mapping[str, Sequence[bytes]]) -> _Entry:
     attributes: dict[str, tuple[str, ...]] = {}
     for name, values in raw.items():
@@ -678,25 +563,3 @@ def _entry(dn: str, raw: Mapping[str, Sequence[bytes]]) -> _Entry:
                 log.warning("%s: a value of %s is not UTF-8 text: skipped", dn, name)
         attributes[name.lower()] = tuple(decoded)
     return _Entry(dn, attributes)
-
-
-def _close(connection: ldap3.Connection) -> None:
-    """Unbind and close the socket; a connection that is already broken is just dropped.
-
-    ldap3 leaves the socket of a connection that failed to open unclosed (the
-    connection counts as closed), so the socket is closed here too.
-    """
-    try:
-        connection.unbind()
-    except Exception:  # noqa: BLE001 - the unbind request could not be sent: close the socket anyway
-        pass
-    sock = getattr(connection, "socket", None)
-    if sock is not None:
-        try:
-            sock.close()
-        except OSError:
-            pass
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"

@@ -8,41 +8,16 @@ threads (as the demo does), or use a shared cache from
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import datetime
 
-from ..errors import ConfigurationError, RequestFailed
-from ..wssecurity import UsernameToken
-from . import Principal, RelyingParty
+from ..errors import ConfigurationError, StoreUnavailable
+from ..model import PasswordProof, Principal, RelyingParty, User
+from .passwords import dummy_hash, hash_password, password_matches
 
-# scrypt, a memory-hard KDF from the standard library: 16 MiB per check.
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024, "dklen": 32}
-
-
-def hash_password(password: str, salt: bytes | None = None) -> tuple[bytes, bytes]:
-    salt = salt if salt is not None else os.urandom(16)
-    return salt, hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
-
-
-@dataclass(frozen=True)
-class User:
-    """A user of :class:`MemoryUserStore`.
-
-    ``digest_secret``: PasswordDigest needs the plaintext password on the
-    server; keep it only for users who must use digest (True by default here,
-    since the in-memory store holds the password in process memory anyway).
-    """
-
-    name: str
-    password: str
-    roles: Sequence[str] = ()
-    claims: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    digest_secret: bool = True
+# User and hash_password are imported from here by older code: both stay importable.
+__all__ = ["MemoryRelyingPartyStore", "MemoryReplayCache", "MemoryUserStore", "User", "hash_password"]
 
 
 class MemoryUserStore:
@@ -58,18 +33,24 @@ class MemoryUserStore:
                 user.name, frozenset(user.roles), {k: tuple(v) for k, v in user.claims.items()}
             )
             self._users[user.name] = (salt, digest, user.password if user.digest_secret else None, principal)
-        self._dummy = hash_password("not a password")
 
-    def authenticate(self, token: UsernameToken) -> Principal | None:
+    def authenticate(self, token: PasswordProof) -> Principal | None:
         record = self._users.get(token.username)
         if token.digest:
             secret = record[2] if record else None
             ok = token.digest_matches(secret if secret is not None else "\0unknown")
             return record[3] if record and secret is not None and ok else None
-        salt, expected = (record[0], record[1]) if record else self._dummy
-        _, actual = hash_password(token.password, salt)
-        ok = hmac.compare_digest(actual, expected)
+        salt, expected = (record[0], record[1]) if record else dummy_hash()
+        ok = password_matches(token.password, salt, expected)
         return record[3] if record and ok else None
+
+    def password_record(self, username: str) -> tuple[bytes, Principal] | None:
+        """The user's salt and hash (the verifier a password change replaces) and principal; no KDF run.
+
+        What :class:`~wstrust_wsgi.stores.cache.CachedUserStore` ties its entries to.
+        """
+        record = self._users.get(username)
+        return None if record is None else (record[0] + record[1], record[3])
 
 
 class MemoryRelyingPartyStore:
@@ -106,6 +87,6 @@ class MemoryReplayCache:
             if len(self._entries) >= self._max:
                 self._entries = {k: v for k, v in self._entries.items() if v > now}
                 if len(self._entries) >= self._max:
-                    raise RequestFailed(f"replay cache full ({self._max} live entries)")
+                    raise StoreUnavailable(f"replay cache full ({self._max} live entries)")
             self._entries[key] = expires
             return True

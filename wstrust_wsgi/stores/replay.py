@@ -13,7 +13,7 @@ whichever worker (or host) sees it:
 
 Both implement :class:`~wstrust_wsgi.stores.ReplayCache`. Neither ever answers
 "new" when it cannot be sure: every backend failure is raised as
-:class:`~wstrust_wsgi.errors.RequestFailed` (the precise cause in its message,
+:class:`~wstrust_wsgi.errors.StoreUnavailable` (the precise cause in its message,
 the backend's exception chained), so the STS and the middleware refuse the
 request (fail closed). Both recover by themselves once the backend is back;
 nothing needs rebuilding.
@@ -32,10 +32,10 @@ import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-from .._urls import redact_url
-from ..errors import ConfigurationError, RequestFailed
+from .._urls import redact_url, sqlite_path
+from ..errors import BadValue, ConfigurationError, StoreUnavailable
 from . import ReplayCache
 from .memory import MemoryReplayCache
 
@@ -84,7 +84,7 @@ class SQLiteReplayCache:
     to an unlinked file keeps "working" while every other process records into
     a new file and no longer sees its keys. Any :mod:`sqlite3` error (file
     unusable, lock not obtained within ``timeout``) drops the connection and
-    raises :class:`~wstrust_wsgi.errors.RequestFailed`; the next call opens a
+    raises :class:`~wstrust_wsgi.errors.StoreUnavailable`; the next call opens a
     new one, so the cache works again as soon as the file does.
 
     :param path: the database file (created with its table when missing).
@@ -136,7 +136,7 @@ class SQLiteReplayCache:
     def add(self, key: str, *, expires: datetime, now: datetime) -> bool:
         """Record ``key`` until ``expires``; False if it is recorded and live at ``now``.
 
-        :raises RequestFailed: the database cannot be used; nothing was recorded
+        :raises StoreUnavailable: the database cannot be used; nothing was recorded
             unless the statement itself committed.
         """
         expires_at, now_at = expires.timestamp(), now.timestamp()
@@ -151,7 +151,7 @@ class SQLiteReplayCache:
                 return conn.execute(_ADD, (key, expires_at, now_at)).rowcount == 1
             except sqlite3.Error as exc:
                 self._drop()
-                raise RequestFailed(
+                raise StoreUnavailable(
                     f"SQLite replay cache {str(self.path)!r} unavailable: {_describe(exc)}",
                     reason=_UNAVAILABLE_REASON,
                 ) from exc
@@ -291,13 +291,13 @@ class RedisReplayCache:
     def add(self, key: str, *, expires: datetime, now: datetime) -> bool:
         """Record ``key`` until ``expires``; False if Redis still holds it.
 
-        :raises RequestFailed: Redis cannot be reached or refused the command.
+        :raises StoreUnavailable: Redis cannot be reached or refused the command.
         """
         ttl_ms = max(1, -((now - expires) // _MILLISECOND))  # ceiling, in exact integers
         try:
             first = self._client.set(self.prefix + key, b"1", nx=True, px=ttl_ms)
         except self._errors as exc:
-            raise RequestFailed(
+            raise StoreUnavailable(
                 f"Redis replay cache unavailable: {_describe(exc)}", reason=_UNAVAILABLE_REASON
             ) from exc
         return bool(first)  # OK -> True; NX refused -> None
@@ -318,6 +318,7 @@ def replay_cache_from_url(url: str) -> ReplayCache:
     ============================  ==========================================
     ``memory:``                   :class:`MemoryReplayCache` (this process only)
     ``sqlite:///abs/path.db``     :class:`SQLiteReplayCache` at ``/abs/path.db``
+                                  (the rules of :func:`wstrust_wsgi._urls.sqlite_path`)
     ``redis://host:port/db``      :class:`RedisReplayCache` (also ``rediss://``)
     ============================  ==========================================
 
@@ -330,14 +331,11 @@ def replay_cache_from_url(url: str) -> ReplayCache:
     if value.lower() == "memory:":
         return MemoryReplayCache()
     if scheme == "sqlite":
-        parts = urlsplit(value)
-        if (not value.lower().startswith("sqlite:///") or parts.netloc or parts.query or parts.fragment
-                or not parts.path.startswith("/") or parts.path.rstrip("/") == ""):
-            raise ConfigurationError(
-                f"replay cache URL: {value!r} is not sqlite:///absolute/path.db "
-                "(three slashes, then an absolute path, no query)"
-            )
-        return SQLiteReplayCache(unquote(parts.path))
+        try:
+            path = sqlite_path(value)
+        except BadValue as exc:
+            raise ConfigurationError(f"replay cache URL: {exc}") from None
+        return SQLiteReplayCache(path)
     if scheme in ("redis", "rediss"):
         parts = urlsplit(value)
         if not parts.hostname:

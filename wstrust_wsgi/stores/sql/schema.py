@@ -1,0 +1,136 @@
+"""The registry's schema and its migrations.
+
+**Schema versions.** ``schema_version`` holds one row per applied migration.
+:data:`MIGRATIONS` lists them in order; :meth:`Registry.open
+<wstrust_wsgi.stores.sql.Registry.open>` and ``init_schema`` apply the missing
+ones (:func:`migrate`), all in one transaction (both databases have
+transactional DDL), under SQLite's write lock or a PostgreSQL advisory lock, so
+that workers starting together upgrade once and a failed upgrade leaves the
+previous version intact. A database newer than this code is refused rather
+than used. Version 1 is the layout of :func:`_create_v1`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from ...errors import ConfigurationError
+from .db import Database, Tx
+
+__all__ = ["MIGRATIONS", "Migration", "latest_version", "migrate", "refuse_newer", "schema_version"]
+
+log = logging.getLogger("wstrust_wsgi.registry")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: ``apply`` runs inside the migration transaction."""
+
+    version: int
+    description: str
+    apply: Callable[[Tx], None]
+
+
+def _create_v1(tx: Tx) -> None:
+    """Users, roles, claims, relying parties, settings.
+
+    Durations are whole microseconds (BIGINT), so a ``timedelta`` comes back
+    exactly as it went in. Relying-party claims are a JSON array (NULL: release
+    every claim): a value of the party, never queried across parties, read in
+    the same single-row lookup as the rest of it.
+    """
+    d = tx.dialect
+    for statement in (
+        f"CREATE TABLE roles (id {d.id_column}, name TEXT NOT NULL UNIQUE)",
+        # digest_secret: the plaintext password, ONLY for users who must use
+        # PasswordDigest (opt-in, see the module docstring); NULL for everyone else.
+        f"""CREATE TABLE users (
+            id {d.id_column},
+            name TEXT NOT NULL UNIQUE,
+            kdf TEXT NOT NULL,
+            salt {d.blob} NOT NULL,
+            password_hash {d.blob} NOT NULL,
+            digest_secret TEXT
+        )""",
+        """CREATE TABLE user_roles (
+            user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            role_id BIGINT NOT NULL REFERENCES roles (id) ON DELETE CASCADE,
+            PRIMARY KEY (user_id, role_id)
+        )""",
+        "CREATE INDEX user_roles_role ON user_roles (role_id)",
+        """CREATE TABLE user_claims (
+            user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            claim TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (user_id, claim, seq)
+        )""",
+        f"""CREATE TABLE relying_parties (
+            id {d.id_column},
+            address TEXT NOT NULL UNIQUE,
+            token_type TEXT NOT NULL CHECK (token_type IN ('2.0', '1.1')),
+            lifetime_us BIGINT CHECK (lifetime_us IS NULL OR lifetime_us > 0),
+            claims TEXT,
+            certificate_pem {d.blob}
+        )""",
+        """CREATE TABLE settings (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            issuer TEXT NOT NULL,
+            default_lifetime_us BIGINT NOT NULL CHECK (default_lifetime_us > 0),
+            clock_skew_us BIGINT NOT NULL CHECK (clock_skew_us >= 0),
+            signature_algorithm TEXT NOT NULL,
+            allow_plaintext_http BOOLEAN NOT NULL
+        )""",
+        # No ON DELETE: a role allowed to request tokens cannot vanish, since an
+        # empty allowed set would open the STS to every authenticated user.
+        "CREATE TABLE allowed_roles (role_id BIGINT PRIMARY KEY REFERENCES roles (id))",
+    ):
+        tx.execute(statement)
+
+
+#: Every schema version, in order. Append; never edit a released step.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "users, roles, claims, relying parties, settings", _create_v1),
+)
+
+
+
+def latest_version() -> int:
+    """The version this code writes: the last of :data:`MIGRATIONS` (read at call time)."""
+    return MIGRATIONS[-1].version
+
+
+def refuse_newer(version: int, database: Database) -> None:
+    """:raises ConfigurationError: ``version`` is newer than this code knows (never used, never downgraded)."""
+    if version > latest_version():
+        raise ConfigurationError(
+            f"registry {database.describe()}: schema version {version} is newer than this wstrust-wsgi "
+            f"supports ({latest_version()}); upgrade wstrust-wsgi"
+        )
+
+
+def schema_version(tx: Tx) -> int:
+    """0 for an empty database, else the highest applied migration."""
+    if tx.one(tx.dialect.table_exists, ("schema_version",)) is None:
+        return 0
+    row = tx.one("SELECT MAX(version) FROM schema_version")
+    return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+def migrate(tx: Tx, database: Database) -> None:
+    """Apply the missing migrations; runs under the migration lock (a MIGRATE transaction)."""
+    tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+               "description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+    current = schema_version(tx)
+    refuse_newer(current, database)
+    for migration in MIGRATIONS:
+        if migration.version > current:
+            migration.apply(tx)
+            tx.execute("INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                       (migration.version, migration.description,
+                        datetime.now(timezone.utc).isoformat(timespec="seconds")))
+            log.info("registry %s: schema upgraded to version %d (%s)",
+                     database.describe(), migration.version, migration.description)
