@@ -291,28 +291,20 @@ def _user_passwd(args: argparse.Namespace, url: str) -> Result:
     return Result(user_data(user), f"Changed the password of {shown(user.name)!r}.")
 
 
-def _user_grant(args: argparse.Namespace, url: str) -> Result:
+def _user_role(args: argparse.Namespace, url: str) -> Result:
+    """``user grant`` and ``user revoke`` (``args.action`` says which): the same checks, mirrored."""
+    grant = args.action == "grant"
     with _registry(url) as registry:
         user = _user(registry, args.name)
         _known_roles(registry, [args.role])
-        if args.role in user.roles:
-            raise RegistryError(f"user {shown(user.name)!r} already holds role {shown(args.role)!r}")
-        registry.grant_role(args.name, args.role)
+        if (args.role in user.roles) == grant:
+            raise RegistryError(f"user {shown(user.name)!r} {'already holds' if grant else 'does not hold'} "
+                                f"role {shown(args.role)!r}")
+        (registry.grant_role if grant else registry.revoke_role)(args.name, args.role)
         user = _user(registry, args.name)
-    return Result(user_data(user), f"Granted role {shown(args.role)!r} to {shown(user.name)!r} "
-                                    f"(roles now: {', '.join(sorted(user.roles))}).")
-
-
-def _user_revoke(args: argparse.Namespace, url: str) -> Result:
-    with _registry(url) as registry:
-        user = _user(registry, args.name)
-        _known_roles(registry, [args.role])
-        if args.role not in user.roles:
-            raise RegistryError(f"user {shown(user.name)!r} does not hold role {shown(args.role)!r}")
-        registry.revoke_role(args.name, args.role)
-        user = _user(registry, args.name)
-    return Result(user_data(user), f"Revoked role {shown(args.role)!r} from {shown(user.name)!r} "
-                                    f"(roles now: {', '.join(sorted(user.roles)) or 'none'}).")
+    done = (f"Granted role {shown(args.role)!r} to" if grant else f"Revoked role {shown(args.role)!r} from")
+    return Result(user_data(user), f"{done} {shown(user.name)!r} "
+                                   f"(roles now: {', '.join(sorted(user.roles)) or 'none'}).")
 
 
 def _user_claim(args: argparse.Namespace, url: str) -> Result:
@@ -535,9 +527,8 @@ def add_admin_commands(commands: Any) -> None:
                         help="keep (or stop keeping) the password recoverable for PasswordDigest "
                              "(default: as before)")
     _password_options(passwd)
-    for action, handler, text in (("grant", _user_grant, "grant a role to a user"),
-                                  ("revoke", _user_revoke, "revoke a role from a user")):
-        parser = _add_command(users, action, handler, text, f"user {action}")
+    for action, text in (("grant", "grant a role to a user"), ("revoke", "revoke a role from a user")):
+        parser = _add_command(users, action, _user_role, text, f"user {action}")
         parser.add_argument("name", metavar="NAME")
         parser.add_argument("role", metavar="ROLE")
     claim = _add_command(users, "claim", _user_claim, "set a claim's values for a user (replacing them)",
