@@ -6,6 +6,7 @@ the demo service is deliberately not started, so its port is closed.
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
@@ -273,3 +274,25 @@ def test_no_subcommand_is_a_usage_error_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "usage: wstrust-wsgi" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _every_parser(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """``parser`` and every subcommand's parser below it, depth first."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from _every_parser(sub)
+
+
+def test_help_shows_no_rest_markup(tmp_path):
+    """Help is read in a terminal: reST's ``double backticks`` from the docstrings must not leak into it."""
+    from wstrust_wsgi.cli import build_parser
+
+    parsers = list(_every_parser(build_parser()))
+    assert len(parsers) > 20  # the top level, client, certs, init and every action of user, role, sts, rp
+    for parser in parsers:
+        assert "``" not in parser.format_help(), parser.prog
+    result = run(PYTHON_M, "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "``" not in result.stdout

@@ -35,7 +35,7 @@ from wstrust_wsgi import (
     call_service,
     parse_response,
 )
-from wstrust_wsgi.cli import ECHO_NS, _echo_payload
+from wstrust_wsgi.cli import ECHO_NS, echo_payload as _echo_payload
 
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"

@@ -48,7 +48,7 @@ from wstrust_wsgi import (
     ns,
     saml,
 )
-from wstrust_wsgi.cli import _echo_payload
+from wstrust_wsgi.cli import echo_payload as _echo_payload
 from wstrust_wsgi.errors import FailedCheck
 
 PATH = "/services/echo"

@@ -52,7 +52,7 @@ from wstrust_wsgi import (
     call_service,
     parse_response,
 )
-from wstrust_wsgi.cli import ECHO_NS, _echo_payload
+from wstrust_wsgi.cli import ECHO_NS, echo_payload as _echo_payload
 from wstrust_wsgi.errors import RequestFailed
 from wstrust_wsgi.stores import ReplayCache
 from wstrust_wsgi.stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url

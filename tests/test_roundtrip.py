@@ -19,7 +19,7 @@ import pytest
 from conftest import EMAIL, ISSUER, ROOT, SERVICE_URL, xmlsec1_verify
 from demo_sts import roundtrip
 from wstrust_wsgi import WSGITransport, call_service
-from wstrust_wsgi.cli import ECHO_NS, _echo_payload
+from wstrust_wsgi.cli import ECHO_NS, echo_payload as _echo_payload
 
 MATRIX = list(itertools.product(["1.1", "1.2"], ["1.3", "2005"], ["2.0", "1.1"], [False, True]))
 

@@ -40,7 +40,7 @@ from _forge import ECHO_NS, RecordingApp, qn, read_fault, soap_request
 from conftest import EMAIL, ISSUER, OTHER_URL, SERVICE_URL, FixedClock, KeyFiles
 from demo_sts import roundtrip
 from wstrust_wsgi import RelyingPartyMiddleware, UrllibTransport, call_service, ns
-from wstrust_wsgi.cli import _echo_payload
+from wstrust_wsgi.cli import echo_payload as _echo_payload
 
 HERE = Path(__file__).resolve().parent
 NODE_DIR = HERE / "node"

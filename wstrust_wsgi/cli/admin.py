@@ -1,122 +1,43 @@
-"""The ``wstrust-wsgi`` command (also ``python -m wstrust_wsgi``).
+"""The administration commands: ``init``, ``user``, ``role``, ``sts`` and ``rp`` over the SQL registry.
 
-Subcommands:
-
-``client``  the WSO2 sample client's steps: request a token from the STS, print
-            it, call the service with it, print the reply.
-``certs``   (re)generate the DEMO-ONLY key pairs for the STS, the service and a client.
-
-Administration (WSO2 Identity Server's management-console steps, as commands,
-on the SQL registry a running STS reads; changes reach it without a restart):
-
-``init``    create the registry and the STS signing key pair.
-``user``    add, list, show, passwd, grant, revoke, claim, unclaim, remove.
-``role``    add, list, remove.
-``sts``     show, set (issuer, allowed roles, lifetime, clock skew, algorithm, plain HTTP).
-``rp``      add, list, show, remove relying parties (service providers).
-
-Every administration command takes ``--registry URL`` (default: ``$WSTRUST_REGISTRY``,
-else ``sqlite:///./wstrust.db``) and ``--json`` (machine-readable output on
-stdout), either before the command name or after it. Exit codes: 0 done;
-1 the registry refused (unknown or duplicate user, role or relying party, or a
-database error); 2 a bad value (usage, invalid URL or number, unreadable file,
-no registry); 130 interrupted. Passwords are read from a prompt (twice) or,
-with ``--password-stdin``, from standard input, never from the command line.
-
-Failures print one plain sentence and exit non-zero; never a traceback.
+WSO2 Identity Server's management-console steps, as commands, on the registry
+a running STS reads (changes reach it without a restart). Each command is a
+handler that takes the parsed arguments and the registry URL and returns an
+:class:`~wstrust_wsgi.cli.output.Result`; it never prints and never picks an
+exit code, so that :func:`wstrust_wsgi.cli.main` turns every failure into one
+line and one exit code in one place. The values a person types are checked by
+the rules in :mod:`wstrust_wsgi.model`, the same rules the registry and the
+deployment file apply, before anything is opened or prompted for.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
-import io
-import json
 import os
-import re
-import sqlite3
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from lxml import etree
+from cryptography.hazmat.primitives import serialization
 
-from . import _xml
-from ._urls import redact_url
-from .client import StsClient, UrllibTransport, call_service
-from .errors import BadValue, ConfigurationError, RegistryError, RemoteFault, TransportError
-from .keys import SigningKey, generate_demo_key_pair, generate_key_pair, load_certificate
-from .model import check_address, check_claim_uri, check_claim_value, check_name, shown
-from .stores import SIGNATURE_ALGORITHMS, RelyingParty, StsSettings
+from .._urls import redact_url
+from ..errors import BadValue, ConfigurationError, RegistryError
+from ..keys import SigningKey, generate_key_pair, load_certificate
+from ..model import (
+    SIGNATURE_ALGORITHMS, RelyingParty, check_address, check_claim_uri, check_claim_value, check_name, shown,
+)
+from .output import (
+    Result, as_seconds, duration, fingerprint, party_data, party_text, settings_data, settings_text, table,
+    user_data, user_text,
+)
 
 if TYPE_CHECKING:
-    from .stores.sql import Registry, UserInfo
-
-ECHO_NS = "urn:wstrust-wsgi:demo:echo"
-DEMO_STS = "http://127.0.0.1:8080/services/sts"
-DEMO_SERVICE = "http://127.0.0.1:8081/services/echo"
-
-
-def _echo_payload(message: str) -> etree._Element:
-    echo = etree.Element(_xml.qname(ECHO_NS, "Echo"), nsmap={"echo": ECHO_NS})
-    etree.SubElement(echo, _xml.qname(ECHO_NS, "Message")).text = message
-    return echo
-
-
-def _client(args: argparse.Namespace) -> int:
-    password = args.password or os.environ.get("WSTRUST_PASSWORD")
-    if password is None:
-        password = getpass.getpass(f"Password for {args.username}: ")
-    applies_to = args.applies_to or args.service
-    transport = UrllibTransport(cafile=args.cafile)
-    client = StsClient(
-        args.sts, username=args.username, password=password, digest=args.digest,
-        soap_version=args.soap, trust_version=args.trust, transport=transport,
-    )
-    try:
-        token = client.request_token(applies_to, token_type=args.token_type)
-    except RemoteFault as fault:
-        print(f"The STS at {args.sts} refused the request: {fault.reason} ({fault.local_code})", file=sys.stderr)
-        return 1
-    except TransportError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    print(f"Issued token ({token.token_type}), id {token.assertion_id}, valid until "
-          f"{token.expires.isoformat() if token.expires else 'unknown'}:")
-    print(token.assertion.decode("utf-8", "replace"))
-    if args.no_call:
-        return 0
-    payload = _xml.parse(open(args.payload, "rb").read()) if args.payload else _echo_payload(args.message)
-    try:
-        reply = call_service(args.service, token, payload, soap_version=args.soap, transport=transport)
-    except RemoteFault as fault:
-        print(f"The service at {args.service} refused the request: {fault.reason} ({fault.local_code})",
-              file=sys.stderr)
-        return 1
-    except TransportError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    print(f"\nReply from {args.service}:")
-    print(etree.tostring(reply, pretty_print=True).decode().rstrip())
-    return 0
-
-
-def _certs(args: argparse.Namespace) -> int:
-    for stem, name in (("sts", "wstrust-wsgi demo STS signing"), ("service", "wstrust-wsgi demo service"),
-                       ("client", "wstrust-wsgi demo client")):
-        generate_demo_key_pair(name, args.dir, stem)
-        print(f"wrote {os.path.join(args.dir, stem)}.key and .crt (DEMO ONLY)")
-    return 0
-
-
-# ============================================================================ administration
+    from ..stores.sql import Registry, UserInfo
 
 REGISTRY_ENV = "WSTRUST_REGISTRY"
 DEFAULT_REGISTRY = "sqlite:///./wstrust.db"
@@ -124,30 +45,11 @@ DEFAULT_REGISTRY = "sqlite:///./wstrust.db"
 MAX_LIFETIME = 365 * 24 * 3600
 MAX_SKEW = 3600
 
-EXIT_OK, EXIT_REFUSED, EXIT_BAD_VALUE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-@dataclass(frozen=True)
-class Result:
-    """What an administration command produced: ``data`` for ``--json``, ``text`` for a person.
-
-    Kept apart so that every command has both forms and the printing (and its
-    failure modes) lives in one place. ``warnings`` go to stderr in both forms.
-    """
-
-    data: Any
-    text: str
-    warnings: tuple[str, ...] = field(default=())
-
-
+#: An administration command: the parsed arguments and the registry URL in, what to print out.
 Handler = Callable[[argparse.Namespace, str], Result]
 
 
 # ---------------------------------------------------------------------------- values
-
-
-def _one_line(text: object) -> str:
-    """Collapse a message to one line: the contract is one sentence on stderr."""
-    return " ".join(str(text).split())
 
 
 def _claims(pairs: Sequence[str] | None) -> dict[str, list[str]]:
@@ -172,22 +74,7 @@ def _seconds(value: str, what: str, *, minimum: int, maximum: int) -> timedelta:
     return timedelta(seconds=number)
 
 
-def _as_seconds(span: timedelta) -> int | float:
-    seconds = span.total_seconds()
-    return int(seconds) if seconds.is_integer() else seconds
-
-
-def _duration(span: timedelta) -> str:
-    """``300 s (5 min)``: seconds, as the options take them, and a size a person can judge."""
-    seconds = _as_seconds(span)
-    text = f"{seconds} s"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{text} ({int(seconds // size)} {unit})"
-    return text
-
-
-def _registry_url(url: str) -> str:
+def registry_url(url: str) -> str:
     """``url`` with a relative SQLite path made absolute against the current folder.
 
     The registry reads ``sqlite:///abs/path.db`` as the absolute path
@@ -216,113 +103,6 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(path)
 
 
-def _database_errors() -> tuple[type[BaseException], ...]:
-    """The DB-API error bases of the drivers in use (psycopg only if something imported it).
-
-    Evaluated when an exception is matched, so the CLI never imports psycopg itself.
-    """
-    errors: list[type[BaseException]] = [sqlite3.Error]
-    psycopg = sys.modules.get("psycopg")
-    if psycopg is not None and isinstance(getattr(psycopg, "Error", None), type):
-        errors.append(psycopg.Error)
-    return tuple(errors)
-
-
-# ---------------------------------------------------------------------------- output
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, empty: str) -> str:
-    """Left-aligned columns two spaces apart, headers in capitals (as ``ps`` or ``kubectl get``)."""
-    cells = [[shown(cell) for cell in row] for row in rows]
-    if not cells:
-        return empty
-    widths = [max(len(header), *(len(row[i]) for row in cells)) for i, header in enumerate(headers)]
-    lines = [[h.upper() for h in headers], *cells]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
-
-
-def _fields(pairs: Sequence[tuple[str, str | Sequence[str]]]) -> str:
-    """Label/value lines with the values aligned; a list value continues on following lines."""
-    width = max(len(label) for label, _ in pairs)
-    lines = []
-    for label, value in pairs:
-        values = [value] if isinstance(value, str) else list(value) or ["-"]
-        for index, item in enumerate(values):
-            lines.append(f"{label if index == 0 else '':<{width}}  {shown(item)}".rstrip())
-    return "\n".join(lines)
-
-
-def _user_data(user: UserInfo) -> dict[str, Any]:
-    return {"name": user.name, "roles": sorted(user.roles),
-            "claims": {uri: list(values) for uri, values in sorted(user.claims.items())},
-            "digest_secret": user.digest_secret}
-
-
-def _user_text(user: UserInfo) -> str:
-    claims = [f"{uri} = {value}" for uri, values in sorted(user.claims.items()) for value in values]
-    return _fields([
-        ("name", user.name),
-        ("roles", ", ".join(sorted(user.roles)) or "-"),
-        ("PasswordDigest", "yes (password kept recoverable)" if user.digest_secret else "no (PasswordText only)"),
-        ("claims", claims),
-    ])
-
-
-def _certificate_data(pem: bytes | None) -> dict[str, Any] | None:
-    if pem is None:
-        return None
-    try:
-        cert = x509.load_pem_x509_certificate(pem)
-    except ValueError:
-        return {"pem": pem.decode("ascii", "replace"), "error": "not a PEM certificate"}
-    return {"subject": cert.subject.rfc4514_string(), "sha256": _fingerprint(cert),
-            "not_after": cert.not_valid_after_utc.isoformat(), "pem": pem.decode("ascii")}
-
-
-def _fingerprint(cert: x509.Certificate) -> str:
-    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
-
-
-def _party_data(party: RelyingParty) -> dict[str, Any]:
-    return {"address": party.address, "token_type": party.token_type,
-            "lifetime": None if party.lifetime is None else _as_seconds(party.lifetime),
-            "claims": None if party.claims is None else sorted(party.claims),
-            "certificate": _certificate_data(party.certificate_pem)}
-
-
-def _party_text(party: RelyingParty, settings: StsSettings) -> str:
-    cert = _certificate_data(party.certificate_pem)
-    return _fields([
-        ("address", party.address),
-        ("token type", f"SAML {party.token_type}"),
-        ("lifetime", _duration(party.lifetime) if party.lifetime is not None
-         else f"STS default, {_duration(settings.default_lifetime)}"),
-        ("claims released", "all of the user's" if party.claims is None else sorted(party.claims) or ["none"]),
-        ("certificate", "-" if cert is None else cert.get("error") or
-         [cert["subject"], f"SHA-256 {cert['sha256']}", f"valid until {cert['not_after']}"]),
-    ])
-
-
-def _settings_data(settings: StsSettings) -> dict[str, Any]:
-    return {"issuer": settings.issuer, "allowed_roles": sorted(settings.allowed_roles),
-            "default_lifetime": _as_seconds(settings.default_lifetime),
-            "clock_skew": _as_seconds(settings.clock_skew),
-            "signature_algorithm": settings.signature_algorithm,
-            "allow_plaintext_http": settings.allow_plaintext_http}
-
-
-def _settings_text(settings: StsSettings) -> str:
-    return _fields([
-        ("issuer", settings.issuer),
-        ("allowed roles", ", ".join(sorted(settings.allowed_roles)) or "any (every authenticated user)"),
-        ("default lifetime", _duration(settings.default_lifetime)),
-        ("clock skew", _duration(settings.clock_skew)),
-        ("signature algorithm", settings.signature_algorithm),
-        ("PasswordText over HTTP", "allowed from anywhere" if settings.allow_plaintext_http
-         else "no (HTTPS or loopback only)"),
-    ])
-
-
 # ---------------------------------------------------------------------------- registry access
 
 
@@ -334,7 +114,7 @@ def _registry(url: str, *, create: bool = False) -> Iterator[Registry]:
     opening it, since opening would create an empty database and every command
     would then fail with a puzzling "no such table".
     """
-    from .stores.sql import Registry  # not at import time: ``client`` and ``certs`` need no database
+    from ..stores.sql import Registry  # not at import time: ``client`` and ``certs`` need no database
 
     path = _sqlite_path(url)
     if not create and path is not None and not path.exists():
@@ -433,13 +213,13 @@ def _init(args: argparse.Namespace, url: str) -> Result:
     data = {
         "registry": redact_url(url), "registry_created": previous is None,
         "previous_issuer": previous,
-        "settings": _settings_data(settings),
+        "settings": settings_data(settings),
         "signing_key": str(key_path), "certificate": str(cert_path), "keys_created": made_keys,
-        "certificate_subject": cert.subject.rfc4514_string(), "certificate_sha256": _fingerprint(cert),
+        "certificate_subject": cert.subject.rfc4514_string(), "certificate_sha256": fingerprint(cert),
         "certificate_not_after": cert.not_valid_after_utc.isoformat(),
     }
     state = "created" if previous is None else "already initialised (schema checked)"
-    hint = "" if url == _registry_url(DEFAULT_REGISTRY) else f" --registry {redact_url(url)}"
+    hint = "" if url == registry_url(DEFAULT_REGISTRY) else f" --registry {redact_url(url)}"
     mode = key_path.stat().st_mode & 0o777
     if mode & 0o077:
         warnings.append(f"warning: {key_path} is readable by others (mode {mode:04o}): chmod 600 {key_path}")
@@ -447,7 +227,7 @@ def _init(args: argparse.Namespace, url: str) -> Result:
         f"Registry   {redact_url(url)}: {state}; issuer {settings.issuer}",
         f"Signing    {key_path} (private key, mode {mode:04o}) and {cert_path}: {'created' if made_keys else 'kept'}",
         f"           {cert.subject.rfc4514_string()}, valid until {cert.not_valid_after_utc:%Y-%m-%d}",
-        f"           SHA-256 {_fingerprint(cert)}",
+        f"           SHA-256 {fingerprint(cert)}",
         "",
         "Next steps:",
         "  1. add a user who may get tokens:",
@@ -483,8 +263,8 @@ def _user_add(args: argparse.Namespace, url: str) -> Result:
     if args.digest_secret:
         warnings = ("warning: the password is stored recoverable so that PasswordDigest works; "
                     "prefer PasswordText over HTTPS",)
-    text = f"Added user {shown(name)!r}.\n" + _user_text(user)
-    return Result(_user_data(user), text, warnings)
+    text = f"Added user {shown(name)!r}.\n" + user_text(user)
+    return Result(user_data(user), text, warnings)
 
 
 def _user_list(args: argparse.Namespace, url: str) -> Result:
@@ -492,14 +272,14 @@ def _user_list(args: argparse.Namespace, url: str) -> Result:
         users = sorted(registry.list_users(), key=lambda u: u.name)
     rows = [(u.name, ", ".join(sorted(u.roles)) or "-", str(sum(len(v) for v in u.claims.values())),
              "yes" if u.digest_secret else "no") for u in users]
-    return Result([_user_data(u) for u in users],
-                  _table(("name", "roles", "claims", "digest"), rows, empty="No users (add one with `user add`)."))
+    return Result([user_data(u) for u in users],
+                  table(("name", "roles", "claims", "digest"), rows, empty="No users (add one with `user add`)."))
 
 
 def _user_show(args: argparse.Namespace, url: str) -> Result:
     with _registry(url) as registry:
         user = _user(registry, args.name)
-    return Result(_user_data(user), _user_text(user))
+    return Result(user_data(user), user_text(user))
 
 
 def _user_passwd(args: argparse.Namespace, url: str) -> Result:
@@ -508,31 +288,23 @@ def _user_passwd(args: argparse.Namespace, url: str) -> Result:
         password = _read_password(args, args.name)
         registry.set_password(args.name, password, digest_secret=args.digest_secret)
         user = _user(registry, args.name)
-    return Result(_user_data(user), f"Changed the password of {shown(user.name)!r}.")
+    return Result(user_data(user), f"Changed the password of {shown(user.name)!r}.")
 
 
-def _user_grant(args: argparse.Namespace, url: str) -> Result:
+def _user_role(args: argparse.Namespace, url: str) -> Result:
+    """``user grant`` and ``user revoke`` (``args.action`` says which): the same checks, mirrored."""
+    grant = args.action == "grant"
     with _registry(url) as registry:
         user = _user(registry, args.name)
         _known_roles(registry, [args.role])
-        if args.role in user.roles:
-            raise RegistryError(f"user {shown(user.name)!r} already holds role {shown(args.role)!r}")
-        registry.grant_role(args.name, args.role)
+        if (args.role in user.roles) == grant:
+            raise RegistryError(f"user {shown(user.name)!r} {'already holds' if grant else 'does not hold'} "
+                                f"role {shown(args.role)!r}")
+        (registry.grant_role if grant else registry.revoke_role)(args.name, args.role)
         user = _user(registry, args.name)
-    return Result(_user_data(user), f"Granted role {shown(args.role)!r} to {shown(user.name)!r} "
-                                    f"(roles now: {', '.join(sorted(user.roles))}).")
-
-
-def _user_revoke(args: argparse.Namespace, url: str) -> Result:
-    with _registry(url) as registry:
-        user = _user(registry, args.name)
-        _known_roles(registry, [args.role])
-        if args.role not in user.roles:
-            raise RegistryError(f"user {shown(user.name)!r} does not hold role {shown(args.role)!r}")
-        registry.revoke_role(args.name, args.role)
-        user = _user(registry, args.name)
-    return Result(_user_data(user), f"Revoked role {shown(args.role)!r} from {shown(user.name)!r} "
-                                    f"(roles now: {', '.join(sorted(user.roles)) or 'none'}).")
+    done = (f"Granted role {shown(args.role)!r} to" if grant else f"Revoked role {shown(args.role)!r} from")
+    return Result(user_data(user), f"{done} {shown(user.name)!r} "
+                                   f"(roles now: {', '.join(sorted(user.roles)) or 'none'}).")
 
 
 def _user_claim(args: argparse.Namespace, url: str) -> Result:
@@ -542,7 +314,7 @@ def _user_claim(args: argparse.Namespace, url: str) -> Result:
         _user(registry, args.name)
         registry.set_claim(args.name, uri, values)
         user = _user(registry, args.name)
-    return Result(_user_data(user), f"Set claim {uri} of {shown(user.name)!r} to "
+    return Result(user_data(user), f"Set claim {uri} of {shown(user.name)!r} to "
                                     f"{', '.join(repr(shown(v)) for v in values)}.")
 
 
@@ -553,7 +325,7 @@ def _user_unclaim(args: argparse.Namespace, url: str) -> Result:
             raise RegistryError(f"user {shown(user.name)!r} has no claim {shown(args.uri)}")
         registry.unset_claim(args.name, args.uri)
         user = _user(registry, args.name)
-    return Result(_user_data(user), f"Removed claim {shown(args.uri)} from {shown(user.name)!r}.")
+    return Result(user_data(user), f"Removed claim {shown(args.uri)} from {shown(user.name)!r}.")
 
 
 def _user_remove(args: argparse.Namespace, url: str) -> Result:
@@ -586,7 +358,7 @@ def _role_list(args: argparse.Namespace, url: str) -> Result:
     data = [{"name": role, "users": members[role], "allowed": gets_tokens[role]} for role in roles]
     rows = [(role, "yes" if gets_tokens[role] else "no", str(len(members[role])), ", ".join(members[role]) or "-")
             for role in roles]
-    return Result(data, _table(("role", "gets tokens", "users", "members"), rows, empty="No roles."))
+    return Result(data, table(("role", "gets tokens", "users", "members"), rows, empty="No roles."))
 
 
 def _role_remove(args: argparse.Namespace, url: str) -> Result:
@@ -608,7 +380,7 @@ def _role_remove(args: argparse.Namespace, url: str) -> Result:
 def _sts_show(args: argparse.Namespace, url: str) -> Result:
     with _registry(url) as registry:
         settings = registry.get_settings()
-    return Result(_settings_data(settings), _settings_text(settings))
+    return Result(settings_data(settings), settings_text(settings))
 
 
 def _sts_set(args: argparse.Namespace, url: str) -> Result:
@@ -638,8 +410,8 @@ def _sts_set(args: argparse.Namespace, url: str) -> Result:
     with _registry(url) as registry:
         _known_roles(registry, changes.get("allowed_roles", ()))
         settings = registry.update_settings(**changes)
-    text = _settings_text(settings) + "\n(a running STS applies this within about a second)"
-    return Result(_settings_data(settings), text, tuple(warnings))
+    text = settings_text(settings) + "\n(a running STS applies this within about a second)"
+    return Result(settings_data(settings), text, tuple(warnings))
 
 
 # ---------------------------------------------------------------------------- rp
@@ -661,8 +433,8 @@ def _rp_add(args: argparse.Namespace, url: str) -> Result:
         stored = _party(registry, address)
         settings = registry.get_settings()
     text = (f"Added relying party {address} (clients must name exactly this address in wsp:AppliesTo).\n"
-            + _party_text(stored, settings))
-    return Result(_party_data(stored), text)
+            + party_text(stored, settings))
+    return Result(party_data(stored), text)
 
 
 def _rp_list(args: argparse.Namespace, url: str) -> Result:
@@ -670,11 +442,11 @@ def _rp_list(args: argparse.Namespace, url: str) -> Result:
         parties = sorted(registry.list_relying_parties(), key=lambda p: p.address)
         settings = registry.get_settings()
     rows = [(p.address, f"SAML {p.token_type}",
-             _duration(p.lifetime) if p.lifetime is not None else f"default ({_as_seconds(settings.default_lifetime)} s)",
+             duration(p.lifetime) if p.lifetime is not None else f"default ({as_seconds(settings.default_lifetime)} s)",
              "all" if p.claims is None else str(len(p.claims)), "yes" if p.certificate_pem else "-")
             for p in parties]
-    return Result([_party_data(p) for p in parties],
-                  _table(("address", "token", "lifetime", "claims", "cert"), rows,
+    return Result([party_data(p) for p in parties],
+                  table(("address", "token", "lifetime", "claims", "cert"), rows,
                          empty="No relying parties (add one with `rp add ADDRESS`)."))
 
 
@@ -682,7 +454,7 @@ def _rp_show(args: argparse.Namespace, url: str) -> Result:
     with _registry(url) as registry:
         party = _party(registry, args.address)
         settings = registry.get_settings()
-    return Result(_party_data(party), _party_text(party, settings))
+    return Result(party_data(party), party_text(party, settings))
 
 
 def _rp_remove(args: argparse.Namespace, url: str) -> Result:
@@ -692,56 +464,10 @@ def _rp_remove(args: argparse.Namespace, url: str) -> Result:
     return Result({"removed": args.address}, f"Removed relying party {shown(args.address)}.")
 
 
-# ---------------------------------------------------------------------------- running a command
+# ---------------------------------------------------------------------------- the parsers
 
 
-def _run_admin(args: argparse.Namespace) -> int:
-    """Run one administration command: every failure is one line on stderr and an exit code."""
-    where = f"wstrust-wsgi {args.where}"
-    for stream in (sys.stdout, sys.stderr):  # a name the terminal's encoding cannot show is escaped, not fatal
-        if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="backslashreplace")
-    url = args.registry or os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY
-    handler: Handler = args.handler
-    try:
-        url = _registry_url(url)
-        result = handler(args, url)
-    except BadValue as exc:
-        return _fail(where, exc, EXIT_BAD_VALUE)
-    except RegistryError as exc:
-        return _fail(where, exc, EXIT_REFUSED)
-    except ConfigurationError as exc:
-        return _fail(where, exc, EXIT_BAD_VALUE)
-    except OSError as exc:
-        detail = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else exc
-        return _fail(where, detail, EXIT_BAD_VALUE)
-    except _database_errors() as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return _fail(where, f"database error at {redact_url(url)}: {first}", EXIT_REFUSED)
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:  # the contract is "never a traceback"; the type name still helps a bug report
-        return _fail(where, f"unexpected {type(exc).__name__}: {exc}", EXIT_REFUSED)
-    for warning in result.warnings:
-        print(_one_line(warning), file=sys.stderr)
-    try:
-        if args.json:
-            print(json.dumps(result.data, indent=2, ensure_ascii=False))
-        else:
-            print(result.text)
-        sys.stdout.flush()
-    except BrokenPipeError:  # `wstrust-wsgi user list | head -1`: the reader left, that is fine
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return EXIT_OK
-
-
-def _fail(where: str, message: object, code: int) -> int:
-    print(f"{where}: {_one_line(message)}", file=sys.stderr)
-    return code
-
-
-def _admin_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+def admin_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
     """``--registry`` and ``--json``, accepted before the command name and after it.
 
     On the subcommands the defaults are SUPPRESS so that an option given only
@@ -759,8 +485,8 @@ def _admin_options(parser: argparse.ArgumentParser, *, top: bool = False) -> Non
 
 def _add_command(group: Any, name: str, handler: Handler, help_text: str, where: str) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text)
-    _admin_options(parser)
-    parser.set_defaults(run=_run_admin, handler=handler, where=where)
+    admin_options(parser)
+    parser.set_defaults(handler=handler, where=where)
     return parser
 
 
@@ -769,7 +495,12 @@ def _password_options(parser: argparse.ArgumentParser) -> None:
                         help="read the password from standard input (one line) instead of prompting twice")
 
 
-def _add_admin_commands(commands: Any) -> None:
+def add_admin_commands(commands: Any) -> None:
+    """Register ``init``, ``user``, ``role``, ``sts`` and ``rp`` on the subcommand group ``commands``.
+
+    Each command's parser carries its ``handler`` and the words that name it in
+    messages (``where``); :func:`wstrust_wsgi.cli.main` runs the handler.
+    """
     init = _add_command(commands, "init", _init,
                         "create the registry and the STS signing key pair (RSA-2048, self-signed)", "init")
     init.add_argument("--issuer", required=True, metavar="URL", help="the STS's Issuer, e.g. its endpoint URL")
@@ -796,9 +527,8 @@ def _add_admin_commands(commands: Any) -> None:
                         help="keep (or stop keeping) the password recoverable for PasswordDigest "
                              "(default: as before)")
     _password_options(passwd)
-    for action, handler, text in (("grant", _user_grant, "grant a role to a user"),
-                                  ("revoke", _user_revoke, "revoke a role from a user")):
-        parser = _add_command(users, action, handler, text, f"user {action}")
+    for action, text in (("grant", "grant a role to a user"), ("revoke", "revoke a role from a user")):
+        parser = _add_command(users, action, _user_role, text, f"user {action}")
         parser.add_argument("name", metavar="NAME")
         parser.add_argument("role", metavar="ROLE")
     claim = _add_command(users, "claim", _user_claim, "set a claim's values for a user (replacing them)",
@@ -853,49 +583,3 @@ def _add_admin_commands(commands: Any) -> None:
         "address", metavar="ADDRESS")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wstrust-wsgi", description=__doc__.split("\n")[0],
-        epilog=f"Administration commands take --registry URL (default ${REGISTRY_ENV}, else {DEFAULT_REGISTRY}) "
-               "and --json, before or after the command name. Exit codes: 0 done, 1 refused by the registry "
-               "(unknown or duplicate name, database error), 2 bad value, 130 interrupted.",
-    )
-    _admin_options(parser, top=True)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    client = commands.add_parser("client", help="request a token, print it, call the service with it")
-    client.add_argument("--sts", default=DEMO_STS, help=f"STS endpoint (default {DEMO_STS})")
-    client.add_argument("--service", default=DEMO_SERVICE, help=f"service to call (default {DEMO_SERVICE})")
-    client.add_argument("--applies-to", help="wsp:AppliesTo address (default: the service URL)")
-    client.add_argument("--username", default="admin")
-    client.add_argument("--password", help="password (else $WSTRUST_PASSWORD, else a prompt)")
-    client.add_argument("--digest", action="store_true", help="send PasswordDigest instead of PasswordText")
-    client.add_argument("--soap", choices=["1.1", "1.2"], default="1.2")
-    client.add_argument("--trust", choices=["1.3", "2005"], default="1.3")
-    client.add_argument("--token-type", choices=["2.0", "1.1"], help="SAML version (default: the STS decides)")
-    client.add_argument("--message", default="Hello from wstrust-wsgi", help="text for the demo echo service")
-    client.add_argument("--payload", help="file holding the SOAP Body child to send instead of the echo")
-    client.add_argument("--no-call", action="store_true", help="only request and print the token")
-    client.add_argument("--cafile", help="PEM certificate(s) to trust for HTTPS instead of the system store")
-    client.set_defaults(run=_client)
-
-    certs = commands.add_parser("certs", help="regenerate the DEMO-ONLY key pairs")
-    certs.add_argument("--dir", default="certs", help="output folder (default ./certs)")
-    certs.set_defaults(run=_certs)
-
-    _add_admin_commands(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command in ("client", "certs") and (args.json or args.registry is not None):
-        parser.error(f"--json and --registry apply to the administration commands, not to {args.command}")
-    try:
-        return int(args.run(args))
-    except (ConfigurationError, OSError) as exc:
-        print(f"wstrust-wsgi {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
