@@ -25,7 +25,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from cryptography.hazmat.primitives import serialization
 
-from .._urls import redact_url
+from .._urls import redact_url, sqlite_path
 from ..errors import BadValue, ConfigurationError, RegistryError
 from ..keys import SigningKey, generate_key_pair, load_certificate
 from ..model import (
@@ -90,17 +90,15 @@ def registry_url(url: str) -> str:
 
 
 def _sqlite_path(url: str) -> Path | None:
-    """The file behind a ``sqlite:///abs/path.db`` URL (None for other databases)."""
-    if not url.lower().startswith("sqlite:///"):
+    """The file behind a ``sqlite:///abs/path.db`` URL; None for other databases and for a URL
+    that :func:`wstrust_wsgi._urls.sqlite_path` refuses (the registry then refuses it itself,
+    naming the rule)."""
+    if not url[:7].lower() == "sqlite:":
         return None
     try:
-        parts = urlsplit(url)
-    except ValueError:
+        return Path(sqlite_path(url))
+    except BadValue:
         return None
-    path = unquote(parts.path)
-    if parts.query or not path.startswith("/") or ":memory:" in path:
-        return None  # the registry refuses these itself, with the rule
-    return Path(path)
 
 
 # ---------------------------------------------------------------------------- registry access
