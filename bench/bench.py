@@ -52,6 +52,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the reference builders live with the tests, as oracles
 
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
@@ -63,6 +64,7 @@ from wstrust_wsgi import (  # noqa: E402
     WSGITransport, _xml, saml, soap, wstrust,
 )
 from wstrust_wsgi.stores.cache import CachedUserStore  # noqa: E402
+from _support.envelope_oracles import response_envelope_from_tree  # noqa: E402
 from wstrust_wsgi.stores.memory import hash_password  # noqa: E402
 
 CERTS = ROOT / "certs"
@@ -250,7 +252,7 @@ def target1(ctx: dict[str, Any], rounds: int, seconds: float) -> list[str]:
         "floor: RSA-2048 PKCS#1 v1.5 SHA-256 sign (cryptography)":
             lambda: key.private_key.sign(signed_info, padding.PKCS1v15(), hashes.SHA256()),
         "mint: build + sign (our path) + RSTR + serialize": mint(signer.sign),
-        "mint, RSTR built as a tree (reference)": mint(signer.sign, wstrust.response_envelope_from_tree),
+        "mint, RSTR built as a tree (reference)": mint(signer.sign, response_envelope_from_tree),
         "mint with signxml (reference)": mint(signer.sign_with_signxml),
     }, rounds, seconds)
     show("1. Token minting", rates)
