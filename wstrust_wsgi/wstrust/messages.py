@@ -23,6 +23,7 @@ from lxml import etree
 from .. import _xml, ns, soap
 from .._time import format_datetime, parse_datetime
 from ..errors import InvalidRequest, RequestFailed
+from ..wssecurity.references import key_identifier_reference
 from ._template import EnvelopeTemplate
 from .dialects import Dialect, dialect_of
 
@@ -121,12 +122,8 @@ def _sub(parent: etree._Element, namespace: str, local: str, text: str | None = 
 
 
 def _token_reference(parent: etree._Element, profile: TokenProfile, assertion_id: str) -> None:
-    reference = etree.SubElement(
-        parent, _xml.qname(ns.WSSE, "SecurityTokenReference"), nsmap={"wsse": ns.WSSE, "wsse11": ns.WSSE11}
-    )
-    reference.set(_xml.qname(ns.WSSE11, "TokenType"), profile.profile_token_type)
-    identifier = _sub(reference, ns.WSSE, "KeyIdentifier", assertion_id)
-    identifier.set("ValueType", profile.key_identifier_value_type)
+    key_identifier_reference(parent, token_type=profile.profile_token_type,
+                             value_type=profile.key_identifier_value_type, identifier=assertion_id)
 
 
 def build_response(
