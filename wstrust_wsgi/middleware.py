@@ -33,15 +33,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 from cryptography import x509
 from lxml import etree
 from webob import Request
 
-from . import _http, _xml, soap, wssecurity
+from . import _wsgi, _xml, soap, wssecurity
 from ._reuse import SeenTokens, Splice
 from .soap import UNDERSTOOD_HEADERS
 from ._time import Clock, utcnow
@@ -62,10 +61,10 @@ log = logging.getLogger("wstrust_wsgi.middleware")
 #: The environ key holding the :class:`VerifiedAssertion` of an admitted request.
 ENVIRON_KEY = "wstrust_wsgi.assertion"
 
-WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
+WSGIApp = _wsgi.WSGIApplication
 
 
-def get_assertion(environ: dict[str, Any]) -> VerifiedAssertion | None:
+def get_assertion(environ: _wsgi.WSGIEnvironment) -> VerifiedAssertion | None:
     """The verified assertion of the current request, if the middleware admitted it."""
     return environ.get(ENVIRON_KEY)
 
@@ -147,32 +146,27 @@ class RelyingPartyMiddleware:
         #: Off only in tests, to compare with the path that parses the token with its envelope.
         self._cutting = True
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    def __call__(self, environ: _wsgi.WSGIEnvironment, start_response: _wsgi.StartResponse) -> Iterable[bytes]:
         # The request path reads the environ directly: a webob.Request and its
         # parsed properties cost more than the rest of a reused token's checks.
         method = environ.get("REQUEST_METHOD", "GET")
         if method != "POST":
             if self._allow_get and method in ("GET", "HEAD"):
                 return self.app(environ, start_response)
-            return _http.plain(405, "This service accepts SOAP requests by POST only.", [("Allow", "POST")])(
+            return _wsgi.plain(405, "This service accepts SOAP requests by POST only.", [("Allow", "POST")])(
                 environ, start_response
             )
         content_type = environ.get("CONTENT_TYPE")
         version = soap.version_for_content_type(content_type)
         if version is None:
             log.warning("refused: content type %r is not SOAP", content_type)
-            return _http.plain(415, "Use text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2).")(
+            return _wsgi.plain(415, "Use text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2).")(
                 environ, start_response
             )
         try:
             verified = self._check(environ)
-        except SoapFault as fault:
-            log.warning("refused: %s: %s", type(fault).__name__, fault.detail)
-            return _http.soap_response(*soap.fault_response(version, fault))(environ, start_response)
-        except Exception:  # never a traceback to the client, never the app
-            log.exception("refused: internal error")
-            internal = RequestFailed("internal error")
-            return _http.soap_response(*soap.fault_response(version, internal))(environ, start_response)
+        except Exception as error:  # a fault, or internal: never a traceback to the client, never the app
+            return _wsgi.fault_answer(version, error, log)(environ, start_response)
         environ["REMOTE_USER"] = verified.subject
         environ[ENVIRON_KEY] = verified
         log.info("admitted: %r with SAML %s token %s from %s",
@@ -183,8 +177,8 @@ class RelyingPartyMiddleware:
         """Read, parse and verify the request; the verified assertion or a SoapFault."""
         return self._check(request.environ)
 
-    def _check(self, environ: dict[str, Any]) -> VerifiedAssertion:
-        body = _http.read_environ_body(environ, self._max_body)
+    def _check(self, environ: _wsgi.WSGIEnvironment) -> VerifiedAssertion:
+        body = _wsgi.read_environ_body(environ, self._max_body)
         content_type = environ.get("CONTENT_TYPE")
         now = self._clock()
         verified = None
