@@ -230,7 +230,7 @@ def target1(ctx: dict[str, Any], rounds: int, seconds: float) -> list[str]:
     rst_body, rst_headers = ctx["rst"]
     envelope = soap.parse_envelope(rst_body, content_type=rst_headers["Content-Type"])
     request = wstrust.parse_request(envelope.body_child())
-    relates_to = TokenService._relates_to(envelope)  # None for StsClient's requests (no wsa:MessageID)
+    relates_to = soap.RelatesTo.of(envelope)  # None for StsClient's requests (no wsa:MessageID)
     signed_info = b"x" * 700  # a SignedInfo is ~700 bytes; the RSA operation barely depends on it
 
     def mint(sign: Callable[..., bytes],

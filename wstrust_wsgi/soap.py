@@ -233,6 +233,17 @@ class RelatesTo:
     namespace: str
     message_id: str
 
+    @classmethod
+    def of(cls, envelope: Envelope) -> RelatesTo | None:
+        """The request's ``wsa:MessageID`` (1.0, else the 2004/08 submission) to answer; None if it has none."""
+        if envelope.header is None:
+            return None
+        for wsa in _WSA:
+            message_id = _xml.child(envelope.header, wsa, "MessageID")
+            if message_id is not None:
+                return cls(wsa, _xml.text(message_id))
+        return None
+
     def headers(self, action: str) -> list[etree._Element]:
         """The reply's header blocks: ``wsa:Action`` (``action``), then ``wsa:RelatesTo``."""
         wsa = self.namespace
