@@ -366,11 +366,11 @@ def target4(ctx: dict[str, Any], rounds: int, seconds: float) -> list[str]:
     envelope_only = environ_for(body, headers, SERVICE_PATH)
     content_type = headers["Content-Type"]
     call(reuse, environ_for(body, headers, SERVICE_PATH))()  # the token is now remembered
-    splice = reuse._seen.splice(body)
+    splice = reuse._fast.seen.splice(body)
     assert splice is not None, "the reused token was not recognised"
     rates = interleaved({
         "middleware, token seen before (cache hit) + trivial app": call(reuse, environ_for(body, headers, SERVICE_PATH)),
-        "  of which: finding the remembered token's bytes and cutting them out": lambda: reuse._seen.splice(body),
+        "  of which: finding the remembered token's bytes and cutting them out": lambda: reuse._fast.seen.splice(body),
         "  of which: hardened parse of the envelope without the token":
             lambda: soap.parse_envelope(splice.body, content_type=content_type),
         "  (for scale: hardened parse of the whole envelope)":

@@ -31,7 +31,6 @@ rest of the envelope is parsed. See :mod:`wstrust_wsgi._reuse`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -41,7 +40,7 @@ from lxml import etree
 from webob import Request
 
 from . import _wsgi, _xml, soap, wssecurity
-from ._reuse import SeenTokens, Splice
+from ._reuse import FastAdmission
 from .soap import UNDERSTOOD_HEADERS
 from ._time import Clock, utcnow
 from .errors import (
@@ -53,7 +52,7 @@ from .errors import (
     SoapFault,
 )
 from .keys import PathLike, load_certificates
-from .saml import VerificationCache, VerifiedAssertion, policy, verify_assertion, verify_standalone, version_of
+from .saml import VerificationCache, VerifiedAssertion, policy, verify_assertion, version_of
 from .stores import ReplayCache
 
 log = logging.getLogger("wstrust_wsgi.middleware")
@@ -142,7 +141,8 @@ class RelyingPartyMiddleware:
         self._replay = replay_cache
         self._understood = UNDERSTOOD_HEADERS | frozenset(understood_headers)
         self._verified = VerificationCache(max_entries=verified_cache_size) if verified_cache_size else None
-        self._seen = SeenTokens(max_entries=verified_cache_size)
+        self._fast = FastAdmission(security=self._security, policy=self.policy, verified=self._verified,
+                                   max_entries=verified_cache_size)
         #: Off only in tests, to compare with the path that parses the token with its envelope.
         self._cutting = True
 
@@ -181,12 +181,7 @@ class RelyingPartyMiddleware:
         body = _wsgi.read_environ_body(environ, self._max_body)
         content_type = environ.get("CONTENT_TYPE")
         now = self._clock()
-        verified = None
-        if self._cutting:
-            if self._verified is not None:
-                verified = self._reused(body, content_type, now)
-            if verified is None:
-                verified = self._first_seen(body, content_type, now)
+        verified = self._fast.admit(body, content_type, now) if self._cutting else None
         if verified is None:
             verified = self._verify(body, content_type, now)
         if self._replay is not None:
@@ -230,46 +225,3 @@ class RelyingPartyMiddleware:
                 reason="The wsse:Security header must carry exactly one SAML assertion.",
             )
         return verify_assertion(assertions[0], self.policy, now=now, cache=self._verified)
-
-    def _cut_security(self, splice: Splice, content_type: str | None, now: datetime) -> bool:
-        """Whether the cut request passes every envelope check with the placeholder as its one token."""
-        try:
-            security = self._security(splice.body, content_type, now)
-        except SoapFault:
-            return False  # the full path gives the fault, from the real request
-        tokens = [el for el in security if isinstance(el.tag, str)
-                  and (el.tag == self._seen.tag or version_of(el) is not None)]
-        return len(tokens) == 1 and self._seen.stands_for(tokens[0], splice, _xml.DEFAULT_MAX_DEPTH)
-
-    def _first_seen(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion | None:
-        """Verify a token cut out of the request (see :mod:`wstrust_wsgi._reuse`); None: use the full path.
-
-        The token's standalone parse is the copy the full path would verify,
-        so a fault raised by its verification is the full path's verdict.
-        """
-        splice = self._seen.cut(body, _xml.DEFAULT_MAX_DEPTH)
-        if splice is None or splice.alone is None or version_of(splice.alone) is None:
-            return None
-        if not self._cut_security(splice, content_type, now):
-            return None
-        if self._verified is None:
-            return verify_standalone(splice.alone, splice.wire, self.policy, now=now)
-        key = hashlib.sha256(splice.wire).digest()
-        verified = verify_standalone(splice.alone, splice.wire, self.policy, now=now, cache=self._verified, key=key)
-        self._seen.remember(splice, key)
-        return verified
-
-    def _reused(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion | None:
-        """The verified assertion if the request carries a remembered token in its place; None otherwise.
-
-        None (and any fault on the way) sends the request on to the other
-        paths, which alone may refuse it.
-        """
-        assert self._verified is not None
-        splice = self._seen.splice(body)
-        if splice is None or not self._cut_security(splice, content_type, now):
-            return None
-        try:
-            return self._verified.get(splice.key, self.policy, now)
-        except SoapFault:
-            return None
