@@ -54,6 +54,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from functools import lru_cache
 from typing import cast
 from xml.sax.saxutils import escape
 
@@ -111,17 +112,34 @@ class Splice:
 #: context; a match inside a comment or CDATA section only makes the check
 #: stricter.
 _UNPREFIXED_TAG = re.compile(rb"<(?![?!/])[^\s/>:]*[\s/>]")
-_CLOSINGS: dict[bytes, re.Pattern[bytes]] = {}
 
 
+@lru_cache(maxsize=64)
 def _closing(prefix: bytes) -> re.Pattern[bytes]:
-    pattern = _CLOSINGS.get(prefix)
-    if pattern is None:
-        pattern = re.compile(b"</" + re.escape(prefix) + rb"Assertion\s*>")
-        if len(_CLOSINGS) >= 64:
-            _CLOSINGS.clear()
-        _CLOSINGS[prefix] = pattern
-    return pattern
+    """The end tag of an assertion start tag with ``prefix`` (``b"saml:"`` or empty)."""
+    return re.compile(b"</" + re.escape(prefix) + rb"Assertion\s*>")
+
+
+@lru_cache(maxsize=1000)
+def _context_ok(in_scope: frozenset[tuple[str | None, str]]) -> bool:
+    """Whether the full path could canonicalize a token under these in-scope namespaces.
+
+    The full path serializes the token with every namespace declared
+    around it, and libxml2's c14n refuses a relative or unparsable
+    namespace URI anywhere in scope (a FailedCheck there). The same
+    declarations are canonicalized here on an empty element, once per
+    distinct set (clients send the same envelope shape every time).
+    """
+    declarations = b"".join(
+        b" xmlns" + (b":" + prefix.encode() if prefix else b"") + b'="'
+        + escape(uri, _ATTRIBUTE_ENTITIES).encode() + b'"'
+        for prefix, uri in in_scope
+    )
+    try:
+        etree.tostring(_xml.parse(b"<x" + declarations + b"/>"), method="c14n", exclusive=True)
+    except (MalformedMessage, etree.C14NError, ValueError):
+        return False
+    return True
 
 
 class SeenTokens:
@@ -140,7 +158,6 @@ class SeenTokens:
         self._mark = namespace.encode()
         self._placeholder = b'<t xmlns="' + self._mark + b'"/>'
         self._by_start: dict[bytes, _Learned] = {}
-        self._contexts: dict[frozenset[tuple[str | None, str]], bool] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -185,34 +202,7 @@ class SeenTokens:
             if splice.alone is None or _xml._too_deep(splice.alone, max_depth - depth + 1):
                 return False
             splice.fits_at = depth
-        return self._context_ok(parent.nsmap)
-
-    def _context_ok(self, in_scope: dict[str | None, str]) -> bool:
-        """Whether the full path could canonicalize a token under these in-scope namespaces.
-
-        The full path serializes the token with every namespace declared
-        around it, and libxml2's c14n refuses a relative or unparsable
-        namespace URI anywhere in scope (a FailedCheck there). The same
-        declarations are canonicalized here on an empty element, once per
-        distinct set (clients send the same envelope shape every time).
-        """
-        key = frozenset(in_scope.items())
-        verdict = self._contexts.get(key)
-        if verdict is None:
-            declarations = b"".join(
-                b" xmlns" + (b":" + prefix.encode() if prefix else b"") + b'="'
-                + escape(uri, _ATTRIBUTE_ENTITIES).encode() + b'"'
-                for prefix, uri in in_scope.items()
-            )
-            try:
-                etree.tostring(_xml.parse(b"<x" + declarations + b"/>"), method="c14n", exclusive=True)
-                verdict = True
-            except (MalformedMessage, etree.C14NError, ValueError):
-                verdict = False
-            if len(self._contexts) >= 1000:
-                self._contexts.clear()
-            self._contexts[key] = verdict
-        return verdict
+        return _context_ok(frozenset(parent.nsmap.items()))
 
     def cut(self, body: bytes, max_depth: int, placeholder_depth: int = 4) -> Splice | None:
         """``body`` with its first assertion replaced by the placeholder and that assertion parsed alone, or None.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from lxml import etree
 
@@ -109,20 +110,10 @@ def version_for_content_type(content_type: str | None) -> SoapVersion | None:
     return _BY_MEDIA.get(_media_type(content_type)[0])
 
 
-_MEDIA_TYPES: dict[str, tuple[str, dict[str, str]]] = {}
-
-
+@lru_cache(maxsize=256)
 def _media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
     """:func:`parse_media_type`, remembered for the few Content-Type values clients send (read-only result)."""
-    if not content_type:
-        return "", {}
-    parsed = _MEDIA_TYPES.get(content_type)
-    if parsed is None:
-        parsed = parse_media_type(content_type)
-        if len(_MEDIA_TYPES) >= 256:
-            _MEDIA_TYPES.clear()
-        _MEDIA_TYPES[content_type] = parsed
-    return parsed
+    return parse_media_type(content_type)
 
 
 class Envelope:
