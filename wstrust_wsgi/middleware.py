@@ -32,6 +32,7 @@ rest of the envelope is parsed. See :mod:`wstrust_wsgi._reuse`.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -49,6 +50,7 @@ from .errors import (
     InvalidSecurityToken,
     MustUnderstand,
     RequestFailed,
+    SecurityWarning,
     SoapFault,
 )
 from .keys import PathLike, load_certificates
@@ -86,7 +88,8 @@ class RelyingPartyMiddleware:
         tokens; several for key rollover. Certificates in messages are never trusted.
     :param clock_skew: tolerance on NotBefore / NotOnOrAfter and wsu:Timestamp.
     :param allow_sha1: accept rsa-sha1 / sha1 signatures (some AD FS and WSO2
-        deployments still use them). Off by default.
+        deployments still use them). Off by default; turning it on issues a
+        :class:`~wstrust_wsgi.errors.SecurityWarning`.
     :param allow_get: pass GET requests (e.g. ``?wsdl``) to the app unauthenticated;
         off by default, when any non-POST request is answered 405.
     :param max_body: largest request body read, in bytes.
@@ -127,6 +130,9 @@ class RelyingPartyMiddleware:
             raise ConfigurationError("clock_skew: must not be negative")
         if not isinstance(verified_cache_size, int) or verified_cache_size < 0:
             raise ConfigurationError("verified_cache_size: must be an integer >= 0 (0 turns the cache off)")
+        if allow_sha1:
+            warnings.warn("RelyingPartyMiddleware: allow_sha1=True accepts SHA-1 signatures and digests, "
+                          "which are deprecated (collisions are practical)", SecurityWarning, stacklevel=2)
         self.app = app
         self.policy = policy(
             trusted_certs=load_certificates(trusted_certs),
