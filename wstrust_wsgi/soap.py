@@ -117,11 +117,7 @@ def _media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
 
 
 class Envelope:
-    """A parsed SOAP request: version, the root element, its Header and Body child.
-
-    A plain slotted class rather than a frozen dataclass: it is made on every
-    request, and a frozen dataclass's ``__init__`` costs several times more.
-    """
+    """A parsed SOAP request: version, the root element, its Header and Body child."""
 
     __slots__ = ("version", "root", "header", "body", "action")
 
