@@ -52,6 +52,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the reference builders live with the tests, as oracles
 
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
@@ -63,6 +64,7 @@ from wstrust_wsgi import (  # noqa: E402
     WSGITransport, _xml, saml, soap, wstrust,
 )
 from wstrust_wsgi.stores.cache import CachedUserStore  # noqa: E402
+from _support.envelope_oracles import response_envelope_from_tree  # noqa: E402
 from wstrust_wsgi.stores.memory import hash_password  # noqa: E402
 
 CERTS = ROOT / "certs"
@@ -228,7 +230,7 @@ def target1(ctx: dict[str, Any], rounds: int, seconds: float) -> list[str]:
     rst_body, rst_headers = ctx["rst"]
     envelope = soap.parse_envelope(rst_body, content_type=rst_headers["Content-Type"])
     request = wstrust.parse_request(envelope.body_child())
-    relates_to = TokenService._relates_to(envelope)  # None for StsClient's requests (no wsa:MessageID)
+    relates_to = soap.RelatesTo.of(envelope)  # None for StsClient's requests (no wsa:MessageID)
     signed_info = b"x" * 700  # a SignedInfo is ~700 bytes; the RSA operation barely depends on it
 
     def mint(sign: Callable[..., bytes],
@@ -250,7 +252,7 @@ def target1(ctx: dict[str, Any], rounds: int, seconds: float) -> list[str]:
         "floor: RSA-2048 PKCS#1 v1.5 SHA-256 sign (cryptography)":
             lambda: key.private_key.sign(signed_info, padding.PKCS1v15(), hashes.SHA256()),
         "mint: build + sign (our path) + RSTR + serialize": mint(signer.sign),
-        "mint, RSTR built as a tree (reference)": mint(signer.sign, wstrust.response_envelope_from_tree),
+        "mint, RSTR built as a tree (reference)": mint(signer.sign, response_envelope_from_tree),
         "mint with signxml (reference)": mint(signer.sign_with_signxml),
     }, rounds, seconds)
     show("1. Token minting", rates)
@@ -364,11 +366,11 @@ def target4(ctx: dict[str, Any], rounds: int, seconds: float) -> list[str]:
     envelope_only = environ_for(body, headers, SERVICE_PATH)
     content_type = headers["Content-Type"]
     call(reuse, environ_for(body, headers, SERVICE_PATH))()  # the token is now remembered
-    splice = reuse._seen.splice(body)
+    splice = reuse._fast.seen.splice(body)
     assert splice is not None, "the reused token was not recognised"
     rates = interleaved({
         "middleware, token seen before (cache hit) + trivial app": call(reuse, environ_for(body, headers, SERVICE_PATH)),
-        "  of which: finding the remembered token's bytes and cutting them out": lambda: reuse._seen.splice(body),
+        "  of which: finding the remembered token's bytes and cutting them out": lambda: reuse._fast.seen.splice(body),
         "  of which: hardened parse of the envelope without the token":
             lambda: soap.parse_envelope(splice.body, content_type=content_type),
         "  (for scale: hardened parse of the whole envelope)":

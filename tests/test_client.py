@@ -13,6 +13,7 @@ import hashlib
 import re
 import socket
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -36,6 +37,7 @@ from wstrust_wsgi import (
     parse_response,
 )
 from wstrust_wsgi.cli import ECHO_NS, echo_payload as _echo_payload
+from wstrust_wsgi.errors import SecurityWarning
 
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -641,3 +643,26 @@ def test_issued_token_is_frozen(make_client):
     assert isinstance(token, IssuedToken)
     with pytest.raises(AttributeError):
         token.assertion = b"<forged/>"  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------ SecurityWarning
+
+
+@pytest.mark.parametrize("url", ["http://sts.example/services/sts", "http://10.0.0.5:8080/sts", "HTTP://[2001:db8::1]/s"])
+def test_password_text_over_plain_http_to_another_host_warns(url: str) -> None:
+    with pytest.warns(SecurityWarning, match="PasswordText"):
+        StsClient(url, username="admin", password="admin")
+
+
+@pytest.mark.parametrize(("url", "options"), [
+    ("https://sts.example/services/sts", {}),
+    ("http://sts.example/services/sts", {"digest": True}),
+    ("http://127.0.0.1:8080/services/sts", {}),
+    ("http://[::1]:8080/services/sts", {}),
+    ("http://localhost:8080/services/sts", {}),
+    ("http://sts.example/services/sts", {"transport": WSGITransport(lambda environ, start_response: [])}),
+])
+def test_no_warning_when_the_password_does_not_cross_the_network_in_clear(url: str, options: dict[str, Any]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SecurityWarning)
+        StsClient(url, username="admin", password="admin", **options)

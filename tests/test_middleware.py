@@ -8,6 +8,7 @@ wrapped app, which is a recording sentinel.
 
 from __future__ import annotations
 
+import warnings
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -49,7 +50,8 @@ from wstrust_wsgi import (
     saml,
 )
 from wstrust_wsgi.cli import echo_payload as _echo_payload
-from wstrust_wsgi.errors import FailedCheck
+from wstrust_wsgi.errors import FailedCheck, SecurityWarning
+from demo_service.app import echo
 
 PATH = "/services/echo"
 SOAP_VERSIONS = pytest.mark.parametrize("soap", ["1.1", "1.2"], ids=["soap1.1", "soap1.2"])
@@ -488,3 +490,15 @@ def test_bad_configuration_is_refused_at_construction(recorder, sts_keys, overri
 def test_configuration_error_is_also_a_value_error(recorder):
     with pytest.raises(ValueError):
         RelyingPartyMiddleware(recorder, audience=SERVICE_URL, issuer=ISSUER, trusted_certs=[])
+
+
+# ------------------------------------------------------------------ SecurityWarning
+
+
+def test_allow_sha1_warns_at_construction(sts_keys):  # type: ignore[no-untyped-def]
+    with pytest.warns(SecurityWarning, match="allow_sha1"):
+        RelyingPartyMiddleware(echo, audience=SERVICE_URL, issuer=ISSUER, trusted_certs=[sts_keys.cert],
+                               allow_sha1=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SecurityWarning)
+        RelyingPartyMiddleware(echo, audience=SERVICE_URL, issuer=ISSUER, trusted_certs=[sts_keys.cert])

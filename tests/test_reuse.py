@@ -48,7 +48,7 @@ class Pair:
         self.scratch = RelyingPartyMiddleware(self.apps[2], **self.options, verified_cache_size=0)
         self.scratch._cutting = False
         assert post(self.learning, soap_request(token))[0].startswith("200")
-        assert len(self.learning._seen) == 1
+        assert len(self.learning._fast.seen) == 1
 
     def same(self, body: bytes, content_type: str = "text/xml; charset=utf-8") -> str:
         before = [len(app.calls) for app in self.apps]
@@ -77,9 +77,9 @@ def pair(sts_keys: Any, clock: FixedClock, token: bytes) -> Pair:
 
 def test_a_remembered_token_is_not_parsed_again(pair: Pair, token: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     other: list[str] = []
-    for name in ("_verify", "_first_seen"):
-        original = getattr(pair.learning, name)
-        monkeypatch.setattr(pair.learning, name, lambda *a, _o=original, _n=name: other.append(_n) or _o(*a))
+    for owner, name in ((pair.learning, "_verify"), (pair.learning._fast, "first_seen")):
+        original = getattr(owner, name)
+        monkeypatch.setattr(owner, name, lambda *a, _o=original, _n=name: other.append(_n) or _o(*a))
     assert pair.same(soap_request(token)).startswith("200")
     assert pair.same(soap_request(token, message="another call")).startswith("200")
     assert other == []
@@ -95,11 +95,11 @@ def test_a_first_seen_token_is_parsed_once_alone(sts_keys: Any, clock: FixedCloc
     monkeypatch.setattr(middleware, "_verify", lambda *a: full.append(1) or original(*a))
     for _ in range(2):
         assert post(middleware, soap_request(token))[0].startswith("200")
-    assert full == [] and len(middleware._seen) == 0  # cut every time, remembered never (no cache)
+    assert full == [] and len(middleware._fast.seen) == 0  # cut every time, remembered never (no cache)
     with_cache = RelyingPartyMiddleware(RecordingApp(), audience=SERVICE_URL, issuer=ISSUER,
                                         trusted_certs=[sts_keys.cert], clock=clock)
     assert post(with_cache, soap_request(token))[0].startswith("200")
-    assert len(with_cache._seen) == 1  # remembered at once
+    assert len(with_cache._fast.seen) == 1  # remembered at once
 
 
 def forged(sts_keys: Any, clock: FixedClock) -> bytes:
@@ -171,7 +171,7 @@ def test_too_deep_with_the_token_is_refused_although_the_splice_is_shallow(pair:
 
 
 def test_the_placeholder_cannot_be_forged(pair: Pair, token: bytes) -> None:
-    seen = pair.learning._seen
+    seen = pair.learning._fast.seen
     assert seen is not None
     namespace = seen.tag[1:].split("}")[0]
     planted = soap_request(token).replace(b"<s:Body>", b"<s:Body><t xmlns=\"" + namespace.encode() + b"\"/>", 1)
@@ -245,7 +245,7 @@ def test_many_clients_each_reusing_a_token(sts_keys: Any, clock: FixedClock) -> 
         for i, token in enumerate(tokens):
             assert post(middleware, soap_request(token))[0].startswith("200")
             assert app.calls[-1]["REMOTE_USER"] == f"user{i}"
-    assert len(middleware._seen) == 5
+    assert len(middleware._fast.seen) == 5
     clock.advance(minutes=11)
     assert not post(middleware, soap_request(tokens[0]))[0].startswith("200")
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from lxml import etree
 
 from wstrust_wsgi import ns, soap
@@ -354,87 +352,6 @@ def test_envelope_puts_headers_before_the_body():
     assert root[1][0].tag == "{urn:x}Op"
     bare = etree.fromstring(soap.envelope(soap.SOAP11, etree.Element("{urn:x}Op")))
     assert [c.tag for c in bare] == [q(ns.SOAP11, "Body")]
-
-
-# ------------------------------------------------------------------ envelope templates
-
-
-MARKER = b"<!--raw-->"
-
-
-def holey(version: soap.SoapVersion, attribute: str, text: str) -> bytes:
-    """An envelope with ``attribute`` as an attribute value, ``text`` as a text and MARKER in its body."""
-    body = etree.Element("{urn:x}Op", nsmap={"x": "urn:x"})
-    body.set("a", attribute)
-    etree.SubElement(body, "{urn:x}V").text = text
-    body.append(etree.Comment(MARKER[4:-3].decode()))
-    header = etree.Element("{urn:x}H", nsmap={"x": "urn:x"})
-    header.set("{urn:x}b", attribute)
-    return soap.envelope(version, body, [header])
-
-
-def template_for(version: soap.SoapVersion) -> soap.EnvelopeTemplate:
-    hole = soap.EnvelopeTemplate.hole
-    return soap.EnvelopeTemplate(holey(version, hole("attr"), hole("text")), raw={"raw": MARKER})
-
-
-def lxml_or_error(version: soap.SoapVersion, value: str) -> bytes | type[Exception]:
-    try:
-        return holey(version, value, value).replace(MARKER, b"<r/>")
-    except ValueError:
-        return ValueError
-
-
-def render_or_error(template: soap.EnvelopeTemplate, value: str) -> bytes | type[Exception]:
-    try:
-        return template.render({"attr": value, "text": value}, {"raw": b"<r/>"})
-    except ValueError:
-        return ValueError
-
-
-@pytest.mark.parametrize("version", [soap.SOAP11, soap.SOAP12])
-def test_template_escapes_every_character_as_lxml_serializes_it(version):
-    """Each code point below U+3000, the edges of XML's Char range and surrogates, alone and among text."""
-    template = template_for(version)
-    assert template.names == {"attr", "text"} and template.raw_names == {"raw"}
-    points = list(range(0x3000)) + [0xD7FF, 0xD800, 0xDFFF, 0xE000, 0xFFFD, 0xFFFE, 0xFFFF, 0x10000, 0x10FFFF]
-    for point in points:
-        for value in (chr(point), f"a{chr(point)}b&<>\"'"):
-            assert render_or_error(template, value) == lxml_or_error(version, value), hex(point)
-
-
-@given(st.text())
-@settings(max_examples=300, deadline=None)
-def test_template_renders_any_text_as_lxml_does(value):
-    template = template_for(soap.SOAP11)
-    assert render_or_error(template, value) == lxml_or_error(soap.SOAP11, value)
-
-
-def test_template_fills_a_hole_used_twice_and_raw_bytes_unchanged():
-    hole = soap.EnvelopeTemplate.hole
-    template = soap.EnvelopeTemplate(holey(soap.SOAP12, hole("v"), hole("v")), raw={"raw": MARKER})
-    out = template.render({"v": "x&y"}, {"raw": b"<r a='&amp;'/>"})
-    assert out == holey(soap.SOAP12, "x&y", "x&y").replace(MARKER, b"<r a='&amp;'/>")
-    assert out.count(b"x&amp;y") == 3
-
-
-@pytest.mark.parametrize("source", [
-    # a hole sharing its text or attribute with other characters cannot be escaped on its own terms
-    lambda hole: holey(soap.SOAP11, "pre" + hole("a"), "t"),
-    lambda hole: holey(soap.SOAP11, "a", hole("t") + "post"),
-])
-def test_template_refuses_a_hole_that_is_not_a_whole_value(source):
-    with pytest.raises(ValueError, match="whole"):
-        soap.EnvelopeTemplate(source(soap.EnvelopeTemplate.hole), raw={"raw": MARKER})
-
-
-@pytest.mark.parametrize("count", [0, 2])
-def test_template_refuses_a_raw_marker_not_found_exactly_once(count):
-    body = etree.Element("{urn:x}Op")
-    for _ in range(count):
-        body.append(etree.Comment(MARKER[4:-3].decode()))
-    with pytest.raises(ValueError, match="exactly once"):
-        soap.EnvelopeTemplate(soap.envelope(soap.SOAP11, body), raw={"raw": MARKER})
 
 
 @pytest.mark.parametrize("wsa", [ns.WSA10, ns.WSA04])

@@ -1,9 +1,9 @@
 """The RSTR the STS sends: the template path gives the tree builder's bytes for every request shape.
 
 :func:`wstrust.response_envelope` (a template per response shape, values
-escaped into it) is what the STS sends; :func:`wstrust.response_envelope_from_tree`
-(the RSTR built as an lxml tree, serialized in a SOAP envelope) is the
-reference. Both are run on the same inputs, over every SOAP version, WS-Trust
+escaped into it) is what the STS sends; ``response_envelope_from_tree`` in
+``tests/_support/envelope_oracles.py`` (the RSTR built as an lxml tree,
+serialized in a SOAP envelope) is the reference. Both are run on the same inputs, over every SOAP version, WS-Trust
 version, SAML version, AppliesTo namespace pair, with and without AppliesTo,
 Context and a wsa:MessageID to answer, with values full of characters that
 need escaping, and compared by canonical form and byte for byte.
@@ -16,9 +16,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
+from _support.envelope_oracles import response_envelope_from_tree
 from wstrust_wsgi import ns, saml, soap, wstrust
+from wstrust_wsgi.errors import RequestFailed
+from wstrust_wsgi.wstrust import _template, messages
 
 HOSTILE = "a&b<c>d\"e'f\tg\nh\ri ]]> --> <!-- &amp; \u00e9\u4e2d\U0001f600"
 CREATED = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
@@ -47,9 +52,9 @@ def both(soap_version: soap.SoapVersion, request: wstrust.TokenRequest, version:
     kwargs.setdefault("expires", EXPIRES)
     assertion = kwargs.pop("assertion", assertion_for(version, kwargs["assertion_id"]))
     fast = wstrust.response_envelope(soap_version, request, assertion, version=version, **kwargs)
-    tree = wstrust.response_envelope_from_tree(soap_version, request, assertion, version=version, **kwargs)
-    shape = wstrust._shape(soap_version, request, version, kwargs.get("relates_to"))
-    assert wstrust._TEMPLATES[shape] is not None, "the template path was not taken"
+    tree = response_envelope_from_tree(soap_version, request, assertion, version=version, **kwargs)
+    shape = messages._shape(soap_version, request, version, kwargs.get("relates_to"))
+    assert messages._template(shape) is not None, "the template path was not taken"
     return fast, tree
 
 
@@ -150,31 +155,37 @@ def test_characters_xml_cannot_carry_are_refused_by_both_paths(where: str, bad: 
         "created": CREATED, "expires": EXPIRES,
         "relates_to": soap.RelatesTo(ns.WSA10, bad) if where == "relates_to" else None,
     }
-    for path in (wstrust.response_envelope, wstrust.response_envelope_from_tree):
+    for path in (wstrust.response_envelope, response_envelope_from_tree):
         with pytest.raises(ValueError):
             path(soap.SOAP11, request, b"<a/>", version=saml.SAML2, **kwargs)
 
 
 def test_every_shapes_template_passes_its_check() -> None:
-    """No shape falls back to the tree on this lxml (a fallback is correct but slow: this test says so)."""
+    """No shape is refused on this lxml (a refused shape answers a fault: this test says so)."""
     shapes = itertools.product(SOAPS, DIALECTS, SAMLS, APPLIES_TO_NS, [False, True], [False, True],
                                [None, ns.WSA10, ns.WSA04])
-    for shape in shapes:
-        assert wstrust._template(shape) is not None, shape
+    for soap_version, dialect, version, applies_ns, context, address, wsa in shapes:
+        shape = (soap_version, dialect, version.profile_token_type, version.key_identifier_value_type, applies_ns,
+                 context, address, wsa)
+        assert messages._template(shape) is not None, shape
 
 
 def test_a_template_that_fails_its_check_is_not_used(monkeypatch: pytest.MonkeyPatch,
                                                      caplog: pytest.LogCaptureFixture) -> None:
-    """If lxml ever escaped differently, the template is dropped and the tree answers."""
-    monkeypatch.setattr(soap, "_escape_text", lambda value: value.encode("utf-8"))  # escapes nothing
-    monkeypatch.setattr(wstrust, "_TEMPLATES", {})
+    """If lxml ever escaped differently, the template is dropped and the request refused (never unchecked bytes)."""
+    monkeypatch.setattr(_template, "_escape_text", lambda value: value.encode("utf-8"))  # escapes nothing
+    messages._template.cache_clear()
     request = wstrust.TokenRequest(wstrust.WSTRUST13, "urn:rp?a=1&b=2", (ns.WSP12, ns.WSA10), None, None, None, None)
     kwargs: dict[str, Any] = {"token_type": saml.SAML2.token_type, "version": saml.SAML2, "assertion_id": "_a1",
                               "created": CREATED, "expires": EXPIRES}
-    fast = wstrust.response_envelope(soap.SOAP11, request, b"<a/>", **kwargs)
-    assert fast == wstrust.response_envelope_from_tree(soap.SOAP11, request, b"<a/>", **kwargs)
-    assert list(wstrust._TEMPLATES.values()) == [None]
-    assert "differs from the tree builder" in caplog.text
+    try:
+        with pytest.raises(RequestFailed):
+            wstrust.response_envelope(soap.SOAP11, request, b"<a/>", **kwargs)
+        assert messages._template.cache_info().currsize == 0
+        assert "differs from the tree builder" in caplog.text
+    finally:
+        monkeypatch.undo()
+        messages._template.cache_clear()
 
 
 def test_build_response_still_gives_the_rstr_tree_with_the_marker() -> None:
@@ -185,3 +196,84 @@ def test_build_response_still_gives_the_rstr_tree_with_the_marker() -> None:
     assert wstrust.TOKEN_MARKER in etree.tostring(top)
     assert top.findtext(f".//{{{ns.WSU}}}Created") == "2026-01-02T03:04:05.678Z"
     assert top.findtext(f".//{{{ns.WSU}}}Expires") == "2026-01-02T03:09:05.001Z"
+
+
+# ------------------------------------------------------------------ envelope templates
+
+
+MARKER = b"<!--raw-->"
+
+
+def holey(version: soap.SoapVersion, attribute: str, text: str) -> bytes:
+    """An envelope with ``attribute`` as an attribute value, ``text`` as a text and MARKER in its body."""
+    body = etree.Element("{urn:x}Op", nsmap={"x": "urn:x"})
+    body.set("a", attribute)
+    etree.SubElement(body, "{urn:x}V").text = text
+    body.append(etree.Comment(MARKER[4:-3].decode()))
+    header = etree.Element("{urn:x}H", nsmap={"x": "urn:x"})
+    header.set("{urn:x}b", attribute)
+    return soap.envelope(version, body, [header])
+
+
+def template_for(version: soap.SoapVersion) -> _template.EnvelopeTemplate:
+    hole = _template.EnvelopeTemplate.hole
+    return _template.EnvelopeTemplate(holey(version, hole("attr"), hole("text")), raw={"raw": MARKER})
+
+
+def lxml_or_error(version: soap.SoapVersion, value: str) -> bytes | type[Exception]:
+    try:
+        return holey(version, value, value).replace(MARKER, b"<r/>")
+    except ValueError:
+        return ValueError
+
+
+def render_or_error(template: _template.EnvelopeTemplate, value: str) -> bytes | type[Exception]:
+    try:
+        return template.render({"attr": value, "text": value}, {"raw": b"<r/>"})
+    except ValueError:
+        return ValueError
+
+
+@pytest.mark.parametrize("version", [soap.SOAP11, soap.SOAP12])
+def test_template_escapes_every_character_as_lxml_serializes_it(version):
+    """Each code point below U+3000, the edges of XML's Char range and surrogates, alone and among text."""
+    template = template_for(version)
+    assert template.names == {"attr", "text"} and template.raw_names == {"raw"}
+    points = list(range(0x3000)) + [0xD7FF, 0xD800, 0xDFFF, 0xE000, 0xFFFD, 0xFFFE, 0xFFFF, 0x10000, 0x10FFFF]
+    for point in points:
+        for value in (chr(point), f"a{chr(point)}b&<>\"'"):
+            assert render_or_error(template, value) == lxml_or_error(version, value), hex(point)
+
+
+@given(st.text())
+@settings(max_examples=300, deadline=None)
+def test_template_renders_any_text_as_lxml_does(value):
+    template = template_for(soap.SOAP11)
+    assert render_or_error(template, value) == lxml_or_error(soap.SOAP11, value)
+
+
+def test_template_fills_a_hole_used_twice_and_raw_bytes_unchanged():
+    hole = _template.EnvelopeTemplate.hole
+    template = _template.EnvelopeTemplate(holey(soap.SOAP12, hole("v"), hole("v")), raw={"raw": MARKER})
+    out = template.render({"v": "x&y"}, {"raw": b"<r a='&amp;'/>"})
+    assert out == holey(soap.SOAP12, "x&y", "x&y").replace(MARKER, b"<r a='&amp;'/>")
+    assert out.count(b"x&amp;y") == 3
+
+
+@pytest.mark.parametrize("source", [
+    # a hole sharing its text or attribute with other characters cannot be escaped on its own terms
+    lambda hole: holey(soap.SOAP11, "pre" + hole("a"), "t"),
+    lambda hole: holey(soap.SOAP11, "a", hole("t") + "post"),
+])
+def test_template_refuses_a_hole_that_is_not_a_whole_value(source):
+    with pytest.raises(ValueError, match="whole"):
+        _template.EnvelopeTemplate(source(_template.EnvelopeTemplate.hole), raw={"raw": MARKER})
+
+
+@pytest.mark.parametrize("count", [0, 2])
+def test_template_refuses_a_raw_marker_not_found_exactly_once(count):
+    body = etree.Element("{urn:x}Op")
+    for _ in range(count):
+        body.append(etree.Comment(MARKER[4:-3].decode()))
+    with pytest.raises(ValueError, match="exactly once"):
+        _template.EnvelopeTemplate(soap.envelope(soap.SOAP11, body), raw={"raw": MARKER})

@@ -40,20 +40,33 @@ proved.
 Anything else (no match, a changed byte, the placeholder elsewhere, any fault
 in the cut envelope) sends the request down the full path, which decides as
 if this module did not exist.
+
+The middleware enters here once, through :meth:`FastAdmission.admit`; the
+envelope checks it runs on a cut request are the middleware's own (passed in),
+so the paths share every check rather than repeat them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import threading
+from collections.abc import Callable
+from datetime import datetime
+from functools import lru_cache
 from typing import cast
 from xml.sax.saxutils import escape
 
 from lxml import etree
 
 from . import _xml, ns
-from .errors import MalformedMessage
+from .errors import MalformedMessage, SoapFault
+from .saml import ValidationPolicy, VerificationCache, VerifiedAssertion, verify_standalone, version_of
+
+#: The middleware's envelope checks: parse, mustUnderstand, the one Security header
+#: and its Timestamp; the Security element, or a SoapFault.
+SecurityCheck = Callable[[bytes, "str | None", datetime], etree._Element]
 
 #: The first start tag of a SAML assertion (either version; any ASCII prefix). A
 #: token whose start tag this does not find first is never cut: the full path serves it.
@@ -99,17 +112,34 @@ class Splice:
 #: context; a match inside a comment or CDATA section only makes the check
 #: stricter.
 _UNPREFIXED_TAG = re.compile(rb"<(?![?!/])[^\s/>:]*[\s/>]")
-_CLOSINGS: dict[bytes, re.Pattern[bytes]] = {}
 
 
+@lru_cache(maxsize=64)
 def _closing(prefix: bytes) -> re.Pattern[bytes]:
-    pattern = _CLOSINGS.get(prefix)
-    if pattern is None:
-        pattern = re.compile(b"</" + re.escape(prefix) + rb"Assertion\s*>")
-        if len(_CLOSINGS) >= 64:
-            _CLOSINGS.clear()
-        _CLOSINGS[prefix] = pattern
-    return pattern
+    """The end tag of an assertion start tag with ``prefix`` (``b"saml:"`` or empty)."""
+    return re.compile(b"</" + re.escape(prefix) + rb"Assertion\s*>")
+
+
+@lru_cache(maxsize=1000)
+def _context_ok(in_scope: frozenset[tuple[str | None, str]]) -> bool:
+    """Whether the full path could canonicalize a token under these in-scope namespaces.
+
+    The full path serializes the token with every namespace declared
+    around it, and libxml2's c14n refuses a relative or unparsable
+    namespace URI anywhere in scope (a FailedCheck there). The same
+    declarations are canonicalized here on an empty element, once per
+    distinct set (clients send the same envelope shape every time).
+    """
+    declarations = b"".join(
+        b" xmlns" + (b":" + prefix.encode() if prefix else b"") + b'="'
+        + escape(uri, _ATTRIBUTE_ENTITIES).encode() + b'"'
+        for prefix, uri in in_scope
+    )
+    try:
+        etree.tostring(_xml.parse(b"<x" + declarations + b"/>"), method="c14n", exclusive=True)
+    except (MalformedMessage, etree.C14NError, ValueError):
+        return False
+    return True
 
 
 class SeenTokens:
@@ -128,7 +158,6 @@ class SeenTokens:
         self._mark = namespace.encode()
         self._placeholder = b'<t xmlns="' + self._mark + b'"/>'
         self._by_start: dict[bytes, _Learned] = {}
-        self._contexts: dict[frozenset[tuple[str | None, str]], bool] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -173,34 +202,7 @@ class SeenTokens:
             if splice.alone is None or _xml._too_deep(splice.alone, max_depth - depth + 1):
                 return False
             splice.fits_at = depth
-        return self._context_ok(parent.nsmap)
-
-    def _context_ok(self, in_scope: dict[str | None, str]) -> bool:
-        """Whether the full path could canonicalize a token under these in-scope namespaces.
-
-        The full path serializes the token with every namespace declared
-        around it, and libxml2's c14n refuses a relative or unparsable
-        namespace URI anywhere in scope (a FailedCheck there). The same
-        declarations are canonicalized here on an empty element, once per
-        distinct set (clients send the same envelope shape every time).
-        """
-        key = frozenset(in_scope.items())
-        verdict = self._contexts.get(key)
-        if verdict is None:
-            declarations = b"".join(
-                b" xmlns" + (b":" + prefix.encode() if prefix else b"") + b'="'
-                + escape(uri, _ATTRIBUTE_ENTITIES).encode() + b'"'
-                for prefix, uri in in_scope.items()
-            )
-            try:
-                etree.tostring(_xml.parse(b"<x" + declarations + b"/>"), method="c14n", exclusive=True)
-                verdict = True
-            except (MalformedMessage, etree.C14NError, ValueError):
-                verdict = False
-            if len(self._contexts) >= 1000:
-                self._contexts.clear()
-            self._contexts[key] = verdict
-        return verdict
+        return _context_ok(frozenset(parent.nsmap.items()))
 
     def cut(self, body: bytes, max_depth: int, placeholder_depth: int = 4) -> Splice | None:
         """``body`` with its first assertion replaced by the placeholder and that assertion parsed alone, or None.
@@ -241,3 +243,68 @@ class SeenTokens:
             if len(self._by_start) >= self.max_entries:
                 self._by_start = dict(list(self._by_start.items())[len(self._by_start) // 2:])
             self._by_start[splice.wire[:splice.wire.index(b">") + 1]] = learned
+
+
+class FastAdmission:
+    """The middleware's way in for a token cut out of its request (first seen) or recognised (reused).
+
+    :param security: the middleware's envelope checks (the full path runs the same).
+    :param policy: what a token must satisfy.
+    :param verified: the verification cache (None: off; first-seen tokens are still cut).
+    :param max_entries: how many token bytes to remember.
+    """
+
+    def __init__(self, *, security: SecurityCheck, policy: ValidationPolicy, verified: VerificationCache | None,
+                 max_entries: int) -> None:
+        self._security = security
+        self._policy = policy
+        self._verified = verified
+        self.seen = SeenTokens(max_entries=max_entries)
+
+    def admit(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion | None:
+        """The verified assertion, or None: the full path decides (it alone refuses)."""
+        verified = self.reused(body, content_type, now) if self._verified is not None else None
+        return verified if verified is not None else self.first_seen(body, content_type, now)
+
+    def cut_security(self, splice: Splice, content_type: str | None, now: datetime) -> bool:
+        """Whether the cut request passes every envelope check with the placeholder as its one token."""
+        try:
+            security = self._security(splice.body, content_type, now)
+        except SoapFault:
+            return False  # the full path gives the fault, from the real request
+        tokens = [el for el in security if isinstance(el.tag, str)
+                  and (el.tag == self.seen.tag or version_of(el) is not None)]
+        return len(tokens) == 1 and self.seen.stands_for(tokens[0], splice, _xml.DEFAULT_MAX_DEPTH)
+
+    def first_seen(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion | None:
+        """Verify a token cut out of the request; None: use the full path.
+
+        The token's standalone parse is the copy the full path would verify,
+        so a fault raised by its verification is the full path's verdict.
+        """
+        splice = self.seen.cut(body, _xml.DEFAULT_MAX_DEPTH)
+        if splice is None or splice.alone is None or version_of(splice.alone) is None:
+            return None
+        if not self.cut_security(splice, content_type, now):
+            return None
+        if self._verified is None:
+            return verify_standalone(splice.alone, splice.wire, self._policy, now=now)
+        key = hashlib.sha256(splice.wire).digest()
+        verified = verify_standalone(splice.alone, splice.wire, self._policy, now=now, cache=self._verified, key=key)
+        self.seen.remember(splice, key)
+        return verified
+
+    def reused(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion | None:
+        """The verified assertion if the request carries a remembered token in its place; None otherwise.
+
+        None (and any fault on the way) sends the request on to the other
+        paths, which alone may refuse it.
+        """
+        assert self._verified is not None
+        splice = self.seen.splice(body)
+        if splice is None or not self.cut_security(splice, content_type, now):
+            return None
+        try:
+            return self._verified.get(splice.key, self._policy, now)
+        except SoapFault:
+            return None

@@ -11,9 +11,12 @@ Transport is a parameter: :class:`UrllibTransport` speaks real HTTP,
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +28,7 @@ from webob import Request
 
 from . import _xml, ns, soap, wssecurity, wstrust
 from ._time import Clock, parse_datetime, utcnow
-from .errors import ConfigurationError, MalformedMessage, RemoteFault, TransportError
+from .errors import ConfigurationError, MalformedMessage, RemoteFault, SecurityWarning, TransportError
 from .saml import SAML2, SAML11, version_of
 
 #: ``(url, body, headers) -> (status, content_type, body)``.
@@ -217,6 +220,11 @@ class StsClient:
     :param soap_version: ``"1.1"`` or ``"1.2"``.
     :param trust_version: ``"1.3"`` or ``"2005"``.
     :param timestamp: add a ``wsu:Timestamp`` to the Security header.
+
+    A client that would send PasswordText over plain ``http`` to a host other
+    than a loopback address (with any transport but :class:`WSGITransport`,
+    which stays in-process) issues a :class:`~wstrust_wsgi.errors.SecurityWarning`
+    here: the password would cross the network in clear.
     """
 
     def __init__(
@@ -243,6 +251,9 @@ class StsClient:
         self.timestamp = timestamp
         self.transport: Transport = transport or UrllibTransport()
         self._clock = clock
+        if not digest and not isinstance(self.transport, WSGITransport) and _plain_http_to_another_host(url):
+            warnings.warn(f"StsClient: PasswordText to {url} over plain HTTP: the password crosses the network in "
+                          "clear (use https, or digest=True)", SecurityWarning, stacklevel=2)
 
     def build_request(self, applies_to: str, *, token_type: str | None = None) -> bytes:
         """The RST envelope, for inspection or for sending by other means."""
@@ -271,6 +282,20 @@ class StsClient:
             return parse_response(answer, status=status)
         except TransportError as exc:
             raise TransportError(f"{self.url}: {exc}", url=self.url) from None
+
+
+def _plain_http_to_another_host(url: str) -> bool:
+    """Whether ``url`` is plain http to a host that is not this machine's loopback."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 def call_service(

@@ -31,18 +31,17 @@ rest of the envelope is parsed. See :mod:`wstrust_wsgi._reuse`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Callable, Iterable
+import warnings
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 from cryptography import x509
 from lxml import etree
 from webob import Request
 
-from . import _http, _xml, soap, wssecurity
-from ._reuse import SeenTokens, Splice
+from . import _wsgi, _xml, soap, wssecurity
+from ._reuse import FastAdmission
 from .soap import UNDERSTOOD_HEADERS
 from ._time import Clock, utcnow
 from .errors import (
@@ -51,10 +50,11 @@ from .errors import (
     InvalidSecurityToken,
     MustUnderstand,
     RequestFailed,
+    SecurityWarning,
     SoapFault,
 )
 from .keys import PathLike, load_certificates
-from .saml import VerificationCache, VerifiedAssertion, policy, verify_assertion, verify_standalone, version_of
+from .saml import VerificationCache, VerifiedAssertion, policy, verify_assertion, version_of
 from .stores import ReplayCache
 
 log = logging.getLogger("wstrust_wsgi.middleware")
@@ -62,10 +62,10 @@ log = logging.getLogger("wstrust_wsgi.middleware")
 #: The environ key holding the :class:`VerifiedAssertion` of an admitted request.
 ENVIRON_KEY = "wstrust_wsgi.assertion"
 
-WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
+WSGIApp = _wsgi.WSGIApplication
 
 
-def get_assertion(environ: dict[str, Any]) -> VerifiedAssertion | None:
+def get_assertion(environ: _wsgi.WSGIEnvironment) -> VerifiedAssertion | None:
     """The verified assertion of the current request, if the middleware admitted it."""
     return environ.get(ENVIRON_KEY)
 
@@ -88,7 +88,8 @@ class RelyingPartyMiddleware:
         tokens; several for key rollover. Certificates in messages are never trusted.
     :param clock_skew: tolerance on NotBefore / NotOnOrAfter and wsu:Timestamp.
     :param allow_sha1: accept rsa-sha1 / sha1 signatures (some AD FS and WSO2
-        deployments still use them). Off by default.
+        deployments still use them). Off by default; turning it on issues a
+        :class:`~wstrust_wsgi.errors.SecurityWarning`.
     :param allow_get: pass GET requests (e.g. ``?wsdl``) to the app unauthenticated;
         off by default, when any non-POST request is answered 405.
     :param max_body: largest request body read, in bytes.
@@ -129,6 +130,9 @@ class RelyingPartyMiddleware:
             raise ConfigurationError("clock_skew: must not be negative")
         if not isinstance(verified_cache_size, int) or verified_cache_size < 0:
             raise ConfigurationError("verified_cache_size: must be an integer >= 0 (0 turns the cache off)")
+        if allow_sha1:
+            warnings.warn("RelyingPartyMiddleware: allow_sha1=True accepts SHA-1 signatures and digests, "
+                          "which are deprecated (collisions are practical)", SecurityWarning, stacklevel=2)
         self.app = app
         self.policy = policy(
             trusted_certs=load_certificates(trusted_certs),
@@ -143,36 +147,30 @@ class RelyingPartyMiddleware:
         self._replay = replay_cache
         self._understood = UNDERSTOOD_HEADERS | frozenset(understood_headers)
         self._verified = VerificationCache(max_entries=verified_cache_size) if verified_cache_size else None
-        self._seen = SeenTokens(max_entries=verified_cache_size)
+        self._fast = FastAdmission(security=self._security, policy=self.policy, verified=self._verified,
+                                   max_entries=verified_cache_size)
         #: Off only in tests, to compare with the path that parses the token with its envelope.
         self._cutting = True
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        # The request path reads the environ directly: a webob.Request and its
-        # parsed properties cost more than the rest of a reused token's checks.
+    def __call__(self, environ: _wsgi.WSGIEnvironment, start_response: _wsgi.StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         if method != "POST":
             if self._allow_get and method in ("GET", "HEAD"):
                 return self.app(environ, start_response)
-            return _http.plain(405, "This service accepts SOAP requests by POST only.", [("Allow", "POST")])(
+            return _wsgi.plain(405, "This service accepts SOAP requests by POST only.", [("Allow", "POST")])(
                 environ, start_response
             )
         content_type = environ.get("CONTENT_TYPE")
         version = soap.version_for_content_type(content_type)
         if version is None:
             log.warning("refused: content type %r is not SOAP", content_type)
-            return _http.plain(415, "Use text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2).")(
+            return _wsgi.plain(415, "Use text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2).")(
                 environ, start_response
             )
         try:
             verified = self._check(environ)
-        except SoapFault as fault:
-            log.warning("refused: %s: %s", type(fault).__name__, fault.detail)
-            return _http.soap_response(*soap.fault_response(version, fault))(environ, start_response)
-        except Exception:  # never a traceback to the client, never the app
-            log.exception("refused: internal error")
-            internal = RequestFailed("internal error")
-            return _http.soap_response(*soap.fault_response(version, internal))(environ, start_response)
+        except Exception as error:  # a fault, or internal: never a traceback to the client, never the app
+            return _wsgi.fault_answer(version, error, log)(environ, start_response)
         environ["REMOTE_USER"] = verified.subject
         environ[ENVIRON_KEY] = verified
         log.info("admitted: %r with SAML %s token %s from %s",
@@ -183,16 +181,11 @@ class RelyingPartyMiddleware:
         """Read, parse and verify the request; the verified assertion or a SoapFault."""
         return self._check(request.environ)
 
-    def _check(self, environ: dict[str, Any]) -> VerifiedAssertion:
-        body = _http.read_environ_body(environ, self._max_body)
+    def _check(self, environ: _wsgi.WSGIEnvironment) -> VerifiedAssertion:
+        body = _wsgi.read_environ_body(environ, self._max_body)
         content_type = environ.get("CONTENT_TYPE")
         now = self._clock()
-        verified = None
-        if self._cutting:
-            if self._verified is not None:
-                verified = self._reused(body, content_type, now)
-            if verified is None:
-                verified = self._first_seen(body, content_type, now)
+        verified = self._fast.admit(body, content_type, now) if self._cutting else None
         if verified is None:
             verified = self._verify(body, content_type, now)
         if self._replay is not None:
@@ -236,46 +229,3 @@ class RelyingPartyMiddleware:
                 reason="The wsse:Security header must carry exactly one SAML assertion.",
             )
         return verify_assertion(assertions[0], self.policy, now=now, cache=self._verified)
-
-    def _cut_security(self, splice: Splice, content_type: str | None, now: datetime) -> bool:
-        """Whether the cut request passes every envelope check with the placeholder as its one token."""
-        try:
-            security = self._security(splice.body, content_type, now)
-        except SoapFault:
-            return False  # the full path gives the fault, from the real request
-        tokens = [el for el in security if isinstance(el.tag, str)
-                  and (el.tag == self._seen.tag or version_of(el) is not None)]
-        return len(tokens) == 1 and self._seen.stands_for(tokens[0], splice, _xml.DEFAULT_MAX_DEPTH)
-
-    def _first_seen(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion | None:
-        """Verify a token cut out of the request (see :mod:`wstrust_wsgi._reuse`); None: use the full path.
-
-        The token's standalone parse is the copy the full path would verify,
-        so a fault raised by its verification is the full path's verdict.
-        """
-        splice = self._seen.cut(body, _xml.DEFAULT_MAX_DEPTH)
-        if splice is None or splice.alone is None or version_of(splice.alone) is None:
-            return None
-        if not self._cut_security(splice, content_type, now):
-            return None
-        if self._verified is None:
-            return verify_standalone(splice.alone, splice.wire, self.policy, now=now)
-        key = hashlib.sha256(splice.wire).digest()
-        verified = verify_standalone(splice.alone, splice.wire, self.policy, now=now, cache=self._verified, key=key)
-        self._seen.remember(splice, key)
-        return verified
-
-    def _reused(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion | None:
-        """The verified assertion if the request carries a remembered token in its place; None otherwise.
-
-        None (and any fault on the way) sends the request on to the other
-        paths, which alone may refuse it.
-        """
-        assert self._verified is not None
-        splice = self._seen.splice(body)
-        if splice is None or not self._cut_security(splice, content_type, now):
-            return None
-        try:
-            return self._verified.get(splice.key, self.policy, now)
-        except SoapFault:
-            return None

@@ -1,10 +1,9 @@
-"""WS-Security 1.0/1.1 header processing: the Security header, UsernameToken, Timestamp.
+"""The UsernameToken (OASIS WSS UsernameToken Profile 1.1), read by the STS and written by the client.
 
-UsernameToken Profile 1.1 wire format (PasswordText, or PasswordDigest with
+Wire format (PasswordText, or PasswordDigest with
 ``Base64(SHA-1(nonce + created + password))``)::
 
     <wsse:Security>
-      <wsu:Timestamp><wsu:Created>...</wsu:Created><wsu:Expires>...</wsu:Expires></wsu:Timestamp>
       <wsse:UsernameToken>
         <wsse:Username>admin</wsse:Username>
         <wsse:Password Type="...#PasswordDigest">base64</wsse:Password>
@@ -24,59 +23,13 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from lxml import etree
 
-from . import _xml, ns
-from .soap import for_this_node
-from ._time import format_datetime, parse_datetime
-from .errors import FailedAuthentication, InvalidSecurity, MalformedMessage, MessageExpired
-
-_SECURITY = _xml.qname(ns.WSSE, "Security")
-
-
-def security_header(headers: list[etree._Element], soap_ns: str) -> etree._Element | None:
-    """The one ``wsse:Security`` header for this endpoint; two are refused."""
-    mine = [h for h in headers if h.tag == _SECURITY and for_this_node(h, soap_ns)]
-    if len(mine) > 1:
-        raise InvalidSecurity(f"{len(mine)} wsse:Security headers for this endpoint, expected at most 1")
-    return mine[0] if mine else None
-
-
-@dataclass(frozen=True)
-class Timestamp:
-    created: datetime
-    expires: datetime | None
-
-
-_TIMESTAMP = _xml.qname(ns.WSU, "Timestamp")
-
-
-def read_timestamp(security: etree._Element) -> Timestamp | None:
-    found = security.iterchildren(_TIMESTAMP)
-    element = next(found, None)
-    if element is None:
-        return None
-    if next(found, None) is not None:
-        raise MalformedMessage(f"{2 + sum(1 for _ in found)} Timestamp elements where at most one is allowed")
-    try:
-        created = parse_datetime(_xml.text(_xml.child(element, ns.WSU, "Created")))
-        expires_el = _xml.child(element, ns.WSU, "Expires")
-        expires = parse_datetime(_xml.text(expires_el)) if expires_el is not None else None
-    except ValueError as exc:
-        raise InvalidSecurity(f"wsu:Timestamp: {exc}") from None
-    return Timestamp(created, expires)
-
-
-def check_timestamp(timestamp: Timestamp, *, now: datetime, skew: timedelta) -> None:
-    """Created may not lie in the future, Expires not in the past (both allowing ``skew``)."""
-    if timestamp.created > now + skew:
-        raise MessageExpired(f"wsu:Timestamp Created {format_datetime(timestamp.created)} is in the future")
-    if timestamp.expires is not None and timestamp.expires <= now - skew:
-        raise MessageExpired(f"wsu:Timestamp expired at {format_datetime(timestamp.expires)}")
-    if timestamp.expires is not None and timestamp.expires < timestamp.created:
-        raise MessageExpired("wsu:Timestamp Expires precedes Created")
+from .. import _xml, ns
+from .._time import format_datetime, parse_datetime
+from ..errors import FailedAuthentication
 
 
 @dataclass(frozen=True)
@@ -163,16 +116,3 @@ def build_username_token(
     return token
 
 
-def build_timestamp(now: datetime, ttl: timedelta = timedelta(minutes=5)) -> etree._Element:
-    stamp = etree.Element(_xml.qname(ns.WSU, "Timestamp"), nsmap={"wsu": ns.WSU})
-    etree.SubElement(stamp, _xml.qname(ns.WSU, "Created")).text = format_datetime(now)
-    etree.SubElement(stamp, _xml.qname(ns.WSU, "Expires")).text = format_datetime(now + ttl)
-    return stamp
-
-
-def security_element(soap_ns: str, *children: etree._Element, must_understand: bool = True) -> etree._Element:
-    security = etree.Element(_xml.qname(ns.WSSE, "Security"), nsmap={"wsse": ns.WSSE, "wsu": ns.WSU})
-    if must_understand:
-        security.set(_xml.qname(soap_ns, "mustUnderstand"), "1")
-    security.extend(children)
-    return security

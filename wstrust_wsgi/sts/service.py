@@ -1,0 +1,229 @@
+"""The Security Token Service as a WSGI app: HTTP and SOAP checks, who is asking, then the binding.
+
+One request, in order: HTTP checks (POST, SOAP media type, size) -> SOAP
+envelope (version from the Content-Type) -> mustUnderstand headers -> action
+(one a registered binding accepts) -> ``wst:RequestSecurityToken`` (WS-Trust
+1.3 or 2005) -> who is asking (:mod:`.authentication`) -> the binding
+registered for the RST's ``wst:RequestType`` (:mod:`.issue` for Issue).
+Every refusal is a SOAP fault with a client-safe reason; the precise reason is
+logged on ``wstrust_wsgi.sts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import cast
+
+from lxml import etree
+from webob import Request, Response
+
+from .. import _wsgi, ns, soap, wstrust
+from .._time import Clock, utcnow
+from ..errors import ConfigurationError, InvalidRequest, MustUnderstand
+from ..keys import SigningKey
+from ..model import SIGNATURE_ALGORITHMS, RelyingParty, StsSettings
+from ..saml import AssertionSigner
+from ..stores import RelyingPartyStore, ReplayCache, SettingsStore, UserStore
+from ..stores.memory import MemoryRelyingPartyStore, MemoryReplayCache
+from . import wsdl
+from .authentication import UsernameAuthentication
+from .binding import Binding, TrustCall
+from .issue import IssueBinding
+
+log = logging.getLogger("wstrust_wsgi.sts")
+
+
+class TokenService:
+    """A WS-Trust STS as a WSGI application (mount it at any path).
+
+    All options are keyword-only and checked here, at construction; the
+    request path only looks things up.
+
+    The STS settings (issuer, allowed roles, default lifetime, clock skew,
+    signature algorithm, PasswordText over plain HTTP) come either from the
+    keyword arguments below or, when ``settings`` is a
+    :class:`~wstrust_wsgi.stores.SettingsStore` (such as the SQL registry), from
+    that store, re-read at most every ``settings_ttl`` (1 s) so that a change made
+    with the CLI reaches a running STS without a restart.
+
+    The Issue binding is registered at construction; others join with
+    :meth:`register_binding` (see :mod:`wstrust_wsgi.sts`).
+
+    :param issuer: the Issuer written into every assertion.
+    :param signing_key: the STS key and certificate (:meth:`SigningKey.from_files`).
+    :param users: a :class:`~wstrust_wsgi.stores.UserStore`.
+    :param relying_parties: registered relying parties, or a store of them.
+    :param allowed_roles: roles that may request tokens (WSO2's "admin" checkbox).
+    :param clock_skew: tolerance applied to every time comparison.
+    :param digest_window: how old a PasswordDigest's Created may be.
+    :param nonce_cache: replay cache for digest nonces (default: in-process).
+    :param role_claim: the attribute name roles are released under.
+    :param default_lifetime: lifetime for relying parties without their own.
+    :param allow_plaintext_http: accept PasswordText over plain HTTP from a
+        non-loopback peer (refused by default; a warning is logged when allowed).
+    :param settings: a settings store overriding the settings arguments.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str | None = None,
+        signing_key: SigningKey,
+        users: UserStore,
+        relying_parties: Iterable[RelyingParty] | RelyingPartyStore,
+        allowed_roles: Iterable[str] = ("admin",),
+        clock: Clock = utcnow,
+        clock_skew: timedelta = timedelta(minutes=5),
+        digest_window: timedelta = timedelta(minutes=5),
+        nonce_cache: ReplayCache | None = None,
+        role_claim: str = ns.CLAIM_ROLE,
+        max_body: int = 256 * 1024,
+        default_lifetime: timedelta = timedelta(minutes=5),
+        allow_plaintext_http: bool = False,
+        settings: SettingsStore | None = None,
+        settings_ttl: float = 1.0,
+    ) -> None:
+        if settings is None:
+            if not issuer:
+                raise ConfigurationError("issuer: must be a non-empty string (or give a settings store)")
+            settings = _Fixed(StsSettings(
+                issuer=issuer, allowed_roles=frozenset(allowed_roles), default_lifetime=default_lifetime,
+                clock_skew=clock_skew, allow_plaintext_http=allow_plaintext_http,
+            ))
+        elif issuer is not None:
+            raise ConfigurationError("issuer: give it in the settings store, not beside it")
+        if digest_window <= timedelta(0):
+            raise ConfigurationError("digest_window: must be positive")
+        self._settings_store = settings
+        self._settings_ttl = settings_ttl
+        self._settings_cache: tuple[float, StsSettings] | None = None
+        current = self.settings()  # fails at start-up if the store cannot be read
+        if current.allow_plaintext_http:
+            log.warning("PasswordText over plain HTTP from non-loopback peers is ALLOWED: passwords may cross "
+                        "the network in clear")
+        self._authentication = UsernameAuthentication(
+            users=users, nonces=nonce_cache if nonce_cache is not None else MemoryReplayCache(),
+            digest_window=digest_window,
+        )
+        self._clock = clock
+        self._max_body = max_body
+        self._bindings: dict[str, Binding] = {}
+        self._actions: set[str] = set()
+        parties = (
+            cast(RelyingPartyStore, relying_parties) if hasattr(relying_parties, "get")
+            else MemoryRelyingPartyStore(cast(Iterable[RelyingParty], relying_parties))
+        )
+        self.register_binding(IssueBinding(signer=AssertionSigner(signing_key), relying_parties=parties,
+                                           role_claim=role_claim))
+
+    def register_binding(self, binding: Binding) -> None:
+        """Answer the RequestType URIs of ``binding`` with it; a URI already registered is refused."""
+        taken = [uri for uri in binding.request_types if uri in self._bindings]
+        if taken or not binding.request_types:
+            raise ConfigurationError(f"register_binding: RequestType already registered or none given: {taken}")
+        for uri in binding.request_types:
+            self._bindings[uri] = binding
+        self._actions.update(binding.actions)
+
+    def settings(self) -> StsSettings:
+        """The settings in force (cached for ``settings_ttl`` seconds), checked for sense."""
+        cached = self._settings_cache
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < self._settings_ttl:
+            return cached[1]
+        current = self._settings_store.get_settings()
+        if not current.issuer:
+            raise ConfigurationError("settings: issuer must be a non-empty string")
+        if current.clock_skew < timedelta(0) or current.default_lifetime <= timedelta(0):
+            raise ConfigurationError("settings: clock_skew must be >= 0 and default_lifetime > 0")
+        if current.signature_algorithm not in SIGNATURE_ALGORITHMS:
+            raise ConfigurationError(f"settings: signature_algorithm must be one of {SIGNATURE_ALGORITHMS}")
+        self._settings_cache = (now, current)
+        return current
+
+    @property
+    def issuer(self) -> str:
+        return self.settings().issuer
+
+    @property
+    def allowed_roles(self) -> frozenset[str]:
+        return self.settings().allowed_roles
+
+    # ------------------------------------------------------------------ WSGI
+
+    def __call__(self, environ: _wsgi.WSGIEnvironment, start_response: _wsgi.StartResponse) -> Iterable[bytes]:
+        request = Request(environ)
+        return self.respond(request)(environ, start_response)
+
+    def respond(self, request: Request) -> Response:
+        if request.method == "GET" and wsdl.is_wsdl_query(request.query_string):
+            return _wsgi.soap_response(200, "text/xml; charset=utf-8", wsdl.document(request.path_url))
+        if request.method != "POST":
+            return _wsgi.plain(405, "The STS accepts SOAP requests by POST only.", [("Allow", "POST")])
+        version = soap.version_for_content_type(request.content_type)
+        if version is None:
+            log.warning("refused: content type %r is not SOAP", request.content_type)
+            return _wsgi.plain(415, "Use text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2).")
+        trust_ns = ns.WST13
+        try:
+            body = _wsgi.read_body(request, self._max_body)
+            envelope = soap.parse_envelope(
+                body,
+                content_type=request.headers.get("Content-Type"),
+                soap_action=request.headers.get("SOAPAction"),
+            )
+            rst = envelope.body_child()
+            dialect = wstrust.dialect_of(rst)
+            if dialect is not None:
+                trust_ns = dialect.namespace
+            answer = self._answer(envelope, rst, request)
+        except Exception as error:  # a fault, or internal: never a traceback to the client
+            return _wsgi.fault_answer(version, error, log, trust_ns=trust_ns)
+        return _wsgi.soap_response(200, version.content_type(), answer)
+
+    def _answer(self, envelope: soap.Envelope, rst: etree._Element, http: Request) -> bytes:
+        now = self._clock()
+        settings = self.settings()
+        for header in envelope.header_blocks():
+            if envelope.must_understand(header) and header.tag not in soap.UNDERSTOOD_HEADERS:
+                raise MustUnderstand(f"header {header.tag} has mustUnderstand and is not understood")
+        if envelope.action and envelope.action not in self._actions:
+            raise InvalidRequest(f"action {envelope.action!r} is not an action of a registered binding",
+                                 reason=self._supported())
+        dialect = wstrust.dialect_of(rst)
+        if dialect is None:
+            raise InvalidRequest(f"body element {rst.tag} is not a RequestSecurityToken",
+                                 reason="The SOAP body must hold a wst:RequestSecurityToken.")
+        principal = self._authentication.principal(envelope, http, now, settings)
+        request_type = wstrust.request_type_of(rst)
+        binding = self._bindings.get(request_type)
+        if binding is None:
+            raise InvalidRequest(f"RequestType {request_type!r} has no registered binding",
+                                 reason=self._supported(dialect))
+        if envelope.action and envelope.action not in binding.actions:
+            raise InvalidRequest(f"action {envelope.action!r} does not go with RequestType {request_type!r}",
+                                 reason=self._supported(dialect))
+        return binding.answer(TrustCall(envelope, rst, dialect, principal, settings, now, soap.RelatesTo.of(envelope)))
+
+    def _supported(self, dialect: wstrust.Dialect | None = None) -> str:
+        """The client-safe reason naming what is answered: the bindings, or the dialect's RequestType URIs."""
+        if dialect is None:
+            names = sorted({uri.rsplit("/", 1)[-1] for uri in self._bindings})
+            verb = "bindings are" if len(names) > 1 else "binding is"
+            return f"Only the WS-Trust {', '.join(names)} {verb} supported."
+        mine = sorted(uri for uri in self._bindings if uri.startswith(dialect.namespace + "/"))
+        parts = [f"{uri.rsplit('/', 1)[-1]} request type ({uri})" for uri in mine]
+        return f"Only the {', the '.join(parts)} {'are' if len(parts) > 1 else 'is'} supported."
+
+
+class _Fixed:
+    """Settings given as constructor arguments."""
+
+    def __init__(self, settings: StsSettings) -> None:
+        self._settings = settings
+
+    def get_settings(self) -> StsSettings:
+        return self._settings
