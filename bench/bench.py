@@ -100,7 +100,7 @@ def make_protected(app: Any = None, **options: Any) -> RelyingPartyMiddleware:
 def gunicorn_app(kind: str) -> Any:
     """``gunicorn 'bench:gunicorn_app("sts")'`` (run from bench/): sts, protected or plain."""
     from demo_service.app import echo
-    from wstrust_wsgi._http import mount
+    from wstrust_wsgi._wsgi import mount
     logging.getLogger("wstrust_wsgi").setLevel(logging.WARNING)
     if kind == "sts":
         return mount(STS_PATH, make_sts())

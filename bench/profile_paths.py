@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bench  # noqa: E402
-from wstrust_wsgi import _http, _xml, saml  # noqa: E402
+from wstrust_wsgi import _wsgi, _xml, saml  # noqa: E402
 
 
 def first_seen(ctx: dict, n: int) -> dict[str, float]:
@@ -40,7 +40,7 @@ def first_seen(ctx: dict, n: int) -> dict[str, float]:
     for _ in range(n):
         environ = make()
         t0 = clock()
-        body_read = _http.read_environ_body(environ, _xml.DEFAULT_MAX_BYTES)
+        body_read = _wsgi.read_environ_body(environ, _xml.DEFAULT_MAX_BYTES)
         now = middleware._clock()
         t1 = clock()
         splice = middleware._fast.seen.cut(body_read, _xml.DEFAULT_MAX_DEPTH)
@@ -73,7 +73,7 @@ def reused(ctx: dict, n: int) -> dict[str, float]:
     for _ in range(n):
         environ = make()
         t0 = clock()
-        body_read = _http.read_environ_body(environ, _xml.DEFAULT_MAX_BYTES)
+        body_read = _wsgi.read_environ_body(environ, _xml.DEFAULT_MAX_BYTES)
         now = middleware._clock()
         t1 = clock()
         splice = middleware._fast.seen.splice(body_read)

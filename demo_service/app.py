@@ -30,7 +30,7 @@ from lxml import etree
 from wstrust_wsgi import RelyingPartyMiddleware, get_assertion
 from wstrust_wsgi import _xml, soap
 from wstrust_wsgi.errors import SoapFault
-from wstrust_wsgi._http import mount
+from wstrust_wsgi._wsgi import mount
 from wstrust_wsgi.stores.replay import replay_cache_from_url
 
 ECHO_NS = "urn:wstrust-wsgi:demo:echo"

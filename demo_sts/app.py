@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 
 from wstrust_wsgi import CachedUserStore, MemoryUserStore, RelyingParty, SigningKey, TokenService, User
-from wstrust_wsgi._http import mount
+from wstrust_wsgi._wsgi import mount
 from wstrust_wsgi.stores.replay import replay_cache_from_url
 
 ROOT = Path(__file__).resolve().parent.parent

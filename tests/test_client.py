@@ -509,7 +509,7 @@ def test_service_answering_html_with_status_200_gives_transport_error(make_clien
 
 
 def test_sts_path_that_is_not_the_endpoint_gives_transport_error_with_404(sts_app):
-    from wstrust_wsgi._http import mount
+    from wstrust_wsgi._wsgi import mount
 
     app = mount("/services/sts", sts_app)
     client = StsClient("http://127.0.0.1:8080/wrong/path", username="admin", password="admin",

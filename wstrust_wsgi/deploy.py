@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from gunicorn.errors import AppImportError  # type: ignore[import-untyped]
 
-from ._http import mount
+from ._wsgi import mount
 from .config import CONFIG_ENV, DeploymentConfig, load_config, redact_url
 from .errors import ConfigurationError, RequestFailed
 from .stores import ReplayCache, SettingsStore, StsSettings, UserStore

@@ -23,7 +23,8 @@ from zeep.wsse.username import UsernameToken
 from test_roundtrip import demo_servers  # noqa: F401  (the real gunicorn STS + echo service fixture)
 from test_shapes import TRUST_NS, assert_our_signed_assertion, cut_assertion, q, rstr_element
 from test_wsdl import rst_content, zeep_issue
-from wstrust_wsgi import call_service, ns, wsdl
+from wstrust_wsgi import call_service, ns
+from wstrust_wsgi.sts import wsdl
 from wstrust_wsgi.cli import ECHO_NS, echo_payload as _echo_payload
 
 MSAL_ACTIONS = {"1.3": Mex.ACTION_13, "2005": Mex.ACTION_2005}

@@ -15,7 +15,8 @@ from zeep.wsse.username import UsernameToken
 
 from test_roundtrip import demo_servers  # noqa: F401  (the real gunicorn STS + echo service fixture)
 from test_shapes import TRUST_NS, assert_our_signed_assertion, cut_assertion, http_get, http_post, q
-from wstrust_wsgi import ns, wsdl
+from wstrust_wsgi import ns
+from wstrust_wsgi.sts import wsdl
 
 WSDL = "http://schemas.xmlsoap.org/wsdl/"
 SP12 = "http://docs.oasis-open.org/ws-sx/ws-securitypolicy/200702"
