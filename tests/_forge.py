@@ -17,7 +17,7 @@ from cryptography import x509
 from lxml import etree
 from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureMethod, XMLSigner, methods
 
-from conftest import EMAIL, ISSUER, SERVICE_URL, vector
+from _support import EMAIL, ISSUER, SERVICE_URL, vector
 from wstrust_wsgi import _xml, get_assertion, ns, saml
 from wstrust_wsgi.keys import SigningKey
 

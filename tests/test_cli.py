@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import ROOT, xmlsec1_verify
+from _support import ROOT, xmlsec1_verify
 
 BIN = Path(sys.executable).parent
 PYTHON_M = [sys.executable, "-m", "wstrust_wsgi"]

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
-from conftest import xmlsec1_verify
+from _support import xmlsec1_verify
 from wstrust_wsgi import ns
 from wstrust_wsgi.wssecurity import UsernameToken
 

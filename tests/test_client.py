@@ -1,6 +1,6 @@
 """The client: reading real STS answers, faults, byte-exact tokens, transports, the RST it builds.
 
-Real peer output comes from ``../shared/vectors`` (AD FS, a WIF-based STS);
+Real peer output comes from ``tests/data/vectors`` (AD FS, a WIF-based STS);
 our own STS and echo service run in-process over :class:`WSGITransport` or on
 loopback HTTP through :class:`UrllibTransport`. Transports are wrapped, never
 replaced, to see the exact bytes on the wire.
@@ -23,7 +23,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import pytest
 from lxml import etree
 
-from conftest import ISSUER, OTHER_URL, SERVICE_URL, STS_URL, vector
+from _support import ISSUER, OTHER_URL, SERVICE_URL, STS_URL, vector
 from wstrust_wsgi import (
     ConfigurationError,
     IssuedToken,

@@ -40,9 +40,9 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 from webtest import TestApp
 
-import slapd
-from conftest import EMAIL, ROOT, KeyFiles, xmlsec1_verify
-from pg import PostgresServer
+from _support import slapd
+from _support import EMAIL, ROOT, KeyFiles, xmlsec1_verify
+from _support.pg import PostgresServer
 from wstrust_wsgi import ConfigurationError, RelyingParty, RemoteFault, StsClient, TransportError, UrllibTransport
 from wstrust_wsgi import ns
 from wstrust_wsgi.config import DeploymentConfig, load_config

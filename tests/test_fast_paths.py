@@ -10,7 +10,7 @@ import pytest
 from lxml import etree
 
 from _forge import content, soap_request
-from conftest import EMAIL, ISSUER, SERVICE_URL, FixedClock
+from _support import EMAIL, ISSUER, SERVICE_URL, FixedClock
 from wstrust_wsgi import MemoryUserStore, RelyingPartyMiddleware, User, ns, saml
 from wstrust_wsgi.errors import ConfigurationError, FailedCheck, InvalidSecurityToken
 from wstrust_wsgi.stores import Principal

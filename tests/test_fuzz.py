@@ -73,7 +73,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from _forge import ECHO_NS, qn, read_fault
-from conftest import ISSUER, OTHER_URL, SERVICE_URL
+from _support import ISSUER, OTHER_URL, SERVICE_URL
 from wstrust_wsgi import (
     IssuedToken,
     RelyingPartyMiddleware,

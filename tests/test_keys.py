@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import ROOT
+from _support import ROOT
 from wstrust_wsgi import ConfigurationError, SigningKey, WsTrustError, generate_demo_key_pair, load_certificate
 from wstrust_wsgi.keys import load_certificates
 

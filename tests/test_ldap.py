@@ -27,8 +27,8 @@ import pytest
 from ldap3.utils.dn import parse_dn
 from lxml import etree
 
-from conftest import EMAIL, ISSUER, SERVICE_URL, STS_URL, FixedClock, KeyFiles
-from slapd import (
+from _support import EMAIL, ISSUER, SERVICE_URL, STS_URL, FixedClock, KeyFiles
+from _support.slapd import (
     GROUPS,
     PASSWORDS,
     PEOPLE,

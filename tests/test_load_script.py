@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT
+from _support import ROOT
 
 #: The request kinds the script must report, each on one row of its table.
 KINDS = ("issue", "call", "bad_password", "no_role", "tampered", "wrong_audience")

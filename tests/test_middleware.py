@@ -39,7 +39,7 @@ from _forge import (
     vector_assertion,
     vector_assertion_bytes,
 )
-from conftest import EMAIL, ISSUER, OTHER_URL, SERVICE_URL, FixedClock, vector
+from _support import EMAIL, ISSUER, OTHER_URL, SERVICE_URL, FixedClock, vector
 from wstrust_wsgi import (
     ConfigurationError,
     RelyingPartyMiddleware,

@@ -32,8 +32,8 @@ import psycopg
 import pytest
 from lxml import etree
 
-from conftest import EMAIL, ISSUER, SERVICE_URL, STS_URL, FixedClock, KeyFiles
-from pg import PostgresServer, PostgresUnavailable
+from _support import EMAIL, ISSUER, SERVICE_URL, STS_URL, FixedClock, KeyFiles
+from _support.pg import PostgresServer, PostgresUnavailable
 from wstrust_wsgi import (
     ConfigurationError,
     MemoryUserStore,

@@ -33,7 +33,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ISSUER, ROOT, SERVICE_URL, STS_URL, FixedClock, KeyFiles
+from _support import ISSUER, ROOT, SERVICE_URL, STS_URL, FixedClock, KeyFiles
 from demo_service.app import echo
 from demo_sts import roundtrip
 from wstrust_wsgi import (

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from _forge import RecordingApp, content, soap_request
-from conftest import ISSUER, SERVICE_URL, FixedClock
+from _support import ISSUER, SERVICE_URL, FixedClock
 from wstrust_wsgi import RelyingPartyMiddleware, saml
 from wstrust_wsgi._reuse import SeenTokens
 

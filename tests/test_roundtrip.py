@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from conftest import EMAIL, ISSUER, ROOT, SERVICE_URL, xmlsec1_verify
+from _support import EMAIL, ISSUER, ROOT, SERVICE_URL, xmlsec1_verify
 from demo_sts import roundtrip
 from wstrust_wsgi import WSGITransport, call_service
 from wstrust_wsgi.cli import ECHO_NS, echo_payload as _echo_payload

@@ -2,7 +2,7 @@
 
 Every check runs the real signer and verifier. Forgeries are made the way an
 attacker would: sign with another key, or edit bytes / elements after signing.
-Real AD FS and WIF output from ../shared/vectors is verified too.
+Real AD FS and WIF output from tests/data/vectors is verified too.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from _forge import (
     unsigned,
     vector_assertion,
 )
-from conftest import EMAIL, ISSUER, OTHER_URL, SERVICE_URL
+from _support import EMAIL, ISSUER, OTHER_URL, SERVICE_URL
 from wstrust_wsgi import ns, saml
 from wstrust_wsgi.errors import FailedCheck, InvalidSecurityToken, UnsupportedAlgorithm
 

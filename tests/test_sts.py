@@ -1,7 +1,7 @@
 """The STS as a WSGI app: what it answers, what it refuses and with which fault.
 
 Requests are built with :class:`StsClient` (``build_request``) and changed with
-lxml, or rebuilt from real clients' captured RSTs (``../shared/vectors``), then
+lxml, or rebuilt from real clients' captured RSTs (``tests/data/vectors``), then
 posted with WebTest so the HTTP status, headers and body are all visible.
 """
 
@@ -18,8 +18,8 @@ import pytest
 import webtest
 from lxml import etree
 
+from _support import ISSUER, OTHER_URL, SERVICE_URL, STS_URL, vector
 from _support.envelope_oracles import response_envelope_from_tree
-from conftest import ISSUER, OTHER_URL, SERVICE_URL, STS_URL, vector
 from wstrust_wsgi import ns, saml, wstrust
 from wstrust_wsgi import soap as soap_module
 

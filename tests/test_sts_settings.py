@@ -10,7 +10,7 @@ import pytest
 from lxml import etree
 from webtest import TestApp
 
-from conftest import ISSUER, SERVICE_URL
+from _support import ISSUER, SERVICE_URL
 from wstrust_wsgi import ConfigurationError, RelyingParty, StsSettings, TokenService, WSGITransport, StsClient
 from wstrust_wsgi import ns
 

@@ -23,7 +23,7 @@ from lxml import etree
 from signxml import DigestAlgorithm, SignatureMethod
 
 from _forge import ADFS_AUDIENCE, ADFS_ISSUER, ADFS_VECTOR, content, sign_with, vector_assertion
-from conftest import ISSUER, SERVICE_URL
+from _support import ISSUER, SERVICE_URL
 from wstrust_wsgi import _xml, ns, saml
 from wstrust_wsgi.errors import FailedCheck, MalformedMessage, SecurityFault
 

@@ -37,7 +37,7 @@ import webtest
 from lxml import etree
 
 from _forge import ECHO_NS, RecordingApp, qn, read_fault, soap_request
-from conftest import EMAIL, ISSUER, OTHER_URL, SERVICE_URL, FixedClock, KeyFiles
+from _support import EMAIL, ISSUER, OTHER_URL, SERVICE_URL, FixedClock, KeyFiles
 from demo_sts import roundtrip
 from wstrust_wsgi import RelyingPartyMiddleware, UrllibTransport, call_service, ns
 from wstrust_wsgi.cli import echo_payload as _echo_payload

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 import pytest
 from lxml import etree
 
-from conftest import SERVICE_URL
+from _support import SERVICE_URL
 from wstrust_wsgi import WSGITransport, ns, saml
 from wstrust_wsgi._time import parse_datetime
 

@@ -6,7 +6,7 @@ unparsed; zeep and the npm ``soap`` client parse the envelope. So the bytes
 matter: the RSTR must carry a TokenType, the assertion must stand alone (every
 namespace it uses declared inside it) and sit right after the
 RequestedSecurityToken start tag, and faults must be recognisable by status
-and shape. Every captured client RST of ``../shared/vectors/clients`` is also
+and shape. Every captured client RST of ``tests/data/vectors/clients`` is also
 replayed here over real HTTP with its captured headers.
 """
 
@@ -25,7 +25,7 @@ import pytest
 from lxml import etree
 from msal.wstrust_response import parse_error
 
-from conftest import ROOT, vector, xmlsec1_verify
+from _support import ROOT, vector, xmlsec1_verify
 from test_roundtrip import demo_servers  # noqa: F401  (the real gunicorn STS + echo service fixture)
 from test_sts import CLIENT_CAPTURES, _rebuild_capture, q
 from wstrust_wsgi import StsClient, ns

@@ -29,7 +29,7 @@ import pytest
 from lxml import etree
 
 from _forge import content, sign
-from conftest import SERVICE_URL
+from _support import SERVICE_URL
 from wstrust_wsgi import WSGITransport, ns, saml
 
 NODE_DIR = Path(__file__).resolve().parent / "node"

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
 from _forge import DS, ENV_NS, MEDIA, WSSE, Fault, RecordingApp, content, qn, read_fault, sign, soap_request
-from conftest import EMAIL, ISSUER, SERVICE_URL, FixedClock, xmlsec1_verify
+from _support import EMAIL, ISSUER, SERVICE_URL, FixedClock, xmlsec1_verify
 from wstrust_wsgi import RelyingPartyMiddleware, ns, saml
 
 PATH = "/services/echo"

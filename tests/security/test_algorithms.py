@@ -42,7 +42,7 @@ from _attacks import (  # noqa: F401  (fixtures)
     sts_key,
     tostring,
 )
-from conftest import xmlsec1_verify
+from _support import xmlsec1_verify
 from wstrust_wsgi import ns, saml
 
 SHA256, SHA1 = ns.ALG_SHA256, ns.ALG_SHA1

@@ -43,7 +43,7 @@ from _attacks import (  # noqa: F401  (fixtures)
     sts_key,
 )
 from _forge import ENV_NS, RecordingApp, qn
-from conftest import ISSUER, SERVICE_URL
+from _support import ISSUER, SERVICE_URL
 from wstrust_wsgi import _xml, ns, saml
 
 HOSTNAME = Path("/etc/hostname").read_text().strip()

@@ -28,7 +28,7 @@ from _attacks import (  # noqa: F401  (fixtures)
     sts_key,
 )
 from _forge import ECHO_NS, ENV_NS, qn, soap_request
-from conftest import ISSUER, SERVICE_URL
+from _support import ISSUER, SERVICE_URL
 from wstrust_wsgi import ns, saml
 
 #: How the attacker splits a signed text "<head><tail>": name -> replacement of the text.

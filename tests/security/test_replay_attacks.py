@@ -34,7 +34,7 @@ from _attacks import (  # noqa: F401  (fixtures)
     sts_key,
 )
 from _forge import MEDIA, qn
-from conftest import SERVICE_URL
+from _support import SERVICE_URL
 from wstrust_wsgi import ns, saml
 from wstrust_wsgi.stores.memory import MemoryReplayCache
 

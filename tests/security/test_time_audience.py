@@ -29,7 +29,7 @@ from _attacks import (  # noqa: F401  (fixtures)
     sts_key,
 )
 from _forge import qn, sign_with
-from conftest import SERVICE_URL
+from _support import SERVICE_URL
 from wstrust_wsgi import ns, saml
 
 INVALID = "wsse:InvalidSecurityToken"

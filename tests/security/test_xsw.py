@@ -60,7 +60,7 @@ from _attacks import (  # noqa: F401  (fixtures)
     wrapper,
 )
 from _forge import DS, qn, sign
-from conftest import EMAIL
+from _support import EMAIL
 from wstrust_wsgi import ns, saml
 
 SAML2P = "urn:oasis:names:tc:SAML:2.0:protocol"
