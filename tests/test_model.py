@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EMAIL, KeyFiles
+from _support import EMAIL, KeyFiles
 from wstrust_wsgi import RelyingParty, User
 from wstrust_wsgi.config import load_config
 from wstrust_wsgi.errors import BadValue, ConfigurationError

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KeyFiles
+from _support import KeyFiles
 from wstrust_wsgi._urls import redact_url, sqlite_path
 from wstrust_wsgi.config import load_config
 from wstrust_wsgi.errors import BadValue, ConfigurationError
