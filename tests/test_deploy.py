@@ -699,7 +699,7 @@ def test_a_bad_or_unreachable_nonce_cache_fails_at_start_up(tmp_path: Path, good
 
 @pytest.fixture(scope="module")
 def directory() -> Iterator[slapd.Slapd]:
-    """The seeded throwaway slapd of tests/slapd.py (admin in cn=sts-admins)."""
+    """The seeded throwaway slapd of tests/_support/slapd.py (admin in cn=sts-admins)."""
     with slapd.Slapd() as server:
         yield server
 

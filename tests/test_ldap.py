@@ -1,4 +1,4 @@
-"""The LDAP user store against a real OpenLDAP slapd (tests/slapd.py), alone and behind the STS.
+"""The LDAP user store against a real OpenLDAP slapd (tests/_support/slapd.py), alone and behind the STS.
 
 slapd's own ``stats`` log shows what reached the directory (which filters,
 which binds, how many connections), so the tests check the wire, not mocks.

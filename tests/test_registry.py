@@ -1,7 +1,7 @@
 """The SQL registry, on SQLite and on a real PostgreSQL server: every test runs against both.
 
 SQLite is a file in ``tmp_path``; PostgreSQL is one throwaway server per test
-session (``tests/pg.py``) with a fresh database per test. Without PostgreSQL
+session (``tests/_support/pg.py``) with a fresh database per test. Without PostgreSQL
 the PostgreSQL half of every test fails (never skips).
 
 What is checked: every change and its validation, what the users table holds
