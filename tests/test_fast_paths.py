@@ -154,6 +154,21 @@ def test_verification_cache_is_bounded(sts_keys: Any, clock: FixedClock) -> None
         assert len(cache) <= 3
 
 
+def test_verification_cache_evicts_by_the_callers_clock(sts_keys: Any, clock: FixedClock) -> None:
+    """A full cache first drops entries expired at the request's ``now`` (the injected clock), not at wall time."""
+    key = sts_keys.load()
+    policy = saml.policy(trusted_certs=[key.certificate], issuers=[ISSUER], audiences=[SERVICE_URL])
+    cache = saml.VerificationCache(max_entries=3)
+    clock.now += timedelta(days=30)  # a month ahead: by wall time these tokens are all still live
+    for _ in range(3):
+        token = saml.AssertionSigner(key).sign(saml.SAML2, content(clock.now))
+        saml.verify_assertion(element(token), policy, now=clock.now, cache=cache)
+    clock.now += timedelta(hours=1)  # by the clock, all three expired
+    token = saml.AssertionSigner(key).sign(saml.SAML2, content(clock.now))
+    saml.verify_assertion(element(token), policy, now=clock.now, cache=cache)
+    assert len(cache) == 1
+
+
 def test_middleware_still_consults_the_replay_cache(sts_keys: Any, clock: FixedClock, token: bytes) -> None:
     import webtest
     app = webtest.TestApp(RelyingPartyMiddleware(
