@@ -32,7 +32,7 @@ from wstrust_wsgi.errors import FailedCheck
 from wstrust_wsgi.keys import SigningKey
 
 
-class _SHA1Signer(XMLSigner):
+class Sha1TolerantSigner(XMLSigner):
     """signxml refuses SHA-1 unless this check is overridden (its documented opt-out)."""
 
     def check_deprecated_methods(self) -> None:
@@ -47,7 +47,7 @@ def sign_with_signxml(key: SigningKey, version: saml.SamlVersion, content: saml.
                       algorithm: str = "rsa-sha256") -> bytes:
     """The assertion the production signer makes, signed by signxml instead."""
     method, digest = xmldsig.for_setting(algorithm)
-    signer = _SHA1Signer(
+    signer = Sha1TolerantSigner(
         method=methods.enveloped, signature_algorithm=SignatureMethod(method.uri),
         digest_algorithm=DigestAlgorithm(digest.uri),
         c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
