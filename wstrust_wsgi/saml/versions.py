@@ -40,7 +40,6 @@ SAML11 = SamlVersion(
     "1.1", ns.SAML1, "AssertionID", (ns.SAML1, ns.SAML11_TOKEN_PROFILE_TYPE),
     ns.SAML11_KEYID_VALUE_TYPE, ns.SAML11_TOKEN_PROFILE_TYPE,
 )
-_BY_NS = {SAML2.namespace: SAML2, SAML11.namespace: SAML11}  # kept for importers
 
 
 def version_for_token_type(token_type: str) -> SamlVersion | None:
