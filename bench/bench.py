@@ -52,7 +52,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # the reference builders live with the tests, as oracles
+sys.path.insert(1, str(ROOT / "tests"))  # the reference builders, signers and verifiers are test oracles
 
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
@@ -63,8 +63,11 @@ from wstrust_wsgi import (  # noqa: E402
     MemoryUserStore, RelyingParty, RelyingPartyMiddleware, SigningKey, StsClient, TokenService, User,
     WSGITransport, _xml, saml, soap, wstrust,
 )
+from wstrust_wsgi.saml import verify as saml_verify  # noqa: E402
 from wstrust_wsgi.stores.cache import CachedUserStore  # noqa: E402
+from wstrust_wsgi.xmldsig import Verified  # noqa: E402
 from _support.envelope_oracles import response_envelope_from_tree  # noqa: E402
+from _support.signing_oracles import sign_with_signxml, verify_with_signxml  # noqa: E402
 from wstrust_wsgi.stores.memory import hash_password  # noqa: E402
 
 CERTS = ROOT / "certs"
@@ -253,7 +256,7 @@ def target1(ctx: dict[str, Any], rounds: int, seconds: float) -> list[str]:
             lambda: key.private_key.sign(signed_info, padding.PKCS1v15(), hashes.SHA256()),
         "mint: build + sign (our path) + RSTR + serialize": mint(signer.sign),
         "mint, RSTR built as a tree (reference)": mint(signer.sign, response_envelope_from_tree),
-        "mint with signxml (reference)": mint(signer.sign_with_signxml),
+        "mint with signxml (reference)": mint(lambda version, what: sign_with_signxml(key, version, what)),
     }, rounds, seconds)
     show("1. Token minting", rates)
     floor = rates["floor: RSA-2048 PKCS#1 v1.5 SHA-256 sign (cryptography)"]
@@ -332,15 +335,19 @@ def target3(ctx: dict[str, Any], rounds: int, seconds: float) -> list[str]:
         contenders["peer: python-xmlsec SignatureContext.verify (parse + verify)"] = xmlsec_verify
     except ImportError as exc:
         missing.append(f"xmlsec not installed ({exc})")
-    original = saml._verify_signature_and_cert
+    original = saml_verify._verify_signature_and_cert
+
+    def by_signxml(root: Any, version: Any, policy: Any, now: Any, parts: Any = None) -> Any:
+        cert = policy.trusted_certs[0]
+        signed = verify_with_signxml(root, version, policy, now)
+        return signed, Verified((signed,), cert.public_key(), cert, "")
 
     def with_signxml() -> object:
-        saml._verify_signature_and_cert = lambda root, version, policy, now, parts=None: (  # type: ignore[assignment]
-            saml._verify_signature_signxml(root, version, policy, now), policy.trusted_certs[0])
+        saml_verify._verify_signature_and_cert = by_signxml  # type: ignore[assignment]
         try:
             return reference()
         finally:
-            saml._verify_signature_and_cert = original  # type: ignore[assignment]
+            saml_verify._verify_signature_and_cert = original  # type: ignore[assignment]
     contenders["middleware, first-seen token, signxml verifier (reference)"] = with_signxml
     rates = interleaved(contenders, rounds, seconds)
     show("3. Middleware validation of a first-seen token", rates)

@@ -15,9 +15,10 @@ from typing import Any
 
 from cryptography import x509
 from lxml import etree
-from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureMethod, XMLSigner, methods
+from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureMethod, methods
 
 from _support import EMAIL, ISSUER, SERVICE_URL, vector
+from _support.signing_oracles import Sha1TolerantSigner
 from wstrust_wsgi import _xml, get_assertion, ns, saml
 from wstrust_wsgi.keys import SigningKey
 
@@ -71,13 +72,6 @@ def unsigned(version: saml.SamlVersion, what: saml.AssertionContent) -> bytes:
     return etree.tostring(root)
 
 
-class _Sha1Signer(XMLSigner):
-    """signxml refuses SHA-1 by default; its documented opt-out is to override this check."""
-
-    def check_deprecated_methods(self) -> None:
-        return None
-
-
 def sign_with(
     key: SigningKey,
     version: saml.SamlVersion,
@@ -90,7 +84,7 @@ def sign_with(
     """Sign like AssertionSigner but straight with signxml: any algorithms (SHA-1 included), and
     optionally an assertion ``root`` the test built or edited from ``what`` before signing."""
     builder = saml.build_saml2 if version is saml.SAML2 else saml.build_saml11
-    signer = _Sha1Signer(
+    signer = Sha1TolerantSigner(
         method=methods.enveloped,
         signature_algorithm=signature,
         digest_algorithm=digest,

@@ -11,7 +11,11 @@ from lxml import etree
 
 from _forge import content, soap_request
 from _support import EMAIL, ISSUER, SERVICE_URL, FixedClock
+from _support.signing_oracles import sign_with_signxml, sign_with_tree, signed_info_tree
 from wstrust_wsgi import MemoryUserStore, RelyingPartyMiddleware, User, ns, saml
+from wstrust_wsgi.saml import verify as saml_verify
+from wstrust_wsgi.saml.build import _SKELETONS
+from wstrust_wsgi.xmldsig import _template, for_setting
 from wstrust_wsgi.errors import ConfigurationError, FailedCheck, InvalidSecurityToken
 from wstrust_wsgi.stores import Principal
 from wstrust_wsgi.stores.cache import CachedUserStore
@@ -43,18 +47,20 @@ def test_skeleton_builds_what_the_builder_builds(version: saml.SamlVersion, over
     what = content(datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc), **overrides)
     built = (saml.build_saml2 if version is saml.SAML2 else saml.build_saml11)(what)
     built.remove(built.find(f"{{{ns.DS}}}Signature"))
-    assert c14n(saml._SKELETONS[version.name].build(what)) == c14n(built)
+    assert c14n(_SKELETONS[version.name].build(what)) == c14n(built)
 
 
 @pytest.mark.parametrize("algorithm", ["rsa-sha256", "rsa-sha384", "rsa-sha512", "rsa-sha1"])
 @pytest.mark.parametrize("version", [saml.SAML2, saml.SAML11], ids=["2.0", "1.1"])
 def test_signer_makes_signxmls_signature_byte_for_byte(sts_keys: Any, version: saml.SamlVersion, algorithm: str) -> None:
-    """PKCS#1 v1.5 is deterministic: the same assertion signed both ways is the same canonical document."""
-    signer = saml.AssertionSigner(sts_keys.load())
+    """PKCS#1 v1.5 is deterministic: the same assertion signed three ways is the same canonical document."""
+    key = sts_keys.load()
+    signer = saml.AssertionSigner(key)
     what = content(datetime.now(timezone.utc), attributes={ns.CLAIM_ROLE: ["admin"]})
     ours = signer.sign(version, what, algorithm=algorithm)
-    reference = signer.sign_with_signxml(version, what, algorithm=algorithm)
+    reference = sign_with_signxml(key, version, what, algorithm=algorithm)
     assert c14n(etree.fromstring(ours)) == c14n(etree.fromstring(reference))
+    assert c14n(etree.fromstring(sign_with_tree(key, version, what, algorithm=algorithm))) == c14n(etree.fromstring(ours))
 
 
 def test_signer_rejects_what_the_builder_rejects(sts_keys: Any) -> None:
@@ -71,12 +77,12 @@ def test_signer_rejects_what_the_builder_rejects(sts_keys: Any) -> None:
 class Counting:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        original = saml._verify_signature_and_cert
+        original = saml_verify._verify_signature_and_cert
 
         def counted(*args: Any) -> Any:
             self.calls += 1
             return original(*args)
-        monkeypatch.setattr(saml, "_verify_signature_and_cert", counted)
+        monkeypatch.setattr(saml_verify, "_verify_signature_and_cert", counted)
 
 
 @pytest.fixture
@@ -146,6 +152,21 @@ def test_verification_cache_is_bounded(sts_keys: Any, clock: FixedClock) -> None
         token = saml.AssertionSigner(key).sign(saml.SAML2, content(clock.now))
         saml.verify_assertion(element(token), policy, now=clock.now, cache=cache)
         assert len(cache) <= 3
+
+
+def test_verification_cache_evicts_by_the_callers_clock(sts_keys: Any, clock: FixedClock) -> None:
+    """A full cache first drops entries expired at the request's ``now`` (the injected clock), not at wall time."""
+    key = sts_keys.load()
+    policy = saml.policy(trusted_certs=[key.certificate], issuers=[ISSUER], audiences=[SERVICE_URL])
+    cache = saml.VerificationCache(max_entries=3)
+    clock.now += timedelta(days=30)  # a month ahead: by wall time these tokens are all still live
+    for _ in range(3):
+        token = saml.AssertionSigner(key).sign(saml.SAML2, content(clock.now))
+        saml.verify_assertion(element(token), policy, now=clock.now, cache=cache)
+    clock.now += timedelta(hours=1)  # by the clock, all three expired
+    token = saml.AssertionSigner(key).sign(saml.SAML2, content(clock.now))
+    saml.verify_assertion(element(token), policy, now=clock.now, cache=cache)
+    assert len(cache) == 1
 
 
 def test_middleware_still_consults_the_replay_cache(sts_keys: Any, clock: FixedClock, token: bytes) -> None:
@@ -312,9 +333,19 @@ def test_sts_issues_with_the_cached_store(sts_keys: Any, clock: FixedClock) -> N
 @pytest.mark.parametrize("assertion_id", ["_plain.ID-1", "_needs&escaping\"<here>"])
 @pytest.mark.parametrize("version", [saml.SAML2, saml.SAML11], ids=["2.0", "1.1"])
 def test_both_signing_paths_match_signxml(sts_keys: Any, version: saml.SamlVersion, assertion_id: str) -> None:
-    """Plain IDs take the fixed-bytes SignedInfo, others the tree path; both make signxml's signature."""
-    signer = saml.AssertionSigner(sts_keys.load())
-    assert all(template.exact for template in signer._signed_info.values())
+    """The fixed-bytes SignedInfo escapes any ID as c14n does: plain or not, it makes signxml's signature."""
+    key = sts_keys.load()
     what = content(datetime.now(timezone.utc), assertion_id=assertion_id)
-    ours = signer.sign(version, what)
-    assert c14n(etree.fromstring(ours)) == c14n(etree.fromstring(signer.sign_with_signxml(version, what)))
+    ours = saml.AssertionSigner(key).sign(version, what)
+    assert c14n(etree.fromstring(ours)) == c14n(etree.fromstring(sign_with_signxml(key, version, what)))
+    assert c14n(etree.fromstring(ours)) == c14n(etree.fromstring(sign_with_tree(key, version, what)))
+
+
+@pytest.mark.parametrize("reference_id", ["_probe.ID-1", "_needs&escaping\"<here>", "a\tb\nc\rd>e", "\u00e9\u4e2d"])
+@pytest.mark.parametrize("algorithm", ["rsa-sha256", "rsa-sha384", "rsa-sha512", "rsa-sha1"])
+def test_signed_info_template_is_libxml2s_canonical_form(algorithm: str, reference_id: str) -> None:
+    """The template's bytes are what lxml's exclusive c14n writes for the same SignedInfo built as a tree."""
+    method, digest = for_setting(algorithm)
+    template = _template.SignedInfoBytes(method, digest, b"")
+    rendered = template.render([_template.Reference("#" + reference_id, b"digest", True)])
+    assert rendered == signed_info_tree(algorithm, "#" + reference_id, "ZGlnZXN0")

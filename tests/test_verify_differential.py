@@ -1,7 +1,8 @@
 """The request-path signature verifier against signxml, verdict for verdict.
 
-``saml._verify_signature`` (exclusive c14n and RSA on the one parsed tree) must
-reach the same verdict as ``saml._verify_signature_signxml`` (signxml's
+The production verifier (``xmldsig.verify_enveloped``, as ``saml.verify`` calls
+it: exclusive c14n and RSA on the one parsed tree) must
+reach the same verdict as ``verify_with_signxml`` in ``tests/_support/signing_oracles.py`` (signxml's
 ``XMLVerifier``, the reference) on every input that passes the shape checks,
 and return the same signed element when both accept. The inputs: valid SAML
 2.0 and 1.1 tokens (our signer and signxml's, every allowed algorithm, pretty
@@ -22,9 +23,11 @@ import pytest
 from lxml import etree
 from signxml import DigestAlgorithm, SignatureMethod
 
+from _support.signing_oracles import sign_with_signxml, sign_with_tree, verify_with_signxml
 from _forge import ADFS_AUDIENCE, ADFS_ISSUER, ADFS_VECTOR, content, sign_with, vector_assertion
 from _support import ISSUER, SERVICE_URL
 from wstrust_wsgi import _xml, ns, saml
+from wstrust_wsgi.saml import verify as saml_verify
 from wstrust_wsgi.errors import FailedCheck, MalformedMessage, SecurityFault
 
 DS = ns.DS
@@ -40,7 +43,7 @@ def verdict(verifier: Any, data: bytes, policy: saml.ValidationPolicy, now: date
     if version is None:
         return ("not an assertion",)
     try:
-        saml._check_signature_shape(root, version, policy)
+        saml_verify._check_signature_shape(root, version, policy)
     except (SecurityFault, MalformedMessage) as exc:
         return ("shape", type(exc).__name__)
     try:
@@ -53,14 +56,14 @@ def verdict(verifier: Any, data: bytes, policy: saml.ValidationPolicy, now: date
 def _verify_as_requests_do(root: etree._Element, version: saml.SamlVersion, policy: saml.ValidationPolicy,
                            now: datetime) -> etree._Element:
     """The request path: the shape check hands its elements on to the verifier."""
-    _, parts = saml._signature_shape(root, version, policy)
-    return saml._verify_signature_and_cert(root, version, policy, now, parts)[0]
+    _, parts = saml_verify._signature_shape(root, version, policy)
+    return saml_verify._verify_signature_and_cert(root, version, policy, now, parts)[0]
 
 
 def same(data: bytes, policy: saml.ValidationPolicy, now: datetime) -> tuple[Any, ...]:
-    ours = verdict(saml._verify_signature, data, policy, now)
+    ours = verdict(saml_verify._verify_signature, data, policy, now)
     request_path = verdict(_verify_as_requests_do, data, policy, now)
-    reference = verdict(saml._verify_signature_signxml, data, policy, now)
+    reference = verdict(verify_with_signxml, data, policy, now)
     assert ours == reference, f"ours {ours[:2]!r} vs signxml {reference[:2]!r} on {data[:2000]!r}"
     assert request_path == reference, f"request path {request_path[:2]!r} vs signxml {reference[:2]!r} on {data[:2000]!r}"
     return ours
@@ -77,7 +80,8 @@ def world(keydir: Any) -> dict[str, Any]:
         what = content(now)
         tokens[f"{version.name} ours"] = saml.AssertionSigner(sts).sign(version, what)
         tokens[f"{version.name} ours rsa-sha512"] = saml.AssertionSigner(sts).sign(version, what, algorithm="rsa-sha512")
-        tokens[f"{version.name} signxml"] = saml.AssertionSigner(sts).sign_with_signxml(version, what)
+        tokens[f"{version.name} signxml"] = sign_with_signxml(sts, version, what)
+        tokens[f"{version.name} tree"] = sign_with_tree(sts, version, what, algorithm="rsa-sha384")
         tokens[f"{version.name} signxml sha384"] = sign_with(
             sts, version, what, signature=SignatureMethod.RSA_SHA384, digest=DigestAlgorithm.SHA384)
         tokens[f"{version.name} sha1"] = sign_with(

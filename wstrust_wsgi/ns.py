@@ -65,11 +65,22 @@ XSI = "http://www.w3.org/2001/XMLSchema-instance"
 XS = "http://www.w3.org/2001/XMLSchema"
 XML = "http://www.w3.org/XML/1998/namespace"
 
+DSIG11 = "http://www.w3.org/2009/xmldsig11#"
+
+# XML-DSig 1.1 section 6 and RFC 6931 algorithm identifiers
 ALG_ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 ALG_EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 ALG_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+ALG_RSA_SHA384 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384"
+ALG_RSA_SHA512 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512"
 ALG_RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
+ALG_HMAC_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#hmac-sha256"
+ALG_HMAC_SHA384 = "http://www.w3.org/2001/04/xmldsig-more#hmac-sha384"
+ALG_HMAC_SHA512 = "http://www.w3.org/2001/04/xmldsig-more#hmac-sha512"
+ALG_HMAC_SHA1 = "http://www.w3.org/2000/09/xmldsig#hmac-sha1"
 ALG_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+ALG_SHA384 = "http://www.w3.org/2001/04/xmldsig-more#sha384"
+ALG_SHA512 = "http://www.w3.org/2001/04/xmlenc#sha512"
 ALG_SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
 
 # Claim type used for roles, as WIF and AD FS name it.

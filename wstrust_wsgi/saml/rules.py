@@ -1,0 +1,139 @@
+"""What a relying party accepts (:class:`ValidationPolicy`) and what it gets back (:class:`VerifiedAssertion`).
+
+Also the checks that run on every request, a cached verification included:
+the signed time window and the audience restrictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from lxml import etree
+
+from .. import ns
+from ..errors import InvalidSecurityToken
+from ..xmldsig import AlgorithmPolicy, Candidate, KeyResolver
+
+
+@dataclass(frozen=True)
+class VerifiedAssertion:
+    """What a verified assertion says, read only from the signed element.
+
+    Stored by :class:`~wstrust_wsgi.RelyingPartyMiddleware` in
+    ``environ["wstrust_wsgi.assertion"]``.
+    """
+
+    version: str
+    assertion_id: str
+    issuer: str
+    subject: str
+    audiences: tuple[str, ...]
+    not_before: datetime | None
+    not_on_or_after: datetime
+    issue_instant: datetime | None
+    attributes: Mapping[str, tuple[str, ...]]
+    #: The assertion as it stood in the message (serialized from the parsed request).
+    raw: bytes
+    #: The signed element: the verified copy of the assertion, its Signature removed
+    #: (``etree.tostring(element, method="c14n", exclusive=True)`` gives the digested bytes).
+    element: etree._Element = field(repr=False, compare=False)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return self.attributes.get(ns.CLAIM_ROLE, ())
+
+
+@dataclass(frozen=True)
+class ValidationPolicy:
+    """How an assertion must look to be accepted.
+
+    ``issuers`` and ``audiences`` are compared as exact strings: an audience
+    differing in case, scheme or a trailing slash is a different audience.
+    ``key_resolver`` chooses the keys that may verify a signature; by default
+    every certificate of ``trusted_certs`` (never one carried in the message).
+    """
+
+    trusted_certs: tuple[x509.Certificate, ...]
+    issuers: frozenset[str]
+    audiences: frozenset[str]
+    clock_skew: timedelta = timedelta(minutes=5)
+    allow_sha1: bool = False
+    #: Each certificate with its RSA key (None if not RSA) and validity, read once here:
+    #: the validity properties decode ASN.1 times on every access.
+    trusted: tuple[Candidate, ...] = field(init=False, repr=False, compare=False)
+    key_resolver: KeyResolver | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        trusted = tuple(Candidate.of(cert) for cert in self.trusted_certs)
+        object.__setattr__(self, "trusted", trusted)
+        if self.key_resolver is None:
+            object.__setattr__(self, "key_resolver", lambda signature: trusted)
+
+    @property
+    def algorithms(self) -> AlgorithmPolicy:
+        """The allowed SignatureMethod and DigestMethod URIs: RSA with SHA-2, and SHA-1 if ``allow_sha1``."""
+        return AlgorithmPolicy.default(allow_sha1=self.allow_sha1)
+
+    def signature_methods(self) -> frozenset[str]:
+        return self.algorithms.signature_methods
+
+    def digests(self) -> frozenset[str]:
+        return self.algorithms.digest_methods
+
+
+def policy(
+    *,
+    trusted_certs: Iterable[x509.Certificate],
+    issuers: Iterable[str],
+    audiences: Iterable[str],
+    clock_skew: timedelta = timedelta(minutes=5),
+    allow_sha1: bool = False,
+    key_resolver: KeyResolver | None = None,
+) -> ValidationPolicy:
+    """Build a :class:`ValidationPolicy` from iterables."""
+    return ValidationPolicy(tuple(trusted_certs), frozenset(issuers), frozenset(audiences), clock_skew, allow_sha1,
+                            key_resolver=key_resolver)
+
+
+_EXPIRED_REASON = "The security token has expired or is not yet valid."
+
+
+@dataclass(frozen=True)
+class Window:
+    """The signed times an assertion is valid between, checked against ``now`` on every request."""
+
+    not_before: datetime | None
+    not_on_or_after: datetime
+    #: SAML 2.0 SubjectConfirmationData NotOnOrAfter values.
+    confirmation_limits: tuple[datetime, ...]
+    issue_instant: datetime | None
+
+    def check(self, now: datetime, skew: timedelta) -> None:
+        if self.not_before is not None and now + skew < self.not_before:
+            raise InvalidSecurityToken(f"not valid before {self.not_before.isoformat()} (now {now.isoformat()})",
+                                       reason=_EXPIRED_REASON)
+        if now - skew >= self.not_on_or_after:
+            raise InvalidSecurityToken(f"expired at {self.not_on_or_after.isoformat()} (now {now.isoformat()})",
+                                       reason=_EXPIRED_REASON)
+        for limit in self.confirmation_limits:
+            if now - skew >= limit:
+                raise InvalidSecurityToken(f"subject confirmation expired at {limit.isoformat()}",
+                                           reason=_EXPIRED_REASON)
+        if self.issue_instant is not None and self.issue_instant > now + skew:
+            raise InvalidSecurityToken(f"IssueInstant {self.issue_instant.isoformat()} is in the future",
+                                       reason=_EXPIRED_REASON)
+
+
+def check_audiences(restrictions: Sequence[Sequence[str]], policy: ValidationPolicy) -> None:
+    """Every AudienceRestriction must name one of the policy's audiences (SAML 2.0 core 2.5.1.4)."""
+    if not restrictions or any(not r for r in restrictions):
+        raise InvalidSecurityToken("assertion has no audience restriction")
+    for restriction in restrictions:
+        if not policy.audiences.intersection(restriction):
+            raise InvalidSecurityToken(
+                f"audiences {list(restriction)!r} do not include {sorted(policy.audiences)!r}",
+                reason="The security token was not issued for this service.",
+            )

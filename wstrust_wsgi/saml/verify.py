@@ -1,0 +1,268 @@
+"""Verifying assertions: parse once, verify, then read only what was signed.
+
+:func:`verify_assertion` copies the assertion out of the message and hands the
+copy to :func:`wstrust_wsgi.xmldsig.verify_enveloped`, after the shape check
+(one enveloped signature, its one Reference to the assertion's own unique ID;
+exclusive c14n; allowed algorithms only) with the policy's keys (by default
+each configured certificate in turn; a certificate or key carried in
+``KeyInfo`` is never used). Every claim is read from the element the verifier
+returns as signed (the verified copy, whose canonical bytes were digested).
+Nothing is read from the message again. Subject, issuer and audience are the
+exact signed text: no whitespace is trimmed, so `` admin`` is not ``admin``
+and an audience is matched as written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from types import MappingProxyType
+
+from lxml import etree
+
+from .. import _xml, ns, xmldsig
+from .._time import parse_datetime
+from ..errors import FailedCheck, InvalidSecurityToken, MalformedMessage
+from .cache import VerificationCache, _Entry
+from .rules import ValidationPolicy, VerifiedAssertion, Window, check_audiences
+from .versions import SAML2, SamlVersion, version_of
+
+#: Attribute names (any namespace) that may hold an ID: the assertion's ID must be on no other element
+#: under any of them (so wsu:Id and signxml's any-namespace lookup are covered too).
+_ID_NAMES = frozenset(["ID", "AssertionID", "Id"])
+#: The validity of a key without a certificate (an HMAC secret), for the cache.
+_FOREVER = (datetime.min.replace(tzinfo=timezone.utc), datetime.max.replace(tzinfo=timezone.utc))
+
+
+def _signature_shape(root: etree._Element, version: SamlVersion, policy: ValidationPolicy
+                     ) -> tuple[str, xmldsig.Parts]:
+    """Refuse any signature that is not one enveloped signature over this very assertion; its ID and parts."""
+    return xmldsig.enveloped_shape(root, id_attribute=version.id_attribute, id_names=_ID_NAMES,
+                                   algorithms=policy.algorithms)
+
+
+def _check_signature_shape(root: etree._Element, version: SamlVersion, policy: ValidationPolicy) -> str:
+    """:func:`_signature_shape`, the ID only."""
+    return _signature_shape(root, version, policy)[0]
+
+
+def _verify_signature_and_cert(
+    root: etree._Element, version: SamlVersion, policy: ValidationPolicy, now: datetime,
+    parts: xmldsig.Parts | None = None,
+) -> tuple[etree._Element, xmldsig.Verified]:
+    """The signed assertion (root, its Signature removed) and what verified it, or FailedCheck."""
+    assert policy.key_resolver is not None
+    verified = xmldsig.verify_enveloped(
+        root, id_attribute=version.id_attribute, id_names=_ID_NAMES, algorithms=policy.algorithms,
+        keys=policy.key_resolver, now=now, parts=parts,
+    )
+    return verified.signed[0], verified
+
+
+def _verify_signature(root: etree._Element, version: SamlVersion, policy: ValidationPolicy,
+                      now: datetime) -> etree._Element:
+    """The signed element of ``root`` (see :func:`_verify_signature_and_cert`), or FailedCheck."""
+    return _verify_signature_and_cert(root, version, policy, now)[0]
+
+
+def _time_attr(element: etree._Element | None, name: str) -> datetime | None:
+    if element is None or element.get(name) is None:
+        return None
+    try:
+        return parse_datetime(element.get(name, ""))
+    except ValueError as exc:
+        raise InvalidSecurityToken(f"{name}: {exc}") from None
+
+
+_S2 = {local: _xml.qname(ns.SAML2, local) for local in (
+    "Issuer", "Subject", "NameID", "SubjectConfirmation", "SubjectConfirmationData", "Conditions",
+    "AudienceRestriction", "Audience", "AttributeStatement", "Attribute", "AttributeValue")}
+
+
+def _attributes_saml2(signed: etree._Element) -> dict[str, tuple[str, ...]]:
+    found: dict[str, list[str]] = {}
+    for statement in signed.iterchildren(_S2["AttributeStatement"]):
+        for attribute in statement.iterchildren(_S2["Attribute"]):
+            values = found.setdefault(attribute.get("Name", ""), [])
+            values.extend(_xml.text(v) for v in attribute.iterchildren(_S2["AttributeValue"]))
+    return {k: tuple(v) for k, v in found.items()}
+
+
+def _attributes_saml11(signed: etree._Element) -> dict[str, tuple[str, ...]]:
+    found: dict[str, list[str]] = {}
+    for statement in _xml.children(signed, ns.SAML1, "AttributeStatement"):
+        for attribute in _xml.children(statement, ns.SAML1, "Attribute"):
+            space, name = attribute.get("AttributeNamespace", ""), attribute.get("AttributeName", "")
+            key = f"{space.rstrip('/')}/{name}" if space else name
+            values = found.setdefault(key, [])
+            values.extend(_xml.text(v) for v in _xml.children(attribute, ns.SAML1, "AttributeValue"))
+    return {k: tuple(v) for k, v in found.items()}
+
+
+_Read = tuple[str, str, list[list[str]], bool, "etree._Element | None", list[etree._Element]]
+
+
+def _read_saml2(signed: etree._Element) -> _Read:
+    """Issuer, subject, audience restrictions, bearer?, Conditions, SubjectConfirmationData elements."""
+    issuer = _xml.text(_xml.only(signed, _S2["Issuer"]), strip=False)
+    subject_el = _xml.only(signed, _S2["Subject"])
+    if subject_el is None:
+        raise InvalidSecurityToken("assertion has no Subject")
+    subject = _xml.text(_xml.only(subject_el, _S2["NameID"]), strip=False)
+    bearer = False
+    confirmation_data = []
+    for confirmation in subject_el.iterchildren(_S2["SubjectConfirmation"]):
+        if confirmation.get("Method") == ns.SAML2_BEARER:
+            bearer = True
+        data = _xml.only(confirmation, _S2["SubjectConfirmationData"])
+        if data is not None:
+            confirmation_data.append(data)
+    conditions = _xml.only(signed, _S2["Conditions"])
+    restrictions = []
+    if conditions is not None:
+        for restriction in conditions.iterchildren(_S2["AudienceRestriction"]):
+            restrictions.append([_xml.text(a, strip=False) for a in restriction.iterchildren(_S2["Audience"])])
+    return issuer, subject, restrictions, bearer, conditions, confirmation_data
+
+
+def _read_saml11(signed: etree._Element) -> _Read:
+    s = ns.SAML1
+    issuer = signed.get("Issuer", "")
+    subjects = set()
+    bearer = False
+    for statement in signed:
+        if not isinstance(statement.tag, str) or _xml.namespace(statement) != s:
+            continue
+        subject_el = _xml.child(statement, s, "Subject")
+        if subject_el is None:
+            continue
+        subjects.add(_xml.text(_xml.child(subject_el, s, "NameIdentifier"), strip=False))
+        confirmation = _xml.child(subject_el, s, "SubjectConfirmation")
+        methods_ = [_xml.text(m) for m in _xml.children(confirmation, s, "ConfirmationMethod")] if confirmation is not None else []
+        bearer = bearer or ns.SAML1_BEARER in methods_
+    if len(subjects) != 1:
+        raise InvalidSecurityToken(f"assertion names {len(subjects)} different subjects, expected exactly 1")
+    conditions = _xml.child(signed, s, "Conditions")
+    restrictions = []
+    if conditions is not None:
+        for restriction in _xml.children(conditions, s, "AudienceRestrictionCondition"):
+            restrictions.append([_xml.text(a, strip=False) for a in _xml.children(restriction, s, "Audience")])
+    return issuer, subjects.pop(), restrictions, bearer, conditions, []
+
+
+def verify_assertion(
+    assertion: etree._Element, policy: ValidationPolicy, *, now: datetime,
+    cache: VerificationCache | None = None,
+) -> VerifiedAssertion:
+    """Verify ``assertion`` (an element of a parsed message) and return what it signed.
+
+    Raises a :class:`~wstrust_wsgi.errors.SecurityFault` subclass naming the
+    first rule that failed. The returned object holds only signed data.
+
+    With a :class:`VerificationCache`, an assertion whose exact bytes were
+    verified before under this same ``policy`` skips the signature work only:
+    the time window, the audience and the verifying certificate's validity are
+    checked against ``now`` again, exactly as on the first request.
+    """
+    version = version_of(assertion)
+    if version is None:
+        raise InvalidSecurityToken(f"{assertion.tag} is not a SAML 1.1 or 2.0 assertion")
+    raw = etree.tostring(assertion)
+    key = b""
+    if cache is not None:
+        key = hashlib.sha256(raw).digest()
+        hit = cache.get(key, policy, now)
+        if hit is not None:
+            return hit
+    try:
+        root = _xml.parse(raw)  # a standalone copy: nothing outside the assertion can be referenced
+    except MalformedMessage as exc:
+        raise InvalidSecurityToken(f"assertion copy did not parse: {exc}") from None
+    return _verify_copy(root, version, raw, policy, now, cache, key)
+
+
+def verify_standalone(
+    root: etree._Element, raw: bytes, policy: ValidationPolicy, *, now: datetime,
+    cache: VerificationCache | None = None, key: bytes = b"",
+) -> VerifiedAssertion:
+    """:func:`verify_assertion` for an assertion already parsed alone (by ``_xml.parse``) from ``raw``.
+
+    ``root`` must be the root of its own document, parsed from exactly
+    ``raw``, and is consumed. ``key`` is its cache key (the SHA-256 of
+    ``raw``) when ``cache`` is given.
+    """
+    version = version_of(root)
+    if version is None or root.getparent() is not None:
+        raise InvalidSecurityToken(f"{root.tag} is not a standalone SAML 1.1 or 2.0 assertion")
+    if cache is not None:
+        key = key or hashlib.sha256(raw).digest()
+        hit = cache.get(key, policy, now)
+        if hit is not None:
+            return hit
+    return _verify_copy(root, version, raw, policy, now, cache, key)
+
+
+def _verify_copy(
+    root: etree._Element, version: SamlVersion, raw: bytes, policy: ValidationPolicy, now: datetime,
+    cache: VerificationCache | None, key: bytes,
+) -> VerifiedAssertion:
+    try:
+        assertion_id, parts = _signature_shape(root, version, policy)
+    except MalformedMessage as exc:  # e.g. two SignedInfo: a signature we will not read
+        raise FailedCheck(f"malformed signature: {exc.detail}") from None
+    signed, by = _verify_signature_and_cert(root, version, policy, now, parts)
+    if signed.tag != root.tag or signed.get(version.id_attribute) != assertion_id:
+        raise FailedCheck("signed element is not the assertion")
+    try:
+        verified, window, restrictions = _read_claims(signed, version, policy, now, assertion_id, raw)
+    except MalformedMessage as exc:  # e.g. two Conditions: ambiguous, so refused
+        raise InvalidSecurityToken(f"malformed assertion: {exc.detail}") from None
+    if cache is not None:
+        cert = by.certificate
+        valid = (cert.not_valid_before_utc, cert.not_valid_after_utc) if cert is not None else _FOREVER
+        cache.put(key, _Entry(verified, policy, *valid, window, restrictions), now)
+    return verified
+
+
+def _read_claims(
+    signed: etree._Element, version: SamlVersion, policy: ValidationPolicy, now: datetime,
+    assertion_id: str, raw: bytes,
+) -> tuple[VerifiedAssertion, Window, tuple[tuple[str, ...], ...]]:
+    reader = _read_saml2 if version is SAML2 else _read_saml11
+    issuer, subject, restrictions, bearer, conditions, confirmation_data = reader(signed)
+    if issuer not in policy.issuers:
+        raise InvalidSecurityToken(f"issuer {issuer!r} is not trusted", reason="The security token's issuer is not trusted.")
+    if not subject:
+        raise InvalidSecurityToken("assertion has an empty subject")
+    if not bearer:
+        raise InvalidSecurityToken("subject confirmation is not bearer")
+    if conditions is None:
+        raise InvalidSecurityToken("assertion has no Conditions")
+    check_audiences(restrictions, policy)
+    not_before = _time_attr(conditions, "NotBefore")
+    not_on_or_after = _time_attr(conditions, "NotOnOrAfter")
+    if not_on_or_after is None:
+        raise InvalidSecurityToken("Conditions has no NotOnOrAfter")
+    limits: list[datetime] = []
+    for data_el in confirmation_data:  # SAML 2.0 only
+        limit = _time_attr(data_el, "NotOnOrAfter")
+        if limit is not None:
+            limits.append(limit)
+    issue_instant = _time_attr(signed, "IssueInstant")
+    window = Window(not_before, not_on_or_after, tuple(limits), issue_instant)
+    window.check(now, policy.clock_skew)
+    attributes = _attributes_saml2(signed) if version is SAML2 else _attributes_saml11(signed)
+    verified = VerifiedAssertion(
+        version=version.name,
+        assertion_id=assertion_id,
+        issuer=issuer,
+        subject=subject,
+        audiences=tuple(a for r in restrictions for a in r),
+        not_before=not_before,
+        not_on_or_after=not_on_or_after,
+        issue_instant=issue_instant,
+        attributes=MappingProxyType(attributes),
+        raw=raw,
+        element=signed,
+    )
+    return verified, window, tuple(tuple(r) for r in restrictions)

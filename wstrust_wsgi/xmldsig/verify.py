@@ -1,0 +1,359 @@
+"""Verifying XML-DSig signatures: enveloped, and detached by ID (XML-DSig core section 3.2).
+
+One rule: **trust only what verify returns**. :func:`verify_enveloped` and
+:func:`verify_detached` return a frozen :class:`Verified` holding the signed
+elements and the key that verified them, or raise (FailedCheck,
+UnsupportedAlgorithm, InvalidSecurityToken from :mod:`wstrust_wsgi.errors`).
+Which keys may verify is asked of a :data:`KeyResolver`; the default,
+:func:`trusted_certificates`, answers with configured certificates only and
+never with a key or certificate the message carries in KeyInfo.
+https://www.w3.org/TR/xmldsig-core1/#sec-CoreValidation
+"""
+
+from __future__ import annotations
+
+import functools
+from base64 import b64decode
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import NamedTuple, cast
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from lxml import etree
+
+from .. import _xml, ns
+from ..errors import FailedCheck, InvalidSecurityToken, UnsupportedAlgorithm
+from .algorithms import ALGORITHMS, Algorithm, AlgorithmPolicy, HmacKey
+
+
+class Candidate(NamedTuple):
+    """A key that may verify a signature: a trusted certificate's RSA key (None if not RSA), or an HMAC secret."""
+
+    key: rsa.RSAPublicKey | HmacKey | None
+    certificate: x509.Certificate | None = None
+    #: The certificate's validity, read once (the properties decode ASN.1 on every access).
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+
+    @classmethod
+    def of(cls, certificate: x509.Certificate) -> Candidate:
+        key = certificate.public_key()
+        return cls(key if isinstance(key, rsa.RSAPublicKey) else None, certificate,
+                   certificate.not_valid_before_utc, certificate.not_valid_after_utc)
+
+    def name(self) -> str:
+        """For failure messages only (formatting a subject costs more than a digest)."""
+        return self.certificate.subject.rfc4514_string() if self.certificate is not None else "HMAC key"
+
+
+#: Given the ds:Signature element, the keys that may verify it, tried in order. A resolver
+#: may read KeyInfo (a WS-Security SecurityTokenReference, say) to choose among keys it
+#: already trusts; it must never answer with a key taken from the message itself.
+KeyResolver = Callable[[etree._Element], Iterable[Candidate]]
+
+
+def trusted_certificates(certificates: Iterable[x509.Certificate]) -> KeyResolver:
+    """The default resolver: every configured certificate, whatever KeyInfo says."""
+    candidates = tuple(Candidate.of(c) for c in certificates)
+    return lambda signature: candidates
+
+
+def shared_secrets(keys: Iterable[HmacKey]) -> KeyResolver:
+    """A resolver for HMAC signature methods: the configured secrets."""
+    candidates = tuple(Candidate(k) for k in keys)
+    return lambda signature: candidates
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What a signature covered and what verified it. Read the signed data from ``signed`` only."""
+
+    #: The referenced elements, in Reference order (for an enveloped signature: the root,
+    #: its Signature removed, i.e. the very tree its digested bytes were written from).
+    signed: tuple[etree._Element, ...] = field(repr=False)
+    #: The candidate that verified: its key and certificate (None for an HMAC secret).
+    key: rsa.RSAPublicKey | HmacKey = field(repr=False)
+    certificate: x509.Certificate | None
+    signature_method: str
+
+
+_Q = {local: _xml.qname(ns.DS, local) for local in (
+    "Signature", "SignedInfo", "CanonicalizationMethod", "SignatureMethod", "Reference", "Transforms", "Transform",
+    "DigestMethod", "DigestValue", "SignatureValue", "KeyInfo", "KeyValue", "HMACOutputLength")}
+_DER_KEY = _xml.qname(ns.DSIG11, "DEREncodedKeyValue")
+_FIND_NS = {"ds": ns.DS, "dsig11": ns.DSIG11}
+_EXC_C14N_NS = {"ec": ns.ALG_EXC_C14N}
+#: Every attribute whose value is $id.
+_ID_VALUES = etree.XPath("//@*[. = $id]")
+ENVELOPED = [ns.ALG_ENVELOPED, ns.ALG_EXC_C14N]
+DETACHED = [ns.ALG_EXC_C14N]
+
+
+class Parts(NamedTuple):
+    """A Signature's elements as the shape check found them (by name, each the only one)."""
+
+    signature: etree._Element
+    signed_info: etree._Element
+    c14n_method: etree._Element
+    method: etree._Element
+    references: list[etree._Element]
+    #: Per reference: its Transform elements, and its DigestMethod.
+    steps: list[list[etree._Element]]
+    digest_methods: list[etree._Element]
+
+
+class _Refused(Exception):
+    """A signature refused during verification (becomes FailedCheck)."""
+
+
+@functools.lru_cache(maxsize=None)
+def _schemas() -> list[etree.XMLSchema]:
+    """The XML-DSig schema, as signxml ships it (the copy the reference verifier validates with)."""
+    from signxml import XMLVerifier  # the schema files only
+    return list(XMLVerifier.schemas())
+
+
+def _signed_info_parts(signature: etree._Element, algorithms: AlgorithmPolicy
+                       ) -> tuple[etree._Element, etree._Element, etree._Element, list[etree._Element]]:
+    """SignedInfo, CanonicalizationMethod (exclusive c14n only), an allowed SignatureMethod, the References."""
+    signed_info = _xml.only(signature, _Q["SignedInfo"])
+    if signed_info is None:
+        raise FailedCheck("Signature has no SignedInfo")
+    c14n = _xml.only(signed_info, _Q["CanonicalizationMethod"])
+    if c14n is None or c14n.get("Algorithm") != ns.ALG_EXC_C14N:
+        raise UnsupportedAlgorithm(f"canonicalization {c14n.get('Algorithm') if c14n is not None else None!r}")
+    method = _xml.only(signed_info, _Q["SignatureMethod"])
+    algorithms.signature_method(method.get("Algorithm") if method is not None else None)
+    assert method is not None
+    if _xml.only(method, _Q["HMACOutputLength"]) is not None:  # truncation attacks (CVE-2009-0217)
+        raise UnsupportedAlgorithm("HMACOutputLength is not accepted")
+    return signed_info, c14n, method, list(signed_info.iterchildren(_Q["Reference"]))
+
+
+def _parts(signature: etree._Element, algorithms: AlgorithmPolicy, transforms: list[str],
+           found: tuple[etree._Element, etree._Element, etree._Element, list[etree._Element]]) -> Parts:
+    """Every Reference must apply exactly ``transforms`` and an allowed DigestMethod."""
+    signed_info, c14n, method, references = found
+    all_steps, digests = [], []
+    for reference in references:
+        holder = _xml.only(reference, _Q["Transforms"])
+        steps = list(holder.iterchildren(_Q["Transform"])) if holder is not None else []
+        uris = [t.get("Algorithm") for t in steps]
+        if uris != transforms:
+            raise UnsupportedAlgorithm(f"transforms {uris!r}: only {transforms!r} are allowed")
+        digest = _xml.only(reference, _Q["DigestMethod"])
+        algorithms.digest_method(digest.get("Algorithm") if digest is not None else None)
+        assert digest is not None
+        all_steps.append(steps)
+        digests.append(digest)
+    return Parts(signature, signed_info, c14n, method, references, all_steps, digests)
+
+
+def enveloped_shape(root: etree._Element, *, id_attribute: str, id_names: frozenset[str],
+                    algorithms: AlgorithmPolicy) -> tuple[str, Parts]:
+    """Refuse anything but one enveloped signature over ``root`` by its unique ID; return the ID and the parts.
+
+    ``root`` must carry its ID in ``id_attribute``, one ds:Signature in the
+    whole tree (root's own child), and no other element may hold that ID in
+    an attribute named one of ``id_names`` (in any namespace): the reference
+    must resolve to ``root`` and nothing else (XML Signature Wrapping).
+    """
+    what = etree.QName(root).localname
+    reference_id = root.get(id_attribute, "")
+    if not reference_id:
+        raise InvalidSecurityToken(f"{what} has no {id_attribute}")
+    signatures = list(root.iter(_Q["Signature"]))
+    if not signatures:
+        raise FailedCheck(f"{what} is not signed", reason="The security token is not signed.")
+    if len(signatures) > 1 or signatures[0].getparent() is not root:
+        raise FailedCheck(f"{what} must carry exactly one signature, as its own child")
+    holders = [value.getparent() for value in cast(list[etree._ElementUnicodeResult], _ID_VALUES(root, id=reference_id))
+               if etree.QName(value.attrname).localname in id_names]
+    if any(holder is not root for holder in holders):
+        raise FailedCheck(f"ID {reference_id!r} is not unique to the {what} ({len(holders)} holders)")
+    found = _signed_info_parts(signatures[0], algorithms)
+    references = found[3]
+    if len(references) != 1:
+        raise FailedCheck(f"signature has {len(references)} references, expected exactly 1")
+    uri = references[0].get("URI")
+    if uri != "#" + reference_id:
+        raise FailedCheck(f"reference URI {uri!r} does not point at {what} {reference_id!r}")
+    return reference_id, _parts(signatures[0], algorithms, ENVELOPED, found)
+
+
+def _inclusive_prefixes(node: etree._Element) -> list[str] | None:
+    if len(node) == 0:  # no child, so no ec:InclusiveNamespaces (the usual case)
+        return None
+    inclusive = node.find("./ec:InclusiveNamespaces[@PrefixList]", namespaces=_EXC_C14N_NS)
+    return None if inclusive is None else inclusive.get("PrefixList", "").split(" ")
+
+
+def _c14n(element: etree._Element, transform: etree._Element) -> bytes:
+    return etree.tostring(element, method="c14n", exclusive=True, with_comments=False,
+                          inclusive_ns_prefixes=_inclusive_prefixes(transform))
+
+
+def _remove_enveloped(signature: etree._Element) -> None:
+    """The enveloped-signature transform (XML-DSig core 6.6.4): drop the Signature, keep the text after it."""
+    parent = signature.getparent()
+    assert parent is not None
+    tail = signature.tail
+    previous = signature.getprevious()
+    signature.tail = None
+    if tail is not None:
+        if previous is None:
+            parent.text = (parent.text or "") + tail
+        else:
+            previous.tail = (previous.tail or "") + tail
+    parent.remove(signature)
+
+
+def _find(element: etree._Element, path: str) -> etree._Element:
+    found = element.find(path, namespaces=_FIND_NS)
+    if found is None:
+        raise _Refused(f"no {path} in {element.tag}")
+    return found
+
+
+def _key_value_matches(signature: etree._Element, public_key: rsa.RSAPublicKey) -> bool:
+    """A KeyValue or DEREncodedKeyValue next to the trusted certificate must name the same key (as signxml)."""
+    key_info = next(signature.iterchildren(_Q["KeyInfo"]), None)
+    if key_info is None:
+        return True
+    key_value = der = None  # the first of each, as signxml's find() takes it
+    for child in key_info:
+        if child.tag == _Q["KeyValue"] and key_value is None:
+            key_value = child
+        elif child.tag == _DER_KEY and der is None:
+            der = child
+    if key_value is None and der is None:  # the usual case: no key named, nothing to compare
+        return True
+    numbers = public_key.public_numbers()
+    if key_value is not None:
+        rsa_value = _find(key_value, "ds:RSAKeyValue")
+        modulus = int.from_bytes(b64decode(_find(rsa_value, "ds:Modulus").text), "big")  # type: ignore[arg-type]
+        exponent = int.from_bytes(b64decode(_find(rsa_value, "ds:Exponent").text), "big")  # type: ignore[arg-type]
+        if (modulus, exponent) != (numbers.n, numbers.e):
+            return False
+    if der is not None:
+        carried = serialization.load_der_public_key(b64decode(der.text))  # type: ignore[arg-type]
+        if not isinstance(carried, rsa.RSAPublicKey):
+            return False
+        if (carried.public_numbers().n, carried.public_numbers().e) != (numbers.n, numbers.e):
+            return False
+    return True
+
+
+def _signed_info(parts: Parts) -> tuple[Algorithm, bytes, bytes]:
+    """The SignatureMethod, the SignatureValue bytes and SignedInfo's canonical bytes, after the schema check."""
+    for schema in _schemas():
+        schema.assertValid(parts.signature)
+    value = next(parts.signature.iterchildren(_Q["SignatureValue"]))
+    method = ALGORITHMS[parts.method.get("Algorithm")]  # type: ignore[index]  # allowed by _signed_info_parts
+    return method, b64decode(value.text), _c14n(parts.signed_info, parts.c14n_method)  # type: ignore[arg-type]
+
+
+def _check_digest(element: etree._Element, reference: etree._Element, digest_method: etree._Element,
+                  last_transform: etree._Element) -> None:
+    expected = b64decode(next(reference.iterchildren(_Q["DigestValue"])).text)  # type: ignore[arg-type]
+    if ALGORITHMS[digest_method.get("Algorithm")].digest(_c14n(element, last_transform)) != expected:  # type: ignore[index]
+        raise _Refused("digest mismatch")
+
+
+def _by_key(signature: etree._Element, method: Algorithm, value: bytes, signed_info: bytes,
+            keys: KeyResolver, now: datetime) -> Candidate:
+    """The first candidate whose key verifies ``value`` over ``signed_info`` and is valid at ``now``; or FailedCheck."""
+    at = now.astimezone(timezone.utc) if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
+    failures = []
+    for candidate in keys(signature):
+        if candidate.not_before is not None and at < candidate.not_before:
+            failures.append(f"{candidate.name()}: certificate is not yet valid at {at.isoformat()}")
+            continue
+        if candidate.not_after is not None and at > candidate.not_after:
+            failures.append(f"{candidate.name()}: certificate expired at {candidate.not_after.isoformat()}")
+            continue
+        if candidate.key is None:
+            failures.append(f"{candidate.name()}: not an RSA key")
+            continue
+        try:
+            method.verify(candidate.key, value, signed_info)
+            if isinstance(candidate.key, rsa.RSAPublicKey) and not _key_value_matches(signature, candidate.key):
+                failures.append(f"{candidate.name()}: KeyInfo names another key")
+                continue
+        except (InvalidSignature, _Refused, etree.LxmlError, TypeError, ValueError) as exc:
+            failures.append(f"{candidate.name()}: {type(exc).__name__}: {exc}")
+            continue
+        return candidate
+    raise FailedCheck("signature did not verify with any trusted certificate: " + "; ".join(failures))
+
+
+def _verified(candidate: Candidate, signed: tuple[etree._Element, ...], method: Algorithm) -> Verified:
+    assert candidate.key is not None
+    return Verified(signed, candidate.key, candidate.certificate, method.uri)
+
+
+def verify_enveloped(
+    root: etree._Element, *, id_attribute: str, algorithms: AlgorithmPolicy, keys: KeyResolver, now: datetime,
+    id_names: frozenset[str] = frozenset(), parts: Parts | None = None,
+) -> Verified:
+    """Verify the enveloped signature of ``root``, a standalone tree that this call consumes.
+
+    Checks the shape (:func:`enveloped_shape`, unless its ``parts`` are handed
+    on), validates the Signature against the XML-DSig schema, verifies
+    SignedInfo's signature with the first key from ``keys`` that is valid at
+    ``now``, and the digest of ``root`` without its Signature. What is
+    returned as signed is ``root`` itself, its Signature removed: the very
+    tree the digested bytes were written from (comments dropped at parse,
+    the Signature's tail kept), so everything read from it was signed.
+    """
+    if parts is None:
+        _, parts = enveloped_shape(root, id_attribute=id_attribute, id_names=id_names | {id_attribute},
+                                   algorithms=algorithms)
+    try:
+        method, value, signed_info = _signed_info(parts)
+        # the shape check made root the one holder of its ID: the reference resolves to root
+        _remove_enveloped(parts.signature)
+        _check_digest(root, parts.references[0], parts.digest_methods[0], parts.steps[0][-1])
+    except (_Refused, etree.LxmlError, TypeError, ValueError, IndexError, StopIteration) as exc:
+        raise FailedCheck(f"signature refused: {type(exc).__name__}: {exc}") from None
+    return _verified(_by_key(parts.signature, method, value, signed_info, keys, now), (root,), method)
+
+
+def verify_detached(
+    signature: etree._Element, *, id_attributes: Sequence[str], algorithms: AlgorithmPolicy, keys: KeyResolver,
+    now: datetime,
+) -> Verified:
+    """Verify a detached signature whose References point by ``#id`` at elements of the same document.
+
+    Each ID must be held by exactly one element of the document (in any of
+    ``id_attributes``, Clark names for namespaced ones such as wsu:Id), which
+    must not contain the Signature; the transform is exclusive c14n only.
+    Returns the referenced elements in Reference order.
+    """
+    parts = _parts(signature, algorithms, DETACHED, _signed_info_parts(signature, algorithms))
+    if not parts.references:
+        raise FailedCheck("signature has no references")
+    document = signature.getroottree()
+    targets = []
+    for reference in parts.references:
+        uri = reference.get("URI") or ""
+        if not uri.startswith("#") or len(uri) < 2:
+            raise FailedCheck(f"reference URI {uri!r} is not a same-document #id")
+        holders = [el for name in id_attributes
+                   for el in document.iter() if isinstance(el.tag, str) and el.get(name) == uri[1:]]
+        if len(holders) != 1:
+            raise FailedCheck(f"reference {uri!r} resolves to {len(holders)} elements, expected exactly 1")
+        if any(ancestor is holders[0] for ancestor in signature.iterancestors()):
+            raise FailedCheck(f"reference {uri!r} contains the signature: not a detached signature")
+        targets.append(holders[0])
+    try:
+        method, value, signed_info = _signed_info(parts)
+        for target, reference, digest, steps in zip(targets, parts.references, parts.digest_methods, parts.steps):
+            _check_digest(target, reference, digest, steps[-1])
+    except (_Refused, etree.LxmlError, TypeError, ValueError, IndexError, StopIteration) as exc:
+        raise FailedCheck(f"signature refused: {type(exc).__name__}: {exc}") from None
+    return _verified(_by_key(signature, method, value, signed_info, keys, now), tuple(targets), method)
