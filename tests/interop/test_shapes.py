@@ -27,7 +27,7 @@ from msal.wstrust_response import parse_error
 
 from _support import ROOT, vector, xmlsec1_verify
 from test_roundtrip import demo_servers  # noqa: F401  (the real gunicorn STS + echo service fixture)
-from test_sts import CLIENT_CAPTURES, _rebuild_capture, q
+from _support.captures import CLIENT_CAPTURES, q, rebuild_capture
 from wstrust_wsgi import StsClient, ns
 
 STS_CERT = ROOT / "certs" / "sts.crt"
@@ -276,7 +276,7 @@ def _now_like(sample: str, now: datetime) -> str:
 
 def refresh_capture(data: bytes) -> bytes:
     """A captured RST made current: fresh Timestamp, Created and Nonce in the client's own formats,
-    then our credentials and relying party (``tests/test_sts.py``'s rebuild, which recomputes a digest)."""
+    then our credentials and relying party (``tests/sts/test_sts.py``'s rebuild, which recomputes a digest)."""
     root = etree.fromstring(data)
     now = datetime.now(timezone.utc)
     stamp = root.find(f".//{q(ns.WSU, 'Timestamp')}")
@@ -294,7 +294,7 @@ def refresh_capture(data: bytes) -> bytes:
         nonce.text = base64.b64encode(os.urandom(len(base64.b64decode(nonce.text)))).decode()
     fresh = etree.tostring(root, xml_declaration=data.startswith(b"<?xml"), encoding="utf-8")
     # _rebuild_capture also moves an in-process test clock to the capture's time; the real STS keeps its own
-    return _rebuild_capture(fresh, SimpleNamespace(now=now))
+    return rebuild_capture(fresh, SimpleNamespace(now=now))
 
 
 def _captured_headers(http: dict) -> dict[str, str]:

@@ -4,7 +4,7 @@ The fixed bytes are never written by hand (house style: no XML from string
 formatting): they are lxml's own serialization of a tree holding
 :meth:`EnvelopeTemplate.hole` where each variable value goes, so a template
 cannot drift from the tree it was made from. Values are escaped exactly as
-lxml escapes them, which ``tests/test_wstrust.py`` checks against lxml for
+lxml escapes them, which ``tests/wstrust/test_wstrust.py`` checks against lxml for
 every code point. Why the answer is a template at all: ``bench/README.md``.
 """
 

@@ -19,6 +19,7 @@ import webtest
 from lxml import etree
 
 from _support import ISSUER, OTHER_URL, SERVICE_URL, STS_URL, vector
+from _support.captures import CLIENT_CAPTURES, captured, q, rebuild_capture, rst_of
 from _support.envelope_oracles import response_envelope_from_tree
 from wstrust_wsgi import ns, saml, wstrust
 from wstrust_wsgi import soap as soap_module
@@ -31,15 +32,7 @@ BEARER = {"1.3": f"{ns.WST13}/Bearer", "2005": ns.WST2005_NO_PROOF_KEY}
 SAML2_KEYID = "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLID"
 SAML11_KEYID = "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.0#SAMLAssertionID"
 ROLE_CLAIM = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
-CLIENT_CAPTURES = [
-    "adal13", "adal2005", "msal13", "msal2005",
-    "zeep_s11_digest", "zeep_s11_text", "zeep_s12_digest_wsa", "zeep_s12_text_wsa",
-]
 SOAP_TRUST = [("1.1", "1.3"), ("1.1", "2005"), ("1.2", "1.3"), ("1.2", "2005")]
-
-
-def q(namespace: str, local: str) -> str:
-    return f"{{{namespace}}}{local}"
 
 
 def fmt(moment: datetime) -> str:
@@ -85,14 +78,6 @@ def edit(body: bytes, change) -> bytes:  # type: ignore[no-untyped-def]
     root = etree.fromstring(body)
     change(root)
     return etree.tostring(root, xml_declaration=True, encoding="utf-8")
-
-
-def rst_of(root: etree._Element) -> etree._Element:
-    for trust_ns in (ns.WST13, ns.WST2005):
-        found = root.find(f".//{q(trust_ns, 'RequestSecurityToken')}")
-        if found is not None:
-            return found
-    raise AssertionError("no RST in the request")
 
 
 def header_of(root: etree._Element) -> etree._Element:
@@ -854,41 +839,10 @@ def test_refusal_log_never_holds_the_password(web, make_client, caplog):
 # ------------------------------------------------------------------ real client shapes
 
 
-def _captured(name: str) -> tuple[bytes, dict]:
-    body = vector(f"clients/{name}.xml").read_bytes()
-    http = json.loads(vector(f"clients/{name}.http.json").read_text())
-    return body, http
-
-
-def _rebuild_capture(data: bytes, clock) -> bytes:  # type: ignore[no-untyped-def]
-    """Give a captured RST our credentials and relying party, and move the clock to its time."""
-    root = etree.fromstring(data)
-    security = root.find(f".//{q(ns.WSSE, 'Security')}")
-    token = security.find(q(ns.WSSE, "UsernameToken"))
-    token.find(q(ns.WSSE, "Username")).text = "admin"
-    password = token.find(q(ns.WSSE, "Password"))
-    created_el = token.find(q(ns.WSU, "Created"))
-    if password.get("Type", "").endswith("#PasswordDigest"):
-        nonce = base64.b64decode(token.findtext(q(ns.WSSE, "Nonce")))
-        created = created_el.text
-        password.text = base64.b64encode(hashlib.sha1(nonce + created.encode() + b"admin").digest()).decode()
-        clock.now = datetime.fromisoformat(created).astimezone(timezone.utc) + timedelta(seconds=1)
-    else:
-        password.text = "admin"
-    stamp = security.find(q(ns.WSU, "Timestamp"))
-    if stamp is not None:
-        created = stamp.findtext(q(ns.WSU, "Created")).strip().replace("Z", "+00:00")
-        clock.now = datetime.fromisoformat(created).astimezone(timezone.utc) + timedelta(seconds=1)
-    addresses = list(rst_of(root).iter(q(ns.WSA10, "Address")))
-    assert len(addresses) == 1
-    addresses[0].text = SERVICE_URL
-    return etree.tostring(root, xml_declaration=data.startswith(b"<?xml"), encoding="utf-8")
-
-
 @pytest.mark.parametrize("name", CLIENT_CAPTURES)
 def test_real_client_request_shape_gets_a_token(web, clock, name):
-    data, http = _captured(name)
-    body = _rebuild_capture(data, clock)
+    data, http = captured(name)
+    body = rebuild_capture(data, clock)
     headers = {k.lower(): v for k, v in http["headers"]}
     extra = {"SOAPAction": headers["soapaction"]} if "soapaction" in headers else {}
     response = web.request(http["path"], method=http["method"], body=body, headers=extra,
@@ -909,8 +863,8 @@ def test_real_client_request_shape_gets_a_token(web, clock, name):
 
 @pytest.mark.parametrize("name", ["adal13", "zeep_s11_digest"])
 def test_real_client_request_with_wrong_password_is_refused(web, clock, name):
-    data, http = _captured(name)
-    body = _rebuild_capture(data, clock).replace(b">admin</wsse:Password>", b">nope</wsse:Password>")
+    data, http = captured(name)
+    body = rebuild_capture(data, clock).replace(b">admin</wsse:Password>", b">nope</wsse:Password>")
     if b"PasswordDigest" in body:
         body = body.replace(b"#PasswordDigest\">", b"#PasswordDigest\">AAAA", 1)
     headers = {k.lower(): v for k, v in http["headers"]}
