@@ -48,7 +48,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from lxml import etree
 
-from . import _xml
+from . import _xml, exchange
 from ._urls import redact_url
 from .client import StsClient, UrllibTransport, call_service
 from .errors import BadValue, ConfigurationError, RegistryError, RemoteFault, TransportError
@@ -75,7 +75,7 @@ def _client(args: argparse.Namespace) -> int:
     if password is None:
         password = getpass.getpass(f"Password for {args.username}: ")
     applies_to = args.applies_to or args.service
-    transport = UrllibTransport(cafile=args.cafile)
+    transport = exchange.transport_from_args(args, UrllibTransport(cafile=args.cafile), secrets=[password])
     client = StsClient(
         args.sts, username=args.username, password=password, digest=args.digest,
         soap_version=args.soap, trust_version=args.trust, transport=transport,
@@ -90,7 +90,7 @@ def _client(args: argparse.Namespace) -> int:
         return 2
     print(f"Issued token ({token.token_type}), id {token.assertion_id}, valid until "
           f"{token.expires.isoformat() if token.expires else 'unknown'}:")
-    print(token.assertion.decode("utf-8", "replace"))
+    print(exchange.token_text_from_args(args, token.assertion))
     if args.no_call:
         return 0
     payload = _xml.parse(open(args.payload, "rb").read()) if args.payload else _echo_payload(args.message)
@@ -877,6 +877,7 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--payload", help="file holding the SOAP Body child to send instead of the echo")
     client.add_argument("--no-call", action="store_true", help="only request and print the token")
     client.add_argument("--cafile", help="PEM certificate(s) to trust for HTTPS instead of the system store")
+    exchange.add_arguments(client)
     client.set_defaults(run=_client)
 
     certs = commands.add_parser("certs", help="regenerate the DEMO-ONLY key pairs")
