@@ -34,9 +34,11 @@ document) is shown as text, with the same rules applied to its characters: the
 content of any tag named like a secret element up to the next ``<`` and any PEM
 private key block are masked, and so is every secret value learnt from the
 request of the same exchange or given by the caller (the client's password).
-Those literal values are replaced only in text that is not XML: in a parsed
-message the structure says where secrets are, and replacing a password that
-happens to equal the user name would hide the user name everywhere.
+Those literal values are also replaced in a parsed document that is not a SOAP
+envelope (an XHTML error page echoing the request) and inside a SOAP Fault (a
+reason quoting the password), but not elsewhere in an envelope: there the
+structure says where secrets are, and replacing a password that happens to
+equal the user name would hide the user name, the NameID and the role too.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from typing import TextIO
 
 from lxml import etree
 
-from . import _xml
+from . import _xml, ns
 from .client import Transport
 from .errors import MalformedMessage, TransportError
 
@@ -141,13 +143,29 @@ def _mask_text(element: etree._Element, learnt: set[str]) -> None:
         element.text = MASK
 
 
-def _mask_plain(text: str, secrets: Iterable[str]) -> str:
+def _replace_literals(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
+
+
+def _mask_literals(elements: Iterable[etree._Element], secrets: Sequence[str]) -> None:
+    """Replace the literal secret values in the texts and attributes of ``elements``."""
+    for element in elements:
+        if element.text:
+            element.text = _replace_literals(element.text, secrets)
+        if element.tail:
+            element.tail = _replace_literals(element.tail, secrets)
+        if isinstance(element.tag, str):
+            for key, value in element.attrib.items():
+                element.set(key, _replace_literals(value, secrets))
+
+
+def _mask_plain(text: str, secrets: Sequence[str]) -> str:
     """Mask the text of a message that is not XML (see the module docstring)."""
     text = _PEM_PRIVATE_KEY.sub(MASK, text)
     text = _SECRET_TAG_TEXT.sub(lambda m: m.group(1) + (MASK if m.group(2).strip() else m.group(2)), text)
-    for secret in sorted(secrets, key=len, reverse=True):  # longest first: one secret may contain another
-        text = text.replace(secret, MASK)
-    return text
+    return _replace_literals(text, secrets)
 
 
 def _parsed(data: bytes) -> etree._Element | None:
@@ -165,11 +183,21 @@ def mask(data: bytes, *, secrets: Iterable[str] = (), learnt: set[str] | None = 
     :param learnt: if given, the secret values found in ``data`` are added to it.
     """
     learnt = learnt if learnt is not None else set()
+    literal = sorted({s for s in secrets if s}, key=len, reverse=True)  # longest first: one may contain another
     root = _parsed(data) if data.strip() else None
     if root is None:
-        return _mask_plain(data.decode("utf-8", "replace"), secrets).encode("utf-8")
+        return _mask_plain(data.decode("utf-8", "replace"), literal).encode("utf-8")
     _mask_tree(root, learnt)
+    if literal:
+        if root.tag not in _ENVELOPES:
+            _mask_literals(root.iter(), literal)
+        for fault in root.iter(*_FAULTS):
+            _mask_literals(fault.iter(), literal)
     return etree.tostring(root, encoding="utf-8", xml_declaration=False)
+
+
+_ENVELOPES = frozenset(_xml.qname(soap, "Envelope") for soap in (ns.SOAP11, ns.SOAP12))
+_FAULTS = tuple(_xml.qname(soap, "Fault") for soap in (ns.SOAP11, ns.SOAP12))
 
 
 def indented(data: bytes) -> str:
