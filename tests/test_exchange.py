@@ -196,7 +196,8 @@ def test_saved_exact_files_are_the_bytes_the_apps_received_and_answered(make_cli
     files = MessageFiles(tmp_path / "messages", secrets=["admin"])
     client = make_client(digest=True, transport=RecordingTransport(WSGITransport(sts), files))
     token = client.request_token(SERVICE_URL)
-    call_service(SERVICE_URL, token, _echo_payload("saved"), transport=RecordingTransport(WSGITransport(service), files))
+    call_service(SERVICE_URL, token, _echo_payload("saved"),
+                 transport=RecordingTransport(WSGITransport(service), files))
     folder = tmp_path / "messages"
     wire = [sts.seen[0][0], sts.seen[0][1], service.seen[0][0], service.seen[0][1]]
     for number, (kind, data) in enumerate(zip(["request", "response"] * 2, wire), start=1):

@@ -72,9 +72,9 @@ _NOT_SECRET = frozenset({"ComputedKey"})
 
 _PEM_PRIVATE_KEY = re.compile(
     r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.S)
-_SECRET_TAG_TEXT = re.compile(
-    r"(<(?:[\w.-]+:)?(?:%s|%s)\b[^>]*(?<!/)>)([^<]*)" % (
-        "|".join(sorted(SECRET_ELEMENTS)), "|".join(sorted(SECRET_SUBTREES))))
+_SECRET_NAMES = "|".join(sorted(SECRET_ELEMENTS | SECRET_SUBTREES))
+#: In text that is not XML: a start tag named like a secret element (any prefix), and its text up to the next "<".
+_SECRET_TAG_TEXT = re.compile(rf"(<(?:[\w.-]+:)?(?:{_SECRET_NAMES})\b[^>]*(?<!/)>)([^<]*)")
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def _mask_tree(root: etree._Element, learnt: set[str]) -> None:
 
 def _mask_text(element: etree._Element, learnt: set[str]) -> None:
     value = (element.text or "").strip()
-    if value:
+    if value and value != MASK:  # an element inside a secret subtree is met twice
         learnt.add(value)
         element.text = MASK
 
@@ -179,7 +179,8 @@ def _parsed(data: bytes) -> etree._Element | None:
 def mask(data: bytes, *, secrets: Iterable[str] = (), learnt: set[str] | None = None) -> bytes:
     """A copy of ``data`` with its secrets masked; ``data`` itself is bytes and stays as it is.
 
-    :param secrets: literal values to mask in a message that is not XML (e.g. the password).
+    :param secrets: literal values (e.g. the password) to mask in a message that is not XML, in XML
+        that is not a SOAP envelope, and inside a SOAP Fault.
     :param learnt: if given, the secret values found in ``data`` are added to it.
     """
     learnt = learnt if learnt is not None else set()
@@ -249,7 +250,8 @@ class RecordingTransport:
     :param secrets: literal values to mask besides the secret elements (see :func:`mask`).
 
     Usable wherever a transport is: ``StsClient(..., transport=RecordingTransport(...))``
-    and ``call_service(..., transport=...)``.
+    and ``call_service(..., transport=...)``. The method is always POST: a
+    transport is only ever asked to POST a SOAP envelope.
     """
 
     def __init__(self, transport: Transport, on_exchange: Callable[[Exchange], object], *,
