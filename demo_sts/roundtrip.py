@@ -1,9 +1,12 @@
 """The demo round trip: ``python -m demo_sts.roundtrip`` (what ``./run.sh demo`` runs).
 
 Starts the demo STS and the demo echo service under gunicorn on loopback,
-runs the client as admin/admin (token printed, then the service's reply), shows
-that alice (no admin role) is refused, prints the servers' log lines, and stops
-both servers whatever happened.
+runs the client as admin/admin the way the WSO2 page this project follows
+shows it (the token, then "Request and response messages to and from the
+STS": the RST and RSTR, the password masked, then the service call and its
+reply), shows with the ``wstrust-wsgi client`` command that alice (no admin
+role) is refused, prints the servers' log lines, and stops both servers
+whatever happened.
 
 Ports: WSTRUST_DEMO_STS_PORT (8080) and WSTRUST_DEMO_SERVICE_PORT (8081).
 """
@@ -18,7 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from wstrust_wsgi import cli
+from lxml import etree
+
+from wstrust_wsgi import StsClient, UrllibTransport, WsTrustError, call_service, cli
+from wstrust_wsgi.exchange import Exchange, RecordingTransport, describe, token_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,6 +81,31 @@ def demo_env(sts_port: int, service_port: int) -> dict[str, str]:
     return env
 
 
+def admin_round_trip(sts_url: str, service_url: str) -> int:
+    """admin's token, the RST and RSTR that carried it (as the WSO2 page ends), then the service call.
+
+    The library rather than the ``client`` command, so that the messages come
+    after the token and before the service call; the exchange is recorded by
+    wrapping the transport, which never changes the bytes sent.
+    """
+    exchanges: list[Exchange] = []
+    transport = RecordingTransport(UrllibTransport(), exchanges.append)
+    try:
+        token = StsClient(sts_url, username="admin", password="admin", transport=transport).request_token(service_url)
+        print(f"Issued token ({token.token_type}), id {token.assertion_id}:")
+        print(token_text(token.assertion, indent=sys.stdout.isatty()))
+        print("\n=== Request and response messages to and from the STS (secrets masked) ===")
+        print(describe(exchanges[-1], secrets=["admin"]))
+        print(f"=== admin calls {service_url} with the token ===")
+        reply = call_service(service_url, token, cli._echo_payload("Hello from wstrust-wsgi"), transport=transport)
+    except WsTrustError as exc:
+        print(f"admin's round trip failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"Reply from {service_url}:")
+    print(etree.tostring(reply, pretty_print=True).decode().rstrip())
+    return 0
+
+
 def main() -> int:
     sts_port = int(os.environ.get("WSTRUST_DEMO_STS_PORT", "8080"))
     service_port = int(os.environ.get("WSTRUST_DEMO_SERVICE_PORT", "8081"))
@@ -97,8 +128,7 @@ def main() -> int:
                       file=sys.stderr)
                 return 1
         print("\n=== admin/admin: request a token, then call the service with it ===")
-        status = cli.main(["client", "--sts", sts_url, "--service", service_url,
-                           "--username", "admin", "--password", "admin"])
+        status = admin_round_trip(sts_url, service_url)
         print("\n=== alice/alice: good password, but not in the admin role ===")
         refused = cli.main(["client", "--sts", sts_url, "--service", service_url,
                             "--username", "alice", "--password", "alice"])

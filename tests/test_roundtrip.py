@@ -117,3 +117,44 @@ def test_demo_command_runs_the_whole_round_trip():
     assert "<echo:Caller>admin</echo:Caller>" in result.stdout
     assert "Round trip complete" in result.stdout
     assert "NotAuthorized" in result.stdout  # the STS log line for alice
+    # issue 16: admin's RST and RSTR, after the token and before the service call, the password masked
+    out = result.stdout
+    heading = out.index("Request and response messages to and from the STS")
+    assert out.index("Issued token") < heading < out.index("<echo:Caller>admin</echo:Caller>")
+    messages = out[heading:out.index("<echo:Caller>")]
+    assert "<wst:RequestSecurityToken " in messages and "<wst:RequestSecurityTokenResponse" in messages
+    assert '#PasswordText">**masked**</wsse:Password>' in messages
+    assert "admin</wsse:Password>" not in out
+
+
+def test_client_shows_and_saves_the_messages_over_real_http(demo_servers, tmp_path):
+    """Issue 16: --show-messages prints the four messages in order, secrets masked; --save-messages keeps
+    the exact bytes (the token in them still verifies) and a masked copy beside each."""
+    sts_url, service_url, _ = demo_servers
+    folder = tmp_path / "messages"
+    result = run_cli("client", "--sts", sts_url, "--service", service_url, "--username", "admin",
+                     "--password", "admin", "--digest", "--soap", "1.1", "--show-messages",
+                     "--save-messages", str(folder))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    order = [out.index(f">>> POST {sts_url}"), out.index(f"<<< HTTP 200 from {sts_url}"), out.index("Issued token"),
+             out.index(f">>> POST {service_url}"), out.index(f"<<< HTTP 200 from {service_url}"),
+             out.index("Reply from")]
+    assert order == sorted(order)
+    assert 'SOAPAction: "http://docs.oasis-open.org/ws-sx/ws-trust/200512/RST/Issue"' in out
+    assert "\n      <wsse:UsernameToken>" in out  # indented for reading
+    exact = (folder / "01-request.xml").read_bytes()
+    digest = re.search(rb"#PasswordDigest\">([^<]+)<", exact).group(1).decode()
+    nonce = re.search(rb"Base64Binary\">([^<]+)<", exact).group(1).decode()
+    assert digest not in out and nonce not in out and out.count("**masked**") == 2
+    masked = (folder / "01-request.masked.xml").read_bytes()
+    assert digest.encode() not in masked and nonce.encode() not in masked
+    assert sorted(p.name for p in folder.glob("0*.xml")) == sorted(
+        f"{n:02d}-{kind}{suffix}.xml" for n, kind in enumerate(["request", "response"] * 2, start=1)
+        for suffix in ("", ".masked"))
+    printed = re.search(r"(<saml2?:Assertion .*?</saml2?:Assertion>)", out.split("Issued token")[1], re.S)
+    assert printed is not None and printed.group(1).encode() in (folder / "02-response.xml").read_bytes()
+    assert printed.group(1).encode() in (folder / "03-request.xml").read_bytes()  # spliced unchanged
+    raw = run_cli("client", "--sts", sts_url, "--service", service_url, "--username", "admin",
+                  "--password", "admin", "--no-call", "--show-messages", "--raw")
+    assert raw.returncode == 0 and "<s:Envelope" in raw.stdout and "\n  <s:Header>" not in raw.stdout

@@ -18,7 +18,7 @@ from typing import Any
 
 from lxml import etree
 
-from .. import _xml
+from .. import _xml, exchange
 from ..client import StsClient, UrllibTransport, call_service
 from ..errors import RemoteFault, TransportError
 from .demo import DEMO_SERVICE, DEMO_STS, echo_payload
@@ -29,7 +29,7 @@ def _client(args: argparse.Namespace) -> int:
     if password is None:
         password = getpass.getpass(f"Password for {args.username}: ")
     applies_to = args.applies_to or args.service
-    transport = UrllibTransport(cafile=args.cafile)
+    transport = exchange.transport_from_args(args, UrllibTransport(cafile=args.cafile), secrets=[password])
     client = StsClient(
         args.sts, username=args.username, password=password, digest=args.digest,
         soap_version=args.soap, trust_version=args.trust, transport=transport,
@@ -44,7 +44,7 @@ def _client(args: argparse.Namespace) -> int:
         return 2
     print(f"Issued token ({token.token_type}), id {token.assertion_id}, valid until "
           f"{token.expires.isoformat() if token.expires else 'unknown'}:")
-    print(token.assertion.decode("utf-8", "replace"))
+    print(exchange.token_text_from_args(args, token.assertion))
     if args.no_call:
         return 0
     payload = _xml.parse(Path(args.payload).read_bytes()) if args.payload else echo_payload(args.message)
@@ -78,4 +78,5 @@ def add_client_command(commands: Any) -> None:
     client.add_argument("--payload", help="file holding the SOAP Body child to send instead of the echo")
     client.add_argument("--no-call", action="store_true", help="only request and print the token")
     client.add_argument("--cafile", help="PEM certificate(s) to trust for HTTPS instead of the system store")
+    exchange.add_arguments(client)
     client.set_defaults(run=_client)
