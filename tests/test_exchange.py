@@ -16,9 +16,9 @@ import itertools
 import pytest
 from lxml import etree
 
-from conftest import SERVICE_URL, STS_URL
+from _support import SERVICE_URL, STS_URL
 from wstrust_wsgi import RemoteFault, TransportError, WSGITransport, call_service, ns
-from wstrust_wsgi.cli import _echo_payload
+from wstrust_wsgi.cli import echo_payload as _echo_payload
 from wstrust_wsgi.exchange import (
     MASK,
     Exchange,
