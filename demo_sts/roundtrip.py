@@ -97,7 +97,7 @@ def admin_round_trip(sts_url: str, service_url: str) -> int:
         print("\n=== Request and response messages to and from the STS (secrets masked) ===")
         print(describe(exchanges[-1], secrets=["admin"]))
         print(f"=== admin calls {service_url} with the token ===")
-        reply = call_service(service_url, token, cli._echo_payload("Hello from wstrust-wsgi"), transport=transport)
+        reply = call_service(service_url, token, cli.echo_payload("Hello from wstrust-wsgi"), transport=transport)
     except WsTrustError as exc:
         print(f"admin's round trip failed: {exc}", file=sys.stderr)
         return 1
