@@ -118,6 +118,10 @@ class StsSettings:
 
 # ---------------------------------------------------------------------------- rules
 
+#: SAML versions a relying party can be given, by the names the registry, the CLI and the
+#: deployment file use (``wstrust_wsgi.saml`` names its versions the same; a test pins it).
+TOKEN_TYPES = ("2.0", "1.1")
+
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _URN = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:\S+$", re.IGNORECASE)
 

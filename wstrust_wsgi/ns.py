@@ -85,3 +85,17 @@ ALG_SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
 
 # Claim type used for roles, as WIF and AD FS name it.
 CLAIM_ROLE = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
+
+# SOAP roles that address the ultimate receiver (SOAP 1.1 section 4.2.2, SOAP 1.2 part 1 section 2.2)
+SOAP11_ACTOR_NEXT = "http://schemas.xmlsoap.org/soap/actor/next"
+SOAP12_ROLE_NEXT = "http://www.w3.org/2003/05/soap-envelope/role/next"
+SOAP12_ROLE_ULTIMATE_RECEIVER = "http://www.w3.org/2003/05/soap-envelope/role/ultimateReceiver"
+
+# WSDL 1.1 and the policy vocabularies the STS's WSDL uses
+WSDL = "http://schemas.xmlsoap.org/wsdl/"
+WSDL_SOAP11 = "http://schemas.xmlsoap.org/wsdl/soap/"
+WSDL_SOAP12 = "http://schemas.xmlsoap.org/wsdl/soap12/"
+WSAM = "http://www.w3.org/2007/05/addressing/metadata"
+SOAP_HTTP_TRANSPORT = "http://schemas.xmlsoap.org/soap/http"
+SP12 = "http://docs.oasis-open.org/ws-sx/ws-securitypolicy/200702"
+SP11 = "http://schemas.xmlsoap.org/ws/2005/07/securitypolicy"

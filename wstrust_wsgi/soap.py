@@ -68,10 +68,7 @@ _ENVELOPES = {names.envelope: _BY_NS[namespace] for namespace, names in _NAMES.i
 #: actor (SOAP 1.1) / role (SOAP 1.2) values that address the ultimate receiver,
 #: which also acts as "next" (SOAP 1.1 section 4.2.2, SOAP 1.2 part 1 section 2.2).
 _ROLES_FOR_US = frozenset({
-    "",
-    "http://schemas.xmlsoap.org/soap/actor/next",
-    "http://www.w3.org/2003/05/soap-envelope/role/next",
-    "http://www.w3.org/2003/05/soap-envelope/role/ultimateReceiver",
+    "", ns.SOAP11_ACTOR_NEXT, ns.SOAP12_ROLE_NEXT, ns.SOAP12_ROLE_ULTIMATE_RECEIVER,
 })
 
 

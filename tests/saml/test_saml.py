@@ -526,3 +526,10 @@ def test_pretty_printed_adfs_assertions_fail_check_with_their_own_cert(name, now
     )
     with pytest.raises(FailedCheck):
         saml.verify_assertion(assertion, policy, now=now)
+
+
+def test_the_model_names_exactly_the_saml_versions():
+    """model.TOKEN_TYPES (tier 0, used by the registry, the CLI and the config) cannot import saml."""
+    from wstrust_wsgi.model import TOKEN_TYPES
+
+    assert TOKEN_TYPES == tuple(version.name for version in (saml.SAML2, saml.SAML11))

@@ -29,7 +29,8 @@ from .._urls import redact_url, sqlite_path
 from ..errors import BadValue, ConfigurationError, RegistryError
 from ..keys import SigningKey, generate_key_pair, load_certificate
 from ..model import (
-    SIGNATURE_ALGORITHMS, RelyingParty, check_address, check_claim_uri, check_claim_value, check_name, shown,
+    SIGNATURE_ALGORITHMS, TOKEN_TYPES, RelyingParty, check_address, check_claim_uri, check_claim_value,
+    check_name, shown,
 )
 from .output import (
     Result, as_seconds, duration, fingerprint, party_data, party_text, settings_data, settings_text, table,
@@ -569,7 +570,7 @@ def add_admin_commands(commands: Any) -> None:
     rps = rp.add_subparsers(dest="action", required=True, metavar="ACTION")
     rp_add = _add_command(rps, "add", _rp_add, "register a relying party by its endpoint address", "rp add")
     rp_add.add_argument("address", metavar="ADDRESS", help="the exact wsp:AppliesTo address (becomes the audience)")
-    rp_add.add_argument("--token-type", choices=("2.0", "1.1"), default="2.0",
+    rp_add.add_argument("--token-type", choices=TOKEN_TYPES, default="2.0",
                         help="SAML version when the request names none (default 2.0)")
     rp_add.add_argument("--lifetime", metavar="SECONDS", help="token lifetime (default: the STS default)")
     rp_add.add_argument("--claim", action="append", metavar="URI",

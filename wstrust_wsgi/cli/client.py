@@ -20,6 +20,7 @@ from lxml import etree
 
 from .. import _xml, exchange
 from ..client import StsClient, UrllibTransport, call_service
+from ..model import TOKEN_TYPES
 from ..errors import RemoteFault, TransportError
 from .demo import DEMO_SERVICE, DEMO_STS, echo_payload
 
@@ -73,7 +74,7 @@ def add_client_command(commands: Any) -> None:
     client.add_argument("--digest", action="store_true", help="send PasswordDigest instead of PasswordText")
     client.add_argument("--soap", choices=["1.1", "1.2"], default="1.2")
     client.add_argument("--trust", choices=["1.3", "2005"], default="1.3")
-    client.add_argument("--token-type", choices=["2.0", "1.1"], help="SAML version (default: the STS decides)")
+    client.add_argument("--token-type", choices=TOKEN_TYPES, help="SAML version (default: the STS decides)")
     client.add_argument("--message", default="Hello from wstrust-wsgi", help="text for the demo echo service")
     client.add_argument("--payload", help="file holding the SOAP Body child to send instead of the echo")
     client.add_argument("--no-call", action="store_true", help="only request and print the token")

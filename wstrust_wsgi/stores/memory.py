@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from ..errors import ConfigurationError, StoreUnavailable
-from ..model import PasswordProof, Principal, RelyingParty, User
+from ..model import TOKEN_TYPES, PasswordProof, Principal, RelyingParty, User
 from .passwords import dummy_hash, hash_password, password_matches
 
 # User and hash_password are imported from here by older code: both stay importable.
@@ -59,7 +59,7 @@ class MemoryRelyingPartyStore:
     def __init__(self, parties: Iterable[RelyingParty]) -> None:
         self._parties: dict[str, RelyingParty] = {}
         for party in parties:
-            if party.token_type not in ("2.0", "1.1"):
+            if party.token_type not in TOKEN_TYPES:
                 raise ConfigurationError(f"relying party {party.address}: token_type must be '2.0' or '1.1'")
             self._parties[party.address] = party
 

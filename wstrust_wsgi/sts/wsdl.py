@@ -38,13 +38,8 @@ from lxml import etree
 
 from .. import _xml, ns, wstrust
 
-WSDL = "http://schemas.xmlsoap.org/wsdl/"
-WSDL_SOAP11 = "http://schemas.xmlsoap.org/wsdl/soap/"
-WSDL_SOAP12 = "http://schemas.xmlsoap.org/wsdl/soap12/"
-WSAM = "http://www.w3.org/2007/05/addressing/metadata"
-SOAP_HTTP_TRANSPORT = "http://schemas.xmlsoap.org/soap/http"
-SP12 = "http://docs.oasis-open.org/ws-sx/ws-securitypolicy/200702"
-SP11 = "http://schemas.xmlsoap.org/ws/2005/07/securitypolicy"
+WSDL, WSDL_SOAP11, WSDL_SOAP12 = ns.WSDL, ns.WSDL_SOAP11, ns.WSDL_SOAP12
+WSAM, SOAP_HTTP_TRANSPORT, SP12, SP11 = ns.WSAM, ns.SOAP_HTTP_TRANSPORT, ns.SP12, ns.SP11
 
 #: The WSDL's own target namespace (messages, port types, bindings, service).
 TARGET_NAMESPACE = "urn:wstrust-wsgi:sts"

@@ -22,12 +22,9 @@ from datetime import timedelta
 from cryptography import x509
 
 from ...errors import ConfigurationError
-from ...model import RelyingParty, check_address, check_claim_uri, check_claim_value, check_name
+from ...model import TOKEN_TYPES, RelyingParty, check_address, check_claim_uri, check_claim_value, check_name
 
 __all__ = ["claims", "duration", "findable", "names", "party", "password", "reference"]
-
-_TOKEN_TYPES = ("2.0", "1.1")
-
 
 def findable(name: object) -> bool:
     """Whether a looked-up name could be stored at all (PostgreSQL text holds no NUL)."""
@@ -86,7 +83,7 @@ def party(given: object) -> RelyingParty:
     if not isinstance(given, RelyingParty):
         raise ConfigurationError(f"relying party: must be a RelyingParty, not {given!r}")
     address = check_address(given.address, "relying party address")
-    if given.token_type not in _TOKEN_TYPES:
+    if given.token_type not in TOKEN_TYPES:
         raise ConfigurationError(
             f"relying party {address}: token_type must be '2.0' or '1.1', not {given.token_type!r}"
         )
