@@ -10,16 +10,18 @@ from .client import IssuedToken, StsClient, UrllibTransport, WSGITransport, call
 from .errors import (
     ConfigurationError,
     RemoteFault,
+    SecurityWarning,
     SoapFault,
     TransportError,
     WsTrustError,
 )
+from .exchange import Exchange, RecordingTransport
 from .keys import SigningKey, generate_demo_key_pair, load_certificate
 from .middleware import ENVIRON_KEY, RelyingPartyMiddleware, get_assertion
 from .saml import VerificationCache, VerifiedAssertion
-from .stores import Principal, RelyingParty, StsSettings
+from .model import Principal, RelyingParty, StsSettings, User
 from .stores.cache import CachedUserStore
-from .stores.memory import MemoryRelyingPartyStore, MemoryReplayCache, MemoryUserStore, User
+from .stores.memory import MemoryRelyingPartyStore, MemoryReplayCache, MemoryUserStore
 from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
 from .sts import TokenService
 
@@ -29,16 +31,19 @@ __all__ = [
     "CachedUserStore",
     "ConfigurationError",
     "ENVIRON_KEY",
+    "Exchange",
     "IssuedToken",
     "MemoryRelyingPartyStore",
     "MemoryReplayCache",
     "MemoryUserStore",
     "Principal",
+    "RecordingTransport",
     "RedisReplayCache",
     "RelyingParty",
     "RelyingPartyMiddleware",
     "RemoteFault",
     "SQLiteReplayCache",
+    "SecurityWarning",
     "SigningKey",
     "SoapFault",
     "StsClient",

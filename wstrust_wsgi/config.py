@@ -52,12 +52,9 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ._urls import redact_url, sqlite_path
-from .errors import BadValue, ConfigurationError
+from .errors import BadValue, ConfigurationError, KeyPairError
 from .keys import SigningKey
 from .model import check_claim_uri, check_name
 
@@ -311,23 +308,13 @@ def _read_keys(table: _Table, base: Path, now: datetime, warnings: list[str]) ->
     key_path = table.required_path("signing_key", base)
     cert_path = table.required_path("signing_cert", base)
     key_pem = table.read_file("signing_key", key_path)
-    try:
-        private_key = serialization.load_pem_private_key(key_pem, password=None)
-    except TypeError:  # cryptography's signal for "encrypted, and no password given"
-        raise table.error("signing_key", f"{key_path} is encrypted; the STS needs it unencrypted "
-                                         "(protect it with file permissions instead)") from None
-    except ValueError:
-        raise table.error("signing_key", f"{key_path} is not a PEM private key") from None
-    if not isinstance(private_key, rsa.RSAPrivateKey):
-        raise table.error("signing_key", f"{key_path} is not an RSA key; only RSA keys can sign tokens")
     cert_pem = table.read_file("signing_cert", cert_path)
     try:
-        certificate = x509.load_pem_x509_certificate(cert_pem)
-    except ValueError:
-        raise table.error("signing_cert", f"{cert_path} is not a PEM certificate") from None
-    if _spki(certificate.public_key()) != _spki(private_key.public_key()):
-        raise table.error("signing_cert", f"{cert_path} does not match signing_key {key_path} "
-                                          "(their public keys differ)")
+        signing = SigningKey.from_pem(key_pem, cert_pem, key_name=f"signing_key {key_path}",
+                                      cert_name=f"signing_cert {cert_path}")
+    except KeyPairError as exc:  # its message already names the field and the file
+        raise ConfigurationError(f"{table.source}: [keys] {exc}") from None
+    certificate = signing.certificate
     if certificate.not_valid_after_utc <= now:
         raise table.error("signing_cert", f"{cert_path} expired on {certificate.not_valid_after_utc:%Y-%m-%d}; "
                                           "relying parties would refuse every token")
@@ -341,7 +328,7 @@ def _read_keys(table: _Table, base: Path, now: datetime, warnings: list[str]) ->
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         warnings.append(f"{table.source}: [keys] signing_key: {key_path} can be read by other users "
                         f"(mode {stat.S_IMODE(mode):04o}); chmod 600 it")
-    return KeysConfig(key_path, cert_path, SigningKey(private_key, certificate))
+    return KeysConfig(key_path, cert_path, signing)
 
 
 def _read_registry(table: _Table) -> RegistryConfig:
@@ -574,10 +561,6 @@ _WHY_REQUIRED = {
 
 # ---------------------------------------------------------------------- helpers
 
-
-def _spki(public_key: Any) -> bytes:
-    return bytes(public_key.public_bytes(serialization.Encoding.DER,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 def _kind(value: object, *, show: bool = True) -> str:

@@ -27,6 +27,7 @@ to the server log only, never to the peer::
      +-- TransportError                  client side: no answer, or not SOAP
      +-- ConfigurationError              a configuration value broke a rule (also a ValueError)
      |    +-- BadValue                   a name, address or claim broke a rule of wstrust_wsgi.model
+     |    +-- KeyPairError               a signing key and certificate that cannot sign together
      +-- RegistryError                   a registry change named something unknown, or a duplicate
 
 How a fault is rendered (SOAP version, HTTP status) is decided in :mod:`wstrust_wsgi.soap`.
@@ -199,6 +200,14 @@ class BadValue(ConfigurationError):
 
     Raised by the rules in :mod:`wstrust_wsgi.model`, which the command line
     (exit 2), the registry and the deployment file share.
+    """
+
+
+class KeyPairError(ConfigurationError):
+    """A signing key and certificate that cannot sign together; the message names the one to fix.
+
+    Raised by the one key-pair loader, :meth:`wstrust_wsgi.keys.SigningKey.from_pem`,
+    which the API and the deployment file share.
     """
 
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, KeyPairError
 
 PathLike = str | os.PathLike[str]
 
@@ -38,17 +38,33 @@ class SigningKey:
     @classmethod
     def from_files(cls, key_path: PathLike, cert_path: PathLike) -> SigningKey:
         """Load a PEM private key and certificate; fail with a sentence naming the file."""
-        key = _read(key_path, "signing key")
+        return cls.from_pem(_read(key_path, "signing key"), _read(cert_path, "certificate"),
+                            key_name=f"signing key {key_path}", cert_name=f"certificate {cert_path}")
+
+    @classmethod
+    def from_pem(cls, key_pem: bytes, cert_pem: bytes, *, key_name: str, cert_name: str) -> SigningKey:
+        """The one loader of a key pair: an unencrypted RSA key and the certificate of its public half.
+
+        Raises :class:`KeyPairError` whose message names the wrong one as given
+        (``key_name``/``cert_name``), so that the deployment file can name its
+        field and the API its file.
+        """
         try:
-            private_key = serialization.load_pem_private_key(key, password=None)
-        except (ValueError, TypeError) as exc:
-            raise ConfigurationError(f"signing key {key_path}: not an unencrypted PEM private key ({exc})") from None
+            private_key = serialization.load_pem_private_key(key_pem, password=None)
+        except TypeError:  # cryptography's signal for "encrypted, and no password given"
+            raise KeyPairError(f"{key_name} is encrypted; the STS needs it unencrypted "
+                               "(protect it with file permissions instead)") from None
+        except ValueError:
+            raise KeyPairError(f"{key_name} is not a PEM private key") from None
         if not isinstance(private_key, rsa.RSAPrivateKey):
-            raise ConfigurationError(f"signing key {key_path}: only RSA keys are supported")
-        certificate = load_certificate(cert_path)
+            raise KeyPairError(f"{key_name} is not an RSA key; only RSA keys can sign tokens")
+        try:
+            certificate = x509.load_pem_x509_certificate(cert_pem)
+        except ValueError:
+            raise KeyPairError(f"{cert_name} is not a PEM certificate") from None
         spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         if certificate.public_key().public_bytes(*spki) != private_key.public_key().public_bytes(*spki):
-            raise ConfigurationError(f"certificate {cert_path} does not match the signing key {key_path}")
+            raise KeyPairError(f"{cert_name} does not match {key_name} (their public keys differ)")
         return cls(private_key, certificate)
 
 
