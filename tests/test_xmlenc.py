@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
-from wstrust_wsgi import SigningKey, _xml, ns, xmlenc
+from wstrust_wsgi import SigningKey, _xml, ns, soap, xmlenc
 from wstrust_wsgi.errors import ConfigurationError, DecryptionFailed, FailedCheck, SecurityWarning
 from wstrust_wsgi.xmlenc import Decrypter, DecryptionPolicy, EncryptionSettings, decrypt, encrypt
 from _support import vector
@@ -367,6 +367,11 @@ def test_every_secret_failure_is_the_same_error_with_the_same_reason_and_log_tex
     assert {type(e) for e in refusals.values()} == {DecryptionFailed}
     assert {e.reason for e in refusals.values()} == {REASON}
     assert {str(e) for e in refusals.values()} == {xmlenc._SECRET_DETAIL}, refusals
+    for version in (soap.SOAP11, soap.SOAP12):  # and the peer gets byte-identical answers
+        answers = {soap.fault_response(version, e) for e in refusals.values()}
+        assert len(answers) == 1
+        status, _, body = answers.pop()
+        assert b"wsse:FailedCheck" in body and REASON.encode() in body and status in (400, 500)
 
 
 def test_public_refusals_share_the_class_and_reason_and_name_their_cause_in_the_log(
