@@ -20,6 +20,7 @@ to the server log only, never to the peer::
      |         +-- InvalidSecurity       wsse:InvalidSecurity
      |         +-- InvalidSecurityToken  wsse:InvalidSecurityToken
      |         +-- FailedCheck           wsse:FailedCheck
+     |         |    +-- DecryptionFailed  wsse:FailedCheck, one reason for every decryption failure
      |         +-- SecurityTokenUnavailable  wsse:SecurityTokenUnavailable
      |         +-- UnsupportedAlgorithm  wsse:UnsupportedAlgorithm
      |         +-- MessageExpired        wsse:MessageExpired
@@ -161,6 +162,20 @@ class UnsupportedAlgorithm(SecurityFault):
 class MessageExpired(SecurityFault):
     code = "MessageExpired"
     default_reason = "The message or its security token has expired or is not yet valid."
+
+
+class DecryptionFailed(FailedCheck):
+    """Encrypted data that could not be decrypted, whatever the cause; raised by :mod:`wstrust_wsgi.xmlenc`.
+
+    One class and one reason for a refused algorithm, a wrong key, bad OAEP or
+    CBC padding, a bad GCM tag and a plaintext the parser refuses: a peer that
+    could tell them apart would hold a decryption oracle (Jager and Somorovsky,
+    CCS 2011; Bleichenbacher's attack on XML Encryption, ESORICS 2012). The log
+    detail names the cause only where the cause is public (the algorithm the
+    sender chose, the shape of the message), never which secret step failed.
+    """
+
+    default_reason = "The encrypted security token could not be processed."
 
 
 class RemoteFault(WsTrustError):

@@ -99,3 +99,25 @@ WSAM = "http://www.w3.org/2007/05/addressing/metadata"
 SOAP_HTTP_TRANSPORT = "http://schemas.xmlsoap.org/soap/http"
 SP12 = "http://docs.oasis-open.org/ws-sx/ws-securitypolicy/200702"
 SP11 = "http://schemas.xmlsoap.org/ws/2005/07/securitypolicy"
+
+# XML Encryption 1.0 / 1.1 (https://www.w3.org/TR/xmlenc-core1/ section 5): structure and algorithms
+XENC = "http://www.w3.org/2001/04/xmlenc#"
+XENC11 = "http://www.w3.org/2009/xmlenc11#"
+XENC_TYPE_ELEMENT = "http://www.w3.org/2001/04/xmlenc#Element"
+XENC_TYPE_ENCRYPTED_KEY = "http://www.w3.org/2001/04/xmlenc#EncryptedKey"
+ALG_AES128_GCM = "http://www.w3.org/2009/xmlenc11#aes128-gcm"
+ALG_AES256_GCM = "http://www.w3.org/2009/xmlenc11#aes256-gcm"
+ALG_AES128_CBC = "http://www.w3.org/2001/04/xmlenc#aes128-cbc"
+ALG_AES256_CBC = "http://www.w3.org/2001/04/xmlenc#aes256-cbc"
+ALG_TRIPLEDES_CBC = "http://www.w3.org/2001/04/xmlenc#tripledes-cbc"
+ALG_RSA_OAEP_MGF1P = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"
+ALG_RSA_OAEP = "http://www.w3.org/2009/xmlenc11#rsa-oaep"
+ALG_RSA_1_5 = "http://www.w3.org/2001/04/xmlenc#rsa-1_5"
+ALG_MGF1_SHA1 = "http://www.w3.org/2009/xmlenc11#mgf1sha1"
+ALG_MGF1_SHA256 = "http://www.w3.org/2009/xmlenc11#mgf1sha256"
+
+# WS-Security X.509 Token Profile 1.1 key identifiers (section 3.2), as an EncryptedKey names its certificate
+WSSE_X509_SKI = (
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509SubjectKeyIdentifier"
+)
+WSSE_THUMBPRINT_SHA1 = "http://docs.oasis-open.org/wss/oasis-wss-soap-message-security-1.1#ThumbprintSHA1"
