@@ -35,7 +35,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from webtest import TestApp
 
 from _support import ROOT, KeyFiles
-from test_deploy import ADMIN_PASSWORD, ISSUER, SERVICE, Gunicorn, free_port, init_registry, sqlite_url, write_config
+from test_deploy import (
+    ADMIN_PASSWORD, ISSUER, SERVICE, Gunicorn, free_port, init_registry, ldap_tables, sqlite_url, write_config,
+)
 from test_replay import RedisServer
 from wstrust_wsgi import (
     MemoryReplayCache, MemoryUserStore, RelyingPartyMiddleware, StsClient, TokenService, TransportError,
@@ -203,6 +205,23 @@ def test_check_names_every_store_that_does_not_answer(tmp_path: Path, sts_keys: 
     assert states["registry"].startswith("ok") and states["users"].startswith("ok"), out
     assert states["replay"].startswith("FAIL") and f"127.0.0.1:{port}" in states["replay"], out
     assert "does not answer" in states["replay"], out
+
+
+def test_check_names_a_directory_and_a_redis_that_are_down_in_one_run(
+        tmp_path: Path, sts_keys: KeyFiles, capsys: pytest.CaptureFixture[str]) -> None:
+    deployment(tmp_path, sts_keys, "memory:")  # the registry
+    ldap_url = f"ldap://127.0.0.1:{free_port()}"
+    tables = {"sts": {"path": "/services/sts"},
+              "keys": {"signing_key": str(sts_keys.key), "signing_cert": str(sts_keys.cert)},
+              "registry": {"url": sqlite_url(tmp_path / "var" / "registry.db")},
+              "replay": {"nonce_cache": f"redis://127.0.0.1:{free_port()}/0"}}
+    config = write_config(tmp_path, ldap_tables(tables, None, tmp_path, ldap_url), "ldap.toml")
+    code, out, err = cli(capsys, "check", str(config))
+    assert code == 1, out + err
+    states = {line.split()[1]: line for line in out.splitlines()}
+    assert states["registry"].startswith("ok"), out
+    assert states["users"].startswith("FAIL") and f"[ldap] urls: {ldap_url}: the start-up lookup failed" in out, out
+    assert states["replay"].startswith("FAIL"), out
 
 
 def test_check_a_file_with_a_missing_key_stops_at_the_file(tmp_path: Path, sts_keys: KeyFiles,
