@@ -2,9 +2,15 @@
 # The two commands of README.md:
 #   ./run.sh demo   set up .venv, run the STS and the echo service under gunicorn,
 #                   run the client against them, stop both
-#   ./run.sh test   set up .venv (and xmlsec1), run the whole test suite
-# Needs only python3 (3.11+) on Debian; as root it installs python3-venv and
-# xmlsec1 with apt-get when they are missing.
+#   ./run.sh test   set up .venv, the programs the tests run for real and the Node
+#                   interop tools (npm ci), then run the whole test suite (extra
+#                   arguments go to pytest)
+# Needs only python3 (3.11+) on Debian. What is missing is installed with apt-get
+# when run as root: python3-venv (both commands) and, for test, xmlsec1,
+# redis-server, slapd, ldap-utils, postgresql, opensaml-tools, opensaml-schemas,
+# xmltooling-schemas, libxml2-utils, nodejs and npm. Otherwise it prints the one
+# apt-get command that installs everything missing. .ci/run installs the same list;
+# tests/test_readme.py holds README.md, this file and .ci/run to one list.
 set -eu
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -21,11 +27,17 @@ apt_install() {
     fi
 }
 
-setup() {
+# Debian packages python3 -m venv needs, if .venv is still to be made (Debian ships
+# ensurepip, and so venv's pip, in python3-venv): added to the one list asked for.
+venv_missing() {
     if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
         say "wstrust-wsgi needs Python 3.11 or newer as $PYTHON"
         exit 1
     fi
+    [ -x .venv/bin/python ] || "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing="$missing python3-venv"
+}
+
+setup() {
     if [ ! -x .venv/bin/python ]; then
         if ! "$PYTHON" -m venv .venv >/dev/null 2>&1; then
             rm -rf .venv
@@ -48,6 +60,9 @@ setup() {
 
 case "${1:-}" in
     demo)
+        missing=""
+        venv_missing
+        [ -z "$missing" ] || apt_install $missing
         setup
         exec .venv/bin/python -m demo_sts.roundtrip
         ;;
@@ -55,6 +70,7 @@ case "${1:-}" in
         shift
         # outside programs the tests run for real (each test starts its own instance)
         missing=""
+        venv_missing
         command -v xmlsec1 >/dev/null 2>&1 || missing="$missing xmlsec1"
         command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
         [ -x /usr/sbin/slapd ] && command -v ldapwhoami >/dev/null 2>&1 || missing="$missing slapd ldap-utils"

@@ -91,15 +91,19 @@ def fault_answer(version: soap.SoapVersion, error: Exception, log: logging.Logge
     return soap_response(*soap.fault_response(version, fault, trust_ns=trust_ns))
 
 
-def mount(path: str, app: WSGIApplication) -> WSGIApplication:
-    """Serve ``app`` at exactly ``path`` (moved to SCRIPT_NAME); anything else is 404."""
+def mount(path: str, app: WSGIApplication, *, subpaths: Iterable[str] = ()) -> WSGIApplication:
+    """Serve ``app`` at exactly ``path`` (moved to SCRIPT_NAME) and at ``path`` + each of ``subpaths``
+    (left in PATH_INFO, e.g. the STS's ``/health``); anything else is 404."""
     path = "/" + path.strip("/")
+    below = frozenset("/" + sub.strip("/") for sub in subpaths)
 
     def dispatch(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "").rstrip("/") != path:
+        asked = environ.get("PATH_INFO", "").rstrip("/")
+        rest = asked[len(path):] if asked.startswith(path) and path != "/" else asked
+        if asked != path and rest not in below:
             return plain(404, f"Nothing here; the endpoint is {path}.")(environ, start_response)
         environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + path
-        environ["PATH_INFO"] = ""
+        environ["PATH_INFO"] = "" if asked == path else rest
         return app(environ, start_response)
 
     return dispatch

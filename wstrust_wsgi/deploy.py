@@ -22,6 +22,11 @@ the server now rather than failing every request later:
   search, or bind, a real user would cause);
 * Redis nonce cache: a PING.
 
+``wstrust-wsgi check FILE`` runs the same probes without a server
+(:func:`check_deployment`), each one even after another failed. Once
+running, the STS also answers ``GET <path>/health`` (200 or 503, see
+:mod:`wstrust_wsgi._health`), asking the registry and the nonce cache again.
+
 With ``[users] source = "registry"`` the registry is wrapped in a
 :class:`~wstrust_wsgi.stores.cache.CachedUserStore` (``[users]
 password_cache_ttl``, 120 s by default, 0 for none): a client asking again
@@ -50,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from gunicorn.errors import AppImportError  # type: ignore[import-untyped]
 
+from ._health import HEALTH_PATH
 from ._wsgi import mount
 from .config import CONFIG_ENV, DeploymentConfig, load_config, redact_url
 from .errors import ConfigurationError, RequestFailed
@@ -63,7 +69,7 @@ from .wssecurity import UsernameToken
 if TYPE_CHECKING:  # ldap3 is the optional "ldap" extra; imported only when [users] source = "ldap"
     from .stores.ldap import LdapUserStore
 
-__all__ = ["StartupError", "build_app", "make_app"]
+__all__ = ["Check", "StartupError", "build_app", "check_deployment", "make_app"]
 
 log = logging.getLogger("wstrust_wsgi.deploy")
 
@@ -153,8 +159,68 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
     log.info("STS at %s, issuer %s: registry %s, users from %s, digest nonces in %s",
              config.sts.path, service.issuer, config.registry.display_url, _describe_users(config),
              config.replay.display_url)
-    app: WSGIApp = mount(config.sts.path, service)
+    app: WSGIApp = mount(config.sts.path, service, subpaths=(HEALTH_PATH,))
     return app
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One start-up probe's outcome, for ``wstrust-wsgi check``: what was asked, and the answer or the problem."""
+
+    name: str
+    ok: bool
+    text: str
+
+
+def check_deployment(config: DeploymentConfig) -> list[Check]:
+    """Ask every store the start-up question of :func:`build_app`, each even when another failed.
+
+    The probes are the very ones the server runs at start-up, so a file that
+    passes here starts (unless something changes in between); unlike start-up,
+    every store is asked and every answer is kept, so one run names every
+    problem. Nothing stays open afterwards.
+    """
+    results: list[Check] = []
+
+    def attempt(name: str, probe: Callable[[], str]) -> None:
+        try:
+            results.append(Check(name, True, probe()))
+        except ConfigurationError as exc:
+            results.append(Check(name, False, str(exc)))
+        except Exception as exc:  # a probe lets only ConfigurationError out; still, one line, never a traceback
+            results.append(Check(name, False, f"{config.source}: unexpected {type(exc).__name__}: {_cause(exc)}"))
+
+    def registry() -> str:
+        opened = _open_registry(config)
+        try:
+            return f"{config.registry.display_url} answers (issuer {opened.get_settings().issuer})"
+        finally:
+            opened.close()
+
+    def users() -> str:
+        if config.users != "ldap":
+            return f"from {_describe_users(config)}"
+        store = _ldap_store(config)
+        try:
+            _probe_ldap(config, store)
+        finally:
+            store.close()
+        return f"from {_describe_users(config)}: a lookup of a made-up user was answered"
+
+    def nonces() -> str:
+        cache = _nonce_cache(config)  # a SQLite file is opened (and created) here
+        try:
+            if isinstance(cache, RedisReplayCache):
+                _probe_redis(config, cache)
+        finally:
+            if isinstance(cache, (RedisReplayCache, SQLiteReplayCache)):
+                cache.close()
+        return f"digest nonces in {config.replay.display_url}"
+
+    attempt("registry", registry)
+    attempt("users", users)
+    attempt("replay", nonces)
+    return results
 
 
 # ---------------------------------------------------------------------- stores

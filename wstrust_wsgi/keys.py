@@ -9,15 +9,17 @@ a message is never a source of trust.
 from __future__ import annotations
 
 import datetime as _dt
+import ipaddress
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .errors import ConfigurationError, KeyPairError
 
@@ -132,8 +134,80 @@ def generate_key_pair(
     return _write_pair(out, stem, key, cert, replace=False)
 
 
-def _self_signed(common_name: str, organization: str, days: int) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-    """A fresh RSA-2048 key and a self-signed certificate for signing (digitalSignature), not a CA."""
+#: A DNS name a TLS certificate may carry: letters, digits and hyphens per label, optionally
+#: a leading ``*.`` wildcard (RFC 6125 6.4.3: the whole left-most label only).
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def tls_names(hosts: Sequence[str]) -> list[x509.GeneralName]:
+    """The subjectAltName entries for ``hosts``: an IP address as ``IPAddress``, anything else as ``DNSName``.
+
+    Clients check the host they connected to against these entries only
+    (RFC 6125; the subject CN is ignored), so a name that could never match is
+    refused here rather than discovered at the first failed handshake.
+
+    :raises ConfigurationError: no host, or one that is neither an IP address nor a DNS name.
+    """
+    if not hosts:
+        raise ConfigurationError("TLS certificate: give at least one host name or IP address")
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        text = host.strip().rstrip(".")
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(text.strip("[]"))))
+            continue
+        except ValueError:
+            pass
+        try:
+            ascii_name = text.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            ascii_name = ""
+        labels = ascii_name.split(".")
+        if labels[:1] == ["*"] and len(labels) > 2:
+            labels = labels[1:]
+        if not ascii_name or len(ascii_name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+            raise ConfigurationError(f"TLS certificate: {host!r} is neither an IP address nor a DNS name "
+                                     "(letters, digits, hyphens and dots; a wildcard only as a whole first label)")
+        names.append(x509.DNSName(ascii_name))
+    return list(dict.fromkeys(names))
+
+
+def generate_tls_pair(hosts: Sequence[str], directory: PathLike, stem: str = "tls", *,
+                      days: int = 397) -> tuple[Path, Path]:
+    """Write a TLS server key ``stem.key`` and a self-signed ``stem.crt`` for ``hosts``; return both paths.
+
+    For gunicorn's ``--certfile``/``--keyfile`` on a private network: clients
+    trust the certificate itself (``UrllibTransport(cafile=...)``,
+    ``wstrust-wsgi client --cafile``), and hostname checking stays on because
+    every host name and IP address the clients use is in subjectAltName. The
+    certificate is an end-entity one (serverAuth, not a CA), so trusting it
+    lets it vouch for nothing but this server. 397 days by default, the most
+    public CAs may issue, so no client's policy finds it too long. Like
+    :func:`generate_key_pair` it never replaces an existing file.
+
+    :raises ConfigurationError: a bad host or ``days``, or the files exist.
+    """
+    names = tls_names(hosts)
+    if days < 1:
+        raise ConfigurationError(f"days: must be at least 1, not {days}")
+    out = Path(directory)
+    for existing in (out / f"{stem}.key", out / f"{stem}.crt"):
+        if existing.exists():
+            raise ConfigurationError(f"{existing} already exists: not replacing a key pair")
+    first = names[0].value
+    key, cert = _self_signed(str(first)[:64], "wstrust-wsgi TLS", days, tls_names=names)
+    return _write_pair(out, stem, key, cert, replace=False)
+
+
+def _self_signed(common_name: str, organization: str, days: int, *,
+                 tls_names: Sequence[x509.GeneralName] = ()) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """A fresh RSA-2048 key and a self-signed end-entity certificate (not a CA).
+
+    With ``tls_names`` it is a TLS server certificate: those names in
+    subjectAltName, extended key usage serverAuth, and the key identifiers
+    that strict verifiers (OpenSSL's X509_STRICT, Python 3.13's default)
+    require.
+    """
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name(
         [
@@ -143,7 +217,7 @@ def _self_signed(common_name: str, organization: str, days: int) -> tuple[rsa.RS
     )
     # Backdated a day so that a peer whose clock runs behind still accepts it.
     now = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(days=1)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -160,9 +234,17 @@ def _self_signed(common_name: str, organization: str, days: int) -> tuple[rsa.RS
             ),
             critical=True,
         )
-        .sign(key, hashes.SHA256())
     )
-    return key, cert
+    if tls_names:
+        identifier = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+        builder = (
+            builder.add_extension(x509.SubjectAlternativeName(tls_names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(identifier, critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(identifier),
+                           critical=False)
+        )
+    return key, builder.sign(key, hashes.SHA256())
 
 
 def _write_pair(out: Path, stem: str, key: rsa.RSAPrivateKey, cert: x509.Certificate, *,

@@ -41,6 +41,7 @@ from lxml import etree
 from webob import Request
 
 from . import _wsgi, _xml, soap, wssecurity
+from ._health import Health, Probe, replay_probe
 from ._reuse import FastAdmission
 from .soap import UNDERSTOOD_HEADERS
 from ._time import Clock, utcnow
@@ -108,6 +109,11 @@ class RelyingPartyMiddleware:
         re-checks the time window, the audience, the certificate's validity
         and (when configured) the replay cache; see
         :class:`~wstrust_wsgi.saml.VerificationCache`.
+    :param health_path: when given (e.g. ``"/health"``, compared with
+        ``PATH_INFO``), a GET there is answered by the middleware, without a
+        token, with 200 or 503 and a small JSON body saying whether a trusted
+        certificate is valid now and the replay cache (if any) answers; off
+        by default, since the path belongs to the wrapped app's URL space.
     """
 
     def __init__(
@@ -125,6 +131,7 @@ class RelyingPartyMiddleware:
         replay_cache: ReplayCache | None = None,
         understood_headers: Iterable[str] = (),
         verified_cache_size: int = 10_000,
+        health_path: str | None = None,
     ) -> None:
         if clock_skew < timedelta(0):
             raise ConfigurationError("clock_skew: must not be negative")
@@ -151,9 +158,25 @@ class RelyingPartyMiddleware:
                                    max_entries=verified_cache_size)
         #: Off only in tests, to compare with the path that parses the token with its envelope.
         self._cutting = True
+        if health_path is not None and not (isinstance(health_path, str) and health_path.startswith("/")):
+            raise ConfigurationError(f"health_path: must be a path starting with '/', not {health_path!r}")
+        self._health_path = health_path
+        probes: dict[str, Probe] = {"trusted_certs": self._a_trusted_cert_is_valid}
+        if replay_cache is not None:
+            probes["replay_cache"] = replay_probe(replay_cache, clock)
+        self._health = Health(probes, log)
+
+    def _a_trusted_cert_is_valid(self) -> None:
+        """Every token is refused when no trusted certificate is valid now: that is unhealthy too."""
+        now = self._clock()
+        if not any(c.not_valid_before_utc <= now <= c.not_valid_after_utc for c in self.policy.trusted_certs):
+            raise InvalidSecurityToken("no trusted certificate is valid now")
 
     def __call__(self, environ: _wsgi.WSGIEnvironment, start_response: _wsgi.StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
+        health = self._health_path is not None and environ.get("PATH_INFO") == self._health_path
+        if health and method in ("GET", "HEAD"):
+            return self._health.response()(environ, start_response)
         if method != "POST":
             if self._allow_get and method in ("GET", "HEAD"):
                 return self.app(environ, start_response)

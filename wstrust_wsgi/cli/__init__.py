@@ -4,7 +4,9 @@ Subcommands:
 
 ``client``  the WSO2 sample client's steps: request a token from the STS, print
             it, call the service with it, print the reply.
-``certs``   (re)generate the DEMO-ONLY key pairs for the STS, the service and a client.
+``certs``   issue a TLS server certificate for given hosts (``--tls HOST``), or
+            (re)generate the DEMO-ONLY key pairs for the STS, the service and a client.
+``check``   run a deployment file's start-up checks without starting the server.
 
 Administration (WSO2 Identity Server's management-console steps, as commands,
 on the SQL registry a running STS reads; changes reach it without a restart):
@@ -28,8 +30,8 @@ Failures print one plain sentence and exit non-zero; never a traceback.
 Where things live: this module builds the parser, runs a command and turns
 every failure into one line and an exit code (the one place that knows the
 exit codes); :mod:`.admin` holds the administration commands, :mod:`.client`
-the ``client`` command, :mod:`.demo` what only the demonstration needs
-(``certs``, the demo addresses and echo message) and :mod:`.output` what the
+the ``client`` command, :mod:`.setup` ``certs`` and ``check``, :mod:`.demo`
+what only the demonstration needs (the demo addresses and echo message) and :mod:`.output` what the
 administration commands print (tables, fields, ``--json``).
 """
 
@@ -46,8 +48,9 @@ from .._urls import redact_url
 from ..errors import BadValue, ConfigurationError, RegistryError
 from .admin import DEFAULT_REGISTRY, REGISTRY_ENV, Handler, add_admin_commands, admin_options, registry_url
 from .client import add_client_command
-from .demo import ECHO_NS, add_certs_command, echo_payload
+from .demo import ECHO_NS, echo_payload
 from .output import emit, one_line
+from .setup import add_setup_commands
 
 __all__ = ["ECHO_NS", "build_parser", "echo_payload", "main"]
 
@@ -117,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True)
     add_client_command(commands)
-    add_certs_command(commands)
+    add_setup_commands(commands)
     add_admin_commands(commands)
     return parser
 
@@ -126,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: the process's) and return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("client", "certs") and (args.json or args.registry is not None):
+    if args.command in ("client", "certs", "check") and (args.json or args.registry is not None):
         parser.error(f"--json and --registry apply to the administration commands, not to {args.command}")
     if "handler" in args:  # an administration command: it maps its own failures to exit codes
         return _run_admin(args)

@@ -189,6 +189,10 @@ def _init(args: argparse.Namespace, url: str) -> Result:
         missing = cert_path if present[0] == key_path else key_path
         raise BadValue(f"{present[0]} exists but {missing} does not: restore it, or move {present[0]} away "
                        "to make a new pair")
+    folder = _sqlite_path(url)
+    folder = folder.parent if folder is not None and not folder.parent.exists() else None
+    if folder is not None:  # as `init --keys` makes its folder; 0700: the registry holds password hashes
+        folder.mkdir(parents=True, mode=0o700)
     with _registry(url, create=True) as registry:
         try:
             previous: str | None = registry.get_settings().issuer
@@ -223,7 +227,8 @@ def _init(args: argparse.Namespace, url: str) -> Result:
     if mode & 0o077:
         warnings.append(f"warning: {key_path} is readable by others (mode {mode:04o}): chmod 600 {key_path}")
     lines = [
-        f"Registry   {redact_url(url)}: {state}; issuer {settings.issuer}",
+        f"Registry   {redact_url(url)}: {state}; issuer {settings.issuer}"
+        + (f" (made the folder {folder}, mode 0700)" if folder is not None else ""),
         f"Signing    {key_path} (private key, mode {mode:04o}) and {cert_path}: {'created' if made_keys else 'kept'}",
         f"           {cert.subject.rfc4514_string()}, valid until {cert.not_valid_after_utc:%Y-%m-%d}",
         f"           SHA-256 {fingerprint(cert)}",

@@ -21,6 +21,7 @@ from lxml import etree
 from webob import Request, Response
 
 from .. import _wsgi, ns, soap, wstrust
+from .._health import HEALTH_PATH, Health, replay_probe
 from .._time import Clock, utcnow
 from ..errors import ConfigurationError, InvalidRequest, MustUnderstand
 from ..keys import SigningKey
@@ -34,6 +35,9 @@ from .binding import Binding, TrustCall
 from .issue import IssueBinding
 
 log = logging.getLogger("wstrust_wsgi.sts")
+
+#: Looked up by the health check to prove the relying-party store answers; never registered.
+_HEALTH_PROBE_ADDRESS = "urn:wstrust-wsgi:health-probe"
 
 
 class TokenService:
@@ -65,6 +69,10 @@ class TokenService:
     :param allow_plaintext_http: accept PasswordText over plain HTTP from a
         non-loopback peer (refused by default; a warning is logged when allowed).
     :param settings: a settings store overriding the settings arguments.
+    :param health: answer ``GET <the STS's URL>/health`` with 200 or 503 and a
+        small JSON body saying whether the settings store, the relying-party
+        store and the nonce cache answer (see :mod:`wstrust_wsgi._health`); no
+        secret and no store address is in it.
     """
 
     def __init__(
@@ -85,6 +93,7 @@ class TokenService:
         allow_plaintext_http: bool = False,
         settings: SettingsStore | None = None,
         settings_ttl: float = 1.0,
+        health: bool = True,
     ) -> None:
         if settings is None:
             if not issuer:
@@ -104,10 +113,8 @@ class TokenService:
         if current.allow_plaintext_http:
             log.warning("PasswordText over plain HTTP from non-loopback peers is ALLOWED: passwords may cross "
                         "the network in clear")
-        self._authentication = UsernameAuthentication(
-            users=users, nonces=nonce_cache if nonce_cache is not None else MemoryReplayCache(),
-            digest_window=digest_window,
-        )
+        nonces = nonce_cache if nonce_cache is not None else MemoryReplayCache()
+        self._authentication = UsernameAuthentication(users=users, nonces=nonces, digest_window=digest_window)
         self._clock = clock
         self._max_body = max_body
         self._bindings: dict[str, Binding] = {}
@@ -118,6 +125,11 @@ class TokenService:
         )
         self.register_binding(IssueBinding(signer=AssertionSigner(signing_key), relying_parties=parties,
                                            role_claim=role_claim))
+        self._health = Health({
+            "settings": settings.get_settings,  # not self.settings(): its cache would hide an outage
+            "relying_parties": lambda: parties.get(_HEALTH_PROBE_ADDRESS),
+            "nonce_cache": replay_probe(nonces, clock),
+        }, log) if health else None
 
     def register_binding(self, binding: Binding) -> None:
         """Answer the RequestType URIs of ``binding`` with it; a URI already registered is refused."""
@@ -159,6 +171,9 @@ class TokenService:
         return self.respond(request)(environ, start_response)
 
     def respond(self, request: Request) -> Response:
+        if (self._health is not None and request.method in ("GET", "HEAD")
+                and request.path_info.rstrip("/").endswith(HEALTH_PATH)):
+            return self._health.response()
         if request.method == "GET" and wsdl.is_wsdl_query(request.query_string):
             return _wsgi.soap_response(200, "text/xml; charset=utf-8", wsdl.document(request.path_url))
         if request.method != "POST":
