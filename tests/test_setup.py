@@ -38,7 +38,7 @@ from _support import ROOT, KeyFiles
 from test_deploy import (
     ADMIN_PASSWORD, ISSUER, SERVICE, Gunicorn, free_port, init_registry, ldap_tables, sqlite_url, write_config,
 )
-from test_replay import RedisServer
+from _support.redis_server import RedisServer
 from wstrust_wsgi import (
     MemoryReplayCache, MemoryUserStore, RelyingPartyMiddleware, StsClient, TokenService, TransportError,
     UrllibTransport,

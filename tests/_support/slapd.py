@@ -48,6 +48,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from .net import free_port
+
 SUFFIX = "dc=example,dc=org"
 ROOT_DN = f"cn=manager,{SUFFIX}"
 ROOT_PASSWORD = "manager-secret"
@@ -75,13 +77,6 @@ def _tool(name: str) -> str:
         if candidate and Path(candidate).exists():
             return candidate
     raise SlapdError(f"{name} is not installed (Debian packages slapd and ldap-utils; .ci/run installs them)")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def config_ldif(workdir: Path) -> str:
