@@ -42,6 +42,18 @@ class SigningKey:
                             key_name=f"signing key {key_path}", cert_name=f"certificate {cert_path}")
 
     @classmethod
+    def generate(cls, common_name: str, *, organization: str = "wstrust-wsgi DEMO ONLY - do not use in production",
+                 days: int = 30, valid_from: _dt.datetime | None = None) -> SigningKey:
+        """A fresh RSA-2048 key and its self-signed certificate, in memory only (tests; nothing is written).
+
+        ``valid_from`` (default: a day ago) lets a test that moves its clock far
+        keep a certificate valid at that time. Generating a key costs tens of
+        milliseconds or more, so a caller keeps the result (the testing kit
+        makes one per process).
+        """
+        return cls(*_self_signed(common_name, organization, days, not_before=valid_from))
+
+    @classmethod
     def from_pem(cls, key_pem: bytes, cert_pem: bytes, *, key_name: str, cert_name: str) -> SigningKey:
         """The one loader of a key pair: an unencrypted RSA key and the certificate of its public half.
 
@@ -132,7 +144,8 @@ def generate_key_pair(
     return _write_pair(out, stem, key, cert, replace=False)
 
 
-def _self_signed(common_name: str, organization: str, days: int) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+def _self_signed(common_name: str, organization: str, days: int, *,
+                 not_before: _dt.datetime | None = None) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     """A fresh RSA-2048 key and a self-signed certificate for signing (digitalSignature), not a CA."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name(
@@ -142,7 +155,7 @@ def _self_signed(common_name: str, organization: str, days: int) -> tuple[rsa.RS
         ]
     )
     # Backdated a day so that a peer whose clock runs behind still accepts it.
-    now = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(days=1)
+    now = not_before or _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(days=1)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
