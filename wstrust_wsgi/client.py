@@ -310,7 +310,7 @@ def service_request(
     soap_version: str = "1.1",
     action: str = "",
 ) -> tuple[bytes, dict[str, str]]:
-    """The envelope and HTTP headers :func:`call_service` posts: ``payload`` in the Body, the token in ``wsse:Security``.
+    """The envelope and headers :func:`call_service` posts: ``payload`` in the Body, the token in ``wsse:Security``.
 
     The assertion bytes are spliced in unchanged, since re-serializing a signed
     assertion can break its signature. With no token, the envelope has no

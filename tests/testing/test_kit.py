@@ -51,7 +51,7 @@ VERSIONS = pytest.mark.parametrize("version", ["2.0", "1.1"], ids=["saml2.0", "s
 
 
 def whoami(environ, start_response):  # type: ignore[no-untyped-def]
-    """The service under test: answers the caller, roles and attributes the middleware verified, in the request's SOAP."""
+    """The service under test: answers the caller, roles and attributes the middleware verified (request's SOAP)."""
     assertion = get_assertion(environ)
     answer = etree.Element(f"{{{TEST_NS}}}WhoAmI", nsmap={"t": TEST_NS})
     etree.SubElement(answer, f"{{{TEST_NS}}}Subject").text = environ["REMOTE_USER"]

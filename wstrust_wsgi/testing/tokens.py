@@ -220,7 +220,7 @@ class TokenFactory:
 
     def tampered(self, subject: str | None = None, *, changed_subject: str = "mallory",
                  **options: Any) -> IssuedToken:
-        """A good token whose subject was changed to ``changed_subject`` after signing (its digest no longer matches)."""
+        """A good token whose subject became ``changed_subject`` after signing (its digest no longer matches)."""
         token = self.mint(subject, **options)
         root = _xml.parse(token.assertion)
         saml1 = root.tag == _xml.qname(ns.SAML1, "Assertion")
