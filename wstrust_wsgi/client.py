@@ -199,11 +199,16 @@ def parse_response(data: bytes, *, status: int = 200) -> IssuedToken:
     return IssuedToken(assertion, token_type, assertion_id, created, expires, applies_to)
 
 
-def _post(transport: Transport, url: str, version: soap.SoapVersion, action: str, body: bytes) -> tuple[int, bytes]:
+def _headers(version: soap.SoapVersion, action: str) -> dict[str, str]:
+    """The HTTP headers of a SOAP request: Content-Type (with the action in SOAP 1.2), SOAPAction in 1.1."""
     headers = {"Content-Type": version.content_type(action)}
     if version is soap.SOAP11:
         headers["SOAPAction"] = f'"{action}"'
-    status, content_type, answer = transport(url, body, headers)
+    return headers
+
+
+def _post(transport: Transport, url: str, version: soap.SoapVersion, action: str, body: bytes) -> tuple[int, bytes]:
+    status, content_type, answer = transport(url, body, _headers(version, action))
     if not answer.strip():
         raise TransportError(f"{url} answered HTTP {status} with an empty body", url=url)
     if soap.version_for_content_type(content_type) is None and status >= 400:
@@ -298,6 +303,34 @@ def _plain_http_to_another_host(url: str) -> bool:
         return True
 
 
+def service_request(
+    token: IssuedToken | bytes | None,
+    payload: etree._Element | bytes,
+    *,
+    soap_version: str = "1.1",
+    action: str = "",
+) -> tuple[bytes, dict[str, str]]:
+    """The envelope and headers :func:`call_service` posts: ``payload`` in the Body, the token in ``wsse:Security``.
+
+    The assertion bytes are spliced in unchanged, since re-serializing a signed
+    assertion can break its signature. With no token, the envelope has no
+    header at all (what an unauthenticated caller sends). The testing kit
+    (:func:`wstrust_wsgi.testing.soap_request`) builds its requests here too,
+    so that a test sends exactly what a client would.
+    """
+    if soap_version not in _SOAP_VERSIONS:
+        raise ConfigurationError(f"soap_version: must be '1.1' or '1.2', not {soap_version!r}")
+    version = _SOAP_VERSIONS[soap_version]
+    body_el = _xml.parse(payload) if isinstance(payload, bytes) else payload
+    if token is None:
+        return soap.envelope(version, body_el), _headers(version, action)
+    assertion = token.assertion if isinstance(token, IssuedToken) else token
+    security = wssecurity.security_element(version.namespace)
+    security.append(etree.Comment(wstrust.TOKEN_MARKER[4:-3].decode()))
+    envelope = soap.envelope(version, body_el, [security]).replace(wstrust.TOKEN_MARKER, assertion, 1)
+    return envelope, _headers(version, action)
+
+
 def call_service(
     url: str,
     token: IssuedToken | bytes,
@@ -309,14 +342,10 @@ def call_service(
 ) -> etree._Element:
     """Call a SOAP service with the token in ``wsse:Security``; the response Body's first child.
 
-    The assertion bytes are spliced into the envelope unchanged.
+    The assertion bytes are spliced into the envelope unchanged (:func:`service_request`).
     """
     version = _SOAP_VERSIONS[soap_version]
-    assertion = token.assertion if isinstance(token, IssuedToken) else token
-    body_el = _xml.parse(payload) if isinstance(payload, bytes) else payload
-    security = wssecurity.security_element(version.namespace)
-    security.append(etree.Comment(wstrust.TOKEN_MARKER[4:-3].decode()))
-    envelope = soap.envelope(version, body_el, [security]).replace(wstrust.TOKEN_MARKER, assertion, 1)
+    envelope, _ = service_request(token, payload, soap_version=soap_version, action=action)
     status, answer = _post(transport or UrllibTransport(), url, version, action, envelope)
     try:
         root = _xml.parse(answer)
@@ -332,5 +361,5 @@ def call_service(
 
 __all__ = [
     "IssuedToken", "StsClient", "Transport", "UrllibTransport", "WSGITransport",
-    "call_service", "parse_response", "raise_for_fault",
+    "call_service", "parse_response", "raise_for_fault", "service_request",
 ]

@@ -44,6 +44,18 @@ class SigningKey:
                             key_name=f"signing key {key_path}", cert_name=f"certificate {cert_path}")
 
     @classmethod
+    def generate(cls, common_name: str, *, organization: str = "wstrust-wsgi DEMO ONLY - do not use in production",
+                 days: int = 30, valid_from: _dt.datetime | None = None) -> SigningKey:
+        """A fresh RSA-2048 key and its self-signed certificate, in memory only (tests; nothing is written).
+
+        ``valid_from`` (default: a day ago) lets a test that moves its clock far
+        keep a certificate valid at that time. Generating a key costs tens of
+        milliseconds or more, so a caller keeps the result (the testing kit
+        makes one per process).
+        """
+        return cls(*_self_signed(common_name, organization, days, not_before=valid_from))
+
+    @classmethod
     def from_pem(cls, key_pem: bytes, cert_pem: bytes, *, key_name: str, cert_name: str) -> SigningKey:
         """The one loader of a key pair: an unencrypted RSA key and the certificate of its public half.
 
@@ -200,7 +212,8 @@ def generate_tls_pair(hosts: Sequence[str], directory: PathLike, stem: str = "tl
 
 
 def _self_signed(common_name: str, organization: str, days: int, *,
-                 tls_names: Sequence[x509.GeneralName] = ()) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+                 tls_names: Sequence[x509.GeneralName] = (),
+                 not_before: _dt.datetime | None = None) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     """A fresh RSA-2048 key and a self-signed end-entity certificate (not a CA).
 
     With ``tls_names`` it is a TLS server certificate: those names in
@@ -216,7 +229,7 @@ def _self_signed(common_name: str, organization: str, days: int, *,
         ]
     )
     # Backdated a day so that a peer whose clock runs behind still accepts it.
-    now = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(days=1)
+    now = not_before or _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(days=1)
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -1,18 +1,11 @@
-"""A clock the tests set and move, passed where the package takes ``clock=``."""
+"""A clock the tests set and move, passed where the package takes ``clock=``.
+
+It is the testing kit's :class:`~wstrust_wsgi.testing.SettableClock`, so that
+the kit users get is the one the whole suite runs on.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from wstrust_wsgi.testing import SettableClock as FixedClock
 
-
-class FixedClock:
-    """A clock tests can set and move."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
+__all__ = ["FixedClock"]
