@@ -19,9 +19,11 @@ from .middleware import ENVIRON_KEY, RelyingPartyMiddleware, get_assertion
 from .saml import VerificationCache, VerifiedAssertion
 from .stores import Principal, RelyingParty, StsSettings
 from .stores.cache import CachedUserStore
+from .stores.lockout import MemoryLockoutStore, RedisLockoutStore, RegistryLockoutStore
 from .stores.memory import MemoryRelyingPartyStore, MemoryReplayCache, MemoryUserStore, User
 from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
 from .sts import TokenService
+from .sts.lockout import LockoutPolicy
 
 __version__ = "0.1.0"
 
@@ -30,11 +32,15 @@ __all__ = [
     "ConfigurationError",
     "ENVIRON_KEY",
     "IssuedToken",
+    "LockoutPolicy",
+    "MemoryLockoutStore",
     "MemoryRelyingPartyStore",
     "MemoryReplayCache",
     "MemoryUserStore",
     "Principal",
+    "RedisLockoutStore",
     "RedisReplayCache",
+    "RegistryLockoutStore",
     "RelyingParty",
     "RelyingPartyMiddleware",
     "RemoteFault",

@@ -27,9 +27,11 @@ from ..keys import SigningKey
 from ..model import SIGNATURE_ALGORITHMS, RelyingParty, StsSettings
 from ..saml import AssertionSigner
 from ..stores import RelyingPartyStore, ReplayCache, SettingsStore, UserStore
+from ..stores.lockout import LockoutStore, MemoryLockoutStore
 from ..stores.memory import MemoryRelyingPartyStore, MemoryReplayCache
 from . import wsdl
 from .authentication import UsernameAuthentication
+from .lockout import Lockout, LockoutPolicy
 from .binding import Binding, TrustCall
 from .issue import IssueBinding
 
@@ -65,6 +67,10 @@ class TokenService:
     :param allow_plaintext_http: accept PasswordText over plain HTTP from a
         non-loopback peer (refused by default; a warning is logged when allowed).
     :param settings: a settings store overriding the settings arguments.
+    :param lockout: failures that lock a user or an address, and for how long
+        (:mod:`wstrust_wsgi.sts.lockout`; on by default, None turns it off).
+    :param lockout_store: where failures are counted (default: this process's
+        memory; give a registry or Redis store for several workers or hosts).
     """
 
     def __init__(
@@ -85,6 +91,8 @@ class TokenService:
         allow_plaintext_http: bool = False,
         settings: SettingsStore | None = None,
         settings_ttl: float = 1.0,
+        lockout: LockoutPolicy | None = LockoutPolicy(),
+        lockout_store: LockoutStore | None = None,
     ) -> None:
         if settings is None:
             if not issuer:
@@ -107,6 +115,8 @@ class TokenService:
         self._authentication = UsernameAuthentication(
             users=users, nonces=nonce_cache if nonce_cache is not None else MemoryReplayCache(),
             digest_window=digest_window,
+            lockout=None if lockout is None else Lockout(
+                lockout, lockout_store if lockout_store is not None else MemoryLockoutStore()),
         )
         self._clock = clock
         self._max_body = max_body
