@@ -5,7 +5,7 @@
   byte for byte the wrong-password answer (after a password check that cannot
   succeed), the precise log lines, familiar addresses and the bound on what one
   address can lock.
-* Each store (memory, the registry's table in SQLite, Redis) follows the same
+* Each store (memory, the registry's table in SQLite and PostgreSQL, Redis) follows the same
   rules; ``wstrust-wsgi user unlock`` lifts a lock in the registry and in Redis.
 * Across hosts: two STS apps sharing one real redis-server count together.
 * Across workers: ``make_app`` under real gunicorn with three workers and a
@@ -27,6 +27,7 @@ import pytest
 from webtest import TestApp
 
 from _support import ISSUER, SERVICE_URL, STS_URL, FixedClock, KeyFiles, key_files
+from _support.pg import PostgresServer, PostgresUnavailable
 from test_deploy import (  # noqa: F401 - _restore_logging: make_app's logging set-up is undone after each test
     ADMIN_PASSWORD, SERVICE, Gunicorn, _restore_logging, free_port, init_registry, sqlite_url, write_config,
 )
@@ -270,12 +271,26 @@ def test_a_policy_out_of_range_is_refused_at_construction(bad: dict[str, Any]) -
 # ----------------------------------------------------------------- every store follows the same rules
 
 
-@pytest.fixture(params=["memory", "registry", "redis"])
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"PostgreSQL is required for the registry lockout tests: {exc}")
+    with server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "registry", "registry-postgresql", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LockoutStore]:
     if request.param == "memory":
         yield MemoryLockoutStore()
-    elif request.param == "registry":
-        registry = registry_at(tmp_path)
+    elif request.param.startswith("registry"):
+        if request.param == "registry":
+            registry = registry_at(tmp_path)
+        else:
+            registry = Registry.open(request.getfixturevalue("postgres").create_database())
+            registry.init_schema(issuer=ISSUER)
         yield RegistryLockoutStore(registry)
         registry.close()
     else:
