@@ -21,9 +21,11 @@ from .middleware import ENVIRON_KEY, RelyingPartyMiddleware, get_assertion
 from .saml import VerificationCache, VerifiedAssertion
 from .model import Principal, RelyingParty, StsSettings, User
 from .stores.cache import CachedUserStore
+from .stores.lockout import MemoryLockoutStore, RedisLockoutStore, RegistryLockoutStore
 from .stores.memory import MemoryRelyingPartyStore, MemoryReplayCache, MemoryUserStore
 from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
 from .sts import TokenService
+from .sts.lockout import LockoutPolicy
 
 __version__ = "0.1.0"
 
@@ -33,12 +35,16 @@ __all__ = [
     "ENVIRON_KEY",
     "Exchange",
     "IssuedToken",
+    "LockoutPolicy",
+    "MemoryLockoutStore",
     "MemoryRelyingPartyStore",
     "MemoryReplayCache",
     "MemoryUserStore",
     "Principal",
     "RecordingTransport",
+    "RedisLockoutStore",
     "RedisReplayCache",
+    "RegistryLockoutStore",
     "RelyingParty",
     "RelyingPartyMiddleware",
     "RemoteFault",

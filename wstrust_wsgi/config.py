@@ -1,9 +1,8 @@
 """The deployment file: one TOML file read into a frozen, checked :class:`DeploymentConfig`.
 
-Production runs ``gunicorn 'wstrust_wsgi.deploy:make_app("/etc/wstrust/sts.toml")'``
-(see :mod:`wstrust_wsgi.deploy`); this module reads and checks that file, so a
-wrong value stops the server before it listens instead of surfacing on the
-first request. ``demo_sts/sts.example.toml`` documents every setting::
+Production runs ``gunicorn 'wstrust_wsgi.deploy:make_app("/etc/wstrust/sts.toml")'`` (see
+:mod:`wstrust_wsgi.deploy`); this module reads and checks that file, so a wrong value stops the server
+before it listens instead of surfacing on the first request. ``demo_sts/sts.example.toml`` documents every setting::
 
     [sts]       path, allow_plaintext_http, log_level          (optional table)
     [keys]      signing_key, signing_cert                      (required)
@@ -11,21 +10,19 @@ first request. ``demo_sts/sts.example.toml`` documents every setting::
     [users]     source = "registry" | "ldap", password_cache_ttl   (optional; registry, 120 s)
     [ldap]      urls, bind_dn, bind_password(_file), ...       (only with source = "ldap")
     [replay]    nonce_cache = "memory:" | "sqlite:///..." | "redis://..."   (optional)
+    [lockout]   enabled, store, max_failures, window, duration, ...   (optional; on, in the registry)
 
-The issuer, allowed roles, lifetimes and relying parties are not here: they
-live in the registry, so several STS hosts sharing one registry cannot
-disagree about them.
+The issuer, allowed roles, lifetimes and relying parties are not here: they live in the registry, so
+several STS hosts sharing one registry cannot disagree about them.
 
 Every error is a :class:`~wstrust_wsgi.errors.ConfigurationError` whose message
 is one sentence naming the file, the table and the key, then the problem::
 
     /etc/wstrust/sts.toml: [keys] signing_key: /etc/wstrust/sts.key cannot be read (No such file or directory)
 
-Unknown tables and keys are errors too (with a "did you mean" when one is
-close), because a misspelt optional setting would otherwise be silently
-ignored and its default used. Relative file paths are taken relative to the
-TOML file's directory, so the result does not depend on the server's working
-directory.
+Unknown tables and keys are errors too (with a "did you mean" when one is close), because a misspelt
+optional setting would otherwise be silently ignored and its default used. Relative file paths are taken
+relative to the TOML file's directory, so the result does not depend on the server's working directory.
 
 What this module checks, without the network: types and ranges; that files
 can be read; that the key is an unencrypted RSA PEM key matching the
@@ -57,6 +54,7 @@ from ._urls import redact_url, sqlite_path
 from .errors import BadValue, ConfigurationError, KeyPairError
 from .keys import SigningKey
 from .model import check_claim_uri, check_name
+from .sts.lockout import SETTINGS as LOCKOUT_SETTINGS, LockoutPolicy, settings_from_table
 
 __all__ = [
     "DeploymentConfig",
@@ -201,6 +199,7 @@ class DeploymentConfig:
         stored password hash a cache entry must be tied to (load_config
         makes it zero there).
     :param ldap: the ``[ldap]`` table when ``users`` is ``"ldap"``.
+    :param lockout: brute-force protection, or None; ``lockout_store``: ``registry``, ``redis://...``, ``memory:``.
     :param warnings: things worth a log line at start-up that do not stop it
         (a key file others can read, a certificate about to expire).
     """
@@ -213,6 +212,8 @@ class DeploymentConfig:
     password_cache_ttl: timedelta = _PASSWORD_CACHE_TTL
     ldap: LdapConfig | None = None
     replay: ReplayConfig = field(default_factory=ReplayConfig)
+    lockout: LockoutPolicy | None = LockoutPolicy()
+    lockout_store: str = field(default="registry", repr=False)
     warnings: tuple[str, ...] = ()
 
     def error(self, table: str, key: str, problem: str) -> ConfigurationError:
@@ -233,6 +234,7 @@ _TABLES: dict[str, tuple[str, ...]] = {
              "group_to_role", "attribute_to_claim", "connect_timeout", "receive_timeout", "start_tls", "ca_file",
              "validate", "pool_size", "pool_max_idle"),
     "replay": ("nonce_cache",),
+    "lockout": LOCKOUT_SETTINGS,
 }
 
 
@@ -276,10 +278,12 @@ def load_config(path: str | os.PathLike[str], *, now: datetime | None = None) ->
                                  'set source = "ldap" to use it, or remove [ldap]')
     ldap = _read_ldap(ldap_table, base) if users == "ldap" else None
     replay = ReplayConfig(_Table.of(source, data, "replay").text("nonce_cache") or "memory:")
+    lockout, lockout_store = settings_from_table(_Table.of(source, data, "lockout")._data, f"{source}: [lockout] ")
     secrets_inline = [name for name, inline in (
         ("[ldap] bind_password", ldap is not None and ldap_table.text("bind_password") is not None),
         ("[registry] url", redact_url(registry.url) != registry.url),
         ("[replay] nonce_cache", redact_url(replay.nonce_cache) != replay.nonce_cache),
+        ("[lockout] store", redact_url(lockout_store) != lockout_store),
     ) if inline]
     mode = Path(source).stat().st_mode
     if secrets_inline and mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -287,7 +291,8 @@ def load_config(path: str | os.PathLike[str], *, now: datetime | None = None) ->
                         f"users (mode {stat.S_IMODE(mode):04o}); chmod 600 it or move the password out")
     return DeploymentConfig(
         source=source, sts=sts, keys=keys, registry=registry, users=users,
-        password_cache_ttl=password_cache_ttl, ldap=ldap, replay=replay, warnings=tuple(warnings),
+        password_cache_ttl=password_cache_ttl, ldap=ldap, replay=replay, lockout=lockout,
+        lockout_store=lockout_store, warnings=tuple(warnings),
     )
 
 
@@ -565,10 +570,8 @@ _WHY_REQUIRED = {
 
 def _kind(value: object, *, show: bool = True) -> str:
     """A TOML-ish description of a value's type, for "must be X, not Y" (the value itself unless secret)."""
-    kinds: list[tuple[type | tuple[type, ...], str]] = [
-        (bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
-        (list, "a list"), (dict, "a table"),
-    ]
+    kinds: list[tuple[type | tuple[type, ...], str]] = [(bool, "a boolean"), (int, "an integer"), (float, "a number"),
+                                                         (str, "a string"), (list, "a list"), (dict, "a table")]
     for kind, text in kinds:
         if isinstance(value, kind):
             return f"{text} ({value!r})" if show and isinstance(value, (bool, int, float, str)) else text

@@ -20,7 +20,8 @@ the server now rather than failing every request later:
   one user lookup;
 * LDAP: one authentication of a made-up user with a random password (the
   search, or bind, a real user would cause);
-* Redis nonce cache: a PING.
+* Redis nonce cache: a PING;
+* lockout store (``[lockout] store``: the registry's table, or Redis): one read.
 
 ``wstrust-wsgi check FILE`` runs the same probes without a server
 (:func:`check_deployment`), each one even after another failed. Once
@@ -51,6 +52,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.errors import AppImportError  # type: ignore[import-untyped]
@@ -61,6 +63,7 @@ from .config import CONFIG_ENV, DeploymentConfig, load_config, redact_url
 from .errors import ConfigurationError, RequestFailed
 from .stores import ReplayCache, SettingsStore, StsSettings, UserStore
 from .stores.cache import CachedUserStore
+from .stores.lockout import LockoutStore, RedisLockoutStore, lockout_store_from_url
 from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
 from .stores.sql import Registry
 from .sts import TokenService
@@ -136,6 +139,9 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
             opened.callback(nonces.close)
         registry = _open_registry(config)
         opened.callback(registry.close)
+        lockout_store = _lockout_store(config, registry)
+        if isinstance(lockout_store, RedisLockoutStore):
+            opened.callback(lockout_store.close)
         if ldap is not None:
             _probe_ldap(config, ldap)
         if isinstance(nonces, RedisReplayCache):
@@ -148,6 +154,8 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
                 relying_parties=registry,
                 settings=_HostSettings(registry, config.sts.allow_plaintext_http),
                 nonce_cache=nonces,
+                lockout=config.lockout,
+                lockout_store=lockout_store,
             )
         except ConfigurationError as exc:  # the settings stored in the registry make no sense
             raise config.error("registry", "url", f"{config.registry.display_url}: the STS settings stored "
@@ -156,9 +164,9 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
             raise config.error("registry", "url", _explain(exc, f"{config.registry.display_url} does not "
                                                                 "answer")) from exc
         opened.pop_all()  # started: the service owns them now
-    log.info("STS at %s, issuer %s: registry %s, users from %s, digest nonces in %s",
+    log.info("STS at %s, issuer %s: registry %s, users from %s, digest nonces in %s, %s",
              config.sts.path, service.issuer, config.registry.display_url, _describe_users(config),
-             config.replay.display_url)
+             config.replay.display_url, _describe_lockout(config))
     app: WSGIApp = mount(config.sts.path, service, subpaths=(HEALTH_PATH,))
     return app
 
@@ -303,6 +311,36 @@ def _nonce_cache(config: DeploymentConfig) -> ReplayCache:
         return replay_cache_from_url(config.replay.nonce_cache)
     except ConfigurationError as exc:
         raise config.error("replay", "nonce_cache", f"{config.replay.display_url} is not usable ({exc})") from exc
+
+
+def _lockout_store(config: DeploymentConfig, registry: Registry) -> LockoutStore | None:
+    """The store ``[lockout]`` names, after one read (the registry's table, Redis); None when lockout is off."""
+    if config.lockout is None:
+        return None
+    try:
+        store = lockout_store_from_url(config.lockout_store, registry)
+    except ConfigurationError as exc:
+        raise config.error("lockout", "store", _cause(exc)) from exc
+    if config.lockout_store.strip().lower() == "memory:":
+        log.warning("%s: [lockout] store = \"memory:\": failures are counted per worker process, so each "
+                    "gunicorn worker allows its own max_failures; use \"registry\" or Redis", config.source)
+    try:
+        store.read(["user:start-up-probe"], datetime.now(timezone.utc))
+    except Exception as exc:
+        if isinstance(store, RedisLockoutStore):
+            store.close()
+        raise config.error("lockout", "store", f"{redact_url(config.lockout_store)} does not answer "
+                                               f"({_cause(exc)})") from exc
+    return store
+
+
+def _describe_lockout(config: DeploymentConfig) -> str:
+    policy = config.lockout
+    if policy is None:
+        return "lockout OFF"
+    return (f"lockout after {policy.max_failures} failures per user or {policy.address_max_failures} per address "
+            f"within {policy.window.total_seconds():g} s for {policy.duration.total_seconds():g} s "
+            f"(counted in {redact_url(config.lockout_store)})")
 
 
 def _probe_redis(config: DeploymentConfig, cache: RedisReplayCache) -> None:

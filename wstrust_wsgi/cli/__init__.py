@@ -12,7 +12,7 @@ Administration (WSO2 Identity Server's management-console steps, as commands,
 on the SQL registry a running STS reads; changes reach it without a restart):
 
 ``init``    create the registry and the STS signing key pair.
-``user``    add, list, show, passwd, grant, revoke, claim, unclaim, remove.
+``user``    add, list, show, passwd, grant, revoke, claim, unclaim, remove, unlock.
 ``role``    add, list, remove.
 ``sts``     show, set (issuer, allowed roles, lifetime, clock skew, algorithm, plain HTTP).
 ``rp``      add, list, show, remove relying parties (service providers).

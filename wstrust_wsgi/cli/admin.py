@@ -32,6 +32,7 @@ from ..model import (
     SIGNATURE_ALGORITHMS, TOKEN_TYPES, RelyingParty, check_address, check_claim_uri, check_claim_value,
     check_name, shown,
 )
+from .lockout import unlock_user
 from .output import (
     Result, as_seconds, duration, fingerprint, party_data, party_text, settings_data, settings_text, table,
     user_data, user_text,
@@ -339,6 +340,11 @@ def _user_remove(args: argparse.Namespace, url: str) -> Result:
     return Result({"removed": args.name}, f"Removed user {shown(args.name)!r}.")
 
 
+def _user_unlock(args: argparse.Namespace, url: str) -> Result:
+    with _registry(url) as registry:
+        return unlock_user(registry, args.name, args.store)
+
+
 # ---------------------------------------------------------------------------- role
 
 
@@ -512,7 +518,7 @@ def add_admin_commands(commands: Any) -> None:
                       help="folder for sts.key and sts.crt (default ./keys; an existing pair is kept)")
 
     user = commands.add_parser("user", help="manage users (add, list, show, passwd, grant, revoke, claim, "
-                                            "unclaim, remove)")
+                                            "unclaim, remove, unlock)")
     users = user.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = _add_command(users, "add", _user_add, "add a user (password from a prompt or --password-stdin)", "user add")
     add.add_argument("name", metavar="NAME")
@@ -545,6 +551,10 @@ def add_admin_commands(commands: Any) -> None:
     unclaim.add_argument("uri", metavar="URI")
     remove = _add_command(users, "remove", _user_remove, "remove a user", "user remove")
     remove.add_argument("name", metavar="NAME")
+    unlock = _add_command(users, "unlock", _user_unlock, "lift a user's lockout after failed sign-ins", "user unlock")
+    unlock.add_argument("name", metavar="NAME")
+    unlock.add_argument("--store", metavar="URL", help="where [lockout] counts: redis://host:port/db (default: the "
+                                                       "registry)")
 
     role = commands.add_parser("role", help="manage roles (add, list, remove)")
     roles = role.add_subparsers(dest="action", required=True, metavar="ACTION")

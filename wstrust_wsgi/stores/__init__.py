@@ -1,4 +1,4 @@
-"""Stores the STS and the middleware consult: users, relying parties, replay caches.
+"""Stores the STS and the middleware consult: users, relying parties, replay caches, lockout counts.
 
 Each store is a small protocol; one module per backend implements it. The
 in-memory backends in :mod:`wstrust_wsgi.stores.memory` are the defaults and
@@ -10,14 +10,16 @@ A store that cannot answer raises :class:`~wstrust_wsgi.errors.StoreUnavailable`
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from ..model import SIGNATURE_ALGORITHMS, PasswordProof, Principal, RelyingParty, StsSettings
 
 __all__ = [
-    "SIGNATURE_ALGORITHMS", "PasswordProof", "Principal", "RelyingParty", "RelyingPartyStore", "ReplayCache", "SettingsStore",
-    "StsSettings", "UserStore",
+    "SIGNATURE_ALGORITHMS", "LockoutEntry", "LockoutStore", "PasswordProof", "Principal", "RelyingParty",
+    "RelyingPartyStore", "ReplayCache", "SettingsStore", "StsSettings", "UserStore",
 ]
 
 
@@ -45,3 +47,32 @@ class ReplayCache(Protocol):
 
         ``now`` comes from the caller's clock, so a fixed test clock works.
         """
+
+
+@dataclass(frozen=True)
+class LockoutEntry:
+    """One live key: failures counted in its current window, when that window (or mark) ends, its lock."""
+
+    failures: int
+    expires: datetime
+    locked_until: datetime | None
+
+    def locked(self, now: datetime) -> bool:
+        return self.locked_until is not None and self.locked_until > now
+
+
+class LockoutStore(Protocol):
+    """Failure counts, locks and marks under opaque keys (:mod:`wstrust_wsgi.stores.lockout` says the rules)."""
+
+    def read(self, keys: Sequence[str], now: datetime) -> Mapping[str, LockoutEntry]:
+        """The entries of ``keys`` live at ``now`` (window or mark not over, or locked)."""
+
+    def fail(self, limits: Sequence[tuple[str, int]], *, now: datetime, window: timedelta,
+             lock_for: timedelta) -> dict[str, datetime]:
+        """Count one failure for each ``(key, limit)`` not locked; the keys this locked, with their end."""
+
+    def mark(self, key: str, *, now: datetime, until: datetime) -> None:
+        """Keep ``key`` live, with no failures, until ``until``."""
+
+    def clear(self, keys: Sequence[str], now: datetime) -> dict[str, LockoutEntry]:
+        """Delete the entries of ``keys``; those that were live."""

@@ -152,7 +152,7 @@ class SQLiteReplayCache:
             except sqlite3.Error as exc:
                 self._drop()
                 raise StoreUnavailable(
-                    f"SQLite replay cache {str(self.path)!r} unavailable: {_describe(exc)}",
+                    f"SQLite replay cache {str(self.path)!r} unavailable: {describe_error(exc)}",
                     reason=_UNAVAILABLE_REASON,
                 ) from exc
 
@@ -253,35 +253,11 @@ class RedisReplayCache:
         prefix: str = "wstrust:replay:",
         socket_timeout: float = 1.0,
     ) -> None:
-        try:
-            import redis
-            from redis.backoff import ExponentialBackoff
-            from redis.retry import Retry
-        except ImportError as exc:
-            raise ConfigurationError(
-                "RedisReplayCache needs the redis package: pip install 'wstrust-wsgi[redis]'"
-            ) from exc
         if not isinstance(prefix, str):
             raise ConfigurationError(f"RedisReplayCache prefix: must be a string, not {prefix!r}")
-        if not socket_timeout > 0:
-            raise ConfigurationError(f"RedisReplayCache socket_timeout: must be > 0 seconds, not {socket_timeout!r}")
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._client, self._errors = connect_redis(url_or_client, socket_timeout=socket_timeout,
+                                                   owner="RedisReplayCache")
         self.prefix = prefix
-        if isinstance(url_or_client, str):
-            try:
-                self._client: Any = redis.Redis.from_url(
-                    url_or_client,
-                    socket_timeout=socket_timeout,
-                    socket_connect_timeout=socket_timeout,
-                    retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 2,
-                                supported_errors=(redis.ConnectionError,)),
-                )
-            except ValueError as exc:
-                raise ConfigurationError(
-                    f"RedisReplayCache url: cannot read {redact_url(url_or_client)!r}: {exc}"
-                ) from exc
-        else:
-            self._client = url_or_client
 
     @property
     def client(self) -> redis.Redis:
@@ -298,7 +274,7 @@ class RedisReplayCache:
             first = self._client.set(self.prefix + key, b"1", nx=True, px=ttl_ms)
         except self._errors as exc:
             raise StoreUnavailable(
-                f"Redis replay cache unavailable: {_describe(exc)}", reason=_UNAVAILABLE_REASON
+                f"Redis replay cache unavailable: {describe_error(exc)}", reason=_UNAVAILABLE_REASON
             ) from exc
         return bool(first)  # OK -> True; NX refused -> None
 
@@ -307,7 +283,38 @@ class RedisReplayCache:
         self._client.close()
 
 
-def _describe(exc: BaseException) -> str:
+def connect_redis(url_or_client: str | redis.Redis, *, socket_timeout: float,
+                  owner: str) -> tuple[Any, tuple[type[BaseException], ...]]:
+    """The client (built from a URL with short timeouts and two quick retries) and the errors it raises.
+
+    Shared by the Redis stores (replay here, lockout), so they connect alike;
+    ``owner`` names the caller in messages.
+
+    :raises ConfigurationError: no redis package, a bad timeout, an unreadable URL.
+    """
+    try:
+        import redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
+    except ImportError as exc:
+        raise ConfigurationError(f"{owner} needs the redis package: pip install 'wstrust-wsgi[redis]'") from exc
+    if not socket_timeout > 0:
+        raise ConfigurationError(f"{owner} socket_timeout: must be > 0 seconds, not {socket_timeout!r}")
+    errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+    if not isinstance(url_or_client, str):
+        return url_or_client, errors
+    try:
+        return redis.Redis.from_url(
+            url_or_client,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 2, supported_errors=(redis.ConnectionError,)),
+        ), errors
+    except ValueError as exc:
+        raise ConfigurationError(f"{owner} url: cannot read {redact_url(url_or_client)!r}: {exc}") from exc
+
+
+def describe_error(exc: BaseException) -> str:
     """``Type: message`` (redis-py's exceptions have an unhelpful repr)."""
     return f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
 

@@ -11,13 +11,20 @@ holding an allowed role get an answer. The rules, in order:
   in-process, unless the settings allow plain HTTP;
 * a Created (PasswordDigest always has one) not in the future and not older
   than the digest window;
-* the password; then a digest's nonce seen once within its window;
+* no lockout of the user or the client address (:mod:`.lockout`): a locked
+  attempt gets the wrong-password fault, after a password check that cannot
+  succeed; then the password (a failure is counted);
+* a digest's nonce seen once within its window; then a success clears the
+  user's failure counts;
 * a role among the allowed ones (when any are configured).
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import ipaddress
+import secrets
 from datetime import datetime, timedelta
 
 from webob import Request
@@ -26,6 +33,7 @@ from .. import soap, wssecurity
 from ..errors import FailedAuthentication, InvalidSecurity, NotAuthorized
 from ..model import Principal, StsSettings
 from ..stores import ReplayCache, UserStore
+from .lockout import Lockout
 
 
 class UsernameAuthentication:
@@ -34,12 +42,15 @@ class UsernameAuthentication:
     :param users: where passwords are checked.
     :param nonces: replay cache for PasswordDigest nonces.
     :param digest_window: how old a UsernameToken's Created may be.
+    :param lockout: counts failures and refuses locked users and addresses (None: no lockout).
     """
 
-    def __init__(self, *, users: UserStore, nonces: ReplayCache, digest_window: timedelta) -> None:
+    def __init__(self, *, users: UserStore, nonces: ReplayCache, digest_window: timedelta,
+                 lockout: Lockout | None = None) -> None:
         self._users = users
         self._nonces = nonces
         self._digest_window = digest_window
+        self._lockout = lockout
 
     def principal(self, envelope: soap.Envelope, http: Request, now: datetime, settings: StsSettings) -> Principal:
         """The authenticated principal holding an allowed role, or a fault."""
@@ -73,14 +84,31 @@ class UsernameAuthentication:
                 raise FailedAuthentication(f"UsernameToken Created {token.created_text} is in the future")
             if token.created < now - self._digest_window - skew:
                 raise FailedAuthentication(f"UsernameToken Created {token.created_text} is older than the window")
-        principal = self._users.authenticate(token)
+        lockout = self._lockout
+        attempt = lockout.check(token.username, http.remote_addr or "", now) if lockout is not None else None
+        refused = attempt.refused if attempt is not None else None
+        # Locked: the same work and the same fault as a wrong password, whatever was sent.
+        principal = self._users.authenticate(_cannot_match(token) if refused else token)
+        if lockout is not None and attempt is not None and (refused or principal is None):
+            lockout.failed(attempt, now)
+        if refused:
+            raise FailedAuthentication(f"{refused}: {token.username!r} from {http.remote_addr or 'in-process'} "
+                                       "refused as a wrong password is")
         if principal is None:
             raise FailedAuthentication(f"wrong password or unknown user {token.username!r}")
         if token.nonce is not None and token.created is not None:
             expires = token.created + self._digest_window + 2 * skew
             if not self._nonces.add(f"ut:{token.nonce.hex()}", expires=expires, now=now):
                 raise FailedAuthentication(f"nonce replayed by {token.username!r}")
+        if lockout is not None and attempt is not None:
+            lockout.succeeded(attempt, now)
         return principal
+
+
+def _cannot_match(token: wssecurity.UsernameToken) -> wssecurity.UsernameToken:
+    """The token with a random password (or digest) of the same kind: checked like a wrong one."""
+    guess = base64.b64encode(secrets.token_bytes(20)).decode() if token.digest else secrets.token_urlsafe(16)
+    return dataclasses.replace(token, password=guess)
 
 
 def protected_transport(http: Request) -> bool:

@@ -28,9 +28,11 @@ from ..keys import SigningKey
 from ..model import SIGNATURE_ALGORITHMS, RelyingParty, StsSettings
 from ..saml import AssertionSigner
 from ..stores import RelyingPartyStore, ReplayCache, SettingsStore, UserStore
+from ..stores.lockout import LockoutStore, MemoryLockoutStore
 from ..stores.memory import MemoryRelyingPartyStore, MemoryReplayCache
 from . import wsdl
 from .authentication import UsernameAuthentication
+from .lockout import Lockout, LockoutPolicy
 from .binding import Binding, TrustCall
 from .issue import IssueBinding
 
@@ -73,6 +75,10 @@ class TokenService:
         small JSON body saying whether the settings store, the relying-party
         store and the nonce cache answer (see :mod:`wstrust_wsgi._health`); no
         secret and no store address is in it.
+    :param lockout: failures that lock a user or an address, and for how long
+        (:mod:`wstrust_wsgi.sts.lockout`; on by default, None turns it off).
+    :param lockout_store: where failures are counted (default: this process's
+        memory; give a registry or Redis store for several workers or hosts).
     """
 
     def __init__(
@@ -94,6 +100,8 @@ class TokenService:
         settings: SettingsStore | None = None,
         settings_ttl: float = 1.0,
         health: bool = True,
+        lockout: LockoutPolicy | None = LockoutPolicy(),
+        lockout_store: LockoutStore | None = None,
     ) -> None:
         if settings is None:
             if not issuer:
@@ -114,7 +122,11 @@ class TokenService:
             log.warning("PasswordText over plain HTTP from non-loopback peers is ALLOWED: passwords may cross "
                         "the network in clear")
         nonces = nonce_cache if nonce_cache is not None else MemoryReplayCache()
-        self._authentication = UsernameAuthentication(users=users, nonces=nonces, digest_window=digest_window)
+        self._authentication = UsernameAuthentication(
+            users=users, nonces=nonces, digest_window=digest_window,
+            lockout=None if lockout is None else Lockout(
+                lockout, lockout_store if lockout_store is not None else MemoryLockoutStore()),
+        )
         self._clock = clock
         self._max_body = max_body
         self._bindings: dict[str, Binding] = {}

@@ -115,6 +115,11 @@ class Registry:
     def __repr__(self) -> str:
         return f"<Registry {self._db.describe()}>"
 
+    @property
+    def database(self) -> Database:
+        """The database, for a store with its own table in it (``stores.lockout.RegistryLockoutStore``)."""
+        return self._db
+
     def init_schema(self, *, issuer: str | None = None) -> None:
         """Create or upgrade the schema; create role 'admin' and default settings (issuer).
 

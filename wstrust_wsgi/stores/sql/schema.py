@@ -7,7 +7,7 @@ ones (:func:`migrate`), all in one transaction (both databases have
 transactional DDL), under SQLite's write lock or a PostgreSQL advisory lock, so
 that workers starting together upgrade once and a failed upgrade leaves the
 previous version intact. A database newer than this code is refused rather
-than used. Version 1 is the layout of :func:`_create_v1`.
+than used. Version 1 is the layout of :func:`_create_v1`; version 2 adds the lockout table.
 """
 
 from __future__ import annotations
@@ -91,9 +91,21 @@ def _create_v1(tx: Tx) -> None:
         tx.execute(statement)
 
 
+def _create_v2(tx: Tx) -> None:
+    """Failed-authentication counters, lockouts and familiar addresses (:mod:`wstrust_wsgi.stores.lockout`).
+
+    Opaque keys (``user:NAME``, ``address:NET``, ...); times are whole
+    microseconds since the epoch; ``locked_until_us`` is NULL when not locked.
+    """
+    tx.execute("CREATE TABLE lockout (key TEXT PRIMARY KEY, failures INTEGER NOT NULL, "
+               "expires_us BIGINT NOT NULL, locked_until_us BIGINT)")
+    tx.execute("CREATE INDEX lockout_expires ON lockout (expires_us)")
+
+
 #: Every schema version, in order. Append; never edit a released step.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "users, roles, claims, relying parties, settings", _create_v1),
+    Migration(2, "failed-authentication lockout", _create_v2),
 )
 
 
