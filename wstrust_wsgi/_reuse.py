@@ -136,7 +136,8 @@ def _context_ok(in_scope: frozenset[tuple[str | None, str]]) -> bool:
         for prefix, uri in in_scope
     )
     try:
-        etree.tostring(_xml.parse(b"<x" + declarations + b"/>"), method="c14n", exclusive=True)
+        etree.tostring(_xml.parse(b"<x" + declarations + b"/>", max_namespaces=_xml.MAX_IN_SCOPE),
+                       method="c14n", exclusive=True)
     except (MalformedMessage, etree.C14NError, ValueError):
         return False
     return True

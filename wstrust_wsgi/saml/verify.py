@@ -175,7 +175,9 @@ def verify_assertion(
         if hit is not None:
             return hit
     try:
-        root = _xml.parse(raw)  # a standalone copy: nothing outside the assertion can be referenced
+        # a standalone copy: nothing outside the assertion can be referenced (its root declares
+        # every namespace in scope in the message, each element of which passed the caps)
+        root = _xml.parse(raw, max_namespaces=_xml.MAX_IN_SCOPE)
     except MalformedMessage as exc:
         raise InvalidSecurityToken(f"assertion copy did not parse: {exc}") from None
     return _verify_copy(root, version, raw, policy, now, cache, key)
