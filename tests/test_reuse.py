@@ -9,13 +9,17 @@ user. The requests: the genuine one, the token hidden in a
 comment / CDATA section / processing instruction before a forged one, moved to
 another header or the Body, sent twice, wrapped in another namespace context,
 nested too deep, in another encoding or XML version, followed by garbage, the
-placeholder's own bytes injected, and thousands of byte-level edits of the
-whole request; then time moving past the token's life.
+placeholder's own bytes injected, its ID held by a second element (also written
+with a character reference), too many attributes or namespace declarations on
+one element of either part, too many elements in the two parts together, and
+thousands of byte-level edits of the whole request; then time moving past the
+token's life.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -23,8 +27,10 @@ import pytest
 
 from _forge import RecordingApp, content, soap_request
 from _support import ISSUER, SERVICE_URL, FixedClock
-from wstrust_wsgi import RelyingPartyMiddleware, saml
+from wstrust_wsgi import RelyingPartyMiddleware, _xml, ns, saml
 from wstrust_wsgi._reuse import SeenTokens
+
+WSU = ns.WSU.encode()
 
 
 def post(app: Any, body: bytes, content_type: str = "text/xml; charset=utf-8") -> tuple[str, bytes]:
@@ -113,6 +119,11 @@ def hiding_places(token: bytes, evil: bytes) -> dict[str, bytes]:
     genuine = soap_request(token)
     security_start = genuine.index(token)
     before, after = genuine[:security_start], genuine[security_start + len(token):]
+    found = re.search(rb' (?:ID|AssertionID)="([^"]+)"', token)
+    assert found is not None
+    token_id = found.group(1)
+    attributes = b"".join(b' z%d="1"' % i for i in range(65))
+    declarations = b"".join(b' xmlns:z%d="urn:z%d"' % (i, i) for i in range(65))
     return {
         "genuine": genuine,
         "in a comment, forged after": before + b"<!--" + token + b"-->" + evil + after,
@@ -142,6 +153,20 @@ def hiding_places(token: bytes, evil: bytes) -> dict[str, bytes]:
         "utf-16": genuine.decode().replace("encoding='utf-8'", "encoding='utf-16'", 1).encode("utf-16"),
         "security not mustUnderstand-free": genuine.replace(b"<s:Header>", b"<s:Header><x:H xmlns:x=\"urn:x\" "
                                                             b"s:mustUnderstand=\"1\"/>", 1),
+        "its ID again in the body": genuine.replace(
+            b"<s:Body>", b"<s:Body><d:D xmlns:d=\"urn:d\" ID=\"" + token_id + b"\"/>", 1),
+        "its ID again as the Body's wsu:Id": genuine.replace(
+            b"<s:Body>", b"<s:Body xmlns:wsu=\"" + WSU + b"\" wsu:Id=\"" + token_id + b"\">", 1),
+        "its ID again beside it, by a character reference": before + token + b"<d:D xmlns:d=\"urn:d\" Id=\"&#"
+        + str(token_id[0]).encode() + b";" + token_id[1:] + b"\"/>" + after,
+        "another ID beside it, by a character reference": before + token + b"<d:D xmlns:d=\"urn:d\" Id=\"&#"
+        + str(token_id[0]).encode() + b";x" + token_id[1:] + b"\"/>" + after,
+        "65 attributes on a header element": before + b"<x:A xmlns:x=\"urn:x\"" + attributes + b"/>" + token + after,
+        "65 attributes on its own start tag": before + token.replace(b"Assertion ", b"Assertion" + attributes + b" ", 1)
+        + after,
+        "65 declarations on the envelope": genuine.replace(b"<s:Envelope ", b"<s:Envelope" + declarations + b" ", 1),
+        "elements within the cap apart, over it together": genuine.replace(
+            b"<s:Body>", b"<s:Body>" + b"<e/>" * (_xml.DEFAULT_MAX_ELEMENTS - 10), 1),
         "expired timestamp": before + b"<wsu:Timestamp xmlns:wsu=\"http://docs.oasis-open.org/wss/2004/01/"
                                       b"oasis-200401-wss-wssecurity-utility-1.0.xsd\"><wsu:Created>"
                                       b"2001-01-01T00:00:00Z</wsu:Created><wsu:Expires>2001-01-01T00:05:00Z"
@@ -155,6 +180,12 @@ def test_every_hiding_place_gets_the_full_paths_answer(pair: Pair, token: bytes,
     assert verdicts["genuine"].startswith("200")
     assert verdicts["default namespace around it"].startswith("200")  # the token declares what it uses
     assert verdicts["whitespace after it"].startswith("200")
+    assert verdicts["another ID beside it, by a character reference"].startswith("200")
+    for name in ("its ID again in the body", "its ID again as the Body's wsu:Id",
+                 "its ID again beside it, by a character reference", "65 attributes on a header element",
+                 "65 attributes on its own start tag", "65 declarations on the envelope",
+                 "elements within the cap apart, over it together"):
+        assert not verdicts[name].startswith("200"), name
     for name in ("in a comment, forged after", "in CDATA, forged after", "in a PI, forged after", "twice",
                  "then forged", "forged then", "in another header", "in the body", "in a wrapper inside Security",
                  "followed by garbage", "unclosed after", "expired timestamp"):

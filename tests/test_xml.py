@@ -1,5 +1,6 @@
-"""The hardened parser: no DTDs or entities, bounded size and depth, comments dropped; and the
-strict readers ``child`` (no duplicates) and ``text`` (leaves only)."""
+"""The hardened parser: no DTDs or entities, bounded size, depth and shape (attributes and namespace
+declarations per element, elements per document), comments dropped; and the strict readers ``child``
+(no duplicates) and ``text`` (leaves only)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from _support import VECTORS
 from wstrust_wsgi import _xml
 from wstrust_wsgi.errors import MalformedMessage
 
@@ -223,3 +225,102 @@ def test_doctype_in_utf16_is_refused_before_parsing():
         _xml.parse(data)
     assert refused.value.reason == "DTDs are not allowed."
     assert "document type declaration or entity present" in refused.value.detail
+
+
+# --------------------------------------------------------------------------- shape caps
+
+
+def _attributes(count: int, *, prefix: str = "a", value: str = "1") -> str:
+    return "".join(f' {prefix}{i}="{value}"' for i in range(count))
+
+
+def _declarations(count: int) -> str:
+    return "".join(f' xmlns:p{i}="urn:p{i}"' for i in range(count))
+
+
+ENCODINGS = pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+
+
+def _encoded(text: str, encoding: str) -> bytes:
+    return (f'<?xml version="1.0" encoding="{encoding}"?>' + text).encode(encoding)
+
+
+@ENCODINGS
+def test_attributes_up_to_the_cap_on_one_element_are_parsed(encoding):
+    root = _xml.parse(_encoded(f"<a{_attributes(_xml.DEFAULT_MAX_ATTRIBUTES)}/>", encoding))
+    assert len(root.attrib) == 64
+
+
+@ENCODINGS
+@pytest.mark.parametrize("count", [65, 20_000])
+def test_more_attributes_on_one_element_are_refused(encoding, count):
+    with pytest.raises(MalformedMessage) as info:
+        _xml.parse(_encoded(f"<a><b{_attributes(count)}/></a>", encoding))
+    assert info.value.reason == "The request has too many attributes on one element."
+
+
+@ENCODINGS
+def test_namespace_declarations_up_to_the_cap_on_one_element_are_parsed(encoding):
+    root = _xml.parse(_encoded(f"<a{_declarations(_xml.DEFAULT_MAX_NAMESPACES)}/>", encoding))
+    assert len(root.nsmap) == 64
+
+
+@ENCODINGS
+@pytest.mark.parametrize("count", [65, 20_000])
+def test_more_namespace_declarations_on_one_element_are_refused(encoding, count):
+    with pytest.raises(MalformedMessage) as info:
+        _xml.parse(_encoded(f"<a><b{_declarations(count)}/></a>", encoding))
+    assert info.value.reason == "The request has too many namespace declarations on one element."
+
+
+def test_redundant_declarations_count_too():
+    declarations = _declarations(40)
+    _xml.parse(f"<a{declarations}><b{declarations}/></a>".encode())  # 40 on each: within the cap
+    with pytest.raises(MalformedMessage):
+        _xml.parse(f"<a{declarations}><b{declarations}{_declarations(70)[len(declarations):]}/></a>".encode())
+
+
+@ENCODINGS
+def test_elements_up_to_the_cap_are_parsed(encoding):
+    root = _xml.parse(_encoded("<a>" + "<b/>" * (_xml.DEFAULT_MAX_ELEMENTS - 1) + "</a>", encoding))
+    assert len(root) == _xml.DEFAULT_MAX_ELEMENTS - 1
+
+
+@ENCODINGS
+def test_more_elements_are_refused(encoding):
+    with pytest.raises(MalformedMessage) as info:
+        _xml.parse(_encoded("<a>" + "<b/>" * _xml.DEFAULT_MAX_ELEMENTS + "</a>", encoding))
+    assert info.value.reason == "The request has too many elements."
+
+
+def test_the_caps_are_parameters():
+    with pytest.raises(MalformedMessage):
+        _xml.parse(b'<a x="1" y="2"/>', max_attributes=1)
+    with pytest.raises(MalformedMessage):
+        _xml.parse(b'<a xmlns="urn:a" xmlns:b="urn:b"/>', max_namespaces=1)
+    with pytest.raises(MalformedMessage):
+        _xml.parse(b"<a><b/></a>", max_elements=1)
+
+
+def test_byte_counts_over_the_caps_alone_refuse_nothing():
+    """Text, comments and many elements each within the caps: the byte counts that spare the walk are
+    over every cap, and the exact count admits the document."""
+    many = _xml.DEFAULT_MAX_ATTRIBUTES * 3
+    data = ("<a>" + "x=" * many + " xmlns " * many + "<!--" + "<c/>" * _xml.DEFAULT_MAX_ELEMENTS + "-->"
+            + "".join(f'<b xmlns:q="urn:q{i}"{_attributes(3)}/>' for i in range(many)) + "</a>").encode()
+    root = _xml.parse(data)
+    assert len(root) == many
+
+
+def test_every_real_message_is_within_the_caps():
+    """The captured real messages (RSTs, RSTRs, faults, requests, metadata, WSDL) all parse."""
+    files = [p for p in VECTORS.rglob("*") if p.suffix in (".xml", ".tmpl")]
+    parsed = []
+    for path in files:
+        try:
+            _xml.parse(path.read_bytes(), max_bytes=1 << 20)
+        except MalformedMessage as exc:
+            assert "too many" not in exc.reason, (path.name, exc.detail)
+        else:
+            parsed.append(path.name)
+    assert len(parsed) > 30

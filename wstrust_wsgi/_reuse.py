@@ -37,6 +37,16 @@ proved.
    certificate's validity, the time window, the audience (replay detection,
    when configured, runs after this in the middleware).
 
+4. **The rest of the message.** Two caps hold for the message as a whole
+   only: the token's ID must be held by no other element (the full path
+   checks the whole envelope), which :func:`_unique_id` checks on the cut
+   request once the token is verified, refusing (FailedCheck) as the full
+   path would; and the element cap of the hardened parser, which each part
+   meets alone, so :meth:`FastAdmission.admit` cuts only a request too
+   short to hold more elements, or with no more ``<`` than the cap.
+   Per-element caps (attributes, namespace declarations) hold for the
+   whole when they hold for both parts.
+
 Anything else (no match, a changed byte, the placeholder elsewhere, any fault
 in the cut envelope) sends the request down the full path, which decides as
 if this module did not exist.
@@ -62,7 +72,8 @@ from lxml import etree
 
 from . import _xml, ns
 from .errors import MalformedMessage, SoapFault
-from .saml import ValidationPolicy, VerificationCache, VerifiedAssertion, verify_standalone, version_of
+from .saml import (ValidationPolicy, VerificationCache, VerifiedAssertion, check_unique_id, verify_standalone,
+                   version_of)
 
 #: The middleware's envelope checks: parse, mustUnderstand, the one Security header
 #: and its Timestamp; the Security element, or a SoapFault.
@@ -136,10 +147,28 @@ def _context_ok(in_scope: frozenset[tuple[str | None, str]]) -> bool:
         for prefix, uri in in_scope
     )
     try:
-        etree.tostring(_xml.parse(b"<x" + declarations + b"/>"), method="c14n", exclusive=True)
+        etree.tostring(_xml.parse(b"<x" + declarations + b"/>", max_namespaces=_xml.MAX_IN_SCOPE),
+                       method="c14n", exclusive=True)
     except (MalformedMessage, etree.C14NError, ValueError):
         return False
     return True
+
+
+def _unique_id(cut: bytes, security: etree._Element, assertion_id: str) -> None:
+    """Refuse (FailedCheck) a cut request in which any element holds the token's ID (the token itself is not in it).
+
+    The cut request is UTF-8 (:meth:`SeenTokens.cut` and :meth:`SeenTokens.splice`
+    checked it), so without a reference (``&``) an attribute value equal to an
+    ID free of whitespace (which attribute-value normalization could produce)
+    has that ID's very bytes: their absence proves the ID unique without a
+    search of the tree, on nearly every request.
+    """
+    if assertion_id.encode() not in cut and b"&" not in cut and _WHITESPACE(assertion_id) is None:
+        return
+    check_unique_id(security, assertion_id)
+
+
+_WHITESPACE = re.compile(r"[ \t\r\n]").search
 
 
 class SeenTokens:
@@ -262,19 +291,33 @@ class FastAdmission:
         self.seen = SeenTokens(max_entries=max_entries)
 
     def admit(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion | None:
-        """The verified assertion, or None: the full path decides (it alone refuses)."""
+        """The verified assertion, or None: the full path decides.
+
+        Once the cut request is proved to stand for the real one and its token
+        is verified, a second holder of the token's ID in the rest of the
+        message is refused here, as the full path refuses it (FailedCheck);
+        every other fault is left to the full path.
+        """
+        if len(body) > 4 * _xml.DEFAULT_MAX_ELEMENTS and body.count(b"<") > _xml.DEFAULT_MAX_ELEMENTS:
+            # each part is parsed under the element cap, the whole only here: an element takes
+            # 4 bytes at least ("<a/>") and one "<", so a short body or few "<" prove the whole
+            # within the cap; otherwise the full path counts the elements
+            return None
         verified = self.reused(body, content_type, now) if self._verified is not None else None
         return verified if verified is not None else self.first_seen(body, content_type, now)
 
-    def cut_security(self, splice: Splice, content_type: str | None, now: datetime) -> bool:
-        """Whether the cut request passes every envelope check with the placeholder as its one token."""
+    def cut_security(self, splice: Splice, content_type: str | None, now: datetime) -> etree._Element | None:
+        """The cut request's Security header if it passes every envelope check with the placeholder
+        as its one token; None otherwise."""
         try:
             security = self._security(splice.body, content_type, now)
         except SoapFault:
-            return False  # the full path gives the fault, from the real request
+            return None  # the full path gives the fault, from the real request
         tokens = [el for el in security if isinstance(el.tag, str)
                   and (el.tag == self.seen.tag or version_of(el) is not None)]
-        return len(tokens) == 1 and self.seen.stands_for(tokens[0], splice, _xml.DEFAULT_MAX_DEPTH)
+        if len(tokens) == 1 and self.seen.stands_for(tokens[0], splice, _xml.DEFAULT_MAX_DEPTH):
+            return security
+        return None
 
     def first_seen(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion | None:
         """Verify a token cut out of the request; None: use the full path.
@@ -285,13 +328,17 @@ class FastAdmission:
         splice = self.seen.cut(body, _xml.DEFAULT_MAX_DEPTH)
         if splice is None or splice.alone is None or version_of(splice.alone) is None:
             return None
-        if not self.cut_security(splice, content_type, now):
+        security = self.cut_security(splice, content_type, now)
+        if security is None:
             return None
         if self._verified is None:
-            return verify_standalone(splice.alone, splice.wire, self._policy, now=now)
-        key = hashlib.sha256(splice.wire).digest()
-        verified = verify_standalone(splice.alone, splice.wire, self._policy, now=now, cache=self._verified, key=key)
-        self.seen.remember(splice, key)
+            verified = verify_standalone(splice.alone, splice.wire, self._policy, now=now)
+        else:
+            key = hashlib.sha256(splice.wire).digest()
+            verified = verify_standalone(splice.alone, splice.wire, self._policy, now=now, cache=self._verified,
+                                         key=key)
+            self.seen.remember(splice, key)
+        _unique_id(splice.body, security, verified.assertion_id)
         return verified
 
     def reused(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion | None:
@@ -302,9 +349,15 @@ class FastAdmission:
         """
         assert self._verified is not None
         splice = self.seen.splice(body)
-        if splice is None or not self.cut_security(splice, content_type, now):
+        if splice is None:
+            return None
+        security = self.cut_security(splice, content_type, now)
+        if security is None:
             return None
         try:
-            return self._verified.get(splice.key, self._policy, now)
+            verified = self._verified.get(splice.key, self._policy, now)
         except SoapFault:
             return None
+        if verified is not None:
+            _unique_id(splice.body, security, verified.assertion_id)
+        return verified

@@ -2,7 +2,10 @@
 
 The parser refuses what has no business in a SOAP message and has a history of
 attacks: a DTD (entity expansion, billion laughs, XXE to files or URLs), network
-access, oversized input and deep nesting. Comments are dropped while parsing so
+access, oversized input, deep nesting, and a shape no client sends (too many
+attributes or namespace declarations on one element, too many elements): every
+later step, from a lookup to canonicalization, costs in proportion to these,
+so they are bounded here, before anything else reads the tree. Comments are dropped while parsing so
 that a comment can never split a text node (the CVE-2017-11427 family: ``ad<!---->min``
 is read as ``admin``, the same text the signature covered under exclusive c14n,
 which does not sign comments).
@@ -22,6 +25,18 @@ from .errors import MalformedMessage
 DEFAULT_MAX_BYTES = 1024 * 1024
 #: Default cap on element nesting. SOAP + WS-Security + SAML stays below 20.
 DEFAULT_MAX_DEPTH = 64
+#: Default caps on the shape of a message. The real messages in tests/data/vectors/ (RSTs, RSTRs,
+#: protected requests, faults, metadata and WSDL of AD FS, WIF, MSAL, ADAL, zeep, CXF, Rampart,
+#: PicketLink) reach at most 5 attributes and 17 namespace declarations on one element, and 599
+#: elements in one document (AD FS metadata; a request or response stays below 160).
+DEFAULT_MAX_ATTRIBUTES = 64
+#: Namespace declarations on one element (``xmlns`` and ``xmlns:p`` attributes, redundant ones too).
+DEFAULT_MAX_NAMESPACES = 64
+#: Elements in one document: about one per 21 bytes of a 1 MiB body.
+DEFAULT_MAX_ELEMENTS = 50_000
+#: The most namespaces in scope at one element of a document within the default caps: what a
+#: standalone copy of a subtree (lxml writes every namespace in scope on its root) may declare.
+MAX_IN_SCOPE = DEFAULT_MAX_DEPTH * DEFAULT_MAX_NAMESPACES
 
 _local = threading.local()
 _DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -72,6 +87,50 @@ def _too_deep(root: etree._Element, max_depth: int) -> bool:
     if probe is None:
         probe = _DEPTH_PROBES[max_depth] = etree.XPath("boolean(" + "/*" * (max_depth + 1) + ")")
     return bool(probe(root))
+
+
+_COUNT_ELEMENTS = etree.XPath("count(//*)")
+_MANY_ATTRIBUTES = etree.XPath("boolean(//*[count(@*) > $most])")
+
+
+def _declarations_over(root: etree._Element, most: int) -> bool:
+    """Whether any element carries more than ``most`` namespace declarations.
+
+    The XPath data model has no node for a declaration (only the namespaces
+    in scope, which libxml2 collects per element at a quadratic cost), so the
+    declarations are counted from lxml's walk, which reports each one of an
+    element (``start-ns``) just before the element itself (``start``).
+    """
+    run = 0
+    for event, _ in etree.iterwalk(root, events=("start-ns", "start")):
+        if event == "start":
+            run = 0
+        else:
+            run += 1
+            if run > most:
+                return True
+    return False
+
+
+def _check_shape(root: etree._Element, data: bytes, *, byte_counts: bool, less_thans: int, max_attributes: int,
+                 max_namespaces: int, max_elements: int) -> None:
+    """Refuse a tree over the caps on elements, attributes and namespace declarations per element.
+
+    In a document read as UTF-8 (``byte_counts``) each element has its own
+    ``<``, each attribute its ``=`` and each declaration the bytes ``xmlns``,
+    so counts of those bytes bound the three measures from above: the tree
+    is walked only for a count over its cap, which no real message reaches.
+    The element count goes first, so that the other walks are bounded by it.
+    """
+    if (not byte_counts or less_thans > max_elements) and _COUNT_ELEMENTS(root) > max_elements:
+        raise MalformedMessage(f"more than {max_elements} elements",
+                               reason="The request has too many elements.")
+    if (not byte_counts or data.count(b"=") > max_attributes) and _MANY_ATTRIBUTES(root, most=max_attributes):
+        raise MalformedMessage(f"an element has more than {max_attributes} attributes",
+                               reason="The request has too many attributes on one element.")
+    if (not byte_counts or data.count(b"xmlns") > max_namespaces) and _declarations_over(root, max_namespaces):
+        raise MalformedMessage(f"an element has more than {max_namespaces} namespace declarations",
+                               reason="The request has too many namespace declarations on one element.")
 
 
 def _parser(*, utf8: bool = False) -> etree.XMLParser:
@@ -150,8 +209,16 @@ def parse(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+    max_namespaces: int = DEFAULT_MAX_NAMESPACES,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> etree._Element:
-    """Parse untrusted bytes into an element, or raise :class:`MalformedMessage`."""
+    """Parse untrusted bytes into an element, or raise :class:`MalformedMessage`.
+
+    ``max_depth`` bounds nesting, ``max_attributes`` and ``max_namespaces``
+    the attributes and namespace declarations of each element, and
+    ``max_elements`` the elements of the document.
+    """
     if len(data) > max_bytes:
         raise MalformedMessage(
             f"body of {len(data)} bytes exceeds the limit of {max_bytes}",
@@ -172,11 +239,15 @@ def parse(
     # No entity reference can remain: with no DTD (refused above) an entity other
     # than the five predefined ones is a well-formedness error libxml2 raises on.
     # An element at depth d has d - 1 ancestors, each with a start and an end tag, and
-    # its own start tag: 2d - 1 "<" at least. So few "<" prove the depth without a probe.
-    if data.count(b"<") > 2 * max_depth and _too_deep(root, max_depth):
+    # its own start tag: 2d - 1 "<" at least. So few "<" prove the depth without a probe
+    # (in UTF-8 only: elsewhere a "<" need not be the byte 0x3C).
+    less_thans = data.count(b"<")
+    if (not utf8 or less_thans > 2 * max_depth) and _too_deep(root, max_depth):
         raise MalformedMessage(
             f"element nesting deeper than {max_depth}", reason="The request is nested too deeply."
         )
+    _check_shape(root, data, byte_counts=utf8, less_thans=less_thans, max_attributes=max_attributes,
+                 max_namespaces=max_namespaces, max_elements=max_elements)
     return root
 
 

@@ -55,7 +55,8 @@ from .errors import (
     SoapFault,
 )
 from .keys import PathLike, load_certificates
-from .saml import VerificationCache, VerifiedAssertion, policy, verify_assertion, version_of
+from .saml import (VerificationCache, VerifiedAssertion, check_client_address, check_unique_id, policy,
+                   verify_assertion, version_of)
 from .stores import ReplayCache
 
 log = logging.getLogger("wstrust_wsgi.middleware")
@@ -114,6 +115,11 @@ class RelyingPartyMiddleware:
         token, with 200 or 503 and a small JSON body saying whether a trusted
         certificate is valid now and the replay cache (if any) answers; off
         by default, since the path belongs to the wrapped app's URL space.
+    :param check_address: refuse a SAML 2.0 token whose bearer
+        SubjectConfirmationData carries an ``Address`` other than the request's
+        ``REMOTE_ADDR``. Off by default, as in WIF: behind NAT or a proxy the
+        address the STS saw is not the one the service sees (behind a proxy,
+        put a ``ProxyFix`` in front so that ``REMOTE_ADDR`` is the client's).
     """
 
     def __init__(
@@ -132,11 +138,14 @@ class RelyingPartyMiddleware:
         understood_headers: Iterable[str] = (),
         verified_cache_size: int = 10_000,
         health_path: str | None = None,
+        check_address: bool = False,
     ) -> None:
         if clock_skew < timedelta(0):
             raise ConfigurationError("clock_skew: must not be negative")
         if not isinstance(verified_cache_size, int) or verified_cache_size < 0:
             raise ConfigurationError("verified_cache_size: must be an integer >= 0 (0 turns the cache off)")
+        if not isinstance(check_address, bool):
+            raise ConfigurationError("check_address: must be True or False")
         if allow_sha1:
             warnings.warn("RelyingPartyMiddleware: allow_sha1=True accepts SHA-1 signatures and digests, "
                           "which are deprecated (collisions are practical)", SecurityWarning, stacklevel=2)
@@ -156,6 +165,7 @@ class RelyingPartyMiddleware:
         self._verified = VerificationCache(max_entries=verified_cache_size) if verified_cache_size else None
         self._fast = FastAdmission(security=self._security, policy=self.policy, verified=self._verified,
                                    max_entries=verified_cache_size)
+        self._check_address = check_address
         #: Off only in tests, to compare with the path that parses the token with its envelope.
         self._cutting = True
         if health_path is not None and not (isinstance(health_path, str) and health_path.startswith("/")):
@@ -211,6 +221,8 @@ class RelyingPartyMiddleware:
         verified = self._fast.admit(body, content_type, now) if self._cutting else None
         if verified is None:
             verified = self._verify(body, content_type, now)
+        if self._check_address:
+            check_client_address(verified, environ.get("REMOTE_ADDR"))
         if self._replay is not None:
             key = f"saml:{verified.issuer}:{verified.assertion_id}"
             expires = verified.not_on_or_after + self.policy.clock_skew
@@ -251,4 +263,6 @@ class RelyingPartyMiddleware:
                 f"{len(assertions)} SAML assertions in wsse:Security, expected exactly 1",
                 reason="The wsse:Security header must carry exactly one SAML assertion.",
             )
-        return verify_assertion(assertions[0], self.policy, now=now, cache=self._verified)
+        verified = verify_assertion(assertions[0], self.policy, now=now, cache=self._verified)
+        check_unique_id(security, verified.assertion_id, assertions[0])
+        return verified

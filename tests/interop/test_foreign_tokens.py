@@ -175,6 +175,23 @@ def test_node_saml_token_for_another_audience_is_an_invalid_token(guarded, recor
     assert recorder.calls == []
 
 
+@pytest.mark.parametrize(("options", "outcome"), [
+    ({"recipient": SERVICE_URL}, None),
+    ({"recipient": OTHER_URL}, "InvalidSecurityToken"),
+    ({"recipient": SERVICE_URL, "inResponseTo": "_authn-request-1"}, "InvalidSecurityToken"),
+], ids=["recipient-is-us", "recipient-is-another-service", "in-response-to"])
+def test_node_saml_bearer_confirmation_data_is_checked(guarded, recorder, tmp_path, sts_keys, clock, options, outcome):
+    """SAML 2.0 profiles 4.1.4.2-4.1.4.3, on the SubjectConfirmationData node-saml writes."""
+    token = mint_with_node_saml(tmp_path, "2.0", sts_keys, clock.now, **options)
+    assert b"Recipient=" in token
+    response = post(guarded, token)
+    if outcome is None:
+        assert response.status_int == 200 and len(recorder.calls) == 1
+    else:
+        assert fault_code(response, "1.1") == outcome
+        assert recorder.calls == []
+
+
 @SAML_VERSIONS
 def test_node_saml_token_expires_on_our_clock(guarded, recorder, tmp_path, sts_keys, clock, version):
     token = mint_with_node_saml(tmp_path, version, sts_keys, clock.now)

@@ -4,7 +4,8 @@ and the STS (with a valid UsernameToken).
 DTDs in every form (internal and external entities, XXE to a local file and to
 a loopback URL, parameter entities, external DTD subsets, billion laughs, the
 quadratic blow-up), also in UTF-16 where a byte scan for ``<!DOCTYPE`` sees
-nothing; nesting 10,000 deep; a 50 MB body (refused by its Content-Length
+nothing; nesting 10,000 deep; tens of thousands of attributes or namespace
+declarations on one element, too many elements; a 50 MB body (refused by its Content-Length
 before a byte is read); oversized bodies made of a large attribute repeated; too
 many header blocks; SOAP version mismatches; two Security headers;
 mustUnderstand headers. Every refusal must be the right SOAP fault, leak
@@ -405,6 +406,46 @@ def test_deep_nesting_is_refused(targets, soap, target, depth):
     body = targets[target][2](soap).replace(b"</s:Body>", nested + b"</s:Body>", 1)
     fault = assert_refused(targets, target, send(targets, target, body, soap), soap, CLIENT)
     assert fault.reason in ("The request is nested too deeply.", "The request is not a well-formed SOAP message.")
+
+
+def _many_attributes(count: int) -> bytes:
+    return b"<f:Wide xmlns:f=\"urn:wide\"" + b"".join(b' a%d="1"' % i for i in range(count)) + b"/>"
+
+
+def _many_declarations(count: int) -> bytes:
+    return b"<f:Wide" + b"".join(b' xmlns:f%d="urn:f%d"' % (i, i) for i in range(count)) + b" xmlns:f=\"urn:f\"/>"
+
+
+#: shape -> (what to add, where, the fault reason; None: processed). The caps: 64 attributes and 64
+#: namespace declarations on one element, 50,000 elements in a message. Controls go in a header block
+#: of their own (ignored by both targets); refusals come from the parser, wherever the piece is.
+ATTRIBUTES = "The request has too many attributes on one element."
+DECLARATIONS = "The request has too many namespace declarations on one element."
+SHAPES = {
+    "20000-attributes-on-one-element": (_many_attributes(20_000), "body", ATTRIBUTES),
+    "65-attributes-on-one-element": (_many_attributes(65), "header", ATTRIBUTES),
+    "64-attributes-on-one-element": (_many_attributes(64), "header", None),
+    "8000-declarations-on-one-element": (_many_declarations(8_000), "body", DECLARATIONS),
+    "65-declarations-on-one-element": (_many_declarations(64), "header", DECLARATIONS),
+    "64-declarations-on-one-element": (_many_declarations(63), "header", None),
+    "50000-elements": (b"<e/>" * 50_000, "body", "The request has too many elements."),
+}
+
+
+@SOAP_VERSIONS
+@TARGETS
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_shape_of_the_message_is_capped(targets, soap, target, shape):
+    """Found by outside testing: an element with tens of thousands of attributes was admitted."""
+    piece, where, reason = SHAPES[shape]
+    body = targets[target][2](soap)
+    body = body.replace(b"</s:Header>", piece + b"</s:Header>", 1) if where == "header" \
+        else body.replace(b"</s:Body>", piece + b"</s:Body>", 1)
+    response = send(targets, target, body, soap)
+    if reason is None:
+        assert response.status_int == 200 and targets[target][3](response), response.body[:300]
+    else:
+        assert assert_refused(targets, target, response, soap, CLIENT).reason == reason
 
 
 # --------------------------------------------------------------------------- SOAP processing

@@ -5,9 +5,11 @@ after it was signed (or, in the last group, has the *trusted* key sign a shape
 the verifier must still refuse: a narrower reference, a decoy carrying the
 assertion's ID, a transplanted signature over another element). The request
 goes through the real middleware; the answer must be the named wsse fault and
-the protected app must not run. A few edits are harmless by design (an ID
-repeated *outside* the assertion, the signature moved among the assertion's own
-children) and must be admitted as alice, exactly.
+the protected app must not run. The assertion's ID repeated *outside* the
+assertion is refused too (an ambiguous reference; ``test_ambiguous_ids.py``
+covers every admission path). A few edits are harmless by design (the
+signature moved among the assertion's own children) and must be admitted as
+alice, exactly.
 
 Known library bugs these tests pin (see the report):
 
@@ -352,8 +354,8 @@ EDITS: dict[str, tuple[Edit, str]] = {
     "decoy-wsu-Id-in-subject": (_decoy_inside("subject", qn(ns.WSU, "Id")), FAILED),
     "decoy-ID-in-signature-object": (_decoy_inside("object", "ID"), FAILED),
     "decoy-Id-in-key-info": (_decoy_inside("key-info", "Id"), FAILED),
-    "id-repeated-in-the-body": (id_repeated_in_the_body, ADMIT),
-    "id-repeated-in-other-headers": (id_repeated_in_another_header, ADMIT),
+    "id-repeated-in-the-body": (id_repeated_in_the_body, FAILED),
+    "id-repeated-in-other-headers": (id_repeated_in_another_header, FAILED),
     # ID attribute tricks
     "id-attribute-renamed": (id_attribute_renamed, "wsse:InvalidSecurityToken"),
     "id-trailing-space": (_id_changed("{id} ", follow=False), FAILED),

@@ -4,7 +4,11 @@ Every token here is genuinely signed by the trusted key, so only the checks on
 *what* was signed can refuse it: ``wsse:InvalidSecurityToken`` for a token that is
 expired, not yet valid, issued in the future, for another audience (exact string
 comparison: case, trailing slash, scheme, port, percent-encoding all differ),
-without an audience restriction, or not a bearer token. Controls are admitted.
+without an audience restriction, or not a bearer token; and for bearer
+confirmation data the SAML 2.0 profiles (4.1.4.2-4.1.4.3) forbid or that names
+another service: NotBefore, InResponseTo, a Recipient that is not us, and
+(when the middleware is told to check it) an Address that is not the client's.
+Controls are admitted.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from _attacks import (  # noqa: F401  (fixtures)
     admitted,
     build,
     envelope,
+    guard,
     guarded,
     issue,
     low_privilege,
@@ -147,6 +152,28 @@ def confirmation_expired(root, version, now):  # type: ignore[no-untyped-def]
         data.set("NotOnOrAfter", saml.format_datetime(now - timedelta(minutes=6)))
 
 
+def _bearer_data(**attributes: str) -> Callable:
+    """Set attributes on the bearer SubjectConfirmationData (SAML 2.0); a value "{now}" is the current time."""
+    def edit(root, version, now):  # type: ignore[no-untyped-def]
+        for data in root.iter(qn(ns.SAML2, "SubjectConfirmationData")):
+            for name, value in attributes.items():
+                data.set(name, saml.format_datetime(now - timedelta(minutes=1)) if value == "{now}" else value)
+    return edit
+
+
+def _second_confirmation(method: str, **attributes: str) -> Callable:
+    """Add a second SubjectConfirmation (``method``) whose data carries ``attributes``."""
+    def edit(root, version, now):  # type: ignore[no-untyped-def]
+        first = next(root.iter(qn(ns.SAML2, "SubjectConfirmation")))
+        second = etree.Element(qn(ns.SAML2, "SubjectConfirmation"), Method=method)
+        data = etree.SubElement(second, qn(ns.SAML2, "SubjectConfirmationData"),
+                                NotOnOrAfter=saml.format_datetime(now + timedelta(minutes=5)))
+        for name, value in attributes.items():
+            data.set(name, saml.format_datetime(now - timedelta(minutes=1)) if value == "{now}" else value)
+        first.addnext(second)
+    return edit
+
+
 def two_subjects(root, version, now):  # type: ignore[no-untyped-def]
     """SAML 1.1 repeats the subject in each statement: make the two disagree."""
     names = list(root.iter(qn(ns.SAML1, "NameIdentifier")))
@@ -187,6 +214,23 @@ SHAPES: dict[str, tuple[Callable, str, tuple]] = {
     "subject-confirmation-holder-of-key": (not_bearer, INVALID, BOTH),
     "subject-confirmation-data-expired": (confirmation_expired, INVALID, (saml.SAML2,)),
     "two-different-subjects": (two_subjects, INVALID, (saml.SAML11,)),
+    # bearer SubjectConfirmationData, SAML 2.0 profiles 4.1.4.2-4.1.4.3 (SAML 1.1 has no such fields)
+    "bearer-recipient-is-us": (_bearer_data(Recipient=SERVICE_URL), ADMIT, (saml.SAML2,)),
+    "bearer-recipient-another-service": (_bearer_data(Recipient=OTHER_AUDIENCE), INVALID, (saml.SAML2,)),
+    "bearer-recipient-us-with-a-slash": (_bearer_data(Recipient=SERVICE_URL + "/"), INVALID, (saml.SAML2,)),
+    "bearer-recipient-empty": (_bearer_data(Recipient=""), INVALID, (saml.SAML2,)),
+    "bearer-not-before-in-the-past": (_bearer_data(NotBefore="{now}"), INVALID, (saml.SAML2,)),
+    "bearer-in-response-to": (_bearer_data(InResponseTo="_request1"), INVALID, (saml.SAML2,)),
+    "bearer-recipient-us-and-in-response-to": (_bearer_data(Recipient=SERVICE_URL, InResponseTo="_r"), INVALID,
+                                               (saml.SAML2,)),
+    "bearer-address-unchecked-by-default": (_bearer_data(Address="192.0.2.99"), ADMIT, (saml.SAML2,)),
+    "second-bearer-for-another-recipient": (_second_confirmation(ns.SAML2_BEARER, Recipient=OTHER_AUDIENCE),
+                                            INVALID, (saml.SAML2,)),
+    "second-bearer-with-not-before": (_second_confirmation(ns.SAML2_BEARER, NotBefore="{now}"), INVALID,
+                                      (saml.SAML2,)),
+    "holder-of-key-beside-bearer-keeps-its-not-before": (
+        _second_confirmation("urn:oasis:names:tc:SAML:2.0:cm:holder-of-key", NotBefore="{now}"), ADMIT,
+        (saml.SAML2,)),
 }
 CASES = [(name, version, soap) for name, (_, _, versions) in SHAPES.items()
          for version, soap in ((saml.SAML2, "1.2"), (saml.SAML11, "1.1")) if version in versions]
@@ -251,3 +295,63 @@ def test_clock_against_the_validity_window(guarded, recorder, issue, clock, vers
     else:
         fault = refused(response, soap, outcome, recorder=recorder)
         assert fault.reason == "The security token has expired or is not yet valid."
+
+
+def _with_address(sts_key, clock, address: str | None) -> bytes:  # type: ignore[no-untyped-def]
+    what = low_privilege(clock.now)
+    root = build(saml.SAML2, what)
+    root.remove(root.find("{http://www.w3.org/2000/09/xmldsig#}Signature"))
+    if address is not None:
+        _bearer_data(Address=address)(root, saml.SAML2, clock.now)
+    return sign_with(sts_key, saml.SAML2, what, root=root)
+
+
+def _from(app, body: bytes, soap: str, address: str):  # type: ignore[no-untyped-def]
+    content_type = {"1.1": "text/xml", "1.2": "application/soap+xml"}[soap] + "; charset=utf-8"
+    return app.post("/services/echo", body, headers={"Content-Type": content_type},
+                    extra_environ={"REMOTE_ADDR": address}, expect_errors=True)
+
+
+@pytest.mark.parametrize(("address", "client", "outcome"), [
+    ("192.0.2.7", "192.0.2.7", ADMIT),
+    ("192.0.2.7", "192.0.2.8", INVALID),
+    ("2001:db8::1", "2001:db8:0:0:0:0:0:1", ADMIT),
+    ("::ffff:192.0.2.7", "192.0.2.7", ADMIT),
+    ("2001:db8::1", "2001:db8::2", INVALID),
+    ("client.example.org", "192.0.2.7", INVALID),
+    (" 192.0.2.7", "192.0.2.7", INVALID),
+    (None, "192.0.2.7", ADMIT),
+], ids=["same-ipv4", "other-ipv4", "same-ipv6-written-long", "ipv4-mapped", "other-ipv6", "a-host-name",
+        "leading-space", "no-address"])
+def test_bearer_address_is_the_client_address_when_configured(recorder, sts_key, sts_keys, clock, address, client,
+                                                              outcome):
+    app = guard(recorder, sts_keys.cert, clock, check_address=True)
+    response = _from(app, envelope([_with_address(sts_key, clock, address)], soap="1.2"), "1.2", client)
+    if outcome == ADMIT:
+        admitted(response, recorder, "alice")
+    else:
+        fault = refused(response, "1.2", outcome, recorder=recorder)
+        assert fault.reason == "The security token may not be presented from this address."
+
+
+def test_bearer_address_is_checked_on_every_request_of_a_reused_token(recorder, sts_key, sts_keys, clock):
+    """The token's bytes are verified once and remembered; the client address still counts each time."""
+    app = guard(recorder, sts_keys.cert, clock, check_address=True)
+    body = envelope([_with_address(sts_key, clock, "192.0.2.7")], soap="1.1")
+    outcomes = [_from(app, body, "1.1", client).status_int
+                for client in ("192.0.2.7", "192.0.2.8", "192.0.2.7", "198.51.100.1")]
+    assert outcomes == [200, 500, 200, 500]
+    assert len(app.app._fast.seen) == 1  # the reused path answered the later requests
+
+
+def test_bearer_address_is_ignored_unless_configured(recorder, sts_key, sts_keys, clock):
+    app = guard(recorder, sts_keys.cert, clock)
+    body = envelope([_with_address(sts_key, clock, "192.0.2.7")], soap="1.1")
+    assert [_from(app, body, "1.1", client).status_int for client in ("192.0.2.8", "192.0.2.7")] == [200, 200]
+
+
+def test_saml11_has_no_address_to_check(recorder, issue, sts_keys, clock):
+    app = guard(recorder, sts_keys.cert, clock, check_address=True)
+    token = issue(saml.SAML11)
+    clock.now = token.what.issue_instant
+    admitted(_from(app, envelope([token.signed], soap="1.1"), "1.1", "192.0.2.8"), recorder, "alice")

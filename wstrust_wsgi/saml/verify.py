@@ -15,6 +15,7 @@ and an audience is matched as written.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from datetime import datetime, timezone
 from types import MappingProxyType
 
@@ -99,30 +100,117 @@ def _attributes_saml11(signed: etree._Element) -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in found.items()}
 
 
-_Read = tuple[str, str, list[list[str]], bool, "etree._Element | None", list[etree._Element]]
+_Read = tuple[str, str, list[list[str]], bool, "etree._Element | None", list[etree._Element], list[etree._Element]]
 
 
 def _read_saml2(signed: etree._Element) -> _Read:
-    """Issuer, subject, audience restrictions, bearer?, Conditions, SubjectConfirmationData elements."""
+    """Issuer, subject, audience restrictions, bearer?, Conditions, SubjectConfirmationData elements
+    (all of them, then those of bearer confirmations)."""
     issuer = _xml.text(_xml.only(signed, _S2["Issuer"]), strip=False)
     subject_el = _xml.only(signed, _S2["Subject"])
     if subject_el is None:
         raise InvalidSecurityToken("assertion has no Subject")
     subject = _xml.text(_xml.only(subject_el, _S2["NameID"]), strip=False)
     bearer = False
-    confirmation_data = []
+    confirmation_data, bearer_data = [], []
     for confirmation in subject_el.iterchildren(_S2["SubjectConfirmation"]):
-        if confirmation.get("Method") == ns.SAML2_BEARER:
-            bearer = True
+        is_bearer = confirmation.get("Method") == ns.SAML2_BEARER
+        bearer = bearer or is_bearer
         data = _xml.only(confirmation, _S2["SubjectConfirmationData"])
         if data is not None:
             confirmation_data.append(data)
+            if is_bearer:
+                bearer_data.append(data)
     conditions = _xml.only(signed, _S2["Conditions"])
     restrictions = []
     if conditions is not None:
         for restriction in conditions.iterchildren(_S2["AudienceRestriction"]):
             restrictions.append([_xml.text(a, strip=False) for a in restriction.iterchildren(_S2["Audience"])])
-    return issuer, subject, restrictions, bearer, conditions, confirmation_data
+    return issuer, subject, restrictions, bearer, conditions, confirmation_data, bearer_data
+
+
+def _check_bearer_data(data: etree._Element, policy: ValidationPolicy) -> None:
+    """A bearer SubjectConfirmationData as SAML 2.0 profiles 4.1.4.2 says, and WIF checks it.
+
+    It MUST NOT carry NotBefore. InResponseTo names the AuthnRequest it
+    answers (profiles 4.1.4.3); a token from a WS-Trust STS answers none of
+    ours, so it is refused. A Recipient names where the token may be presented
+    (core 2.4.1.2): it must be this service, one of the policy's audiences,
+    compared exactly as they are. Address depends on the request, so it is
+    checked per request, when configured (:func:`check_client_address`).
+    SAML 1.1 has none of these fields (its SubjectConfirmationData is free
+    content, core 1.1 section 2.4.2.3).
+    """
+    if data.get("NotBefore") is not None:
+        raise InvalidSecurityToken("bearer SubjectConfirmationData carries NotBefore (SAML 2.0 profiles 4.1.4.2)")
+    if data.get("InResponseTo") is not None:
+        raise InvalidSecurityToken(f"bearer SubjectConfirmationData answers request {data.get('InResponseTo')!r}, "
+                                   "which this service never sent (SAML 2.0 profiles 4.1.4.3)")
+    recipient = data.get("Recipient")
+    if recipient is not None and recipient not in policy.audiences:
+        raise InvalidSecurityToken(f"bearer SubjectConfirmationData Recipient {recipient!r} is not one of "
+                                   f"{sorted(policy.audiences)!r}",
+                                   reason="The security token was not issued for this service.")
+
+
+def _bearer_addresses(signed: etree._Element) -> list[str]:
+    """The Address of each SAML 2.0 bearer SubjectConfirmationData of a signed assertion."""
+    subject = signed.find(_S2["Subject"])
+    if subject is None:
+        return []
+    return [data.get("Address", "") for confirmation in subject.iterchildren(_S2["SubjectConfirmation"])
+            if confirmation.get("Method") == ns.SAML2_BEARER
+            for data in confirmation.iterchildren(_S2["SubjectConfirmationData"])
+            if data.get("Address") is not None]
+
+
+def _same_address(written: str, client: str) -> bool:
+    """Whether ``written`` names ``client``: equal IP addresses in any notation, otherwise equal strings."""
+    try:
+        one, other = ipaddress.ip_address(written), ipaddress.ip_address(client)
+    except ValueError:
+        return written == client
+    if isinstance(one, ipaddress.IPv6Address) and one.ipv4_mapped is not None:
+        one = one.ipv4_mapped
+    if isinstance(other, ipaddress.IPv6Address) and other.ipv4_mapped is not None:
+        other = other.ipv4_mapped
+    return one == other
+
+
+def check_client_address(verified: VerifiedAssertion, client: str | None) -> None:
+    """Refuse the request unless every bearer SubjectConfirmationData ``Address`` of ``verified``
+    (SAML 2.0 core 2.4.1.2: where the token may be presented from) names ``client``.
+
+    Run on every request (a cached verification included), since the token
+    is the same from any address; a token without an Address passes, and so
+    does SAML 1.1, which has no such field.
+    """
+    if verified.version != SAML2.name:
+        return
+    for address in _bearer_addresses(verified.element):
+        if client is None or not _same_address(address, client):
+            raise InvalidSecurityToken(
+                f"bearer SubjectConfirmationData Address {address!r} is not the client address {client!r}",
+                reason="The security token may not be presented from this address.")
+
+
+def check_unique_id(document: etree._Element, assertion_id: str, assertion: etree._Element | None = None) -> None:
+    """Refuse a message in which an element other than ``assertion`` holds ``assertion_id`` (FailedCheck).
+
+    The signature was verified on a standalone copy of the assertion, where
+    its Reference can only mean the assertion; the claims come from that copy.
+    But in the message as a whole, a second element with the same ID (as
+    ``ID``, ``AssertionID``, ``Id`` or ``wsu:Id``) makes the Reference
+    ambiguous to anyone who resolves it there, so the message is refused, as
+    WSS4J's secure validation refuses it. ``document`` is any element of the
+    parsed message (the whole tree is searched); ``assertion`` is the token
+    itself, None when the message holds a placeholder in its stead.
+    """
+    holders = [h for h in xmldsig.id_holders(document, assertion_id, _ID_NAMES) if h is not assertion]
+    if holders:
+        raise FailedCheck(f"ID {assertion_id!r} of the assertion is also held by {len(holders)} other element(s) "
+                          f"of the message, first {holders[0].tag}",
+                          reason="The security token's ID is not unique in the message.")
 
 
 def _read_saml11(signed: etree._Element) -> _Read:
@@ -147,7 +235,7 @@ def _read_saml11(signed: etree._Element) -> _Read:
     if conditions is not None:
         for restriction in _xml.children(conditions, s, "AudienceRestrictionCondition"):
             restrictions.append([_xml.text(a, strip=False) for a in _xml.children(restriction, s, "Audience")])
-    return issuer, subjects.pop(), restrictions, bearer, conditions, []
+    return issuer, subjects.pop(), restrictions, bearer, conditions, [], []
 
 
 def verify_assertion(
@@ -175,7 +263,9 @@ def verify_assertion(
         if hit is not None:
             return hit
     try:
-        root = _xml.parse(raw)  # a standalone copy: nothing outside the assertion can be referenced
+        # a standalone copy: nothing outside the assertion can be referenced (its root declares
+        # every namespace in scope in the message, each element of which passed the caps)
+        root = _xml.parse(raw, max_namespaces=_xml.MAX_IN_SCOPE)
     except MalformedMessage as exc:
         raise InvalidSecurityToken(f"assertion copy did not parse: {exc}") from None
     return _verify_copy(root, version, raw, policy, now, cache, key)
@@ -229,7 +319,7 @@ def _read_claims(
     assertion_id: str, raw: bytes,
 ) -> tuple[VerifiedAssertion, Window, tuple[tuple[str, ...], ...]]:
     reader = _read_saml2 if version is SAML2 else _read_saml11
-    issuer, subject, restrictions, bearer, conditions, confirmation_data = reader(signed)
+    issuer, subject, restrictions, bearer, conditions, confirmation_data, bearer_data = reader(signed)
     if issuer not in policy.issuers:
         raise InvalidSecurityToken(f"issuer {issuer!r} is not trusted", reason="The security token's issuer is not trusted.")
     if not subject:
@@ -239,6 +329,8 @@ def _read_claims(
     if conditions is None:
         raise InvalidSecurityToken("assertion has no Conditions")
     check_audiences(restrictions, policy)
+    for data_el in bearer_data:  # SAML 2.0 only
+        _check_bearer_data(data_el, policy)
     not_before = _time_attr(conditions, "NotBefore")
     not_on_or_after = _time_attr(conditions, "NotOnOrAfter")
     if not_on_or_after is None:

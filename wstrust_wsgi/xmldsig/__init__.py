@@ -25,6 +25,7 @@ from .verify import (
     Parts,
     Verified,
     enveloped_shape,
+    id_holders,
     shared_secrets,
     trusted_certificates,
     verify_detached,
@@ -33,6 +34,7 @@ from .verify import (
 
 __all__ = [
     "ALGORITHMS", "BY_SETTING", "Algorithm", "AlgorithmPolicy", "Candidate", "HmacKey", "KeyResolver", "Parts",
-    "Signer", "Verified", "canonical", "certificate_base64", "enveloped_shape", "for_setting", "setting_names",
+    "Signer", "Verified", "canonical", "certificate_base64", "enveloped_shape", "for_setting", "id_holders",
+    "setting_names",
     "shared_secrets", "trusted_certificates", "verify_detached", "verify_enveloped",
 ]

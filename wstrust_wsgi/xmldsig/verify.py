@@ -153,6 +153,13 @@ def _parts(signature: etree._Element, algorithms: AlgorithmPolicy, transforms: l
     return Parts(signature, signed_info, c14n, method, references, all_steps, digests)
 
 
+def id_holders(document: etree._Element, reference_id: str, id_names: frozenset[str]) -> list[etree._Element]:
+    """Every element of ``document``'s whole tree holding ``reference_id`` in an attribute named one of
+    ``id_names`` (by local name, in any namespace: ``wsu:Id`` is an ``Id``), in document order."""
+    values = cast(list[etree._ElementUnicodeResult], _ID_VALUES(document, id=reference_id))
+    return [value.getparent() for value in values if etree.QName(value.attrname).localname in id_names]
+
+
 def enveloped_shape(root: etree._Element, *, id_attribute: str, id_names: frozenset[str],
                     algorithms: AlgorithmPolicy) -> tuple[str, Parts]:
     """Refuse anything but one enveloped signature over ``root`` by its unique ID; return the ID and the parts.
@@ -171,8 +178,7 @@ def enveloped_shape(root: etree._Element, *, id_attribute: str, id_names: frozen
         raise FailedCheck(f"{what} is not signed", reason="The security token is not signed.")
     if len(signatures) > 1 or signatures[0].getparent() is not root:
         raise FailedCheck(f"{what} must carry exactly one signature, as its own child")
-    holders = [value.getparent() for value in cast(list[etree._ElementUnicodeResult], _ID_VALUES(root, id=reference_id))
-               if etree.QName(value.attrname).localname in id_names]
+    holders = id_holders(root, reference_id, id_names)
     if any(holder is not root for holder in holders):
         raise FailedCheck(f"ID {reference_id!r} is not unique to the {what} ({len(holders)} holders)")
     found = _signed_info_parts(signatures[0], algorithms)
