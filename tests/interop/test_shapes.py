@@ -26,6 +26,7 @@ from lxml import etree
 from msal.wstrust_response import parse_error
 
 from _support import ROOT, vector, xmlsec1_verify
+from _support.faults import assert_version_mismatch
 from test_roundtrip import demo_servers  # noqa: F401  (the real gunicorn STS + echo service fixture)
 from test_sts import CLIENT_CAPTURES, _rebuild_capture, q
 from wstrust_wsgi import StsClient, ns
@@ -222,6 +223,18 @@ def test_soap11_fault_is_http_500_with_a_bound_faultcode_prefix(demo_servers):  
     code = fault.find("faultcode")
     assert _resolve(code, code.text) == (ns.WST2005, "FailedAuthentication")
     assert fault.findtext("faultstring")
+
+
+@pytest.mark.parametrize("sent", ["1.1", "1.2"])
+def test_an_envelope_of_the_other_soap_version_gets_a_soap11_version_mismatch_with_upgrade(
+        demo_servers, sent):  # noqa: F811
+    """Under gunicorn, from the STS and from the middleware alike (SOAP 1.2 part 1 appendix A)."""
+    sts_url, service_url, _ = demo_servers
+    announced = "1.2" if sent == "1.1" else "1.1"
+    for url in (sts_url, service_url):
+        status, headers, answer = http_post(url, our_rst(sts_url, service_url, soap=sent),
+                                            {"Content-Type": MEDIA[announced]})
+        assert_version_mismatch(status, headers["content-type"], answer)
 
 
 # ----------------------------------------------------------------- dispatch without an action
