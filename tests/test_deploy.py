@@ -95,16 +95,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def make_tls_pair(directory: Path) -> tuple[Path, Path]:
-    """A self-signed server certificate for IP 127.0.0.1 (ECDSA P-256) and its key, for gunicorn."""
+def make_tls_pair(directory: Path, address: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed server certificate for IP ``address`` (ECDSA P-256) and its key, for gunicorn."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1 (wstrust-wsgi test)")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{address} (wstrust-wsgi test)")])
     now = dt.datetime.now(dt.timezone.utc)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]),
                        critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)  # its own trust anchor
         .sign(key, hashes.SHA256())
