@@ -142,6 +142,7 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
                 relying_parties=registry,
                 settings=_HostSettings(registry, config.sts.allow_plaintext_http),
                 nonce_cache=nonces,
+                public_url=config.sts.public_url,
             )
         except ConfigurationError as exc:  # the settings stored in the registry make no sense
             raise config.error("registry", "url", f"{config.registry.display_url}: the STS settings stored "
