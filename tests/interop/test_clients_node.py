@@ -1,4 +1,4 @@
-"""The npm ``soap`` client (1.13.0) and ``wstrust-client`` (0.0.1), from ``tests/interop/node``, against a real gunicorn STS.
+"""The npm ``soap`` (1.13.0) and ``wstrust-client`` (0.0.1) clients, from ``tests/interop/node``, against a real STS.
 
 ``node issue_token.js`` loads the STS's ``?wsdl`` with ``soap.createClientAsync``,
 sets ``soap.WSSecurity`` (PasswordText or PasswordDigest) and calls ``Issue``
