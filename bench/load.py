@@ -118,7 +118,7 @@ def expect_refusal(kind: str, attempt: Callable[[], object]) -> None:
 def tamper(assertion: bytes, variant: int) -> bytes:
     """The assertion with its subject, a claim or its signature value changed (signed bytes no longer match)."""
     if variant % 3 == 0:
-        changed = assertion.replace(b">admin</saml2:NameID>", b">root</saml2:NameID>", 1)
+        changed = assertion.replace(b">admin</NameID>", b">root</NameID>", 1)
     elif variant % 3 == 1:
         changed = assertion.replace(b">admin@example.org<", b">root@example.org<", 1)
     else:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from lxml import etree
@@ -39,13 +40,17 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def start_gunicorn(app: str, port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """One gunicorn process serving ``app`` on 127.0.0.1:``port`` (gthread: 1 worker, 4 threads)."""
+def start_gunicorn(app: str, port: int, env: dict[str, str], log_path: Path,
+                   extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """One gunicorn process serving ``app`` on 127.0.0.1:``port`` (gthread: 1 worker, 4 threads).
+
+    ``extra``: more gunicorn options, such as ``--certfile`` and ``--keyfile`` for TLS.
+    """
     log = open(log_path, "wb")
     return subprocess.Popen(
         [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}",
          "--worker-class", "gthread", "--workers", "1", "--threads", "4", "--graceful-timeout", "5",
-         "--no-control-socket"],
+         "--no-control-socket", *extra],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
 

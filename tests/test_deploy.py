@@ -18,6 +18,7 @@ Everything listens on 127.0.0.1 only; every process is stopped in a finally.
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import ipaddress
 import json
 import logging
@@ -95,16 +96,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def make_tls_pair(directory: Path) -> tuple[Path, Path]:
-    """A self-signed server certificate for IP 127.0.0.1 (ECDSA P-256) and its key, for gunicorn."""
+def make_tls_pair(directory: Path, address: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed server certificate for IP ``address`` (ECDSA P-256) and its key, for gunicorn."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1 (wstrust-wsgi test)")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{address} (wstrust-wsgi test)")])
     now = dt.datetime.now(dt.timezone.utc)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]),
                        critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)  # its own trust anchor
         .sign(key, hashes.SHA256())
@@ -419,6 +420,12 @@ BAD_CASES: list[tuple[str, Callable[[Tables, Path, KeyFiles], None], str, str]] 
     ("path not absolute", _set("sts", "path", "services/sts"), "[sts] path", "must be a URL path below /"),
     ("path is the root", _set("sts", "path", "/"), "[sts] path", "must be a URL path below /"),
     ("log level", _set("sts", "log_level", "verbose"), "[sts] log_level", "'verbose' is not one of"),
+    ("public URL without scheme", _set("sts", "public_url", "sts.example.org/services/sts"), "[sts] public_url",
+     "the URL 'sts.example.org/services/sts': must be an http(s) URL such as https://sts.example.org/services/sts"),
+    ("public URL with a query", _set("sts", "public_url", "https://sts.example.org/sts?wsdl"), "[sts] public_url",
+     "must have no user, query or fragment"),
+    ("public URL without host", _set("sts", "public_url", "https:///services/sts"), "[sts] public_url",
+     "must be an absolute URL"),
     ("url as list", _set("registry", "url", ["sqlite:///a.db"]), "[registry] url", "must be a string, not a list"),
     ("empty nonce cache", _set("replay", "nonce_cache", " "), "[replay] nonce_cache", "must not be empty"),
     ("users source", _set("users", "source", "nis"), "[users] source", "'nis' is not one of 'registry', 'ldap'"),
@@ -886,3 +893,38 @@ def test_two_hosts_share_one_postgresql_registry(tmp_path: Path, sts_keys: KeyFi
         postgres.stop()
     for server in servers:
         assert "issued: SAML" in server.text(), server.text()
+
+
+# ---------------------------------------------------------------------- behind a proxy: [sts] public_url
+
+
+def test_behind_a_proxy_the_wsdl_advertises_the_public_url(tmp_path: Path, registry_file: Path,
+                                                          sts_keys: KeyFiles) -> None:
+    """gunicorn sees the proxy's request (its inner Host, plain HTTP); ?wsdl names the public address."""
+    public = "https://sts.example.org/services/sts"
+    config = write_config(tmp_path, {
+        "sts": {"path": "/services/sts", "public_url": public},
+        "keys": {"signing_key": str(sts_keys.key), "signing_cert": str(sts_keys.cert)},
+        "registry": {"url": sqlite_url(registry_file)},
+    })
+    assert load_config(config).sts.public_url == public
+    port = free_port()
+    server = Gunicorn(f'wstrust_wsgi.deploy:make_app("{config}")', port=port, cwd=tmp_path,
+                      log=tmp_path / "gunicorn.log")
+    try:
+        server.wait_started()
+        for host in (f"127.0.0.1:{port}", "sts-internal:8000"):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                connection.request("GET", "/services/sts?wsdl", headers={"Host": host})
+                response = connection.getresponse()
+                status, body = response.status, response.read()
+            finally:
+                connection.close()
+            assert status == 200, body
+            document = etree.fromstring(body)
+            locations = {a.get("location") for a in document.iter(
+                "{http://schemas.xmlsoap.org/wsdl/soap/}address", "{http://schemas.xmlsoap.org/wsdl/soap12/}address")}
+            assert locations == {public}, (host, locations)
+    finally:
+        server.stop()

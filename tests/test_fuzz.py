@@ -326,7 +326,8 @@ BYTE_OPS = ("truncate", "insert", "insert_raw", "replace", "rebind", "reprefix",
 SUB_PATTERNS = [
     r">admin<", r"admin", r'ID="', r'URI="#', r'Algorithm="[^"]*"', r"<ds:DigestValue>[^<]*</ds:DigestValue>",
     r"(<ds:SignatureValue>)[^<]*", r"(<ds:SignatureValue>.)", r"<ds:KeyInfo>.*</ds:KeyInfo>", r'xmlns:(\w+)="[^"]*"',
-    r"</saml2?:Issuer>", r"<saml2?:Subject>", r"</wsse:Security>", r"<wsse:Password[^>]*>[^<]*", r"Issue<",
+    r'xmlns="[^"]*"', r"</(?:saml2?:)?Issuer>", r"<(?:saml2?:)?Subject>",
+    r"</wsse:Security>", r"<wsse:Password[^>]*>[^<]*", r"Issue<",
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T", r"\.000Z", r"s:mustUnderstand=\"1\"",
 ]
 SUB_REPLACEMENTS = [

@@ -40,6 +40,7 @@ from _forge import (
     vector_assertion_bytes,
 )
 from _support import EMAIL, ISSUER, OTHER_URL, SERVICE_URL, FixedClock, vector
+from _support.faults import assert_version_mismatch
 from wstrust_wsgi import (
     ConfigurationError,
     RelyingPartyMiddleware,
@@ -229,7 +230,7 @@ def test_tampered_attribute_fails_check(guarded, recorder, make_client, soap, to
 @SOAP_VERSIONS
 def test_tampered_subject_fails_check(guarded, recorder, make_client, soap):
     token = token_for(make_client)
-    forged = token.replace(b">admin</saml2:NameID>", b">root</saml2:NameID>")
+    forged = token.replace(b">admin</NameID>", b">root</NameID>")
     assert forged != token
     assert_fault(post(guarded, soap_request(forged, version=soap), soap), soap, "FailedCheck")
     assert recorder.calls == []
@@ -399,6 +400,15 @@ def test_soap12_envelope_sent_as_text_xml_is_a_version_mismatch(guarded, recorde
     fault = read_fault(response.body)
     assert (fault.envelope_ns, fault.code) == (SOAP11, qn(SOAP11, "VersionMismatch"))
     assert b"Traceback" not in response.body
+    assert_version_mismatch(response.status_int, response.headers["Content-Type"], response.body)
+    assert recorder.calls == []
+
+
+def test_soap11_envelope_sent_as_soap12_is_a_soap11_version_mismatch_with_upgrade(guarded, recorder, make_client):
+    """SOAP 1.2 part 1 appendix A, also on the cut-token path's way in: a SOAP 1.1 fault, text/xml."""
+    body = soap_request(token_for(make_client), version="1.1")
+    response = post(guarded, body, content_type="application/soap+xml; charset=utf-8")
+    assert_version_mismatch(response.status_int, response.headers["Content-Type"], response.body)
     assert recorder.calls == []
 
 

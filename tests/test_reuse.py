@@ -24,8 +24,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from lxml import etree
 
-from _forge import RecordingApp, content, soap_request
+from _forge import RecordingApp, content, sign_with, soap_request
 from _support import ISSUER, SERVICE_URL, FixedClock
 from wstrust_wsgi import RelyingPartyMiddleware, _xml, ns, saml
 from wstrust_wsgi._reuse import SeenTokens
@@ -71,9 +72,24 @@ class Pair:
         return answers[0][0]
 
 
-@pytest.fixture(params=[saml.SAML2, saml.SAML11], ids=["2.0", "1.1"])
+S2 = ns.SAML2.encode()
+
+
+def prefixed_saml2(key: Any, what: saml.AssertionContent) -> bytes:
+    """A SAML 2.0 token as other STSes write it, every element ``saml2:``-prefixed (signed by signxml)."""
+    unsigned = etree.tostring(saml.build_saml2(what))
+    assert unsigned.startswith(b'<Assertion xmlns="' + S2 + b'" ')
+    prefixed = re.sub(rb"<(/?)(?=[A-Za-z])(?!ds:)", rb"<\1saml2:", unsigned).replace(b" xmlns=", b" xmlns:saml2=", 1)
+    return sign_with(key, saml.SAML2, what, root=etree.fromstring(prefixed))
+
+
+@pytest.fixture(params=["2.0", "2.0-prefixed", "1.1"])
 def token(request: pytest.FixtureRequest, sts_keys: Any, clock: FixedClock) -> bytes:
-    return saml.AssertionSigner(sts_keys.load()).sign(request.param, content(clock.now))
+    """Ours (SAML 2.0 in the default namespace, as AD FS writes it; SAML 1.1 ``saml:``), and a prefixed 2.0."""
+    if request.param == "2.0-prefixed":
+        return prefixed_saml2(sts_keys.load(), content(clock.now))
+    version = saml.SAML2 if request.param == "2.0" else saml.SAML11
+    return saml.AssertionSigner(sts_keys.load()).sign(version, content(clock.now))
 
 
 @pytest.fixture
@@ -137,6 +153,8 @@ def hiding_places(token: bytes, evil: bytes) -> dict[str, bytes]:
         "in the body": before + after.replace(b"<s:Body>", b"<s:Body>" + token, 1),
         "in a wrapper inside Security": before + b"<w:Wrap xmlns:w=\"urn:w\">" + token + b"</w:Wrap>" + after,
         "default namespace around it": genuine.replace(b"<s:Envelope ", b"<s:Envelope xmlns=\"urn:evil\" ", 1),
+        "SAML 2.0 as the default namespace around it": genuine.replace(
+            b"<s:Envelope ", b"<s:Envelope xmlns=\"" + S2 + b"\" ", 1),
         "its prefix rebound around it": genuine.replace(
             b"<s:Envelope ", b"<s:Envelope xmlns:saml2=\"urn:evil\" xmlns:saml=\"urn:evil\" xmlns:ds=\"urn:e\" ", 1),
         "relative namespace URI around it": genuine.replace(b"<s:Envelope ", b"<s:Envelope xmlns:rel=\"admin\" ", 1),
@@ -179,6 +197,7 @@ def test_every_hiding_place_gets_the_full_paths_answer(pair: Pair, token: bytes,
     verdicts = {name: pair.same(body) for name, body in hiding_places(token, forged(sts_keys, clock)).items()}
     assert verdicts["genuine"].startswith("200")
     assert verdicts["default namespace around it"].startswith("200")  # the token declares what it uses
+    assert verdicts["SAML 2.0 as the default namespace around it"].startswith("200")
     assert verdicts["whitespace after it"].startswith("200")
     assert verdicts["another ID beside it, by a character reference"].startswith("200")
     for name in ("its ID again in the body", "its ID again as the Body's wsu:Id",
@@ -236,15 +255,18 @@ def test_time_and_certificate_are_rechecked_on_the_reused_path(pair: Pair, token
 
 
 def test_a_token_relying_on_outside_namespaces_is_not_cut(sts_keys: Any, clock: FixedClock) -> None:
-    token = saml.AssertionSigner(sts_keys.load()).sign(saml.SAML2, content(clock.now))
+    token = prefixed_saml2(sts_keys.load(), content(clock.now))
     seen = SeenTokens()
     declared_outside = b"<e xmlns:saml2=\"urn:oasis:names:tc:SAML:2.0:assertion\">" + token.replace(
         b" xmlns:saml2=\"urn:oasis:names:tc:SAML:2.0:assertion\"", b"", 1) + b"</e>"
     assert seen.cut(declared_outside, 64) is None
+    ours = saml.AssertionSigner(sts_keys.load()).sign(saml.SAML2, content(clock.now))
+    default_outside = b"<e xmlns=\"" + S2 + b"\">" + ours.replace(b" xmlns=\"" + S2 + b"\"", b"", 1) + b"</e>"
+    assert b"<Assertion ID=" in default_outside and seen.cut(default_outside, 64) is None
     unqualified = b"<e>" + token.replace(b"<saml2:Issuer>", b"<Issuer xmlns=\"\">", 1).replace(
         b"</saml2:Issuer>", b"</Issuer>", 1) + b"</e>"
     assert seen.cut(unqualified, 64) is None
-    inclusive = b"<e>" + token.replace(b"<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\">",
+    inclusive = b"<e>" + ours.replace(b"<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\">",
                                        b"<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\">"
                                        b"<ec:InclusiveNamespaces xmlns:ec=\"http://www.w3.org/2001/10/xml-exc-c14n#\""
                                        b" PrefixList=\"xs\"/>", 1) + b"</e>"
@@ -254,6 +276,60 @@ def test_a_token_relying_on_outside_namespaces_is_not_cut(sts_keys: Any, clock: 
     assert cut is not None and cut.wire == token
     seen.remember(cut, b"key")
     assert len(seen) == 1
+    for around in (b"<e>", b"<e xmlns=\"urn:evil\">", b"<e xmlns=\"" + S2 + b"\">"):
+        cut = seen.cut(around + ours + b"</e>", 64)  # its own root declares the default namespace it uses
+        assert cut is not None and cut.wire == ours and cut.alone is not None
+        assert cut.alone.tag == f"{{{ns.SAML2}}}Assertion"
+
+
+def leaning_on_the_context(key: Any, what: saml.AssertionContent) -> bytes:
+    """A SAML 2.0 token whose root is ``saml2:``-prefixed and whose other elements are unprefixed, with no
+    default namespace of its own: it means SAML 2.0 only where the context declares that default.
+
+    Exclusive c14n renders the default namespace on each unprefixed child (the root does not use it),
+    so the signature made with the default declared on the root holds in such a context too. Its start
+    tag carries the text ``xmlns="..."`` inside an attribute value, which a text match would mistake
+    for a declaration.
+    """
+    unsigned = etree.tostring(saml.build_saml2(what))
+    head = b'<saml2:Assertion xmlns:saml2="' + S2 + b'" xmlns="' + S2 + b'" Note=\' xmlns="urn:x"\' '
+    tree = etree.fromstring(head + unsigned[len(b'<Assertion xmlns="') + len(S2) + 2:-len(b"</Assertion>")]
+                            + b"</saml2:Assertion>")
+    signed = sign_with(key, saml.SAML2, what, root=tree)
+    escaped = b'Note=" xmlns=&quot;urn:x&quot;"'  # as lxml writes the value; the same value, quoted otherwise:
+    assert signed.count(b' xmlns="' + S2 + b'"') == 1 and signed.count(escaped) == 1
+    return signed.replace(b' xmlns="' + S2 + b'"', b"", 1).replace(escaped, b"Note=' xmlns=\"urn:x\"'", 1)
+
+
+def test_a_token_leaning_on_the_contexts_default_namespace_takes_the_full_path(
+        sts_keys: Any, clock: FixedClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = leaning_on_the_context(sts_keys.load(), content(clock.now))
+    pair = Pair([sts_keys.cert], clock, saml.AssertionSigner(sts_keys.load()).sign(saml.SAML2, content(clock.now)))
+    in_context = soap_request(token).replace(b"<s:Envelope ", b"<s:Envelope xmlns=\"" + S2 + b"\" ", 1)
+    full: list[int] = []
+    original = RelyingPartyMiddleware._verify
+    monkeypatch.setattr(RelyingPartyMiddleware, "_verify", lambda *a: full.append(1) or original(*a))
+    assert pair.same(in_context).startswith("200")  # valid where it stands, as the full path sees it
+    assert len(full) == 3  # no path cut it: alone, its elements would be in no namespace
+    assert not pair.same(soap_request(token)).startswith("200")  # without that context, it is not SAML 2.0
+
+
+def test_a_default_namespace_token_is_cut_and_reused_under_any_context(
+        sts_keys: Any, clock: FixedClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AD FS's serialization (``<Assertion xmlns="urn:...:assertion">``) takes the cut and reuse paths,
+    also inside an envelope declaring another default namespace, and still agrees with the full path."""
+    token = saml.AssertionSigner(sts_keys.load()).sign(saml.SAML2, content(clock.now))
+    assert token.startswith(b'<Assertion xmlns="' + S2 + b'" ID="')
+    pair = Pair([sts_keys.cert], clock, token)
+    full: list[int] = []
+    original = RelyingPartyMiddleware._verify
+    monkeypatch.setattr(RelyingPartyMiddleware, "_verify", lambda self, *a: full.append(id(self)) or original(self, *a))
+    for default in (b"urn:evil", S2, ns.SAML1.encode(), ns.WSSE.encode()):
+        request = soap_request(token).replace(b"<s:Envelope ", b"<s:Envelope xmlns=\"" + default + b"\" ", 1)
+        assert pair.same(request).startswith("200")
+        request = request.replace(b"<wsse:Security>", b"<wsse:Security xmlns=\"urn:other\">", 1)
+        assert pair.same(request).startswith("200")
+    assert set(full) == {id(pair.scratch)}  # the remembered and the fresh middleware never fell back
 
 
 def test_seen_tokens_are_bounded(sts_keys: Any, clock: FixedClock) -> None:

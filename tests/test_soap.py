@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from _support.faults import assert_version_mismatch
 from wstrust_wsgi import ns, soap
 from wstrust_wsgi.client import raise_for_fault
 from wstrust_wsgi.errors import (
@@ -75,14 +76,29 @@ def test_envelope_of_the_other_version_is_version_mismatch(envelope_ns, content_
         soap.parse_envelope(envelope_xml(envelope_ns), content_type=content_type)
 
 
+@pytest.mark.parametrize("content_type", [CT11, CT12])
+def test_an_envelope_in_an_unknown_namespace_is_a_version_mismatch(content_type):
+    """SOAP 1.1 section 4.1.2 and SOAP 1.2 part 1 section 5.4.7: a version we do not read."""
+    with pytest.raises(VersionMismatch):
+        soap.parse_envelope(envelope_xml("urn:soap:2.0"), content_type=content_type)
+    with pytest.raises(VersionMismatch):
+        soap.parse_envelope(b'<s:Envelope xmlns:s="urn:not-soap"><s:Body/></s:Envelope>', content_type=content_type)
+    with pytest.raises(MalformedMessage):  # an Envelope in no namespace names no SOAP version at all
+        soap.parse_envelope(b"<Envelope><Body/></Envelope>", content_type=content_type)
+
+
+@pytest.mark.parametrize("announced", [soap.SOAP11, soap.SOAP12])
+def test_a_version_mismatch_is_answered_in_soap11_with_an_upgrade_header(announced):
+    assert_version_mismatch(*soap.fault_response(announced, VersionMismatch("1.1 as soap+xml")))
+
+
 def test_unsupported_content_type_is_malformed():
     with pytest.raises(MalformedMessage):
         soap.parse_envelope(envelope_xml(ns.SOAP11), content_type="application/json")
 
 
-@pytest.mark.parametrize("data", [
+@pytest.mark.parametrize("data", [  # an Envelope in another namespace is a VersionMismatch (below)
     b"<Envelope/>",
-    b'<s:Envelope xmlns:s="urn:not-soap"><s:Body/></s:Envelope>',
     f'<s:Body xmlns:s="{ns.SOAP11}"/>'.encode(),
     b"not xml at all",
 ])

@@ -10,10 +10,15 @@ proved.
 1. **Cutting.** :meth:`SeenTokens.cut` takes the bytes ``W`` from the first
    assertion start tag to the first matching end tag, and replaces them with a
    short placeholder element in a namespace random to this process. ``W`` is
-   kept only if it has no unprefixed start tag and, parsed alone with the
-   hardened parser, is one element that declares every namespace it uses (so no prefix, default namespace or entity from outside can
-   change it), whose InclusiveNamespaces prefixes (if any) are declared on its
-   own root, in a UTF-8 XML 1.0 document. The middleware parses the small
+   kept only if, parsed alone with the hardened parser, it is one element that
+   declares every namespace it uses (so no prefix, default namespace or entity
+   from outside can change it): every prefix it uses is declared in it (else
+   it does not parse alone), and if any of its start tags is unprefixed, its
+   own root declares the default namespace (as AD FS writes SAML 2.0:
+   ``<Assertion xmlns="urn:oasis:names:tc:SAML:2.0:assertion">``), so that
+   every unprefixed element is in a namespace ``W`` itself names. Its
+   InclusiveNamespaces prefixes (if any) must be declared on its own root,
+   and the document must be UTF-8 XML 1.0. The middleware parses the small
    remainder with the same parser and runs every envelope check on it
    (structure, mustUnderstand, the one Security header, wsu:Timestamp).
 2. **Standing for the token.** The cut request stands for the real one only
@@ -120,8 +125,10 @@ class Splice:
 
 #: An unprefixed start tag (not a comment, CDATA section, PI or end tag). A token
 #: without one has every element prefixed, so in a namespace whatever the
-#: context; a match inside a comment or CDATA section only makes the check
-#: stricter.
+#: context; a token with one must declare the default namespace on its own root
+#: (read from its parse, never from these bytes: an attribute value may hold the
+#: text ``xmlns="..."``). A match inside a comment or CDATA section only makes
+#: the check stricter.
 _UNPREFIXED_TAG = re.compile(rb"<(?![?!/])[^\s/>:]*[\s/>]")
 
 
@@ -248,8 +255,6 @@ class SeenTokens:
         if end is None:
             return None
         wire = body[start:end.end()]
-        if _UNPREFIXED_TAG.search(wire):
-            return None  # an element in no namespace would change meaning under a default namespace
         spliced = body[:start] + self._placeholder + body[end.end():]
         if spliced.count(self._mark) != 1:
             return None
@@ -257,7 +262,9 @@ class SeenTokens:
             alone = _xml.parse(wire, max_depth=max_depth - placeholder_depth + 1)
         except MalformedMessage:
             return None  # e.g. a prefix declared outside it, a nested assertion cut short, too deep
-        declared = alone.nsmap
+        declared = alone.nsmap  # the root's own declarations: it was parsed alone
+        if None not in declared and _UNPREFIXED_TAG.search(wire):
+            return None  # an unprefixed element would take the default namespace of the context
         for prefix_list in cast(list[str], _INCLUSIVE(alone)):
             if any(p not in declared for p in str(prefix_list).split()):
                 return None  # its c14n would read a declaration from outside

@@ -4,7 +4,7 @@ Production runs ``gunicorn 'wstrust_wsgi.deploy:make_app("/etc/wstrust/sts.toml"
 :mod:`wstrust_wsgi.deploy`); this module reads and checks that file, so a wrong value stops the server
 before it listens instead of surfacing on the first request. ``demo_sts/sts.example.toml`` documents every setting::
 
-    [sts]       path, allow_plaintext_http, log_level          (optional table)
+    [sts]       path, allow_plaintext_http, log_level, public_url  (optional table)
     [keys]      signing_key, signing_cert                      (required)
     [registry]  url = "sqlite:///..." | "postgresql://..."     (required)
     [users]     source = "registry" | "ldap", password_cache_ttl   (optional; registry, 120 s)
@@ -21,8 +21,8 @@ is one sentence naming the file, the table and the key, then the problem::
     /etc/wstrust/sts.toml: [keys] signing_key: /etc/wstrust/sts.key cannot be read (No such file or directory)
 
 Unknown tables and keys are errors too (with a "did you mean" when one is close), because a misspelt
-optional setting would otherwise be silently ignored and its default used. Relative file paths are taken
-relative to the TOML file's directory, so the result does not depend on the server's working directory.
+optional setting would otherwise be silently ignored and its default used. Relative file paths are
+taken relative to the TOML file's directory, so the result does not depend on the working directory.
 
 What this module checks, without the network: types and ranges; that files
 can be read; that the key is an unencrypted RSA PEM key matching the
@@ -53,7 +53,7 @@ from urllib.parse import urlsplit
 from ._urls import redact_url, sqlite_path
 from .errors import BadValue, ConfigurationError, KeyPairError
 from .keys import SigningKey
-from .model import check_claim_uri, check_name
+from .model import check_claim_uri, check_name, check_public_url
 from .sts.lockout import SETTINGS as LOCKOUT_SETTINGS, LockoutPolicy, settings_from_table
 
 __all__ = [
@@ -92,11 +92,13 @@ class StsConfig:
         false overrides it for this host only (e.g. true behind a proxy that
         terminates TLS and forwards over a private network).
     :param log_level: level of the ``wstrust_wsgi`` loggers (issued/refused lines at info).
+    :param public_url: the STS's address behind a proxy, which ``?wsdl`` advertises (None: the request's URL).
     """
 
     path: str = "/services/sts"
     allow_plaintext_http: bool | None = None
     log_level: str = "info"
+    public_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,7 @@ class DeploymentConfig:
 
 
 _TABLES: dict[str, tuple[str, ...]] = {
-    "sts": ("path", "allow_plaintext_http", "log_level"),
+    "sts": ("path", "allow_plaintext_http", "log_level", "public_url"),
     "keys": ("signing_key", "signing_cert"),
     "registry": ("url",),
     "users": ("source", "password_cache_ttl"),
@@ -306,6 +308,7 @@ def _read_sts(table: _Table) -> StsConfig:
         path=path,
         allow_plaintext_http=table.flag("allow_plaintext_http"),
         log_level=table.choice("log_level", LOG_LEVELS, default="info"),
+        public_url=table.text("public_url", check=lambda url: check_public_url(url, "the URL")),
     )
 
 
@@ -448,7 +451,7 @@ class _Table:
             raise self.error(key, "missing; this setting is required")
         return value
 
-    def text(self, key: str, *, default: str | None = None) -> str | None:
+    def text(self, key: str, *, default: str | None = None, check: Callable[[str], str] | None = None) -> str | None:
         value = self._value(key, False)
         if value is None:
             return default
@@ -456,7 +459,13 @@ class _Table:
             raise self.error(key, f"must be a string, not {_kind(value, show='password' not in key)}")
         if not value.strip():
             raise self.error(key, "must not be empty")
-        return value.strip()
+        return self._checked(key, value.strip(), check)
+
+    def _checked(self, key: str, value: str, check: Callable[[str], str] | None, where: str = "") -> str:
+        try:  # check: a rule of wstrust_wsgi.model, whose BadValue becomes this key's error
+            return check(value) if check is not None else value
+        except BadValue as exc:
+            raise self.error(key, f"{where}{exc}") from None
 
     def required_text(self, key: str) -> str:
         self._value(key, True)
@@ -543,11 +552,7 @@ class _Table:
         for name, item in value.items():
             if not isinstance(item, str) or not item.strip():
                 raise self.error(key, f"the value for {name!r} must be a non-empty string, not {_kind(item)}")
-            if check is not None:
-                try:
-                    check(item.strip())
-                except BadValue as exc:
-                    raise self.error(key, f"the value for {name!r}: {exc}") from None
+            self._checked(key, item.strip(), check, f"the value for {name!r}: ")
         return MappingProxyType({name: item.strip() for name, item in value.items()})
 
     def read_file(self, key: str, path: Path) -> bytes:

@@ -156,6 +156,7 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
                 nonce_cache=nonces,
                 lockout=config.lockout,
                 lockout_store=lockout_store,
+                public_url=config.sts.public_url,
             )
         except ConfigurationError as exc:  # the settings stored in the registry make no sense
             raise config.error("registry", "url", f"{config.registry.display_url}: the STS settings stored "

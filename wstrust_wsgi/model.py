@@ -190,3 +190,18 @@ def check_claim_value(value: str, uri: str) -> str:
     if not value.isprintable():
         raise BadValue(f"claim {uri} value {shown(value)!r}: must not contain control characters")
     return value
+
+
+def check_public_url(value: str, what: str) -> str:
+    """The address clients reach an endpoint at from outside (behind a proxy), as its documents advertise it.
+
+    An absolute http(s) URL with a host (:func:`check_address`), and no user,
+    query or fragment: a WSDL port address (and later metadata) is written
+    exactly as given, and clients append nothing to it before they POST.
+    """
+    if not isinstance(value, str) or not value.lower().startswith(("http://", "https://")):
+        raise BadValue(f"{what} {value!r}: must be an http(s) URL such as https://sts.example.org/services/sts")
+    check_address(value, what)
+    if urlsplit(value).username is not None or "?" in value or "#" in value:
+        raise BadValue(f"{what} {value!r}: must have no user, query or fragment")
+    return value

@@ -7,6 +7,11 @@ The HTTP status of a fault is decided here and nowhere else:
 * SOAP 1.1 (``text/xml``): every fault is HTTP 500 (SOAP 1.1 HTTP binding).
 * SOAP 1.2 (``application/soap+xml``): ``env:Sender`` is 400, every other code
   500 (SOAP 1.2 part 2, table 20).
+* A version mismatch (an envelope of another SOAP version than the media type
+  announced, or in an unknown envelope namespace) is answered as SOAP 1.2
+  part 1 appendix A says, whatever the media type: a SOAP 1.1 ``VersionMismatch``
+  fault (``text/xml``, HTTP 500) with an ``Upgrade`` header block listing the
+  envelopes this package reads (section 5.4.7).
 """
 
 from __future__ import annotations
@@ -80,6 +85,8 @@ UNDERSTOOD_HEADERS = frozenset(
 )
 #: Most header blocks accepted in one envelope.
 MAX_HEADER_BLOCKS = 32
+#: The envelopes this package reads, in order of preference, as a VersionMismatch fault's Upgrade lists them.
+SUPPORTED_ENVELOPES = (SOAP12, SOAP11)
 
 
 def for_this_node(header: etree._Element, soap_ns: str) -> bool:
@@ -166,9 +173,13 @@ def parse_envelope(
     names = _NAMES[version.namespace]
     if root.tag != names.envelope:
         other = _ENVELOPES.get(root.tag)
-        if other is None:
-            raise MalformedMessage(f"root element is {root.tag}, not a SOAP Envelope")
-        raise VersionMismatch(f"SOAP {other.name} envelope sent with content type {media} (SOAP {version.name})")
+        if other is not None:
+            raise VersionMismatch(f"SOAP {other.name} envelope sent with content type {media} (SOAP {version.name})")
+        qname = etree.QName(root)
+        if qname.localname == "Envelope" and qname.namespace:  # SOAP 1.1 section 4.1.2, SOAP 1.2 part 1 5.4.7
+            raise VersionMismatch(f"Envelope in namespace {qname.namespace!r}, not a SOAP version this endpoint reads",
+                                  reason="The SOAP envelope is of a version this endpoint does not support.")
+        raise MalformedMessage(f"root element is {root.tag}, not a SOAP Envelope")
     elements = list(root.iterchildren(etree.Element))
     tags = [el.tag for el in elements]
     if tags == [names.header, names.body]:
@@ -276,9 +287,42 @@ def fault_element(version: SoapVersion, fault: SoapFault, *, trust_ns: str = ns.
     return element
 
 
+def _add_upgrade(header: etree._Element) -> etree._Element:
+    """Append the ``Upgrade`` block of a VersionMismatch fault to ``header`` (SOAP 1.2 part 1, section 5.4.7)::
+
+        <upg:Upgrade xmlns:upg="http://www.w3.org/2003/05/soap-envelope">
+          <upg:SupportedEnvelope qname="upg:Envelope"/>
+          <upg:SupportedEnvelope xmlns:ns2="http://schemas.xmlsoap.org/soap/envelope/" qname="ns2:Envelope"/>
+        </upg:Upgrade>
+
+    One SupportedEnvelope per envelope we read, in order of preference, its
+    ``qname`` naming that version's Envelope with a prefix declared on it or
+    above. Built in place: lxml drops a declaration that only a qname value
+    uses when an element moves under a parent declaring the same namespace.
+    """
+    upgrade = etree.SubElement(header, _xml.qname(ns.SOAP12, "Upgrade"), nsmap={"upg": ns.SOAP12})
+    for number, version in enumerate(SUPPORTED_ENVELOPES, 1):
+        prefix = "upg" if version.namespace == ns.SOAP12 else f"ns{number}"
+        etree.SubElement(upgrade, _xml.qname(ns.SOAP12, "SupportedEnvelope"), {"qname": f"{prefix}:Envelope"},
+                         nsmap={} if prefix == "upg" else {prefix: version.namespace})
+    return upgrade
+
+
 def fault_response(
     version: SoapVersion, fault: SoapFault, *, trust_ns: str = ns.WST13
 ) -> tuple[int, str, bytes]:
-    """``(status, content_type, body)`` answering ``fault`` in ``version``."""
+    """``(status, content_type, body)`` answering ``fault`` in ``version``.
+
+    A :class:`VersionMismatch` is answered in SOAP 1.1 whatever ``version``
+    the request announced (SOAP 1.2 part 1 appendix A: a SOAP 1.1 fault over
+    the SOAP 1.1 binding, which every SOAP node can read), with an Upgrade
+    header block naming the envelopes we support.
+    """
+    if isinstance(fault, VersionMismatch):
+        root = etree.Element(_xml.qname(SOAP11.namespace, "Envelope"), nsmap={"s": SOAP11.namespace})
+        _add_upgrade(etree.SubElement(root, _xml.qname(SOAP11.namespace, "Header")))
+        etree.SubElement(root, _xml.qname(SOAP11.namespace, "Body")).append(fault_element(SOAP11, fault))
+        body = etree.tostring(root, xml_declaration=True, encoding="utf-8")
+        return fault_status(SOAP11, fault), SOAP11.content_type(), body
     body = envelope(version, fault_element(version, fault, trust_ns=trust_ns))
     return fault_status(version, fault), version.content_type(), body

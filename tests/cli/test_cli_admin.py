@@ -735,7 +735,7 @@ def request_token(root: Path, sts: str, username: str, password: str, *options: 
         capture_output=True, text=True, timeout=60,
     )
     assert "Traceback" not in result.stderr, result.stderr
-    match = re.search(r"<saml2?:Assertion.*</saml2?:Assertion>", result.stdout, re.S)
+    match = re.search(r"<(?:saml:)?Assertion.*</(?:saml:)?Assertion>", result.stdout, re.S)
     raw = match.group(0).encode() if match else b""
     return Outcome(result.returncode, etree.fromstring(raw) if match else None, raw, result.stderr)
 

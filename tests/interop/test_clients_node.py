@@ -1,12 +1,17 @@
-"""The npm ``soap`` client (1.13.0, ``tests/interop/node``) against a real gunicorn STS.
+"""The npm ``soap`` (1.13.0) and ``wstrust-client`` (0.0.1) clients, from ``tests/interop/node``, against a real STS.
 
 ``node issue_token.js`` loads the STS's ``?wsdl`` with ``soap.createClientAsync``,
 sets ``soap.WSSecurity`` (PasswordText or PasswordDigest) and calls ``Issue``
 on the port for the WS-Trust and SOAP versions asked. It talks to the STS
 through a small recording proxy on loopback, which keeps every request as
 sent (bytes and headers) so the client's quirks are pinned here and listed
-in ``tests/interop/README.md``. Node or the installed packages missing is a
-failure, never a skip.
+in ``tests/interop/README.md``.
+
+``node wstrust_client.js`` runs ``wstrust-client``'s ``requestSecurityToken``
+as its README shows, against the same STS under gunicorn with TLS (the
+package speaks https only); it finds the token by a text match on
+``<Assertion``, and the token it cuts out is presented to the echo service.
+Node or the installed packages missing is a failure, never a skip.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import base64
 import http.client
 import http.server
 import json
+import os
 import re
+import secrets
 import shutil
 import subprocess
 import threading
@@ -27,9 +34,12 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from test_roundtrip import demo_servers  # noqa: F401  (the real gunicorn STS + echo service fixture)
+from demo_sts import roundtrip
+from test_deploy import make_tls_pair
+from test_roundtrip import demo_servers, free_port  # noqa: F401  (the real gunicorn STS + echo service fixture)
 from test_shapes import TRUST_NS, assert_our_signed_assertion, cut_assertion, q, rstr_element
-from wstrust_wsgi import ns
+from wstrust_wsgi import call_service, ns
+from wstrust_wsgi.cli import ECHO_NS, echo_payload
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 SCRIPT = "issue_token.js"
@@ -224,3 +234,73 @@ def test_npm_soap_request_quirks_are_as_documented(recording_sts, soap, tmp_path
     (rst,) = list(root.find(q(root.nsmap["soap"], "Body")))
     assert rst.tag == q(ns.WST13, "RequestSecurityToken")
     assert rst.nsmap[None] == ns.WST13  # a default namespace as well as the wst: prefix
+
+
+# ----------------------------------------------------------------- wstrust-client (leandrob/wstrust-client)
+
+
+@pytest.fixture(scope="module")
+def tls_sts(demo_servers, tmp_path_factory) -> Iterator[tuple[str, str, str, Path]]:  # noqa: F811
+    """(https_url, issuer, service_url, tls_cert): the demo STS again, under gunicorn with TLS, on port 443.
+
+    wstrust-client 0.0.1 always connects to port 443 (it sends the URL's host:port as the host name
+    and hard-codes the port), so the STS listens on 443 of a loopback address of its own
+    (127.x.y.z, nothing else there), which needs root. Same issuer, key and relying party as
+    ``demo_servers``' STS, so the echo service admits its tokens.
+    """
+    sts_url, service_url, _ = demo_servers
+    if os.geteuid() != 0 and int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text()) > 443:
+        pytest.fail("wstrust-client connects to port 443 only: run the interop tests as root (as run.sh does)")
+    address = f"127.{secrets.randbelow(250) + 2}.{secrets.randbelow(256)}.{secrets.randbelow(250) + 2}"
+    directory = tmp_path_factory.mktemp("tls-sts")
+    tls_key, tls_cert = make_tls_pair(directory, address)
+    env = roundtrip.demo_env(urllib.parse.urlsplit(sts_url).port, urllib.parse.urlsplit(service_url).port)
+    assert env["WSTRUST_DEMO_ISSUER"] == sts_url and env["WSTRUST_DEMO_SERVICE_URL"] == service_url
+    port = free_port()
+    process = roundtrip.start_gunicorn("demo_sts.app:app", port, env, directory / "gunicorn.log",
+                                       ("--bind", f"{address}:443", "--certfile", str(tls_cert),
+                                        "--keyfile", str(tls_key)))
+    try:
+        assert roundtrip.wait_ready(process, port), (directory / "gunicorn.log").read_text()
+        yield f"https://{address}/services/sts", sts_url, service_url, tls_cert
+    finally:
+        roundtrip.stop(process)
+
+
+def wstrust_client(endpoint: str, scope: str, tls_cert: Path, *, password: str = "admin") -> dict:
+    """Run wstrust-client's requestSecurityToken once; its JSON report."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed (Node 20+: Debian packages nodejs npm); the interop tests need it")
+    if not (NODE_DIR / "node_modules" / "wstrust-client" / "package.json").exists():
+        pytest.fail(f"the npm wstrust-client package is not installed: run `npm ci` in {NODE_DIR}")
+    arguments = {"endpoint": endpoint, "username": "admin", "password": password, "scope": scope}
+    result = subprocess.run([node, "wstrust_client.js", json.dumps(arguments)], cwd=NODE_DIR, capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "NODE_EXTRA_CA_CERTS": str(tls_cert)})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_npm_wstrust_client_cuts_out_a_token_the_service_admits(tls_sts, tmp_path):
+    """The package cuts from ``<Assertion `` to ``</Assertion>``: only AD FS's serialization (SAML 2.0 in
+    the default namespace) gives it the token; a prefixed assertion gives it the RSTR's first bytes."""
+    endpoint, issuer, service_url, tls_cert = tls_sts
+    report = wstrust_client(endpoint, service_url, tls_cert)
+    assert report["error"] is None, report["error"]
+    assert report["ok"] and report["status"] == 200, report
+    assert report["contentType"].startswith("application/soap+xml"), report
+    token = report["token"].encode()
+    assert token.startswith(b'<Assertion xmlns="' + ns.SAML2.encode() + b'" '), token[:200]
+    assert token.endswith(b"</Assertion>")
+    assert_our_signed_assertion(token, issuer, tmp_path)
+    reply = call_service(service_url, token, echo_payload("from wstrust-client"), soap_version="1.2")
+    assert reply.findtext(f"{{{ECHO_NS}}}Message") == "from wstrust-client"
+    assert reply.findtext(f"{{{ECHO_NS}}}Caller") == "admin"
+
+
+def test_npm_wstrust_client_with_a_wrong_password_gets_no_token(tls_sts):
+    endpoint, _, service_url, tls_cert = tls_sts
+    report = wstrust_client(endpoint, service_url, tls_cert, password="wrong")
+    assert report["error"] is None, report["error"]
+    assert report["ok"] and report["status"] == 400, report  # SOAP 1.2 Sender fault
+    assert not report["token"].startswith("<Assertion"), report

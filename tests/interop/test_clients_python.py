@@ -73,7 +73,7 @@ def test_msal_parse_response_reads_the_raw_rstr(demo_servers, trust):  # noqa: F
     # msal 1.x: parse_response(body) -> {"token": bytes, "type": str}; the token type is read, not passed
     parsed = wstrust_response.parse_response(session.last.text)
     assert parsed["type"] == wstrust_response.SAML_TOKEN_TYPE_V2
-    assert parsed["token"].startswith(b"<saml2:Assertion ") and parsed["token"].endswith(b"</saml2:Assertion>")
+    assert parsed["token"].startswith(b"<Assertion ") and parsed["token"].endswith(b"</Assertion>")
 
 
 @pytest.mark.parametrize(("username", "password", "code"), [

@@ -221,9 +221,9 @@ def test_xmlcrypto_pinned_to_sts_ignores_a_rogue_certificate_in_key_info(rogue_k
 
 def cut_assertion(rstr: bytes, version: saml.SamlVersion) -> bytes:
     """The assertion's bytes located by hand in the RSTR (independently of the client's expat offsets)."""
-    prefix = b"saml2" if version is saml.SAML2 else b"saml"
-    start = rstr.index(b"<" + prefix + b":Assertion ")
-    end_tag = b"</" + prefix + b":Assertion>"
+    prefix = b"" if version is saml.SAML2 else b"saml:"  # SAML 2.0 in the default namespace, as AD FS writes it
+    start = rstr.index(b"<" + prefix + b"Assertion ")
+    end_tag = b"</" + prefix + b"Assertion>"
     end = rstr.index(end_tag, start) + len(end_tag)
     assert rstr.count(end_tag) == 1
     return rstr[start:end]

@@ -15,7 +15,8 @@ from zeep.wsse.username import UsernameToken
 
 from test_roundtrip import demo_servers  # noqa: F401  (the real gunicorn STS + echo service fixture)
 from test_shapes import TRUST_NS, assert_our_signed_assertion, cut_assertion, http_get, http_post, q
-from wstrust_wsgi import ns
+from _support import ISSUER, SERVICE_URL
+from wstrust_wsgi import ConfigurationError, RelyingParty, TokenService, ns
 from wstrust_wsgi.sts import wsdl
 
 WSDL = "http://schemas.xmlsoap.org/wsdl/"
@@ -96,6 +97,29 @@ def test_the_address_follows_the_url_the_client_used(sts_app):
     locations = {a.get("location") for a in document.iter(q(wsdl.WSDL_SOAP11, "address"),
                                                            q(wsdl.WSDL_SOAP12, "address"))}
     assert locations == {"https://sts.example.org:8443/services/sts"}
+
+
+def _locations(response) -> set[str]:  # type: ignore[no-untyped-def]
+    document = etree.fromstring(response.body)
+    return {a.get("location") for a in document.iter(q(wsdl.WSDL_SOAP11, "address"), q(wsdl.WSDL_SOAP12, "address"))}
+
+
+def test_a_public_url_is_advertised_instead_of_the_url_the_request_came_in_on(sts_keys, users):
+    """Behind a proxy the STS sees the proxy's inner URL (plain HTTP, an internal host and port)."""
+    public = "https://sts.example.org/services/sts"
+    sts = TokenService(issuer=ISSUER, signing_key=sts_keys.load(), users=users,
+                       relying_parties=[RelyingParty(SERVICE_URL)], public_url=public)
+    for inner in ("http://127.0.0.1:8000/services/sts?wsdl", "http://10.0.0.7/services/sts?WSDL"):
+        response = Request.blank(inner).get_response(sts)
+        assert response.status_int == 200 and _locations(response) == {public}
+
+
+@pytest.mark.parametrize("bad", ["sts.example.org/services/sts", "urn:example:sts", "ftp://sts.example.org/sts",
+                                 "https://sts.example.org/sts?wsdl", "https://u@sts.example.org/sts",
+                                 "https://sts.example.org/sts#x", "https:///sts", " https://sts.example.org/sts"])
+def test_a_public_url_that_clients_could_not_use_is_refused_at_construction(sts_keys, users, bad):
+    with pytest.raises(ConfigurationError, match="public_url"):
+        TokenService(issuer=ISSUER, signing_key=sts_keys.load(), users=users, relying_parties=[], public_url=bad)
 
 
 def test_ports_bindings_and_actions_cover_both_trust_and_soap_versions(demo_servers):  # noqa: F811

@@ -115,6 +115,25 @@ def test_saml11_signature_is_the_last_child(sts_key, now):
     assert root.get("Issuer") == ISSUER and root.get("MajorVersion") == "1" and root.get("MinorVersion") == "1"
 
 
+def test_tokens_are_serialized_as_ad_fs_serializes_them(sts_key, now):
+    """SAML 2.0 in the default namespace declared on the assertion, SAML 1.1 with its ``saml:`` prefix:
+    clients in the field cut the token out by a text match (npm wstrust-client: ``<Assertion `` to
+    ``</Assertion>``), and each form declares on its root every namespace its elements use."""
+    saml2 = sign(sts_key, saml.SAML2, content(now))
+    assert saml2.startswith(b'<Assertion xmlns="urn:oasis:names:tc:SAML:2.0:assertion" ID="_')
+    assert saml2.endswith(b"</Assertion>") and b"saml2:" not in saml2
+    assert b"<Issuer>" + ISSUER.encode() + b"</Issuer><ds:Signature xmlns:ds=" in saml2
+    saml11 = sign(sts_key, saml.SAML11, content(now))
+    assert saml11.startswith(b'<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:1.0:assertion" ')
+    assert saml11.endswith(b"</ds:Signature></saml:Assertion>")
+    for token in (saml2, saml11):  # self-contained: the same tree and canonical form wherever it stands
+        alone = etree.fromstring(token)
+        inside = etree.fromstring(b'<x:w xmlns:x="urn:x" xmlns="urn:other">' + token + b"</x:w>")[0]
+        assert etree.tostring(inside, method="c14n", exclusive=True) == etree.tostring(
+            alone, method="c14n", exclusive=True)
+        assert [e.tag for e in alone.iter()] == [e.tag for e in inside.iter()]
+
+
 @VERSIONS
 def test_signature_uses_one_reference_rsa_sha256_sha256_and_exclusive_c14n(version, sts_key, now):
     what = content(now)

@@ -45,6 +45,7 @@ from _attacks import (  # noqa: F401  (fixtures)
 )
 from _forge import ENV_NS, RecordingApp, qn
 from _support import ISSUER, SERVICE_URL
+from _support.faults import assert_version_mismatch
 from wstrust_wsgi import _xml, ns, saml
 
 HOSTNAME = Path("/etc/hostname").read_text().strip()
@@ -473,10 +474,12 @@ def test_header_block_count_is_capped(targets, soap, target, blocks, outcome):
 @TARGETS
 @pytest.mark.parametrize("sent", ["1.1", "1.2"], ids=["soap1.1-envelope", "soap1.2-envelope"])
 def test_envelope_in_the_other_soap_version_is_a_version_mismatch(targets, target, sent):
+    """Answered in SOAP 1.1 with an Upgrade header whatever was announced (SOAP 1.2 part 1 appendix A)."""
     announced = "1.2" if sent == "1.1" else "1.1"
     body = targets[target][2](sent)
     response = send(targets, target, body, announced)
-    assert_refused(targets, target, response, announced, "soap:VersionMismatch")
+    assert_refused(targets, target, response, "1.1", "soap:VersionMismatch")
+    assert_version_mismatch(response.status_int, response.headers["Content-Type"], response.body)
 
 
 @SOAP_VERSIONS

@@ -2,6 +2,12 @@
 
 :func:`build_saml2` and :func:`build_saml11` write an assertion element by
 element, with a signature placeholder where the schema puts ds:Signature.
+Each is serialized as AD FS serializes it, because clients in the field find
+the token by a text match on those bytes (the npm ``wstrust-client`` cuts from
+``<Assertion `` to ``</Assertion>``): SAML 2.0 declares its namespace as the
+default one on the assertion itself (``<Assertion xmlns="urn:oasis:names:tc:SAML:2.0:assertion" ...>``),
+SAML 1.1 keeps its ``saml:`` prefix. Either way the assertion declares every
+namespace it uses, so its bytes mean the same wherever they are put.
 :class:`_Skeleton` is the production path: each version's assertion built
 once by those builders, copied per token and filled in (several times cheaper,
 ``bench/README.md``; ``tests/test_fast_paths.py`` holds both to the same tree).
@@ -51,7 +57,7 @@ def _placeholder(parent: etree._Element) -> None:
 
 
 def _saml2_attributes(statement: etree._Element, attributes: Mapping[str, Sequence[str]]) -> None:
-    """One saml2:Attribute (URI name format) per claim with values."""
+    """One SAML 2.0 Attribute (URI name format) per claim with values."""
     for name, values in attributes.items():
         if values:
             attribute = _sub(statement, ns.SAML2, "Attribute", Name=name, NameFormat=ns.SAML2_ATTRNAME_URI)
@@ -78,7 +84,7 @@ def build_saml2(content: AssertionContent) -> etree._Element:
     root = etree.Element(
         _xml.qname(s, "Assertion"),
         {"ID": content.assertion_id, "IssueInstant": issued, "Version": "2.0"},
-        nsmap={"saml2": s},
+        nsmap={None: s},  # AD FS's serialization: <Assertion xmlns="urn:oasis:names:tc:SAML:2.0:assertion">
     )
     _sub(root, s, "Issuer", content.issuer)
     _placeholder(root)
@@ -156,8 +162,9 @@ class _Skeleton:
         self.signature_index = root.index(placeholder)
         root.remove(placeholder)
         self.root = root
-        self.issuer_end = f"</{root.prefix}:Issuer>".encode()
-        self.root_end = f"</{root.prefix}:Assertion>".encode()
+        prefix = f"{root.prefix}:" if root.prefix else ""  # SAML 2.0: the default namespace, no prefix
+        self.issuer_end = f"</{prefix}Issuer>".encode()
+        self.root_end = f"</{prefix}Assertion>".encode()
         order = list(root.iter())
         s = version.namespace
 

@@ -34,8 +34,9 @@ class AssertionSigner:
         (the enveloped-signature transform removes exactly the Signature
         spliced in here), and they are also a complete serialization; in them
         an end tag can only be markup (``<`` in text and attributes is
-        escaped), so the first ``</p:Issuer>`` is the assertion's Issuer (its
-        first child) and the document ends with the assertion's end tag.
+        escaped), so the first ``</Issuer>`` is the assertion's Issuer (its
+        first child; SAML 2.0 is in the default namespace) and the document
+        ends with the assertion's end tag.
         """
         skeleton = _SKELETONS[version.name]
         data = canonical(skeleton.build(content))

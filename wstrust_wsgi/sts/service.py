@@ -25,7 +25,7 @@ from .._health import HEALTH_PATH, Health, replay_probe
 from .._time import Clock, utcnow
 from ..errors import ConfigurationError, InvalidRequest, MustUnderstand
 from ..keys import SigningKey
-from ..model import SIGNATURE_ALGORITHMS, RelyingParty, StsSettings
+from ..model import SIGNATURE_ALGORITHMS, RelyingParty, StsSettings, check_public_url
 from ..saml import AssertionSigner
 from ..stores import RelyingPartyStore, ReplayCache, SettingsStore, UserStore
 from ..stores.lockout import LockoutStore, MemoryLockoutStore
@@ -79,6 +79,11 @@ class TokenService:
         (:mod:`wstrust_wsgi.sts.lockout`; on by default, None turns it off).
     :param lockout_store: where failures are counted (default: this process's
         memory; give a registry or Redis store for several workers or hosts).
+    :param public_url: the address clients reach this STS at, when that is not
+        the request's own URL (behind a reverse proxy or TLS terminator, whose
+        forwarded requests carry the inner scheme, host and port): what
+        ``?wsdl`` advertises as every port's address. None (the default)
+        advertises the URL each request came in on.
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class TokenService:
         health: bool = True,
         lockout: LockoutPolicy | None = LockoutPolicy(),
         lockout_store: LockoutStore | None = None,
+        public_url: str | None = None,
     ) -> None:
         if settings is None:
             if not issuer:
@@ -114,6 +120,7 @@ class TokenService:
             raise ConfigurationError("issuer: give it in the settings store, not beside it")
         if digest_window <= timedelta(0):
             raise ConfigurationError("digest_window: must be positive")
+        self._public_url = check_public_url(public_url, "public_url") if public_url is not None else None
         self._settings_store = settings
         self._settings_ttl = settings_ttl
         self._settings_cache: tuple[float, StsSettings] | None = None
@@ -187,7 +194,8 @@ class TokenService:
                 and request.path_info.rstrip("/").endswith(HEALTH_PATH)):
             return self._health.response()
         if request.method == "GET" and wsdl.is_wsdl_query(request.query_string):
-            return _wsgi.soap_response(200, "text/xml; charset=utf-8", wsdl.document(request.path_url))
+            address = self._public_url or request.path_url
+            return _wsgi.soap_response(200, "text/xml; charset=utf-8", wsdl.document(address))
         if request.method != "POST":
             return _wsgi.plain(405, "The STS accepts SOAP requests by POST only.", [("Allow", "POST")])
         version = soap.version_for_content_type(request.content_type)

@@ -25,8 +25,10 @@ What the document says, and nothing more than the STS does:
   as a signed supporting token, and ``sp:Trust13`` (``sp:Trust10`` for 2005).
   A timestamp is honoured, not required, so ``sp:IncludeTimestamp`` is absent.
 
-The address is the request's own URL (scheme, Host and path, as the client
-reached the endpoint), so the document follows the STS wherever it is mounted.
+The address is the STS's ``public_url`` when one is configured (behind a
+proxy, the URL the request arrived on is the proxy's inner one), otherwise the
+request's own URL (scheme, Host and path, as the client reached the endpoint),
+so the document follows the STS wherever it is mounted.
 """
 
 from __future__ import annotations
