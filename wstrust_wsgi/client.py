@@ -174,20 +174,17 @@ def parse_response(data: bytes, *, status: int = 200) -> IssuedToken:
     except MalformedMessage as exc:
         raise TransportError(f"the STS answered HTTP {status} with something that is not XML ({exc})", url="") from None
     raise_for_fault(root, status)
-    body = None
-    for env_ns in (ns.SOAP12, ns.SOAP11):
-        body = _xml.child(root, env_ns, "Body")
-        if body is not None:
-            break
-    if body is None:
-        raise TransportError("the STS answer is not a SOAP envelope", url="")
+    body = _reply_body(root, f"the STS answered HTTP {status} with", url="", expected=None)
     rstr = None
     for trust_ns in (ns.WST13, ns.WST2005):
         rstr = next(body.iter(_xml.qname(trust_ns, "RequestSecurityTokenResponse")), None)
         if rstr is not None:
             break
     if rstr is None:
-        raise TransportError("the STS answer holds no RequestSecurityTokenResponse", url="")
+        first = next((c for c in body if isinstance(c.tag, str)), None)
+        held = f"a {_shown_tag(first)}" if first is not None else "an empty Body"
+        raise TransportError(f"the STS answer holds no RequestSecurityTokenResponse but {held}: this address "
+                             "answers like a SOAP service, not like a WS-Trust STS endpoint", url="")
     trust_ns = _xml.namespace(rstr)
     requested = _xml.child(rstr, trust_ns, "RequestedSecurityToken")
     token_el = next((c for c in requested if isinstance(c.tag, str)), None) if requested is not None else None
@@ -354,11 +351,37 @@ def call_service(
     except MalformedMessage as exc:
         raise TransportError(f"{url} answered HTTP {status} with something that is not XML ({exc})", url=url) from None
     raise_for_fault(root, status)
-    response_body = _xml.child(root, version.namespace, "Body")
-    first = next((c for c in response_body if isinstance(c.tag, str)), None) if response_body is not None else None
+    response_body = _reply_body(root, f"{url} answered HTTP {status} with", url=url, expected=version)
+    first = next((c for c in response_body if isinstance(c.tag, str)), None)
     if first is None:
         raise TransportError(f"{url} answered an empty SOAP body", url=url)
     return first
+
+
+def _reply_body(root: etree._Element, answer: str, *, url: str, expected: soap.SoapVersion | None) -> etree._Element:
+    """The Body of a reply envelope; a reply that is no such envelope is said for what it is.
+
+    "An empty SOAP body" is then only said of a Body without an element: a
+    plain XML document, an envelope of the other SOAP version (``expected``;
+    None accepts either) and an envelope without a Body each get their own sentence.
+    """
+    envelope_ns = _xml.namespace(root)
+    if _xml.local_name(root) != "Envelope" or envelope_ns not in (ns.SOAP11, ns.SOAP12):
+        raise TransportError(f"{answer} XML that is not a SOAP envelope (a {_shown_tag(root)})", url=url)
+    version = soap.SOAP11 if envelope_ns == ns.SOAP11 else soap.SOAP12
+    if expected is not None and version is not expected:
+        raise TransportError(f"{answer} a SOAP {version.name} envelope to a SOAP {expected.name} request "
+                             f"(call it with SOAP {version.name})", url=url)
+    body = _xml.child(root, envelope_ns, "Body")
+    if body is None:
+        raise TransportError(f"{answer} a SOAP envelope without a Body", url=url)
+    return body
+
+
+def _shown_tag(element: etree._Element) -> str:
+    """``<local>`` with its namespace, as a person reads it in a message."""
+    namespace = _xml.namespace(element)
+    return f"<{_xml.local_name(element)}> element" + (f" in {namespace}" if namespace else "")
 
 
 __all__ = [
