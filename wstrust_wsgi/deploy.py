@@ -291,14 +291,15 @@ def _said_once(error: StartupError) -> StartupError:
     The siblings learn that the sentence was said from a small marker file
     (``wstrust-wsgi-<uid>-gunicorn-<master pid>.failed`` in the temporary
     folder, mode 0600, holding the master's identity, so a file left by an
-    earlier master with the same pid is ignored). Anything unexpected (no
+    earlier master with the same pid is ignored; with one worker there is no
+    sibling and no marker). Anything unexpected (no
     gunicorn, ``--preload``, an unusable marker) leaves gunicorn's own
     behaviour: the sentence is raised.
     """
     worker = _gunicorn_worker()
     if worker is None:
         return error
-    if worker.alive and _first_to_fail(worker):
+    if worker.alive and (_workers(worker) <= 1 or _first_to_fail(worker)):  # alone: no sibling, no marker
         return error
     deadline = time.monotonic() + _SIBLING_WAIT
     while worker.alive and time.monotonic() < deadline:  # the first one's exit stops the master, then us
@@ -320,6 +321,12 @@ def _gunicorn_worker() -> Any | None:
         return None
     owner = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
     return owner if isinstance(owner, Worker) else None
+
+
+def _workers(worker: Any) -> int:
+    """How many workers the master runs (gunicorn's ``--workers``); 2 if it cannot be read."""
+    count = getattr(getattr(worker, "cfg", None), "workers", 2)
+    return count if isinstance(count, int) else 2
 
 
 def _first_to_fail(worker: Any) -> bool:
