@@ -508,6 +508,54 @@ def test_service_answering_html_with_status_200_gives_transport_error(make_clien
     assert SERVICE_URL in str(caught.value)
 
 
+# An "empty SOAP body" only when it is one (issue 10, item 13): every other reply says what it is.
+SOAP11_REPLY = f'<s:Envelope xmlns:s="{SOAP11}"><s:Body><r:Echo xmlns:r="urn:r">hi</r:Echo></s:Body></s:Envelope>'
+SOAP12_REPLY = SOAP11_REPLY.replace(SOAP11, SOAP12)
+
+
+@pytest.mark.parametrize(
+    ("reply", "said", "soap"),
+    [
+        (b'<r:Echo xmlns:r="urn:r">hi</r:Echo>', "XML that is not a SOAP envelope (a <Echo> element in urn:r)", "1.1"),
+        (b"<Envelope><Body><Echo/></Body></Envelope>", "XML that is not a SOAP envelope (a <Envelope> element)",
+         "1.1"),
+        (SOAP12_REPLY.encode(), "a SOAP 1.2 envelope to a SOAP 1.1 request", "1.1"),
+        (SOAP11_REPLY.encode(), "a SOAP 1.1 envelope to a SOAP 1.2 request", "1.2"),
+        (f'<s:Envelope xmlns:s="{SOAP11}"><s:Header/></s:Envelope>'.encode(), "a SOAP envelope without a Body",
+         "1.1"),
+        (f'<s:Envelope xmlns:s="{SOAP11}"><s:Body> </s:Body></s:Envelope>'.encode(), "an empty SOAP body", "1.1"),
+    ],
+    ids=["plain-xml", "unqualified-envelope", "soap12-to-soap11", "soap11-to-soap12", "no-body", "empty-body"],
+)
+def test_a_service_reply_that_is_not_the_expected_envelope_is_said_for_what_it_is(make_client, reply, said, soap):
+    token = make_client().request_token(SERVICE_URL)
+    peer = static_app("200 OK", "text/xml; charset=utf-8", reply)
+    with pytest.raises(TransportError) as caught:
+        call_service(SERVICE_URL, token, _echo_payload("x"), soap_version=soap, transport=WSGITransport(peer))
+    message = str(caught.value)
+    assert message.startswith(SERVICE_URL) and said in message, message
+    if said != "an empty SOAP body":
+        assert "empty" not in message, message
+
+
+def test_a_reply_in_the_expected_soap_version_is_read(make_client):
+    token = make_client().request_token(SERVICE_URL)
+    for soap, reply in (("1.1", SOAP11_REPLY), ("1.2", SOAP12_REPLY)):
+        peer = static_app("200 OK", "text/xml; charset=utf-8", reply.encode())
+        assert call_service(SERVICE_URL, token, _echo_payload("x"), soap_version=soap,
+                            transport=WSGITransport(peer)).text == "hi"
+
+
+def test_an_sts_address_that_answers_like_a_soap_service_gets_a_hint(make_client):
+    peer = static_app("200 OK", "application/soap+xml; charset=utf-8", SOAP12_REPLY.encode())
+    client = StsClient(STS_URL, username="admin", password="admin", transport=WSGITransport(peer))
+    with pytest.raises(TransportError) as caught:
+        client.request_token(SERVICE_URL)
+    message = str(caught.value)
+    assert "no RequestSecurityTokenResponse but a <Echo> element in urn:r" in message, message
+    assert "not like a WS-Trust STS endpoint" in message, message
+
+
 def test_sts_path_that_is_not_the_endpoint_gives_transport_error_with_404(sts_app):
     from wstrust_wsgi._wsgi import mount
 

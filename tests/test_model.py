@@ -18,7 +18,7 @@ from _support import EMAIL, KeyFiles
 from wstrust_wsgi import RelyingParty, User
 from wstrust_wsgi.config import load_config
 from wstrust_wsgi.errors import BadValue, ConfigurationError
-from wstrust_wsgi.model import PasswordProof, check_address, check_claim_uri, check_claim_value, check_name
+from wstrust_wsgi.model import URN_RULE, PasswordProof, check_address, check_claim_uri, check_claim_value, check_name
 from wstrust_wsgi.stores.ldap import LdapUserStore
 from wstrust_wsgi.stores.memory import User as MemoryUser
 from wstrust_wsgi.stores.sql import Registry
@@ -66,6 +66,18 @@ def test_good_values_pass_unchanged() -> None:
     assert [check_address(address, "address") for address in GOOD_ADDRESSES] == GOOD_ADDRESSES
     assert [check_claim_uri(claim) for claim in GOOD_CLAIMS] == GOOD_CLAIMS
     assert check_claim_value("Ada Lovelace <ada@example.org>", EMAIL) == "Ada Lovelace <ada@example.org>"
+
+
+@pytest.mark.parametrize("address", ["urn:foo", "urn:", "urn:nss-missing", "urn:-x:y", "urn:a_b:c",
+                                     "urn:" + "n" * 33 + ":x", "urn:foo:", "/services/echo", "ftp://svc.example/"])
+def test_every_refused_address_message_states_the_urn_rule_that_refused_it(address: str) -> None:
+    """The URN rule and its message agree: the shape it states is the shape it accepts (issue 10, item 13)."""
+    with pytest.raises(BadValue) as caught:
+        check_address(address, "address")
+    assert URN_RULE in str(caught.value)
+    assert check_address("urn:example:service", "address")  # the message's example
+    assert check_address("urn:" + "n" * 32 + ":x", "address")  # a letter or digit, then up to 31 more
+    assert check_address("urn:0-a:x", "address")
 
 
 def test_values_of_the_wrong_type_are_refused_not_crashed_on() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import os
 import ssl
 import urllib.error
 import urllib.parse
@@ -20,13 +21,13 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from xml.parsers import expat
 
 from lxml import etree
 from webob import Request
 
-from . import _xml, ns, soap, wssecurity, wstrust
+from . import _arguments, _xml, ns, soap, wssecurity, wstrust
 from ._time import Clock, parse_datetime, utcnow
 from .errors import ConfigurationError, MalformedMessage, RemoteFault, SecurityWarning, TransportError
 from .saml import SAML2, SAML11, version_of
@@ -38,17 +39,20 @@ _SOAP_VERSIONS = {"1.1": soap.SOAP11, "1.2": soap.SOAP12}
 _DIALECTS = {"1.3": wstrust.WSTRUST13, "2005": wstrust.WSTRUST2005}
 _TOKEN_TYPES = {"2.0": SAML2.token_type, "1.1": SAML11.token_type}
 
+T = TypeVar("T")
+
 
 class UrllibTransport:
     """Real HTTP(S) with the standard library; connection failures become one plain sentence.
 
     :param cafile: PEM file of the CA (or self-signed certificate) to trust for
-        HTTPS instead of the system store.
+        HTTPS instead of the system store; read here, so that a missing or
+        unreadable file is a :class:`ConfigurationError` naming it.
     """
 
-    def __init__(self, *, timeout: float = 10.0, cafile: str | None = None) -> None:
-        self.timeout = timeout
-        self._context = ssl.create_default_context(cafile=cafile) if cafile else None
+    def __init__(self, *, timeout: float = 10.0, cafile: str | os.PathLike[str] | None = None) -> None:
+        self.timeout = _arguments.seconds(timeout, "timeout", positive=True)
+        self._context = _tls_context(cafile) if cafile is not None else None
 
     def __call__(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
         try:
@@ -62,6 +66,19 @@ class UrllibTransport:
             raise TransportError(
                 f"could not connect to {url}: is the service running? ({reason})", url=url
             ) from None
+
+
+def _tls_context(cafile: str | os.PathLike[str]) -> ssl.SSLContext:
+    """A default client context trusting ``cafile``; a file that cannot serve is one sentence naming it."""
+    if not isinstance(cafile, (str, os.PathLike)) or not os.fspath(cafile):
+        raise ConfigurationError(f"cafile: must be the path of a PEM file, not {_arguments.given(cafile)}")
+    try:
+        return ssl.create_default_context(cafile=os.fspath(cafile))
+    except ssl.SSLError as exc:  # before OSError, its base
+        raise ConfigurationError(f"cafile {os.fspath(cafile)}: holds no usable PEM certificate "
+                                 f"({exc.reason or exc})") from None
+    except OSError as exc:
+        raise ConfigurationError(f"cafile {os.fspath(cafile)}: cannot be read ({exc.strerror or exc})") from None
 
 
 class WSGITransport:
@@ -157,20 +174,17 @@ def parse_response(data: bytes, *, status: int = 200) -> IssuedToken:
     except MalformedMessage as exc:
         raise TransportError(f"the STS answered HTTP {status} with something that is not XML ({exc})", url="") from None
     raise_for_fault(root, status)
-    body = None
-    for env_ns in (ns.SOAP12, ns.SOAP11):
-        body = _xml.child(root, env_ns, "Body")
-        if body is not None:
-            break
-    if body is None:
-        raise TransportError("the STS answer is not a SOAP envelope", url="")
+    body = _reply_body(root, f"the STS answered HTTP {status} with", url="", expected=None)
     rstr = None
     for trust_ns in (ns.WST13, ns.WST2005):
         rstr = next(body.iter(_xml.qname(trust_ns, "RequestSecurityTokenResponse")), None)
         if rstr is not None:
             break
     if rstr is None:
-        raise TransportError("the STS answer holds no RequestSecurityTokenResponse", url="")
+        first = next((c for c in body if isinstance(c.tag, str)), None)
+        held = f"a {_shown_tag(first)}" if first is not None else "an empty Body"
+        raise TransportError(f"the STS answer holds no RequestSecurityTokenResponse but {held}: this address "
+                             "answers like a SOAP service, not like a WS-Trust STS endpoint", url="")
     trust_ns = _xml.namespace(rstr)
     requested = _xml.child(rstr, trust_ns, "RequestedSecurityToken")
     token_el = next((c for c in requested if isinstance(c.tag, str)), None) if requested is not None else None
@@ -245,23 +259,29 @@ class StsClient:
         transport: Transport | None = None,
         clock: Clock = utcnow,
     ) -> None:
-        if soap_version not in _SOAP_VERSIONS or trust_version not in _DIALECTS:
-            raise ConfigurationError("soap_version must be '1.1' or '1.2'; trust_version '1.3' or '2005'")
-        self.url = url
-        self.username = username
+        # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
+        # TypeError when the first token is requested (see wstrust_wsgi._arguments).
+        self.url = _arguments.text(url, "url")
+        self.username = _arguments.text(username, "username")
+        if not isinstance(password, str):
+            raise ConfigurationError(f"password: must be a string, not {type(password).__name__}")
         self._password = password
-        self.digest = digest
-        self.soap = _SOAP_VERSIONS[soap_version]
-        self.dialect = _DIALECTS[trust_version]
-        self.timestamp = timestamp
-        self.transport: Transport = transport or UrllibTransport()
-        self._clock = clock
+        self.digest = _arguments.flag(digest, "digest")
+        self.soap = _choice(_SOAP_VERSIONS, soap_version, "soap_version")
+        self.dialect = _choice(_DIALECTS, trust_version, "trust_version")
+        self.timestamp = _arguments.flag(timestamp, "timestamp")
+        self.transport: Transport = (UrllibTransport() if transport is None
+                                     else _arguments.callable_(transport, "transport"))
+        self._clock = _arguments.callable_(clock, "clock")
         if not digest and not isinstance(self.transport, WSGITransport) and _plain_http_to_another_host(url):
             warnings.warn(f"StsClient: PasswordText to {url} over plain HTTP: the password crosses the network in "
                           "clear (use https, or digest=True)", SecurityWarning, stacklevel=2)
 
     def build_request(self, applies_to: str, *, token_type: str | None = None) -> bytes:
         """The RST envelope, for inspection or for sending by other means."""
+        if token_type is not None and not isinstance(token_type, str):
+            raise ConfigurationError(f"token_type: must be '2.0', '1.1' or a URI (a string), "
+                                     f"not {_arguments.given(token_type)}")
         now = self._clock()
         parts = []
         if self.timestamp:
@@ -287,6 +307,14 @@ class StsClient:
             return parse_response(answer, status=status)
         except TransportError as exc:
             raise TransportError(f"{self.url}: {exc}", url=self.url) from None
+
+
+def _choice(options: dict[str, T], value: str, name: str) -> T:
+    """One of ``options`` by its name; a number (``1.2``) is refused with the string to write instead."""
+    if isinstance(value, str) and value in options:
+        return options[value]
+    written = " or ".join(repr(option) for option in options)
+    raise ConfigurationError(f"{name}: must be {written} (a string), not {_arguments.given(value)}")
 
 
 def _plain_http_to_another_host(url: str) -> bool:
@@ -318,9 +346,7 @@ def service_request(
     (:func:`wstrust_wsgi.testing.soap_request`) builds its requests here too,
     so that a test sends exactly what a client would.
     """
-    if soap_version not in _SOAP_VERSIONS:
-        raise ConfigurationError(f"soap_version: must be '1.1' or '1.2', not {soap_version!r}")
-    version = _SOAP_VERSIONS[soap_version]
+    version = _choice(_SOAP_VERSIONS, soap_version, "soap_version")
     body_el = _xml.parse(payload) if isinstance(payload, bytes) else payload
     if token is None:
         return soap.envelope(version, body_el), _headers(version, action)
@@ -352,11 +378,37 @@ def call_service(
     except MalformedMessage as exc:
         raise TransportError(f"{url} answered HTTP {status} with something that is not XML ({exc})", url=url) from None
     raise_for_fault(root, status)
-    response_body = _xml.child(root, version.namespace, "Body")
-    first = next((c for c in response_body if isinstance(c.tag, str)), None) if response_body is not None else None
+    response_body = _reply_body(root, f"{url} answered HTTP {status} with", url=url, expected=version)
+    first = next((c for c in response_body if isinstance(c.tag, str)), None)
     if first is None:
         raise TransportError(f"{url} answered an empty SOAP body", url=url)
     return first
+
+
+def _reply_body(root: etree._Element, answer: str, *, url: str, expected: soap.SoapVersion | None) -> etree._Element:
+    """The Body of a reply envelope; a reply that is no such envelope is said for what it is.
+
+    "An empty SOAP body" is then only said of a Body without an element: a
+    plain XML document, an envelope of the other SOAP version (``expected``;
+    None accepts either) and an envelope without a Body each get their own sentence.
+    """
+    envelope_ns = _xml.namespace(root)
+    if _xml.local_name(root) != "Envelope" or envelope_ns not in (ns.SOAP11, ns.SOAP12):
+        raise TransportError(f"{answer} XML that is not a SOAP envelope (a {_shown_tag(root)})", url=url)
+    version = soap.SOAP11 if envelope_ns == ns.SOAP11 else soap.SOAP12
+    if expected is not None and version is not expected:
+        raise TransportError(f"{answer} a SOAP {version.name} envelope to a SOAP {expected.name} request "
+                             f"(call it with SOAP {version.name})", url=url)
+    body = _xml.child(root, envelope_ns, "Body")
+    if body is None:
+        raise TransportError(f"{answer} a SOAP envelope without a Body", url=url)
+    return body
+
+
+def _shown_tag(element: etree._Element) -> str:
+    """``<local>`` with its namespace, as a person reads it in a message."""
+    namespace = _xml.namespace(element)
+    return f"<{_xml.local_name(element)}> element" + (f" in {namespace}" if namespace else "")
 
 
 __all__ = [

@@ -41,7 +41,9 @@ Any failure is a :class:`StartupError`, whose message is the one sentence
 naming the file, table and key. It is raised so that gunicorn shows that
 sentence, not a traceback, and stops instead of restarting workers forever (see
 :class:`StartupError`). gunicorn exits non-zero: 4 ("App failed to load") when
-the app is loaded in the worker (the default), 1 with ``--preload``.
+the app is loaded in the worker (the default), 1 with ``--preload``. With
+several workers the sentence is still printed once, without a traceback (see
+:func:`_said_once`).
 """
 
 from __future__ import annotations
@@ -50,9 +52,13 @@ import dataclasses
 import logging
 import os
 import secrets
+import signal
+import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.errors import AppImportError  # type: ignore[import-untyped]
@@ -105,18 +111,18 @@ def make_app(path: str | os.PathLike[str] | None = None) -> WSGIApp:
     """
     source = os.fspath(path) if path is not None else os.environ.get(CONFIG_ENV, "")
     if not source.strip():
-        raise StartupError(f"no configuration file: call make_app(\"/etc/wstrust/sts.toml\") "
-                           f"or set {CONFIG_ENV} to its path")
+        raise _said_once(StartupError(f"no configuration file: call make_app(\"/etc/wstrust/sts.toml\") "
+                                      f"or set {CONFIG_ENV} to its path"))
     try:
         config = load_config(source)
         _configure_logging(config.sts.log_level)
         for warning in config.warnings:
             log.warning("%s", warning)
         return build_app(config)
-    except StartupError:
-        raise
+    except StartupError as exc:
+        raise _said_once(exc)
     except ConfigurationError as exc:
-        raise StartupError(str(exc)) from exc
+        raise _said_once(StartupError(str(exc))) from exc
 
 
 def build_app(config: DeploymentConfig) -> WSGIApp:
@@ -369,6 +375,103 @@ class _HostSettings:
         if self._allow_plaintext_http is None:
             return current
         return dataclasses.replace(current, allow_plaintext_http=self._allow_plaintext_http)
+
+
+# ---------------------------------------------------------------------- one sentence per server
+
+
+def _said_once(error: StartupError) -> StartupError:
+    """``error``, to raise, in the one process of a gunicorn server that is to say it; elsewhere no return.
+
+    Without ``--preload`` every worker builds the app, so a bad file fails in
+    each of them. gunicorn prints each worker's StartupError, and stops on the
+    first worker that exits with code 4 ("App failed to load"); a second one
+    exiting with 4 while the master is already stopping raises the master's
+    HaltServer again inside its own handler: two chained tracebacks. So in a
+    worker, the first to fail says the sentence (it returns ``error``, raised
+    as before: printed once, exit 4); a sibling that fails later, or while the
+    master is stopping it, says nothing and exits 0 once the master has told it
+    to stop (SIGTERM, which gunicorn's workers only note in ``alive``).
+
+    The siblings learn that the sentence was said from a small marker file
+    (``wstrust-wsgi-<uid>-gunicorn-<master pid>.failed`` in the temporary
+    folder, mode 0600, holding the master's identity, so a file left by an
+    earlier master with the same pid is ignored; with one worker there is no
+    sibling and no marker). Anything unexpected (no
+    gunicorn, ``--preload``, an unusable marker) leaves gunicorn's own
+    behaviour: the sentence is raised.
+    """
+    worker = _gunicorn_worker()
+    if worker is None:
+        return error
+    if worker.alive and (_workers(worker) <= 1 or _first_to_fail(worker)):  # alone: no sibling, no marker
+        return error
+    deadline = time.monotonic() + _SIBLING_WAIT
+    while worker.alive and time.monotonic() < deadline:  # the first one's exit stops the master, then us
+        time.sleep(0.05)
+    if worker.alive:  # the master never stopped us: say it after all
+        return error
+    raise SystemExit(0)
+
+
+#: How long a worker that failed second waits for the master to stop it before it speaks up itself.
+_SIBLING_WAIT = 60.0
+
+
+def _gunicorn_worker() -> Any | None:
+    """The gunicorn worker this process is, while it loads the app (its SIGTERM handler is the worker's)."""
+    try:
+        from gunicorn.workers.base import Worker  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    owner = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    return owner if isinstance(owner, Worker) else None
+
+
+def _workers(worker: Any) -> int:
+    """How many workers the master runs (gunicorn's ``--workers``); 2 if it cannot be read."""
+    count = getattr(getattr(worker, "cfg", None), "workers", 2)
+    return count if isinstance(count, int) else 2
+
+
+def _first_to_fail(worker: Any) -> bool:
+    """Whether no sibling of ``worker`` has failed before it; records that one has (under an exclusive lock)."""
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    identity = _master_identity(worker)
+    marker = Path(tempfile.gettempdir()) / f"wstrust-wsgi-{os.getuid()}-gunicorn-{worker.ppid}.failed"
+    try:
+        fd = os.open(marker, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return True
+    with os.fdopen(fd, "r+b") as handle:
+        try:
+            if os.fstat(fd).st_uid != os.getuid():
+                return True
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if handle.read() == identity:
+                return False
+            handle.seek(0)
+            handle.truncate()
+            handle.write(identity)
+            handle.flush()
+        except OSError:
+            return True
+    return True
+
+
+def _master_identity(worker: Any) -> bytes:
+    """The master's pid and its first listening socket's inode: shared by its workers, not by an earlier master."""
+    inode = 0
+    for listener in getattr(worker, "sockets", None) or ():
+        try:
+            inode = os.fstat(listener.fileno()).st_ino
+            break
+        except (OSError, ValueError, AttributeError):
+            continue
+    return f"{worker.ppid}:{inode}".encode()
 
 
 # ---------------------------------------------------------------------- helpers

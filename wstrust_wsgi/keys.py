@@ -89,10 +89,20 @@ def _read(path: PathLike, what: str) -> bytes:
         raise ConfigurationError(f"{what} {path}: cannot be read ({exc.strerror})") from None
 
 
-def load_certificate(source: PathLike | bytes | x509.Certificate) -> x509.Certificate:
-    """A certificate from a PEM file path, PEM bytes, or a certificate object."""
+CertificateSource = PathLike | bytes | x509.Certificate
+
+_PEM_BEGIN = "-----BEGIN"
+
+
+def load_certificate(source: CertificateSource) -> x509.Certificate:
+    """A certificate from a PEM file path, PEM bytes (or text), or a certificate object."""
     if isinstance(source, x509.Certificate):
         return source
+    if isinstance(source, str) and source.lstrip().startswith(_PEM_BEGIN):  # the file's text, read by the caller
+        source = source.encode("ascii", "replace")
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        raise ConfigurationError(f"certificate: give a PEM file path, PEM bytes or an x509.Certificate, "
+                                 f"not {type(source).__name__}")
     data = source if isinstance(source, bytes) else _read(source, "certificate")
     try:
         return x509.load_pem_x509_certificate(data)
@@ -101,8 +111,21 @@ def load_certificate(source: PathLike | bytes | x509.Certificate) -> x509.Certif
         raise ConfigurationError(f"certificate {where}: not a PEM certificate ({exc})") from None
 
 
-def load_certificates(sources: Iterable[PathLike | bytes | x509.Certificate]) -> tuple[x509.Certificate, ...]:
-    certs = tuple(load_certificate(s) for s in sources)
+def load_certificates(sources: CertificateSource | Iterable[CertificateSource]) -> tuple[x509.Certificate, ...]:
+    """One certificate source or several (rollover): ``"sts.crt"`` is one path, as ``["sts.crt"]`` is.
+
+    A single path is not iterated (a string is iterable, and its characters
+    are not file names); ``trusted_certs`` names the argument in every refusal.
+    """
+    if isinstance(sources, (str, bytes, os.PathLike, x509.Certificate)):
+        sources = (sources,)
+    elif not isinstance(sources, Iterable):
+        raise ConfigurationError(f"trusted_certs: give a certificate (path, PEM bytes or x509.Certificate) "
+                                 f"or several, not {type(sources).__name__}")
+    try:
+        certs = tuple(load_certificate(s) for s in sources)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"trusted_certs: {exc}") from None
     if not certs:
         raise ConfigurationError("trusted_certs: at least one trusted certificate is required")
     return certs

@@ -36,11 +36,10 @@ import warnings
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from cryptography import x509
 from lxml import etree
 from webob import Request
 
-from . import _wsgi, _xml, soap, wssecurity
+from . import _arguments, _wsgi, _xml, soap, wssecurity
 from ._health import Health, Probe, replay_probe
 from ._reuse import FastAdmission
 from .soap import UNDERSTOOD_HEADERS
@@ -54,7 +53,7 @@ from .errors import (
     SecurityWarning,
     SoapFault,
 )
-from .keys import PathLike, load_certificates
+from .keys import CertificateSource, load_certificates
 from .saml import (VerificationCache, VerifiedAssertion, check_client_address, check_unique_id, policy,
                    verify_assertion, version_of)
 from .stores import ReplayCache
@@ -72,13 +71,6 @@ def get_assertion(environ: _wsgi.WSGIEnvironment) -> VerifiedAssertion | None:
     return environ.get(ENVIRON_KEY)
 
 
-def _as_set(value: str | Iterable[str], name: str) -> frozenset[str]:
-    values = frozenset([value] if isinstance(value, str) else value)
-    if not values or not all(isinstance(v, str) and v for v in values):
-        raise ConfigurationError(f"{name}: give one non-empty string or several")
-    return values
-
-
 class RelyingPartyMiddleware:
     """WSGI middleware admitting only requests that carry a valid SAML bearer token.
 
@@ -86,9 +78,10 @@ class RelyingPartyMiddleware:
     :param audience: this service's endpoint address(es), compared exactly with the
         assertion's AudienceRestriction.
     :param issuer: the STS issuer name(s) accepted.
-    :param trusted_certs: certificates (paths, PEM bytes or objects) whose keys may sign
-        tokens; several for key rollover. Certificates in messages are never trusted.
-    :param clock_skew: tolerance on NotBefore / NotOnOrAfter and wsu:Timestamp.
+    :param trusted_certs: the certificate (a path, PEM bytes or an object) whose key
+        signs tokens, or several for key rollover. Certificates in messages are never trusted.
+    :param clock_skew: tolerance on NotBefore / NotOnOrAfter and wsu:Timestamp, as a
+        ``timedelta`` or a number of seconds.
     :param allow_sha1: accept rsa-sha1 / sha1 signatures (some AD FS and WSO2
         deployments still use them). Off by default; turning it on issues a
         :class:`~wstrust_wsgi.errors.SecurityWarning`.
@@ -128,40 +121,41 @@ class RelyingPartyMiddleware:
         *,
         audience: str | Iterable[str],
         issuer: str | Iterable[str],
-        trusted_certs: Iterable[PathLike | bytes | x509.Certificate],
-        clock_skew: timedelta = timedelta(minutes=5),
+        trusted_certs: CertificateSource | Iterable[CertificateSource],
+        clock_skew: timedelta | float = timedelta(minutes=5),
         allow_sha1: bool = False,
         allow_get: bool = False,
         clock: Clock = utcnow,
         max_body: int = _xml.DEFAULT_MAX_BYTES,
         replay_cache: ReplayCache | None = None,
-        understood_headers: Iterable[str] = (),
+        understood_headers: str | Iterable[str] = (),
         verified_cache_size: int = 10_000,
         health_path: str | None = None,
         check_address: bool = False,
     ) -> None:
-        if clock_skew < timedelta(0):
-            raise ConfigurationError("clock_skew: must not be negative")
-        if not isinstance(verified_cache_size, int) or verified_cache_size < 0:
-            raise ConfigurationError("verified_cache_size: must be an integer >= 0 (0 turns the cache off)")
-        if not isinstance(check_address, bool):
-            raise ConfigurationError("check_address: must be True or False")
-        if allow_sha1:
+        # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
+        # TypeError at the first request (see wstrust_wsgi._arguments).
+        skew = _arguments.duration(clock_skew, "clock_skew")
+        _arguments.count(verified_cache_size, "verified_cache_size (0 turns the cache off)")
+        _arguments.flag(check_address, "check_address")
+        if _arguments.flag(allow_sha1, "allow_sha1"):
             warnings.warn("RelyingPartyMiddleware: allow_sha1=True accepts SHA-1 signatures and digests, "
                           "which are deprecated (collisions are practical)", SecurityWarning, stacklevel=2)
-        self.app = app
+        self.app = _arguments.callable_(app, "app")
         self.policy = policy(
             trusted_certs=load_certificates(trusted_certs),
-            issuers=_as_set(issuer, "issuer"),
-            audiences=_as_set(audience, "audience"),
-            clock_skew=clock_skew,
+            issuers=_arguments.strings(issuer, "issuer"),
+            audiences=_arguments.strings(audience, "audience"),
+            clock_skew=skew,
             allow_sha1=allow_sha1,
         )
-        self._allow_get = allow_get
-        self._clock = clock
-        self._max_body = max_body
-        self._replay = replay_cache
-        self._understood = UNDERSTOOD_HEADERS | frozenset(understood_headers)
+        self._allow_get = _arguments.flag(allow_get, "allow_get")
+        self._clock = _arguments.callable_(clock, "clock")
+        self._max_body = _arguments.count(max_body, "max_body", minimum=1)
+        self._replay = (None if replay_cache is None
+                        else _arguments.having(replay_cache, "replay_cache", "add", "a replay cache"))
+        self._understood = UNDERSTOOD_HEADERS | frozenset(
+            _arguments.strings(understood_headers, "understood_headers", allow_empty=True))
         self._verified = VerificationCache(max_entries=verified_cache_size) if verified_cache_size else None
         self._fast = FastAdmission(security=self._security, policy=self.policy, verified=self._verified,
                                    max_entries=verified_cache_size)

@@ -124,6 +124,9 @@ TOKEN_TYPES = ("2.0", "1.1")
 
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _URN = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:\S+$", re.IGNORECASE)
+#: What :data:`_URN` accepts, in words: every message about a URN says this, so the rule and its message agree.
+URN_RULE = ("a URN is urn:NAMESPACE:NAME, e.g. urn:example:service, where NAMESPACE is a letter or digit "
+            "and then up to 31 letters, digits or hyphens, and NAME is not empty")
 
 
 def shown(value: str) -> str:
@@ -160,16 +163,20 @@ def check_address(value: str, what: str) -> str:
     if not isinstance(value, str):
         raise BadValue(f"{what}: must be a string, not {value!r}")
     if not value or any(c.isspace() or not c.isprintable() for c in value):
-        raise BadValue(f"{what} {shown(value)!r}: must be an absolute URL without blanks")
+        raise BadValue(f"{what} {shown(value)!r}: must be an absolute URL or a URN, without blanks")
     if _URN.match(value):
         return value
+    if value[:4].lower() == "urn:":  # meant as a URN: say what one must look like (RFC 8141), not what a URL is
+        raise BadValue(f"{what} {value!r}: not a URN ({URN_RULE}); or give an absolute URL such as "
+                       "https://host/path")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
         raise BadValue(f"{what} {value!r}: not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadValue(f"{what} {value!r}: must be an absolute URL such as https://host/path (or a urn:)")
+        raise BadValue(f"{what} {value!r}: must be an absolute URL such as https://host/path, or a URN "
+                       f"({URN_RULE})")
     return value
 
 

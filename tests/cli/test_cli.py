@@ -204,6 +204,108 @@ def test_client_given_a_url_without_a_scheme_fails_in_one_line_without_traceback
     assert "127.0.0.1-sts" in line
 
 
+# ----------------------------------------------------------------------------- client: a newcomer's mistakes
+
+
+ECHO_BODY = '<echo:Echo xmlns:echo="urn:wstrust-wsgi:demo:echo"><echo:Message>hi</echo:Message></echo:Echo>'
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (None, "cannot be read (No such file or directory)"),
+        ("<echo:Echo xmlns:echo='urn:x'>unclosed", "not one well-formed XML element"),
+        ("just text", "not one well-formed XML element"),
+        (f'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>{ECHO_BODY}</s:Body></s:Envelope>',
+         "holds a whole SOAP envelope; give only the element that goes in its Body"),
+    ],
+    ids=["missing", "unclosed", "text", "envelope"],
+)
+@pytest.mark.parametrize("sts", ["demo", "closed port"])
+def test_client_refuses_a_bad_payload_file_in_one_sentence_before_any_token_is_requested(
+        demo_sts, tmp_path, content, said, sts):
+    payload = tmp_path / "payload.xml"
+    if content is not None:
+        payload.write_text(content)
+    url = demo_sts.url if sts == "demo" else f"http://127.0.0.1:{free_port()}/services/sts"
+    result = run(PYTHON_M, "client", "--sts", url, "--service", demo_sts.service_url, "--password", "admin",
+                 "--payload", str(payload), cwd=tmp_path)
+    assert result.returncode == 2
+    line = assert_one_plain_line(result)
+    assert line.startswith(f"wstrust-wsgi client: --payload {payload}: ") and said in line, line
+    assert result.stdout == ""  # no token was requested, so none was printed
+
+
+def test_client_with_a_good_payload_file_still_sends_it(demo_sts, tmp_path):
+    payload = tmp_path / "payload.xml"
+    payload.write_text(ECHO_BODY)
+    result = run(PYTHON_M, "client", "--sts", demo_sts.url, "--service", demo_sts.service_url, "--password", "admin",
+                 "--payload", str(payload), cwd=tmp_path)
+    assert "<saml2:Assertion" in result.stdout  # the token, then the (closed) service
+    assert "could not connect to" in assert_one_plain_line(result)
+
+
+@both_entry_points
+def test_client_with_a_missing_cafile_names_it_in_one_sentence(command, tmp_path):
+    missing = tmp_path / "tls-ca.pem"
+    result = run(command, "client", "--sts", f"http://127.0.0.1:{free_port()}/services/sts", "--password", "admin",
+                 "--cafile", str(missing), cwd=tmp_path)
+    assert result.returncode == 2
+    line = assert_one_plain_line(result)
+    assert line == f"wstrust-wsgi client: cafile {missing}: cannot be read (No such file or directory)"
+    assert result.stdout == ""
+
+
+@pytest.fixture(scope="module")
+def demo_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The demo echo service (behind RelyingPartyMiddleware) under gunicorn; yields its URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("gunicorn") / "demo_service.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(GUNICORN), "--bind", f"127.0.0.1:{port}", "--workers", "1", "--no-control-socket",
+             "demo_service.app:app"],
+            cwd=ROOT, env=clean_env(WSTRUST_DEMO_SERVICE_URL=f"http://127.0.0.1:{port}/services/echo"),
+            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_listening(port, process, log)
+        yield f"http://127.0.0.1:{port}/services/echo"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+@pytest.mark.parametrize("soap", ["1.2", "1.1"])
+def test_client_whose_sts_is_a_protected_service_is_told_it_is_not_an_sts(demo_service, tmp_path, soap):
+    result = run(PYTHON_M, "client", "--sts", demo_service, "--service", demo_service, "--password", "admin",
+                 "--soap", soap, cwd=tmp_path)
+    assert result.returncode == 1
+    line = assert_one_plain_line(result)
+    assert line.startswith(f"The STS at {demo_service} refused the request: "), line
+    assert f"{demo_service} answers like a service protected by SAML tokens, not like an STS" in line, line
+
+
+def test_client_refused_by_a_real_sts_gets_no_such_hint(demo_sts, tmp_path):
+    result = run(PYTHON_M, "client", "--sts", demo_sts.url, "--service", demo_sts.service_url,
+                 "--password", "wrong", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "not like an STS" not in assert_one_plain_line(result)
+
+
+@both_entry_points
+def test_version_is_on_the_command(command, tmp_path):
+    from wstrust_wsgi import __version__
+
+    result = run(command, "--version", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"wstrust-wsgi {__version__}"
+
+
 # ----------------------------------------------------------------------------- certs
 
 

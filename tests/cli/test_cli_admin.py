@@ -599,6 +599,15 @@ def test_rp_add_accepts_a_urn(admin):
     assert admin.json("rp", "list")[0]["address"] == "urn:federation:example:svc"
 
 
+@pytest.mark.parametrize("address", ["urn:foo", "urn:", "urn:-bad:svc", "URN:foo"])
+def test_rp_add_refuses_a_malformed_urn_saying_what_a_urn_must_look_like(admin, address):
+    """The rule (model.check_address) and its message agree: a refused urn: is told the URN shape."""
+    line = refused(admin("rp", "add", address), 2, "rp add")
+    assert f"{address!r}: not a URN (a URN is urn:NAMESPACE:NAME, e.g. urn:example:service" in line, line
+    admin.ok("rp", "add", "urn:example:service")  # the example the message gives is accepted
+    assert [p["address"] for p in admin.json("rp", "list")] == ["urn:example:service"]
+
+
 @pytest.mark.parametrize("address", ["svc.example.org/soap", "/soap", "soap", "ftp://svc.example.org/",
                                      "https:///nohost", "https://svc.example.org/a b", "http://svc:notaport/"])
 def test_rp_add_refuses_an_address_that_is_not_an_absolute_url(admin, address):

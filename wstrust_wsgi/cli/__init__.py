@@ -26,6 +26,7 @@ no registry); 130 interrupted. Passwords are read from a prompt (twice) or,
 with ``--password-stdin``, from standard input, never from the command line.
 
 Failures print one plain sentence and exit non-zero; never a traceback.
+``wstrust-wsgi --version`` prints the version.
 
 Where things live: this module builds the parser, runs a command and turns
 every failure into one line and an exit code (the one place that knows the
@@ -44,6 +45,7 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from .._urls import redact_url
 from ..errors import BadValue, ConfigurationError, RegistryError
 from .admin import DEFAULT_REGISTRY, REGISTRY_ENV, Handler, add_admin_commands, admin_options, registry_url
@@ -117,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                "and --json, before or after the command name. Exit codes: 0 done, 1 refused by the registry "
                "(unknown or duplicate name, database error), 2 bad value, 130 interrupted.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     admin_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True)
     add_client_command(commands)
@@ -136,7 +139,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except (ConfigurationError, OSError) as exc:
-        print(f"wstrust-wsgi {args.command}: {exc}", file=sys.stderr)
-        return EXIT_BAD_VALUE
+        return _fail(f"wstrust-wsgi {args.command}", exc, EXIT_BAD_VALUE)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

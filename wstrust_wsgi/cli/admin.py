@@ -584,7 +584,8 @@ def add_admin_commands(commands: Any) -> None:
     rp = commands.add_parser("rp", help="manage relying parties (add, list, show, remove)")
     rps = rp.add_subparsers(dest="action", required=True, metavar="ACTION")
     rp_add = _add_command(rps, "add", _rp_add, "register a relying party by its endpoint address", "rp add")
-    rp_add.add_argument("address", metavar="ADDRESS", help="the exact wsp:AppliesTo address (becomes the audience)")
+    rp_add.add_argument("address", metavar="ADDRESS", help="the exact wsp:AppliesTo address, an http(s) URL "
+                        "or urn:NAMESPACE:NAME (becomes the audience)")
     rp_add.add_argument("--token-type", choices=TOKEN_TYPES, default="2.0",
                         help="SAML version when the request names none (default 2.0)")
     rp_add.add_argument("--lifetime", metavar="SECONDS", help="token lifetime (default: the STS default)")

@@ -4,7 +4,8 @@ Request a token from the STS, print it, call the service with it, print the
 reply: what WSO2's sample client does, so that a person can watch a token go
 round without writing code. It is a thin shell over :class:`StsClient` and
 :func:`call_service`; a refusal by either side is one line on stderr and exit
-1, an unreachable peer exit 2.
+1, an unreachable peer exit 2, a bad option (an unreadable ``--payload`` or
+``--cafile``) exit 2 before anything is sent.
 """
 
 from __future__ import annotations
@@ -18,19 +19,56 @@ from typing import Any
 
 from lxml import etree
 
-from .. import _xml, exchange
+from .. import _xml, exchange, ns
 from ..client import StsClient, UrllibTransport, call_service
+from ..errors import ConfigurationError, MalformedMessage, RemoteFault, TransportError
 from ..model import TOKEN_TYPES
-from ..errors import RemoteFault, TransportError
 from .demo import DEMO_SERVICE, DEMO_STS, echo_payload
 
 
+def _payload(path: str) -> etree._Element:
+    """The ``--payload`` file's element, read and checked before anything is sent.
+
+    A payload that cannot be sent is refused before the password prompt and the
+    token request, so that no token is spent on a call that cannot be made.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"--payload {path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        element = _xml.parse(data)
+    except MalformedMessage as exc:
+        raise ConfigurationError(f"--payload {path}: not one well-formed XML element ({exc.detail})") from None
+    if _xml.local_name(element) == "Envelope" and _xml.namespace(element) in (ns.SOAP11, ns.SOAP12):
+        raise ConfigurationError(f"--payload {path}: holds a whole SOAP envelope; give only the element that "
+                                 "goes in its Body (the command builds the envelope around it)")
+    return element
+
+
+def _not_an_sts(fault: RemoteFault) -> bool:
+    """Whether a refusal of the RST reads like a service wanting a token, not like an STS.
+
+    An STS refuses a UsernameToken with a WS-Trust fault (``wst:FailedAuthentication``);
+    a service behind :class:`~wstrust_wsgi.RelyingPartyMiddleware` (or any
+    service protected by issued tokens) answers a WS-Security fault that asks
+    for the SAML assertion the request does not carry.
+    """
+    if not fault.code.startswith("{" + ns.WSSE + "}") or "UsernameToken" in fault.reason:
+        return False
+    return fault.local_code == "SecurityTokenUnavailable" or any(
+        word in fault.reason.lower() for word in ("saml", "assertion", "issued token"))
+
+
 def _client(args: argparse.Namespace) -> int:
+    # What the options name is read first: a bad file is refused before the prompt and the token request.
+    payload = _payload(args.payload) if args.payload else echo_payload(args.message)
+    transport = UrllibTransport(cafile=args.cafile)
     password = args.password or os.environ.get("WSTRUST_PASSWORD")
     if password is None:
         password = getpass.getpass(f"Password for {args.username}: ")
     applies_to = args.applies_to or args.service
-    transport = exchange.transport_from_args(args, UrllibTransport(cafile=args.cafile), secrets=[password])
+    transport = exchange.transport_from_args(args, transport, secrets=[password])
     client = StsClient(
         args.sts, username=args.username, password=password, digest=args.digest,
         soap_version=args.soap, trust_version=args.trust, transport=transport,
@@ -38,7 +76,10 @@ def _client(args: argparse.Namespace) -> int:
     try:
         token = client.request_token(applies_to, token_type=args.token_type)
     except RemoteFault as fault:
-        print(f"The STS at {args.sts} refused the request: {fault.reason} ({fault.local_code})", file=sys.stderr)
+        hint = (f"; {args.sts} answers like a service protected by SAML tokens, not like an STS: "
+                "give --sts the STS endpoint (--service is the protected service)") if _not_an_sts(fault) else ""
+        print(f"The STS at {args.sts} refused the request: {fault.reason} ({fault.local_code}){hint}",
+              file=sys.stderr)
         return 1
     except TransportError as exc:
         print(str(exc), file=sys.stderr)
@@ -48,7 +89,6 @@ def _client(args: argparse.Namespace) -> int:
     print(exchange.token_text_from_args(args, token.assertion))
     if args.no_call:
         return 0
-    payload = _xml.parse(Path(args.payload).read_bytes()) if args.payload else echo_payload(args.message)
     try:
         reply = call_service(args.service, token, payload, soap_version=args.soap, transport=transport)
     except RemoteFault as fault:

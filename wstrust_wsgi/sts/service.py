@@ -20,7 +20,7 @@ from typing import cast
 from lxml import etree
 from webob import Request, Response
 
-from .. import _wsgi, ns, soap, wstrust
+from .. import _arguments, _wsgi, ns, soap, wstrust
 from .._health import HEALTH_PATH, Health, replay_probe
 from .._time import Clock, utcnow
 from ..errors import ConfigurationError, InvalidRequest, MustUnderstand
@@ -46,7 +46,9 @@ class TokenService:
     """A WS-Trust STS as a WSGI application (mount it at any path).
 
     All options are keyword-only and checked here, at construction; the
-    request path only looks things up.
+    request path only looks things up. Durations are a ``timedelta`` or a
+    number of seconds; where several values are taken, one is taken as one
+    (``allowed_roles="admin"``, ``relying_parties=RelyingParty(...)``).
 
     The STS settings (issuer, allowed roles, default lifetime, clock skew,
     signature algorithm, PasswordText over plain HTTP) come either from the
@@ -92,15 +94,15 @@ class TokenService:
         issuer: str | None = None,
         signing_key: SigningKey,
         users: UserStore,
-        relying_parties: Iterable[RelyingParty] | RelyingPartyStore,
-        allowed_roles: Iterable[str] = ("admin",),
+        relying_parties: RelyingParty | Iterable[RelyingParty] | RelyingPartyStore,
+        allowed_roles: str | Iterable[str] = ("admin",),
         clock: Clock = utcnow,
-        clock_skew: timedelta = timedelta(minutes=5),
-        digest_window: timedelta = timedelta(minutes=5),
+        clock_skew: timedelta | float = timedelta(minutes=5),
+        digest_window: timedelta | float = timedelta(minutes=5),
         nonce_cache: ReplayCache | None = None,
         role_claim: str = ns.CLAIM_ROLE,
         max_body: int = 256 * 1024,
-        default_lifetime: timedelta = timedelta(minutes=5),
+        default_lifetime: timedelta | float = timedelta(minutes=5),
         allow_plaintext_http: bool = False,
         settings: SettingsStore | None = None,
         settings_ttl: float = 1.0,
@@ -109,41 +111,47 @@ class TokenService:
         lockout_store: LockoutStore | None = None,
         public_url: str | None = None,
     ) -> None:
+        # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
+        # TypeError at the first request (see wstrust_wsgi._arguments).
         if settings is None:
             if not issuer:
                 raise ConfigurationError("issuer: must be a non-empty string (or give a settings store)")
             settings = _Fixed(StsSettings(
-                issuer=issuer, allowed_roles=frozenset(allowed_roles), default_lifetime=default_lifetime,
-                clock_skew=clock_skew, allow_plaintext_http=allow_plaintext_http,
+                issuer=_arguments.text(issuer, "issuer"),
+                allowed_roles=frozenset(_arguments.strings(allowed_roles, "allowed_roles", allow_empty=True)),
+                default_lifetime=_arguments.duration(default_lifetime, "default_lifetime", positive=True),
+                clock_skew=_arguments.duration(clock_skew, "clock_skew"),
+                allow_plaintext_http=_arguments.flag(allow_plaintext_http, "allow_plaintext_http"),
             ))
         elif issuer is not None:
             raise ConfigurationError("issuer: give it in the settings store, not beside it")
-        if digest_window <= timedelta(0):
-            raise ConfigurationError("digest_window: must be positive")
+        if not isinstance(signing_key, SigningKey):
+            raise ConfigurationError(f"signing_key: must be a SigningKey (SigningKey.from_files(key_path, cert_path)), "
+                                     f"not {_arguments.given(signing_key)}")
+        window = _arguments.duration(digest_window, "digest_window", positive=True)
         self._public_url = check_public_url(public_url, "public_url") if public_url is not None else None
-        self._settings_store = settings
-        self._settings_ttl = settings_ttl
+        self._settings_store = _arguments.having(settings, "settings", "get_settings", "a settings store")
+        self._settings_ttl = _arguments.seconds(settings_ttl, "settings_ttl")
         self._settings_cache: tuple[float, StsSettings] | None = None
         current = self.settings()  # fails at start-up if the store cannot be read
         if current.allow_plaintext_http:
             log.warning("PasswordText over plain HTTP from non-loopback peers is ALLOWED: passwords may cross "
                         "the network in clear")
-        nonces = nonce_cache if nonce_cache is not None else MemoryReplayCache()
+        nonces = (MemoryReplayCache() if nonce_cache is None
+                  else _arguments.having(nonce_cache, "nonce_cache", "add", "a replay cache"))
         self._authentication = UsernameAuthentication(
-            users=users, nonces=nonces, digest_window=digest_window,
+            users=_arguments.having(users, "users", "authenticate", "a user store"), nonces=nonces,
+            digest_window=window,
             lockout=None if lockout is None else Lockout(
                 lockout, lockout_store if lockout_store is not None else MemoryLockoutStore()),
         )
-        self._clock = clock
-        self._max_body = max_body
+        self._clock = _arguments.callable_(clock, "clock")
+        self._max_body = _arguments.count(max_body, "max_body", minimum=1)
         self._bindings: dict[str, Binding] = {}
         self._actions: set[str] = set()
-        parties = (
-            cast(RelyingPartyStore, relying_parties) if hasattr(relying_parties, "get")
-            else MemoryRelyingPartyStore(cast(Iterable[RelyingParty], relying_parties))
-        )
+        parties = _relying_parties(relying_parties)
         self.register_binding(IssueBinding(signer=AssertionSigner(signing_key), relying_parties=parties,
-                                           role_claim=role_claim))
+                                           role_claim=_arguments.text(role_claim, "role_claim")))
         self._health = Health({
             "settings": settings.get_settings,  # not self.settings(): its cache would hide an outage
             "relying_parties": lambda: parties.get(_HEALTH_PROBE_ADDRESS),
@@ -252,6 +260,20 @@ class TokenService:
         mine = sorted(uri for uri in self._bindings if uri.startswith(dialect.namespace + "/"))
         parts = [f"{uri.rsplit('/', 1)[-1]} request type ({uri})" for uri in mine]
         return f"Only the {', the '.join(parts)} {'are' if len(parts) > 1 else 'is'} supported."
+
+
+def _relying_parties(given: RelyingParty | Iterable[RelyingParty] | RelyingPartyStore) -> RelyingPartyStore:
+    """A store as given; one RelyingParty or several in memory; anything else refused, naming the argument."""
+    if callable(getattr(given, "get", None)):
+        return cast(RelyingPartyStore, given)
+    parties = _arguments.several(given, "relying_parties", single=(RelyingParty,),
+                                 what="RelyingParty values (e.g. [RelyingParty(\"https://svc.example/soap\")]) "
+                                      "or a relying-party store")
+    for party in parties:
+        if not isinstance(party, RelyingParty):
+            raise ConfigurationError(f"relying_parties: every value must be a RelyingParty, "
+                                     f"not {_arguments.given(party)}")
+    return MemoryRelyingPartyStore(parties)
 
 
 class _Fixed:
