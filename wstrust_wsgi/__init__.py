@@ -6,6 +6,7 @@ through its module (:mod:`wstrust_wsgi.ns`, :mod:`wstrust_wsgi.errors`).
 
 from __future__ import annotations
 
+from ._log import JsonFormatter, configure_logging
 from .client import IssuedToken, StsClient, UrllibTransport, WSGITransport, call_service, parse_response
 from .errors import (
     ConfigurationError,
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigurationError",
     "ENVIRON_KEY",
     "IssuedToken",
+    "JsonFormatter",
     "MemoryRelyingPartyStore",
     "MemoryReplayCache",
     "MemoryUserStore",
@@ -53,6 +55,7 @@ __all__ = [
     "WsTrustError",
     "__version__",
     "call_service",
+    "configure_logging",
     "generate_demo_key_pair",
     "get_assertion",
     "load_certificate",

@@ -21,6 +21,7 @@ from lxml import etree
 from webob import Request, Response
 
 from .. import _wsgi, ns, soap, wstrust
+from .._log import RequestInfo, TrustedProxies
 from .._time import Clock, utcnow
 from ..errors import ConfigurationError, InvalidRequest, MustUnderstand
 from ..keys import SigningKey
@@ -65,6 +66,9 @@ class TokenService:
     :param allow_plaintext_http: accept PasswordText over plain HTTP from a
         non-loopback peer (refused by default; a warning is logged when allowed).
     :param settings: a settings store overriding the settings arguments.
+    :param trusted_proxies: addresses or networks of the proxies in front of the
+        STS whose ``X-Forwarded-For`` and ``X-Request-ID`` the log lines believe
+        (see :mod:`wstrust_wsgi._log`); none by default: the client is ``REMOTE_ADDR``.
     """
 
     def __init__(
@@ -85,7 +89,9 @@ class TokenService:
         allow_plaintext_http: bool = False,
         settings: SettingsStore | None = None,
         settings_ttl: float = 1.0,
+        trusted_proxies: Iterable[str] = (),
     ) -> None:
+        self._proxies = TrustedProxies(trusted_proxies)
         if settings is None:
             if not issuer:
                 raise ConfigurationError("issuer: must be a non-empty string (or give a settings store)")
@@ -159,13 +165,14 @@ class TokenService:
         return self.respond(request)(environ, start_response)
 
     def respond(self, request: Request) -> Response:
+        about = self._proxies.request_info(request.environ)
         if request.method == "GET" and wsdl.is_wsdl_query(request.query_string):
             return _wsgi.soap_response(200, "text/xml; charset=utf-8", wsdl.document(request.path_url))
         if request.method != "POST":
             return _wsgi.plain(405, "The STS accepts SOAP requests by POST only.", [("Allow", "POST")])
         version = soap.version_for_content_type(request.content_type)
         if version is None:
-            log.warning("refused: content type %r is not SOAP", request.content_type)
+            log.warning("refused: content type %r is not SOAP (%s)", request.content_type, about, extra=about.extra)
             return _wsgi.plain(415, "Use text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2).")
         trust_ns = ns.WST13
         try:
@@ -179,12 +186,12 @@ class TokenService:
             dialect = wstrust.dialect_of(rst)
             if dialect is not None:
                 trust_ns = dialect.namespace
-            answer = self._answer(envelope, rst, request)
+            answer = self._answer(envelope, rst, request, about)
         except Exception as error:  # a fault, or internal: never a traceback to the client
-            return _wsgi.fault_answer(version, error, log, trust_ns=trust_ns)
+            return _wsgi.fault_answer(version, error, log, trust_ns=trust_ns, request=about)
         return _wsgi.soap_response(200, version.content_type(), answer)
 
-    def _answer(self, envelope: soap.Envelope, rst: etree._Element, http: Request) -> bytes:
+    def _answer(self, envelope: soap.Envelope, rst: etree._Element, http: Request, about: RequestInfo) -> bytes:
         now = self._clock()
         settings = self.settings()
         for header in envelope.header_blocks():
@@ -206,7 +213,8 @@ class TokenService:
         if envelope.action and envelope.action not in binding.actions:
             raise InvalidRequest(f"action {envelope.action!r} does not go with RequestType {request_type!r}",
                                  reason=self._supported(dialect))
-        return binding.answer(TrustCall(envelope, rst, dialect, principal, settings, now, soap.RelatesTo.of(envelope)))
+        return binding.answer(TrustCall(envelope, rst, dialect, principal, settings, now, soap.RelatesTo.of(envelope),
+                                        about))
 
     def _supported(self, dialect: wstrust.Dialect | None = None) -> str:
         """The client-safe reason naming what is answered: the bindings, or the dialect's RequestType URIs."""
