@@ -22,6 +22,12 @@ the server now rather than failing every request later:
   search, or bind, a real user would cause);
 * Redis nonce cache: a PING.
 
+Digest nonces are recorded where ``[replay] nonce_cache`` says; left out, in a
+SQLite file shared by this host's workers (:func:`default_nonce_path`), since
+gunicorn's workers are processes and a per-process cache would let a
+PasswordDigest request replayed to another worker through. An explicit
+``memory:`` under several workers starts, with a warning naming that risk.
+
 With ``[users] source = "registry"`` the registry is wrapped in a
 :class:`~wstrust_wsgi.stores.cache.CachedUserStore` (``[users]
 password_cache_ttl``, 120 s by default, 0 for none): a client asking again
@@ -44,17 +50,24 @@ import dataclasses
 import logging
 import os
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 from gunicorn.errors import AppImportError  # type: ignore[import-untyped]
 
+from ._log import TrustedProxies, configure_logging
+from ._urls import sqlite_path
 from ._wsgi import mount
 from .config import CONFIG_ENV, DeploymentConfig, load_config, redact_url
 from .errors import ConfigurationError, RequestFailed
 from .stores import ReplayCache, SettingsStore, StsSettings, UserStore
 from .stores.cache import CachedUserStore
+from .stores.memory import MemoryReplayCache
 from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
 from .stores.sql import Registry
 from .sts import TokenService
@@ -63,7 +76,7 @@ from .wssecurity import UsernameToken
 if TYPE_CHECKING:  # ldap3 is the optional "ldap" extra; imported only when [users] source = "ldap"
     from .stores.ldap import LdapUserStore
 
-__all__ = ["StartupError", "build_app", "make_app"]
+__all__ = ["NONCE_FILE", "StartupError", "build_app", "default_nonce_path", "make_app"]
 
 log = logging.getLogger("wstrust_wsgi.deploy")
 
@@ -71,6 +84,9 @@ WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
 #: Looked up at start-up to prove a store answers; never registered anywhere.
 _PROBE_ADDRESS = "urn:wstrust-wsgi:start-up-probe"
+
+#: The digest nonce file when ``[replay] nonce_cache`` is left out (see :func:`default_nonce_path`).
+NONCE_FILE = "nonces.db"
 
 
 class StartupError(ConfigurationError, RuntimeError, AppImportError):  # type: ignore[misc]
@@ -100,7 +116,7 @@ def make_app(path: str | os.PathLike[str] | None = None) -> WSGIApp:
                            f"or set {CONFIG_ENV} to its path")
     try:
         config = load_config(source)
-        _configure_logging(config.sts.log_level)
+        _configure_logging(config)
         for warning in config.warnings:
             log.warning("%s", warning)
         return build_app(config)
@@ -125,7 +141,11 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
         ldap = _ldap_store(config) if config.users == "ldap" else None
         if ldap is not None:
             opened.callback(ldap.close)
-        nonces = _nonce_cache(config)
+        try:
+            TrustedProxies(config.sts.trusted_proxies)
+        except ConfigurationError as exc:
+            raise config.error("sts", "trusted_proxies", _cause(exc).removeprefix("trusted_proxies: ")) from exc
+        nonces, nonces_shown = _nonce_cache(config)
         if isinstance(nonces, (RedisReplayCache, SQLiteReplayCache)):
             opened.callback(nonces.close)
         registry = _open_registry(config)
@@ -142,6 +162,7 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
                 relying_parties=registry,
                 settings=_HostSettings(registry, config.sts.allow_plaintext_http),
                 nonce_cache=nonces,
+                trusted_proxies=config.sts.trusted_proxies,
             )
         except ConfigurationError as exc:  # the settings stored in the registry make no sense
             raise config.error("registry", "url", f"{config.registry.display_url}: the STS settings stored "
@@ -152,7 +173,7 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
         opened.pop_all()  # started: the service owns them now
     log.info("STS at %s, issuer %s: registry %s, users from %s, digest nonces in %s",
              config.sts.path, service.issuer, config.registry.display_url, _describe_users(config),
-             config.replay.display_url)
+             nonces_shown)
     app: WSGIApp = mount(config.sts.path, service)
     return app
 
@@ -232,11 +253,70 @@ def _probe_ldap(config: DeploymentConfig, store: LdapUserStore) -> None:
                                            f"({_cause(exc)})") from exc
 
 
-def _nonce_cache(config: DeploymentConfig) -> ReplayCache:
+def default_nonce_path(config: DeploymentConfig, environ: Mapping[str, str] = os.environ) -> Path:
+    """Where digest nonces are recorded when the file names no ``[replay] nonce_cache``.
+
+    Beside a SQLite registry (its directory is this host's and already
+    writable by the STS); otherwise in the host's state directory: systemd's
+    ``$STATE_DIRECTORY`` (``StateDirectory=`` in the unit), else
+    ``$XDG_STATE_HOME/wstrust-wsgi``, else ``~/.local/state/wstrust-wsgi``.
+    The file is :data:`NONCE_FILE`; start-up logs its path.
+    """
+    if config.registry.url.partition(":")[0].lower() == "sqlite":
+        return Path(sqlite_path(config.registry.url)).parent / NONCE_FILE
+    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if not state:
+        state = os.path.join(environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "wstrust-wsgi")
+    return Path(state) / NONCE_FILE
+
+
+def _nonce_cache(config: DeploymentConfig) -> tuple[ReplayCache, str]:
+    """The digest nonce cache, and how the start-up line names it."""
+    if config.replay.nonce_cache is None:
+        return _default_nonce_cache(config)
     try:
-        return replay_cache_from_url(config.replay.nonce_cache)
+        cache = replay_cache_from_url(config.replay.nonce_cache)
     except ConfigurationError as exc:
         raise config.error("replay", "nonce_cache", f"{config.replay.display_url} is not usable ({exc})") from exc
+    workers = _gunicorn_workers()
+    if isinstance(cache, MemoryReplayCache) and workers is not None and workers > 1:
+        log.warning('%s: [replay] nonce_cache = "memory:" with %d gunicorn workers: each worker remembers only '
+                    "the nonces it saw, so a PasswordDigest request replayed to another worker gets another "
+                    "token; leave nonce_cache out (a SQLite file shared by the workers) or use sqlite:/// or "
+                    "redis://", config.source, workers)
+    return cache, config.replay.display_url
+
+
+def _default_nonce_cache(config: DeploymentConfig) -> tuple[ReplayCache, str]:
+    path = default_nonce_path(config)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cache = SQLiteReplayCache(path)
+    except (OSError, ConfigurationError) as exc:
+        raise config.error("replay", "nonce_cache", f"left out, so digest nonces go to {path}, which is not "
+                                                    f"usable ({_cause(exc)}); set nonce_cache") from exc
+    if config.registry.url.partition(":")[0].lower() != "sqlite":
+        log.warning("%s: [replay] nonce_cache left out: digest nonces are in %s, shared by this host's workers "
+                    "only; if other hosts share the registry, set nonce_cache to one Redis (redis://...) so a "
+                    "request replayed to another host is refused", config.source, path)
+    return cache, f"sqlite://{path} (the default: shared by this host's workers)"
+
+
+def _gunicorn_workers() -> int | None:
+    """How many worker processes the gunicorn loading this app runs; None outside gunicorn.
+
+    gunicorn hands an app factory nothing of its configuration, but the
+    application whose ``wsgi()`` is loading the app (in each worker, or in the
+    master with ``--preload``) is on the call stack, and holds it.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, BaseApplication):
+            workers = getattr(candidate.cfg, "workers", None)
+            return workers if isinstance(workers, int) else None
+        frame = frame.f_back
+    return None
 
 
 def _probe_redis(config: DeploymentConfig, cache: RedisReplayCache) -> None:
@@ -269,34 +349,19 @@ class _HostSettings:
 # ---------------------------------------------------------------------- helpers
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(config: DeploymentConfig) -> None:
     """Make the STS's log lines (issued/refused, start-up warnings) appear where gunicorn's do.
 
-    Left alone when the root logger has handlers (the operator configured
-    logging, e.g. gunicorn ``--log-config``). Otherwise the ``wstrust_wsgi``
-    logger gets gunicorn's error-log handlers (so ``--error-logfile`` and log
-    rotation apply), or, outside gunicorn, a handler on stderr.
+    Only the level is set when the root logger has handlers (the operator
+    configured logging, e.g. gunicorn ``--log-config``). Otherwise
+    :func:`~wstrust_wsgi.configure_logging` writes them to gunicorn's error log
+    (so ``--error-logfile`` and log rotation apply), as text with the logger's
+    name or, with ``[sts] log_format = "json"``, one JSON object per line.
     """
-    logger = logging.getLogger("wstrust_wsgi")
-    logger.setLevel(level.upper())
     if logging.getLogger().handlers:
+        logging.getLogger("wstrust_wsgi").setLevel(config.sts.log_level.upper())
         return
-    handlers = logging.getLogger("gunicorn.error").handlers or [_stderr_handler()]
-    for handler in handlers:
-        if handler not in logger.handlers:
-            logger.addHandler(handler)
-
-
-_STDERR_HANDLER: logging.Handler | None = None
-
-
-def _stderr_handler() -> logging.Handler:
-    global _STDERR_HANDLER
-    if _STDERR_HANDLER is None:
-        _STDERR_HANDLER = logging.StreamHandler()
-        _STDERR_HANDLER.setFormatter(logging.Formatter(
-            "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S %z"))
-    return _STDERR_HANDLER
+    configure_logging(config.sts.log_level, json=config.sts.log_format == "json")
 
 
 @contextmanager
