@@ -8,6 +8,12 @@
 * The real thing: a SQLite registry made with the Registry API, gunicorn with
   TLS (a self-signed certificate for 127.0.0.1 the client trusts), a token
   over HTTPS, and the allow_plaintext_http warning in gunicorn's log.
+* Replay protection as documented: with no [replay] table the workers share
+  a SQLite nonce file (three gunicorn workers, one digest request sent 12
+  times in a row and 20 at once: one token each); an explicit memory: under
+  several workers is warned about at start-up.
+* Logs: [sts] log_format = "json" and trusted_proxies under gunicorn, each
+  line carrying the forwarded client and the request id.
 * Two STS hosts (two gunicorns, two files) sharing one registry in a
   throwaway PostgreSQL: a relying party added through one is served by the
   other within 3 s.
