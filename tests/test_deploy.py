@@ -8,6 +8,12 @@
 * The real thing: a SQLite registry made with the Registry API, gunicorn with
   TLS (a self-signed certificate for 127.0.0.1 the client trusts), a token
   over HTTPS, and the allow_plaintext_http warning in gunicorn's log.
+* Replay protection as documented: with no [replay] table the workers share
+  a SQLite nonce file (three gunicorn workers, one digest request sent 12
+  times in a row and 20 at once: one token each); an explicit memory: under
+  several workers is warned about at start-up.
+* Logs: [sts] log_format = "json" and trusted_proxies under gunicorn, each
+  line carrying the forwarded client and the request id.
 * Two STS hosts (two gunicorns, two files) sharing one registry in a
   throwaway PostgreSQL: a relying party added through one is served by the
   other within 3 s.
@@ -28,8 +34,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +57,7 @@ from _support.pg import PostgresServer
 from wstrust_wsgi import ConfigurationError, RelyingParty, RemoteFault, StsClient, TransportError, UrllibTransport
 from wstrust_wsgi import ns
 from wstrust_wsgi.config import DeploymentConfig, load_config
-from wstrust_wsgi.deploy import StartupError, make_app
+from wstrust_wsgi.deploy import NONCE_FILE, StartupError, default_nonce_path, make_app
 from wstrust_wsgi.stores import passwords
 from wstrust_wsgi.stores.sql import Registry
 
@@ -255,7 +265,8 @@ def test_defaults_and_relative_paths(tmp_path: Path, sts_keys: KeyFiles) -> None
     config = load_config(path)
     assert config.keys.signing_key == confdir.resolve() / "k.pem"
     assert config.sts.path == "/services/sts" and config.sts.allow_plaintext_http is None
-    assert config.sts.log_level == "info" and config.replay.nonce_cache == "memory:"
+    assert config.sts.log_level == "info" and config.sts.log_format == "text" and config.sts.trusted_proxies == ()
+    assert config.replay.nonce_cache is None  # deploy puts the nonces in a SQLite file (default_nonce_path)
 
 
 def test_secrets_stay_out_of_repr(tmp_path: Path, good: Tables) -> None:
@@ -888,6 +899,185 @@ def test_over_tls_with_a_sqlite_registry(tmp_path: Path, registry_file: Path, st
     assert "PasswordText over plain HTTP from non-loopback peers is ALLOWED" in log, log
     assert "issued: SAML 2.0 token" in log and "'admin'" in log, log
     assert "refused: NotAuthorized" in log, log
+
+
+# ---------------------------------------------------------------------- replay protection under the documented deployment
+
+
+def post_raw(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    """One POST on a new connection (urllib sends Connection: close): status and body, faults included."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def worker_pids(access_log: Path) -> set[str]:
+    """The pids of the workers that answered, from an access log written as ``%(p)s``."""
+    return set(access_log.read_text().split()) if access_log.exists() else set()
+
+
+def at_once(count: int, send: Callable[[], int]) -> list[int]:
+    """``count`` calls of ``send`` released together from as many threads."""
+    barrier = threading.Barrier(count, timeout=30)
+
+    def go() -> int:
+        barrier.wait()
+        return send()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return [future.result(timeout=120) for future in [pool.submit(go) for _ in range(count)]]
+
+
+def test_the_default_nonce_file_is_beside_a_sqlite_registry_else_in_the_state_directory(
+    tmp_path: Path, good: Tables, sts_keys: KeyFiles,
+) -> None:
+    beside = load_config(write_config(tmp_path, {k: v for k, v in good.items() if k != "replay"}))
+    assert default_nonce_path(beside, {}) == tmp_path / NONCE_FILE  # good's registry is tmp_path/empty-registry.db
+    good["registry"]["url"] = "postgresql://wstrust@db.example.org/wstrust"
+    del good["replay"]
+    remote = load_config(write_config(tmp_path, good))
+    assert default_nonce_path(remote, {"STATE_DIRECTORY": "/var/lib/wstrust:/var/lib/other"}) \
+        == Path("/var/lib/wstrust") / NONCE_FILE  # systemd's StateDirectory=
+    assert default_nonce_path(remote, {"XDG_STATE_HOME": "/srv/state"}) == Path("/srv/state/wstrust-wsgi") / NONCE_FILE
+    assert default_nonce_path(remote, {}) == Path.home() / ".local/state/wstrust-wsgi" / NONCE_FILE
+
+
+def test_without_a_replay_table_apps_of_one_host_share_the_nonces_in_a_file_beside_the_registry(
+    tmp_path: Path, good: Tables, registry_file: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two apps from one file stand for two workers: a digest request answered by one is refused by the other."""
+    registry = Registry.open(sqlite_url(registry_file))
+    try:
+        registry.add_user("digester", "digest-pw", roles=["admin"], digest_secret=True)
+    finally:
+        registry.close()
+    good["registry"]["url"] = sqlite_url(registry_file)
+    del good["replay"]
+    caplog.set_level(logging.INFO, logger="wstrust_wsgi")
+    path = write_config(tmp_path, good)
+    first, second = make_app(path), make_app(path)
+    nonces = registry_file.parent / NONCE_FILE
+    assert nonces.is_file() and f"digest nonces in sqlite://{nonces} (the default" in caplog.text
+    assert "gunicorn workers" not in caplog.text and "nonce_cache left out" not in caplog.text  # no PostgreSQL
+    client = StsClient("http://sts.invalid/services/sts", username="digester", password="digest-pw", digest=True)
+    body = client.build_request(SERVICE)
+    headers = {"Content-Type": client.soap.content_type(client.dialect.issue_action)}
+    answers = [TestApp(app, extra_environ={"REMOTE_ADDR": REMOTE_PEER}).post(
+        "/services/sts", body, headers=headers, expect_errors=True) for app in (first, second)]
+    assert answers[0].status_int == 200 and issued_assertion(answers[0]) is not None
+    assert b"FailedAuthentication" in answers[1].body and "nonce replayed" in caplog.text
+
+
+def test_without_a_replay_table_three_gunicorn_workers_issue_one_token_per_digest_nonce(
+    tmp_path: Path, registry_file: Path, sts_keys: KeyFiles,
+) -> None:
+    """The README's deployment with no [replay]: one digest request sent 12 times in a row, then 20 at once, gives
+    one token; a fresh one sent 20 at once gives one too. Before, each worker had its own memory: up to 3 tokens."""
+    registry = Registry.open(sqlite_url(registry_file))
+    try:
+        registry.add_user("digester", "digest-pw", roles=["admin"], digest_secret=True)
+    finally:
+        registry.close()
+    config = write_config(tmp_path, {
+        "keys": {"signing_key": str(sts_keys.key), "signing_cert": str(sts_keys.cert)},
+        "registry": {"url": sqlite_url(registry_file)},
+    })
+    port, access = free_port(), tmp_path / "access.log"
+    server = Gunicorn(f'wstrust_wsgi.deploy:make_app("{config}")', port=port, cwd=tmp_path,
+                      log=tmp_path / "gunicorn.log",
+                      args=("--worker-class", "sync", "--workers", "3", "--timeout", "60",
+                            "--access-logfile", str(access), "--access-logformat", "%(p)s"))
+    url = f"http://127.0.0.1:{port}/services/sts"
+    client = StsClient(url, username="digester", password="digest-pw", digest=True)
+    headers = {"Content-Type": client.soap.content_type(client.dialect.issue_action)}
+    try:
+        server.wait_started(workers=3)
+        body = client.build_request(SERVICE)
+        in_a_row = [post_raw(url, body, headers)[0] for _ in range(12)]
+        same_at_once = at_once(20, lambda: post_raw(url, body, headers)[0])
+        fresh = client.build_request(SERVICE)  # a new nonce: the race itself must give one token
+        fresh_at_once = at_once(20, lambda: post_raw(url, fresh, headers)[0])
+    finally:
+        server.stop()
+    log = server.text()
+    assert in_a_row.count(200) == 1 and in_a_row[0] == 200, (in_a_row, log)
+    assert same_at_once.count(200) == 0, (same_at_once, log)
+    assert fresh_at_once.count(200) == 1, (fresh_at_once, log)
+    assert log.count("issued: SAML") == 2 and log.count("nonce replayed") == 11 + 20 + 19, log
+    assert len(worker_pids(access)) >= 2, "every request went to one worker: the test proved nothing"
+    assert f"digest nonces in sqlite://{registry_file.parent / NONCE_FILE}" in log, log  # named at start-up
+
+
+def test_an_explicit_memory_nonce_cache_under_several_workers_logs_a_warning(
+    tmp_path: Path, good: Tables, registry_file: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    good["registry"]["url"] = sqlite_url(registry_file)
+    good["replay"]["nonce_cache"] = "memory:"
+    config = write_config(tmp_path, good)
+    caplog.set_level(logging.INFO, logger="wstrust_wsgi")
+    make_app(config)  # in-process: no gunicorn, no workers to warn about
+    assert "gunicorn workers" not in caplog.text
+    server = Gunicorn(f'wstrust_wsgi.deploy:make_app("{config}")', port=free_port(), cwd=tmp_path,
+                      log=tmp_path / "gunicorn.log", args=("--worker-class", "gthread", "--workers", "2"))
+    try:
+        server.wait_started(workers=2)
+    finally:
+        server.stop()
+    log = server.text()
+    warning = f'{config}: [replay] nonce_cache = "memory:" with 2 gunicorn workers: each worker remembers only'
+    assert log.count(warning) == 2, log  # once per worker, each building its own app
+    assert "[WARNING] wstrust_wsgi.deploy: " + warning in log, log
+
+
+# ---------------------------------------------------------------------- log lines an operator can act on
+
+
+def test_bad_log_settings_are_refused_at_start_up(tmp_path: Path, good: Tables, registry_file: Path) -> None:
+    good["registry"]["url"] = sqlite_url(registry_file)
+    good["sts"]["trusted_proxies"] = ["10.0.0.0/8", "proxy.example.org"]
+    path = write_config(tmp_path, good)
+    with pytest.raises(StartupError, match=rf"^{re.escape(str(path))}: \[sts\] trusted_proxies: 'proxy.example.org' "
+                                           r"is not an IP address or network"):
+        make_app(path)
+    good["sts"]["trusted_proxies"] = "10.0.0.1"
+    good["sts"]["log_format"] = "xml"
+    with pytest.raises(ConfigurationError, match=r"\[sts\] log_format: 'xml' is not one of 'text', 'json'"):
+        load_config(write_config(tmp_path, good))
+
+
+def test_json_log_lines_under_gunicorn_carry_the_forwarded_client_and_the_request_id(
+    tmp_path: Path, good: Tables, registry_file: Path,
+) -> None:
+    good["registry"]["url"] = sqlite_url(registry_file)
+    good["sts"].update(log_format="json", trusted_proxies=["127.0.0.1", "10.1.0.0/16"])
+    config = write_config(tmp_path, good)
+    port = free_port()
+    server = Gunicorn(f'wstrust_wsgi.deploy:make_app("{config}")', port=port, cwd=tmp_path,
+                      log=tmp_path / "gunicorn.log", args=("--worker-class", "gthread", "--threads", "2"))
+    url = f"http://127.0.0.1:{port}/services/sts"
+    client = StsClient(url, username="admin", password=ADMIN_PASSWORD)
+    headers = {"Content-Type": client.soap.content_type(client.dialect.issue_action)}
+    try:
+        server.wait_started()
+        # the client, then a proxy of ours at 10.1.2.3, then the one at 127.0.0.1 that connects
+        forwarded = {**headers, "X-Forwarded-For": "192.0.2.1, 198.51.100.23, 10.1.2.3", "X-Request-ID": "edge-42"}
+        assert post_raw(url, client.build_request(SERVICE), forwarded)[0] == 200
+        wrong = StsClient(url, username="admin", password="wrong").build_request(SERVICE)
+        assert post_raw(url, wrong, {**headers, "X-Forwarded-For": "203.0.113.5"})[0] != 200
+    finally:
+        server.stop()
+    lines = [line for line in server.text().splitlines() if line.startswith("{")]
+    records = [json.loads(line) for line in lines]
+    assert records and all(r["logger"].startswith("wstrust_wsgi") for r in records), server.text()
+    issued = next(r for r in records if r["message"].startswith("issued: SAML 2.0 token"))
+    assert (issued["client"], issued["request_id"], issued["level"]) == ("198.51.100.23", "edge-42", "INFO")
+    assert "client" not in issued["message"] and issued["time"].endswith("+00:00")
+    refused = next(r for r in records if r["message"].startswith("refused: FailedAuthentication"))
+    assert refused["client"] == "203.0.113.5" and re.fullmatch(r"[0-9a-f]{16}", refused["request_id"]), refused
+    assert any(r["message"].startswith("STS at /services/sts") for r in records)
 
 
 # ---------------------------------------------------------------------- several hosts, one PostgreSQL registry

@@ -6,6 +6,7 @@ through its module (:mod:`wstrust_wsgi.ns`, :mod:`wstrust_wsgi.errors`).
 
 from __future__ import annotations
 
+from ._log import JsonFormatter, configure_logging
 from .client import IssuedToken, StsClient, UrllibTransport, WSGITransport, call_service, parse_response
 from .errors import (
     ConfigurationError,
@@ -35,6 +36,7 @@ __all__ = [
     "ENVIRON_KEY",
     "Exchange",
     "IssuedToken",
+    "JsonFormatter",
     "LockoutPolicy",
     "MemoryLockoutStore",
     "MemoryRelyingPartyStore",
@@ -64,6 +66,7 @@ __all__ = [
     "WsTrustError",
     "__version__",
     "call_service",
+    "configure_logging",
     "generate_demo_key_pair",
     "get_assertion",
     "load_certificate",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from webob import Request, Response
 
 from . import ns, soap
+from ._log import RequestInfo
 from .errors import MalformedMessage, RequestFailed, SoapFault
 
 if TYPE_CHECKING:
@@ -74,19 +75,21 @@ def soap_response(status: int, content_type: str, body: bytes) -> Response:
 
 
 def fault_answer(version: soap.SoapVersion, error: Exception, log: logging.Logger, *,
-                 trust_ns: str = ns.WST13) -> Response:
+                 trust_ns: str = ns.WST13, request: RequestInfo | None = None) -> Response:
     """The answer to a request refused with ``error``, logged on ``log``.
 
     A :class:`SoapFault` is answered as itself (its client-safe reason) and
     its precise cause is logged; any other exception is an internal error: the
     client gets ``RequestFailed`` and the log the traceback (call this from
-    the ``except`` block). ``trust_ns`` binds the ``wst`` prefix of a WS-Trust fault.
+    the ``except`` block). ``trust_ns`` binds the ``wst`` prefix of a WS-Trust fault;
+    ``request`` (client and request id) ends the log line.
     """
+    about, extra = (f" ({request})", request.extra) if request is not None else ("", None)
     if isinstance(error, SoapFault):
-        log.warning("refused: %s: %s", type(error).__name__, error.detail)
+        log.warning("refused: %s: %s%s", type(error).__name__, error.detail, about, extra=extra)
         fault = error
     else:  # never a traceback to the client
-        log.exception("refused: internal error")
+        log.exception("refused: internal error%s", about, extra=extra)
         fault = RequestFailed("internal error")
     return soap_response(*soap.fault_response(version, fault, trust_ns=trust_ns))
 

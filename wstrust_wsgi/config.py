@@ -4,16 +4,16 @@ Production runs ``gunicorn 'wstrust_wsgi.deploy:make_app("/etc/wstrust/sts.toml"
 :mod:`wstrust_wsgi.deploy`); this module reads and checks that file, so a wrong value stops the server
 before it listens instead of surfacing on the first request. ``demo_sts/sts.example.toml`` documents every setting::
 
-    [sts]       path, allow_plaintext_http, log_level, public_url  (optional table)
+    [sts]       path, allow_plaintext_http, log_level, log_format, trusted_proxies, public_url  (optional)
     [keys]      signing_key, signing_cert                      (required)
     [registry]  url = "sqlite:///..." | "postgresql://..."     (required)
     [users]     source = "registry" | "ldap", password_cache_ttl   (optional; registry, 120 s)
     [ldap]      urls, bind_dn, bind_password(_file), ...       (only with source = "ldap")
-    [replay]    nonce_cache = "memory:" | "sqlite:///..." | "redis://..."   (optional)
+    [replay]    nonce_cache = "memory:" | "sqlite:///..." | "redis://..."   (optional; SQLite, see deploy)
     [lockout]   enabled, store, max_failures, window, duration, ...   (optional; on, in the registry)
 
-The issuer, allowed roles, lifetimes and relying parties are not here: they live in the registry, so
-several STS hosts sharing one registry cannot disagree about them.
+The issuer, allowed roles, lifetimes and relying parties are not here: they live in the
+registry, so several STS hosts sharing one registry cannot disagree about them.
 
 Every error is a :class:`~wstrust_wsgi.errors.ConfigurationError` whose message
 is one sentence naming the file, the table and the key, then the problem::
@@ -24,14 +24,13 @@ Unknown tables and keys are errors too (with a "did you mean" when one is close)
 optional setting would otherwise be silently ignored and its default used. Relative file paths are
 taken relative to the TOML file's directory, so the result does not depend on the working directory.
 
-What this module checks, without the network: types and ranges; that files
-can be read; that the key is an unencrypted RSA PEM key matching the
-certificate, which must be valid now; the registry URL's shape, and that a
-SQLite registry file already exists (opening a missing one would create an
-empty registry, so a typo in the path would start an STS that knows nobody).
-The nonce cache URL and the LDAP options are checked by their own stores when
-:mod:`wstrust_wsgi.deploy` builds them, which then asks the registry, the
-directory and Redis one question each.
+What this module checks, without the network: types and ranges; that files can be read; that the
+key is an unencrypted RSA PEM key matching the certificate, which must be valid now; the
+registry URL's shape, and that a SQLite registry file already exists (opening a missing one
+would create an empty registry, so a typo in the path would start an STS that knows nobody). The
+nonce cache URL, the trusted proxies and the LDAP options are checked by their owners when
+:mod:`wstrust_wsgi.deploy` builds them, which then asks the registry, the directory and Redis
+one question each.
 """
 
 from __future__ import annotations
@@ -93,12 +92,16 @@ class StsConfig:
         terminates TLS and forwards over a private network).
     :param log_level: level of the ``wstrust_wsgi`` loggers (issued/refused lines at info).
     :param public_url: the STS's address behind a proxy, which ``?wsdl`` advertises (None: the request's URL).
+    :param log_format: ``text`` or ``json`` (one object per line, :class:`~wstrust_wsgi.JsonFormatter`).
+    :param trusted_proxies: proxies whose X-Forwarded-For the log lines believe (checked by TokenService).
     """
 
     path: str = "/services/sts"
     allow_plaintext_http: bool | None = None
     log_level: str = "info"
     public_url: str | None = None
+    log_format: str = "text"
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,15 +177,15 @@ class LdapConfig:
 class ReplayConfig:
     """``[replay]``: where PasswordDigest nonces are recorded.
 
-    :param nonce_cache: ``memory:`` (this worker only), ``sqlite:///abs/path.db``
-        (the workers of one host) or ``redis://host:port/db`` (every host).
+    :param nonce_cache: ``memory:`` (this worker only), ``sqlite:///abs/path.db`` (the workers of
+        one host), ``redis://host:port/db`` (every host); None: SQLite, placed by :mod:`.deploy`.
     """
 
-    nonce_cache: str = field(default="memory:", repr=False)
+    nonce_cache: str | None = field(default=None, repr=False)
 
     @property
     def display_url(self) -> str:
-        return redact_url(self.nonce_cache)
+        return "the default SQLite file" if self.nonce_cache is None else redact_url(self.nonce_cache)
 
     def __repr__(self) -> str:
         return f"ReplayConfig(nonce_cache={self.display_url!r})"
@@ -227,7 +230,7 @@ class DeploymentConfig:
 
 
 _TABLES: dict[str, tuple[str, ...]] = {
-    "sts": ("path", "allow_plaintext_http", "log_level", "public_url"),
+    "sts": ("path", "allow_plaintext_http", "log_level", "log_format", "trusted_proxies", "public_url"),
     "keys": ("signing_key", "signing_cert"),
     "registry": ("url",),
     "users": ("source", "password_cache_ttl"),
@@ -279,12 +282,12 @@ def load_config(path: str | os.PathLike[str], *, now: datetime | None = None) ->
         raise ConfigurationError(f'{source}: [ldap] is set but [users] source is "registry"; '
                                  'set source = "ldap" to use it, or remove [ldap]')
     ldap = _read_ldap(ldap_table, base) if users == "ldap" else None
-    replay = ReplayConfig(_Table.of(source, data, "replay").text("nonce_cache") or "memory:")
+    replay = ReplayConfig(_Table.of(source, data, "replay").text("nonce_cache"))
     lockout, lockout_store = settings_from_table(_Table.of(source, data, "lockout")._data, f"{source}: [lockout] ")
     secrets_inline = [name for name, inline in (
         ("[ldap] bind_password", ldap is not None and ldap_table.text("bind_password") is not None),
         ("[registry] url", redact_url(registry.url) != registry.url),
-        ("[replay] nonce_cache", redact_url(replay.nonce_cache) != replay.nonce_cache),
+        ("[replay] nonce_cache", redact_url(replay.nonce_cache or "") != (replay.nonce_cache or "")),
         ("[lockout] store", redact_url(lockout_store) != lockout_store),
     ) if inline]
     mode = Path(source).stat().st_mode
@@ -309,6 +312,8 @@ def _read_sts(table: _Table) -> StsConfig:
         allow_plaintext_http=table.flag("allow_plaintext_http"),
         log_level=table.choice("log_level", LOG_LEVELS, default="info"),
         public_url=table.text("public_url", check=lambda url: check_public_url(url, "the URL")),
+        log_format=table.choice("log_format", ("text", "json"), default="text"),
+        trusted_proxies=table.texts("trusted_proxies"),
     )
 
 

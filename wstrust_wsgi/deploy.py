@@ -28,6 +28,12 @@ the server now rather than failing every request later:
 running, the STS also answers ``GET <path>/health`` (200 or 503, see
 :mod:`wstrust_wsgi._health`), asking the registry and the nonce cache again.
 
+Digest nonces are recorded where ``[replay] nonce_cache`` says; left out, in a
+SQLite file shared by this host's workers (:func:`default_nonce_path`), since
+gunicorn's workers are processes and a per-process cache would let a
+PasswordDigest request replayed to another worker through. An explicit
+``memory:`` under several workers starts, with a warning naming that risk.
+
 With ``[users] source = "registry"`` the registry is wrapped in a
 :class:`~wstrust_wsgi.stores.cache.CachedUserStore` (``[users]
 password_cache_ttl``, 120 s by default, 0 for none): a client asking again
@@ -43,7 +49,7 @@ sentence, not a traceback, and stops instead of restarting workers forever (see
 :class:`StartupError`). gunicorn exits non-zero: 4 ("App failed to load") when
 the app is loaded in the worker (the default), 1 with ``--preload``. With
 several workers the sentence is still printed once, without a traceback (see
-:func:`_said_once`).
+:func:`wstrust_wsgi._gunicorn.said_once`).
 """
 
 from __future__ import annotations
@@ -52,10 +58,7 @@ import dataclasses
 import logging
 import os
 import secrets
-import signal
-import tempfile
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,13 +66,17 @@ from typing import TYPE_CHECKING, Any
 
 from gunicorn.errors import AppImportError  # type: ignore[import-untyped]
 
+from ._gunicorn import said_once, worker_count
 from ._health import HEALTH_PATH
+from ._log import TrustedProxies, configure_logging
+from ._urls import sqlite_path
 from ._wsgi import mount
 from .config import CONFIG_ENV, DeploymentConfig, load_config, redact_url
 from .errors import ConfigurationError, RequestFailed
 from .stores import ReplayCache, SettingsStore, StsSettings, UserStore
 from .stores.cache import CachedUserStore
 from .stores.lockout import LockoutStore, RedisLockoutStore, lockout_store_from_url
+from .stores.memory import MemoryReplayCache
 from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
 from .stores.sql import Registry
 from .sts import TokenService
@@ -78,7 +85,7 @@ from .wssecurity import UsernameToken
 if TYPE_CHECKING:  # ldap3 is the optional "ldap" extra; imported only when [users] source = "ldap"
     from .stores.ldap import LdapUserStore
 
-__all__ = ["Check", "StartupError", "build_app", "check_deployment", "make_app"]
+__all__ = ["NONCE_FILE", "Check", "StartupError", "build_app", "check_deployment", "default_nonce_path", "make_app"]
 
 log = logging.getLogger("wstrust_wsgi.deploy")
 
@@ -86,6 +93,9 @@ WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
 #: Looked up at start-up to prove a store answers; never registered anywhere.
 _PROBE_ADDRESS = "urn:wstrust-wsgi:start-up-probe"
+
+#: The digest nonce file when ``[replay] nonce_cache`` is left out (see :func:`default_nonce_path`).
+NONCE_FILE = "nonces.db"
 
 
 class StartupError(ConfigurationError, RuntimeError, AppImportError):  # type: ignore[misc]
@@ -111,18 +121,18 @@ def make_app(path: str | os.PathLike[str] | None = None) -> WSGIApp:
     """
     source = os.fspath(path) if path is not None else os.environ.get(CONFIG_ENV, "")
     if not source.strip():
-        raise _said_once(StartupError(f"no configuration file: call make_app(\"/etc/wstrust/sts.toml\") "
+        raise said_once(StartupError(f"no configuration file: call make_app(\"/etc/wstrust/sts.toml\") "
                                       f"or set {CONFIG_ENV} to its path"))
     try:
         config = load_config(source)
-        _configure_logging(config.sts.log_level)
+        _configure_logging(config)
         for warning in config.warnings:
             log.warning("%s", warning)
         return build_app(config)
     except StartupError as exc:
-        raise _said_once(exc)
+        raise said_once(exc)
     except ConfigurationError as exc:
-        raise _said_once(StartupError(str(exc))) from exc
+        raise said_once(StartupError(str(exc))) from exc
 
 
 def build_app(config: DeploymentConfig) -> WSGIApp:
@@ -140,7 +150,11 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
         ldap = _ldap_store(config) if config.users == "ldap" else None
         if ldap is not None:
             opened.callback(ldap.close)
-        nonces = _nonce_cache(config)
+        try:
+            TrustedProxies(config.sts.trusted_proxies)
+        except ConfigurationError as exc:
+            raise config.error("sts", "trusted_proxies", _cause(exc).removeprefix("trusted_proxies: ")) from exc
+        nonces, nonces_shown = _nonce_cache(config)
         if isinstance(nonces, (RedisReplayCache, SQLiteReplayCache)):
             opened.callback(nonces.close)
         registry = _open_registry(config)
@@ -163,6 +177,7 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
                 lockout=config.lockout,
                 lockout_store=lockout_store,
                 public_url=config.sts.public_url,
+                trusted_proxies=config.sts.trusted_proxies,
             )
         except ConfigurationError as exc:  # the settings stored in the registry make no sense
             raise config.error("registry", "url", f"{config.registry.display_url}: the STS settings stored "
@@ -173,7 +188,7 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
         opened.pop_all()  # started: the service owns them now
     log.info("STS at %s, issuer %s: registry %s, users from %s, digest nonces in %s, %s",
              config.sts.path, service.issuer, config.registry.display_url, _describe_users(config),
-             config.replay.display_url, _describe_lockout(config))
+             nonces_shown, _describe_lockout(config))
     app: WSGIApp = mount(config.sts.path, service, subpaths=(HEALTH_PATH,))
     return app
 
@@ -313,11 +328,53 @@ def _probe_ldap(config: DeploymentConfig, store: LdapUserStore) -> None:
                                            f"({_cause(exc)})") from exc
 
 
-def _nonce_cache(config: DeploymentConfig) -> ReplayCache:
+def default_nonce_path(config: DeploymentConfig, environ: Mapping[str, str] = os.environ) -> Path:
+    """Where digest nonces are recorded when the file names no ``[replay] nonce_cache``.
+
+    Beside a SQLite registry (its directory is this host's and already
+    writable by the STS); otherwise in the host's state directory: systemd's
+    ``$STATE_DIRECTORY`` (``StateDirectory=`` in the unit), else
+    ``$XDG_STATE_HOME/wstrust-wsgi``, else ``~/.local/state/wstrust-wsgi``.
+    The file is :data:`NONCE_FILE`; start-up logs its path.
+    """
+    if config.registry.url.partition(":")[0].lower() == "sqlite":
+        return Path(sqlite_path(config.registry.url)).parent / NONCE_FILE
+    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if not state:
+        state = os.path.join(environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "wstrust-wsgi")
+    return Path(state) / NONCE_FILE
+
+
+def _nonce_cache(config: DeploymentConfig) -> tuple[ReplayCache, str]:
+    """The digest nonce cache, and how the start-up line names it."""
+    if config.replay.nonce_cache is None:
+        return _default_nonce_cache(config)
     try:
-        return replay_cache_from_url(config.replay.nonce_cache)
+        cache = replay_cache_from_url(config.replay.nonce_cache)
     except ConfigurationError as exc:
         raise config.error("replay", "nonce_cache", f"{config.replay.display_url} is not usable ({exc})") from exc
+    workers = worker_count()
+    if isinstance(cache, MemoryReplayCache) and workers is not None and workers > 1:
+        log.warning('%s: [replay] nonce_cache = "memory:" with %d gunicorn workers: each worker remembers only '
+                    "the nonces it saw, so a PasswordDigest request replayed to another worker gets another "
+                    "token; leave nonce_cache out (a SQLite file shared by the workers) or use sqlite:/// or "
+                    "redis://", config.source, workers)
+    return cache, config.replay.display_url
+
+
+def _default_nonce_cache(config: DeploymentConfig) -> tuple[ReplayCache, str]:
+    path = default_nonce_path(config)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cache = SQLiteReplayCache(path)
+    except (OSError, ConfigurationError) as exc:
+        raise config.error("replay", "nonce_cache", f"left out, so digest nonces go to {path}, which is not "
+                                                    f"usable ({_cause(exc)}); set nonce_cache") from exc
+    if config.registry.url.partition(":")[0].lower() != "sqlite":
+        log.warning("%s: [replay] nonce_cache left out: digest nonces are in %s, shared by this host's workers "
+                    "only; if other hosts share the registry, set nonce_cache to one Redis (redis://...) so a "
+                    "request replayed to another host is refused", config.source, path)
+    return cache, f"sqlite://{path} (the default: shared by this host's workers)"
 
 
 def _lockout_store(config: DeploymentConfig, registry: Registry) -> LockoutStore | None:
@@ -377,134 +434,22 @@ class _HostSettings:
         return dataclasses.replace(current, allow_plaintext_http=self._allow_plaintext_http)
 
 
-# ---------------------------------------------------------------------- one sentence per server
-
-
-def _said_once(error: StartupError) -> StartupError:
-    """``error``, to raise, in the one process of a gunicorn server that is to say it; elsewhere no return.
-
-    Without ``--preload`` every worker builds the app, so a bad file fails in
-    each of them. gunicorn prints each worker's StartupError, and stops on the
-    first worker that exits with code 4 ("App failed to load"); a second one
-    exiting with 4 while the master is already stopping raises the master's
-    HaltServer again inside its own handler: two chained tracebacks. So in a
-    worker, the first to fail says the sentence (it returns ``error``, raised
-    as before: printed once, exit 4); a sibling that fails later, or while the
-    master is stopping it, says nothing and exits 0 once the master has told it
-    to stop (SIGTERM, which gunicorn's workers only note in ``alive``).
-
-    The siblings learn that the sentence was said from a small marker file
-    (``wstrust-wsgi-<uid>-gunicorn-<master pid>.failed`` in the temporary
-    folder, mode 0600, holding the master's identity, so a file left by an
-    earlier master with the same pid is ignored; with one worker there is no
-    sibling and no marker). Anything unexpected (no
-    gunicorn, ``--preload``, an unusable marker) leaves gunicorn's own
-    behaviour: the sentence is raised.
-    """
-    worker = _gunicorn_worker()
-    if worker is None:
-        return error
-    if worker.alive and (_workers(worker) <= 1 or _first_to_fail(worker)):  # alone: no sibling, no marker
-        return error
-    deadline = time.monotonic() + _SIBLING_WAIT
-    while worker.alive and time.monotonic() < deadline:  # the first one's exit stops the master, then us
-        time.sleep(0.05)
-    if worker.alive:  # the master never stopped us: say it after all
-        return error
-    raise SystemExit(0)
-
-
-#: How long a worker that failed second waits for the master to stop it before it speaks up itself.
-_SIBLING_WAIT = 60.0
-
-
-def _gunicorn_worker() -> Any | None:
-    """The gunicorn worker this process is, while it loads the app (its SIGTERM handler is the worker's)."""
-    try:
-        from gunicorn.workers.base import Worker  # type: ignore[import-untyped]
-    except ImportError:
-        return None
-    owner = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
-    return owner if isinstance(owner, Worker) else None
-
-
-def _workers(worker: Any) -> int:
-    """How many workers the master runs (gunicorn's ``--workers``); 2 if it cannot be read."""
-    count = getattr(getattr(worker, "cfg", None), "workers", 2)
-    return count if isinstance(count, int) else 2
-
-
-def _first_to_fail(worker: Any) -> bool:
-    """Whether no sibling of ``worker`` has failed before it; records that one has (under an exclusive lock)."""
-    try:
-        import fcntl
-    except ImportError:
-        return True
-    identity = _master_identity(worker)
-    marker = Path(tempfile.gettempdir()) / f"wstrust-wsgi-{os.getuid()}-gunicorn-{worker.ppid}.failed"
-    try:
-        fd = os.open(marker, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    except OSError:
-        return True
-    with os.fdopen(fd, "r+b") as handle:
-        try:
-            if os.fstat(fd).st_uid != os.getuid():
-                return True
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if handle.read() == identity:
-                return False
-            handle.seek(0)
-            handle.truncate()
-            handle.write(identity)
-            handle.flush()
-        except OSError:
-            return True
-    return True
-
-
-def _master_identity(worker: Any) -> bytes:
-    """The master's pid and its first listening socket's inode: shared by its workers, not by an earlier master."""
-    inode = 0
-    for listener in getattr(worker, "sockets", None) or ():
-        try:
-            inode = os.fstat(listener.fileno()).st_ino
-            break
-        except (OSError, ValueError, AttributeError):
-            continue
-    return f"{worker.ppid}:{inode}".encode()
-
-
 # ---------------------------------------------------------------------- helpers
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(config: DeploymentConfig) -> None:
     """Make the STS's log lines (issued/refused, start-up warnings) appear where gunicorn's do.
 
-    Left alone when the root logger has handlers (the operator configured
-    logging, e.g. gunicorn ``--log-config``). Otherwise the ``wstrust_wsgi``
-    logger gets gunicorn's error-log handlers (so ``--error-logfile`` and log
-    rotation apply), or, outside gunicorn, a handler on stderr.
+    Only the level is set when the root logger has handlers (the operator
+    configured logging, e.g. gunicorn ``--log-config``). Otherwise
+    :func:`~wstrust_wsgi.configure_logging` writes them to gunicorn's error log
+    (so ``--error-logfile`` and log rotation apply), as text with the logger's
+    name or, with ``[sts] log_format = "json"``, one JSON object per line.
     """
-    logger = logging.getLogger("wstrust_wsgi")
-    logger.setLevel(level.upper())
     if logging.getLogger().handlers:
+        logging.getLogger("wstrust_wsgi").setLevel(config.sts.log_level.upper())
         return
-    handlers = logging.getLogger("gunicorn.error").handlers or [_stderr_handler()]
-    for handler in handlers:
-        if handler not in logger.handlers:
-            logger.addHandler(handler)
-
-
-_STDERR_HANDLER: logging.Handler | None = None
-
-
-def _stderr_handler() -> logging.Handler:
-    global _STDERR_HANDLER
-    if _STDERR_HANDLER is None:
-        _STDERR_HANDLER = logging.StreamHandler()
-        _STDERR_HANDLER.setFormatter(logging.Formatter(
-            "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S %z"))
-    return _STDERR_HANDLER
+    configure_logging(config.sts.log_level, json=config.sts.log_format == "json")
 
 
 @contextmanager

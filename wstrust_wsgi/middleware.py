@@ -41,6 +41,7 @@ from webob import Request
 
 from . import _arguments, _wsgi, _xml, soap, wssecurity
 from ._health import Health, Probe, replay_probe
+from ._log import TrustedProxies
 from ._reuse import FastAdmission
 from .soap import UNDERSTOOD_HEADERS
 from ._time import Clock, utcnow
@@ -113,6 +114,10 @@ class RelyingPartyMiddleware:
         ``REMOTE_ADDR``. Off by default, as in WIF: behind NAT or a proxy the
         address the STS saw is not the one the service sees (behind a proxy,
         put a ``ProxyFix`` in front so that ``REMOTE_ADDR`` is the client's).
+    :param trusted_proxies: addresses or networks of the proxies in front of the
+        service whose ``X-Forwarded-For`` and ``X-Request-ID`` the log lines
+        believe; none by default: the client is ``REMOTE_ADDR``. The request id
+        is in ``environ["wstrust_wsgi.request_id"]`` for the app's own lines.
     """
 
     def __init__(
@@ -132,6 +137,7 @@ class RelyingPartyMiddleware:
         verified_cache_size: int = 10_000,
         health_path: str | None = None,
         check_address: bool = False,
+        trusted_proxies: Iterable[str] = (),
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
         # TypeError at the first request (see wstrust_wsgi._arguments).
@@ -149,6 +155,7 @@ class RelyingPartyMiddleware:
             clock_skew=skew,
             allow_sha1=allow_sha1,
         )
+        self._proxies = TrustedProxies(trusted_proxies)
         self._allow_get = _arguments.flag(allow_get, "allow_get")
         self._clock = _arguments.callable_(clock, "clock")
         self._max_body = _arguments.count(max_body, "max_body", minimum=1)
@@ -187,21 +194,22 @@ class RelyingPartyMiddleware:
             return _wsgi.plain(405, "This service accepts SOAP requests by POST only.", [("Allow", "POST")])(
                 environ, start_response
             )
+        about = self._proxies.request_info(environ)
         content_type = environ.get("CONTENT_TYPE")
         version = soap.version_for_content_type(content_type)
         if version is None:
-            log.warning("refused: content type %r is not SOAP", content_type)
+            log.warning("refused: content type %r is not SOAP (%s)", content_type, about, extra=about.extra)
             return _wsgi.plain(415, "Use text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2).")(
                 environ, start_response
             )
         try:
             verified = self._check(environ)
         except Exception as error:  # a fault, or internal: never a traceback to the client, never the app
-            return _wsgi.fault_answer(version, error, log)(environ, start_response)
+            return _wsgi.fault_answer(version, error, log, request=about)(environ, start_response)
         environ["REMOTE_USER"] = verified.subject
         environ[ENVIRON_KEY] = verified
-        log.info("admitted: %r with SAML %s token %s from %s",
-                 verified.subject, verified.version, verified.assertion_id, verified.issuer)
+        log.info("admitted: %r with SAML %s token %s from %s (%s)",
+                 verified.subject, verified.version, verified.assertion_id, verified.issuer, about, extra=about.extra)
         return self.app(environ, start_response)
 
     def check(self, request: Request) -> VerifiedAssertion:

@@ -7,8 +7,9 @@ documented default, as in WIF). A refused forgery carrying a genuine ID must not
 burn that ID, and a cache that fails refuses everyone (fail closed).
 
 STS: a PasswordDigest nonce is accepted once per window, however it is re-sent:
-the same bytes, a fresh Created with the digest recomputed, the other SOAP
-version, another user, or the nonce in a non-canonical base64 spelling.
+the same bytes, a fresh Created with the digest recomputed (also when the
+first use carried an old Created), the other SOAP version, another user, or
+the nonce in a non-canonical base64 spelling.
 """
 
 from __future__ import annotations
@@ -169,6 +170,14 @@ def _redigest(body: bytes, *, password: str, created: str | None = None, nonce_t
     return etree.tostring(root, xml_declaration=True, encoding="utf-8")
 
 
+def _without_timestamp(body: bytes) -> bytes:
+    """The request without its wsu:Timestamp (optional; the first one has expired by then)."""
+    root = etree.fromstring(body)
+    timestamp = root.find(f".//{qn(ns.WSU, 'Timestamp')}")
+    timestamp.getparent().remove(timestamp)
+    return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+
+
 def _non_canonical(nonce_text: str) -> str:
     """The same 16 bytes in another base64 spelling: the padding bits of the last symbol set."""
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -180,13 +189,17 @@ def _non_canonical(nonce_text: str) -> str:
 
 
 NONCE_REPLAYS = ["identical", "fresh-created", "other-soap-version", "other-user", "non-canonical-base64",
-                 "nine-minutes-later"]
+                 "nine-minutes-later", "first-sent-with-an-old-created"]
 
 
 @pytest.mark.parametrize("how", NONCE_REPLAYS)
 def test_digest_nonce_is_accepted_once(sts_app, make_client, clock, how):
     web = webtest.TestApp(sts_app)
+    if how == "first-sent-with-an-old-created":  # 9 minutes old: inside the 5 min window + 5 min skew
+        clock.advance(minutes=-9)
     first = make_client(digest=True, soap_version="1.2").build_request(SERVICE_URL)
+    if how == "first-sent-with-an-old-created":
+        clock.advance(minutes=9)
     assert _issued(_post_rst(web, first, "1.2"))
     nonce_text = etree.fromstring(first).findtext(f".//{qn(ns.WSSE, 'Nonce')}")
     soap = "1.2"
@@ -203,6 +216,11 @@ def test_digest_nonce_is_accepted_once(sts_app, make_client, clock, how):
         second = _redigest(first, password="alice", username="alice")
     elif how == "non-canonical-base64":
         second = _redigest(first, password="admin", nonce_text=_non_canonical(nonce_text))
+    elif how == "first-sent-with-an-old-created":
+        # The nonce is remembered from its first use, not from the Created it came with:
+        # 7 minutes on, the old Created + window + skew has passed, the first use has not.
+        clock.advance(minutes=7)
+        second = _redigest(_without_timestamp(first), password="admin", created=saml.format_datetime(clock.now))
     else:
         clock.advance(minutes=9)
         second = _redigest(first, password="admin", created=saml.format_datetime(clock.now - timedelta(minutes=1)))

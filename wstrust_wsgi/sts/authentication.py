@@ -14,8 +14,9 @@ holding an allowed role get an answer. The rules, in order:
 * no lockout of the user or the client address (:mod:`.lockout`): a locked
   attempt gets the wrong-password fault, after a password check that cannot
   succeed; then the password (a failure is counted);
-* a digest's nonce seen once within its window; then a success clears the
-  user's failure counts;
+* the nonce, by its decoded bytes whatever the Created beside it, seen once
+  within the digest window (plus skew) from its first use; then a success
+  clears the user's failure counts;
 * a role among the allowed ones (when any are configured).
 """
 
@@ -97,7 +98,11 @@ class UsernameAuthentication:
         if principal is None:
             raise FailedAuthentication(f"wrong password or unknown user {token.username!r}")
         if token.nonce is not None and token.created is not None:
-            expires = token.created + self._digest_window + 2 * skew
+            # Keyed on the decoded nonce alone and kept from receipt, as WSS4J does: a
+            # Created-based expiry would free a nonce sent with an old Created for
+            # reuse with a fresh Created (and a recomputed digest) inside the window.
+            # now + window + 2 skew also outlives every Created this token could carry.
+            expires = now + self._digest_window + 2 * skew
             if not self._nonces.add(f"ut:{token.nonce.hex()}", expires=expires, now=now):
                 raise FailedAuthentication(f"nonce replayed by {token.username!r}")
         if lockout is not None and attempt is not None:

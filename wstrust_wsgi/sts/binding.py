@@ -15,6 +15,7 @@ from typing import Protocol
 from lxml import etree
 
 from .. import soap, wstrust
+from .._log import UNKNOWN_REQUEST, RequestInfo
 from ..model import Principal, StsSettings
 
 
@@ -36,6 +37,8 @@ class TrustCall:
     now: datetime
     #: The request's wsa:MessageID, which the reply's wsa:RelatesTo echoes (None: no addressing headers).
     relates_to: soap.RelatesTo | None
+    #: The client's address and the request id, which the binding's log lines end with.
+    request: RequestInfo = UNKNOWN_REQUEST
 
 
 class Binding(Protocol):

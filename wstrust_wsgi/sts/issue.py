@@ -69,9 +69,10 @@ class IssueBinding:
             relates_to=call.relates_to,
         )
         log.info(
-            "issued: SAML %s token %s to %r for %s (WS-Trust %s, SOAP %s, valid until %s)",
+            "issued: SAML %s token %s to %r for %s (WS-Trust %s, SOAP %s, valid until %s) (%s)",
             version.name, content.assertion_id, principal.name, party.address,
-            request.dialect.name, call.envelope.version.name, content.not_on_or_after.isoformat(),
+            request.dialect.name, call.envelope.version.name, content.not_on_or_after.isoformat(), call.request,
+            extra=call.request.extra,
         )
         return answer
 

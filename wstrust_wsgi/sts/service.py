@@ -22,6 +22,7 @@ from webob import Request, Response
 
 from .. import _arguments, _wsgi, ns, soap, wstrust
 from .._health import HEALTH_PATH, Health, replay_probe
+from .._log import RequestInfo, TrustedProxies
 from .._time import Clock, utcnow
 from ..errors import ConfigurationError, InvalidRequest, MustUnderstand
 from ..keys import SigningKey
@@ -86,6 +87,9 @@ class TokenService:
         forwarded requests carry the inner scheme, host and port): what
         ``?wsdl`` advertises as every port's address. None (the default)
         advertises the URL each request came in on.
+    :param trusted_proxies: addresses or networks of the proxies in front of the
+        STS whose ``X-Forwarded-For`` and ``X-Request-ID`` the log lines believe
+        (see :mod:`wstrust_wsgi._log`); none by default: the client is ``REMOTE_ADDR``.
     """
 
     def __init__(
@@ -110,9 +114,11 @@ class TokenService:
         lockout: LockoutPolicy | None = LockoutPolicy(),
         lockout_store: LockoutStore | None = None,
         public_url: str | None = None,
+        trusted_proxies: Iterable[str] = (),
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
         # TypeError at the first request (see wstrust_wsgi._arguments).
+        self._proxies = TrustedProxies(trusted_proxies)
         if settings is None:
             if not issuer:
                 raise ConfigurationError("issuer: must be a non-empty string (or give a settings store)")
@@ -201,6 +207,7 @@ class TokenService:
         if (self._health is not None and request.method in ("GET", "HEAD")
                 and request.path_info.rstrip("/").endswith(HEALTH_PATH)):
             return self._health.response()
+        about = self._proxies.request_info(request.environ)
         if request.method == "GET" and wsdl.is_wsdl_query(request.query_string):
             address = self._public_url or request.path_url
             return _wsgi.soap_response(200, "text/xml; charset=utf-8", wsdl.document(address))
@@ -208,7 +215,7 @@ class TokenService:
             return _wsgi.plain(405, "The STS accepts SOAP requests by POST only.", [("Allow", "POST")])
         version = soap.version_for_content_type(request.content_type)
         if version is None:
-            log.warning("refused: content type %r is not SOAP", request.content_type)
+            log.warning("refused: content type %r is not SOAP (%s)", request.content_type, about, extra=about.extra)
             return _wsgi.plain(415, "Use text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2).")
         trust_ns = ns.WST13
         try:
@@ -222,12 +229,12 @@ class TokenService:
             dialect = wstrust.dialect_of(rst)
             if dialect is not None:
                 trust_ns = dialect.namespace
-            answer = self._answer(envelope, rst, request)
+            answer = self._answer(envelope, rst, request, about)
         except Exception as error:  # a fault, or internal: never a traceback to the client
-            return _wsgi.fault_answer(version, error, log, trust_ns=trust_ns)
+            return _wsgi.fault_answer(version, error, log, trust_ns=trust_ns, request=about)
         return _wsgi.soap_response(200, version.content_type(), answer)
 
-    def _answer(self, envelope: soap.Envelope, rst: etree._Element, http: Request) -> bytes:
+    def _answer(self, envelope: soap.Envelope, rst: etree._Element, http: Request, about: RequestInfo) -> bytes:
         now = self._clock()
         settings = self.settings()
         for header in envelope.header_blocks():
@@ -249,7 +256,8 @@ class TokenService:
         if envelope.action and envelope.action not in binding.actions:
             raise InvalidRequest(f"action {envelope.action!r} does not go with RequestType {request_type!r}",
                                  reason=self._supported(dialect))
-        return binding.answer(TrustCall(envelope, rst, dialect, principal, settings, now, soap.RelatesTo.of(envelope)))
+        return binding.answer(TrustCall(envelope, rst, dialect, principal, settings, now, soap.RelatesTo.of(envelope),
+                                        about))
 
     def _supported(self, dialect: wstrust.Dialect | None = None) -> str:
         """The client-safe reason naming what is answered: the bindings, or the dialect's RequestType URIs."""
