@@ -220,6 +220,29 @@ def test_a_familiar_address_keeps_working_while_an_attacker_locks_the_user_elsew
     assert not issued(ask(app, clock, address=HOME))
 
 
+def test_behind_a_trusted_proxy_the_forwarded_client_is_the_address_counted(
+        user_store: MemoryUserStore, signing_key: SigningKey) -> None:
+    """The proxy's own address is every client's REMOTE_ADDR: counting it would make home unfamiliar."""
+    proxy = "10.0.0.5"
+    clock = FixedClock(T0)
+    app = TokenService(issuer=ISSUER, signing_key=signing_key, users=user_store,
+                       relying_parties=[RelyingParty(SERVICE_URL)], clock=clock, lockout=LockoutPolicy(),
+                       trusted_proxies=["10.0.0.0/8"])
+
+    def via_proxy(client: str, password: str | None = None) -> Any:
+        request = StsClient(STS_URL, username="admin", password="admin" if password is None else password,
+                            clock=clock).build_request(SERVICE_URL)
+        return TestApp(app, extra_environ={"wsgi.url_scheme": "https", "REMOTE_ADDR": proxy,
+                                           "HTTP_X_FORWARDED_FOR": client}).post(
+            "/services/sts", request, content_type="application/soap+xml; charset=utf-8", expect_errors=True)
+
+    assert issued(via_proxy(HOME))  # HOME becomes familiar, as the forwarded client
+    for _ in range(5):
+        assert via_proxy(ATTACKER, "wrong").status_int == 400
+    assert not issued(via_proxy(ATTACKER)), "the attacker's side is locked"
+    assert issued(via_proxy(HOME)), "home is told apart from the attacker although both come through the proxy"
+
+
 def test_one_address_locks_a_bounded_number_of_users_then_itself(user_store: MemoryUserStore,
                                                                  signing_key: SigningKey) -> None:
     clock = FixedClock(T0)

@@ -53,9 +53,15 @@ class UsernameAuthentication:
         self._digest_window = digest_window
         self._lockout = lockout
 
-    def principal(self, envelope: soap.Envelope, http: Request, now: datetime, settings: StsSettings) -> Principal:
-        """The authenticated principal holding an allowed role, or a fault."""
-        principal = self._authenticate(envelope, http, now, settings)
+    def principal(self, envelope: soap.Envelope, http: Request, now: datetime, settings: StsSettings,
+                  client: str | None = None) -> Principal:
+        """The authenticated principal holding an allowed role, or a fault.
+
+        ``client`` is the caller's address as the log lines give it (behind
+        trusted proxies, the forwarded one); lockout counts failures by it.
+        None: the connection's own peer.
+        """
+        principal = self._authenticate(envelope, http, now, settings, client)
         allowed = settings.allowed_roles
         if allowed and not (principal.roles & allowed):
             raise NotAuthorized(
@@ -63,8 +69,10 @@ class UsernameAuthentication:
             )
         return principal
 
-    def _authenticate(self, envelope: soap.Envelope, http: Request, now: datetime, settings: StsSettings) -> Principal:
+    def _authenticate(self, envelope: soap.Envelope, http: Request, now: datetime, settings: StsSettings,
+                      client: str | None) -> Principal:
         skew = settings.clock_skew
+        address = client if client and client != "-" else (http.remote_addr or "")
         security = wssecurity.security_header(envelope.header_blocks(), envelope.version.namespace)
         if security is None:
             raise InvalidSecurity("no wsse:Security header", reason="A wsse:Security header with a UsernameToken is required.")
@@ -86,14 +94,14 @@ class UsernameAuthentication:
             if token.created < now - self._digest_window - skew:
                 raise FailedAuthentication(f"UsernameToken Created {token.created_text} is older than the window")
         lockout = self._lockout
-        attempt = lockout.check(token.username, http.remote_addr or "", now) if lockout is not None else None
+        attempt = lockout.check(token.username, address, now) if lockout is not None else None
         refused = attempt.refused if attempt is not None else None
         # Locked: the same work and the same fault as a wrong password, whatever was sent.
         principal = self._users.authenticate(_cannot_match(token) if refused else token)
         if lockout is not None and attempt is not None and (refused or principal is None):
             lockout.failed(attempt, now)
         if refused:
-            raise FailedAuthentication(f"{refused}: {token.username!r} from {http.remote_addr or 'in-process'} "
+            raise FailedAuthentication(f"{refused}: {token.username!r} from {address or 'in-process'} "
                                        "refused as a wrong password is")
         if principal is None:
             raise FailedAuthentication(f"wrong password or unknown user {token.username!r}")

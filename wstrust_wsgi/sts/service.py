@@ -247,7 +247,7 @@ class TokenService:
         if dialect is None:
             raise InvalidRequest(f"body element {rst.tag} is not a RequestSecurityToken",
                                  reason="The SOAP body must hold a wst:RequestSecurityToken.")
-        principal = self._authentication.principal(envelope, http, now, settings)
+        principal = self._authentication.principal(envelope, http, now, settings, about.client)
         request_type = wstrust.request_type_of(rst)
         binding = self._bindings.get(request_type)
         if binding is None:
