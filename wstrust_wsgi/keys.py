@@ -159,13 +159,19 @@ def generate_key_pair(
     :class:`ConfigurationError` names it, because overwriting a deployed key
     silently invalidates every relying party's trust.
     """
+    return _new_pair(directory, stem, days, common_name, organization)
+
+
+def _new_pair(directory: PathLike, stem: str, days: int, common_name: str, organization: str,
+              tls_names: Sequence[x509.GeneralName] = ()) -> tuple[Path, Path]:
+    """Make a key pair and write it as ``stem.key``/``stem.crt``, never over an existing file."""
     if days < 1:
         raise ConfigurationError(f"days: must be at least 1, not {days}")
     out = Path(directory)
     for existing in (out / f"{stem}.key", out / f"{stem}.crt"):
         if existing.exists():
             raise ConfigurationError(f"{existing} already exists: not replacing a key pair")
-    key, cert = _self_signed(common_name, organization, days)
+    key, cert = _self_signed(common_name, organization, days, tls_names=tls_names)
     return _write_pair(out, stem, key, cert, replace=False)
 
 
@@ -223,15 +229,7 @@ def generate_tls_pair(hosts: Sequence[str], directory: PathLike, stem: str = "tl
     :raises ConfigurationError: a bad host or ``days``, or the files exist.
     """
     names = tls_names(hosts)
-    if days < 1:
-        raise ConfigurationError(f"days: must be at least 1, not {days}")
-    out = Path(directory)
-    for existing in (out / f"{stem}.key", out / f"{stem}.crt"):
-        if existing.exists():
-            raise ConfigurationError(f"{existing} already exists: not replacing a key pair")
-    first = names[0].value
-    key, cert = _self_signed(str(first)[:64], "wstrust-wsgi TLS", days, tls_names=names)
-    return _write_pair(out, stem, key, cert, replace=False)
+    return _new_pair(directory, stem, days, str(names[0].value)[:64], "wstrust-wsgi TLS", tls_names=names)
 
 
 def _self_signed(common_name: str, organization: str, days: int, *,
