@@ -10,6 +10,8 @@ by the independent ``xmlsec1`` command against the signing certificate (see
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -90,3 +92,35 @@ def _xmlsec1_checks_every_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setattr(saml_module.AssertionSigner, "sign", recording_sign)
     yield issued
     assert_xmlsec1_accepts(issued, tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """make_app and configure_logging set the wstrust_wsgi logger's level and handlers; undo it after each test."""
+    logger = logging.getLogger("wstrust_wsgi")
+    level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
+    yield
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
+    logger.propagate = propagate
+
+
+@pytest.fixture(scope="module")
+def demo_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    """Both demos under real gunicorn on free loopback ports, for one test module; stopped afterwards."""
+    from _support.net import free_port
+    from demo_sts import roundtrip
+
+    logs = tmp_path_factory.mktemp("gunicorn")
+    sts_port, service_port = free_port(), free_port()
+    env = roundtrip.demo_env(sts_port, service_port)
+    processes = []
+    try:
+        for app, port in (("demo_sts.app:app", sts_port), ("demo_service.app:app", service_port)):
+            process = roundtrip.start_gunicorn(app, port, env, logs / f"{port}.log")
+            processes.append(process)
+            assert roundtrip.wait_ready(process, port), (logs / f"{port}.log").read_text()
+        yield f"http://127.0.0.1:{sts_port}/services/sts", env["WSTRUST_DEMO_SERVICE_URL"], logs
+    finally:
+        for process in processes:
+            roundtrip.stop(process)

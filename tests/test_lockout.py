@@ -28,8 +28,8 @@ from webtest import TestApp
 
 from _support import ISSUER, SERVICE_URL, STS_URL, FixedClock, KeyFiles, key_files
 from _support.pg import PostgresServer, PostgresUnavailable
-from test_deploy import (  # noqa: F401 - _restore_logging: make_app's logging set-up is undone after each test
-    ADMIN_PASSWORD, SERVICE, Gunicorn, _restore_logging, free_port, init_registry, sqlite_url, write_config,
+from _support.deployment import (
+    ADMIN_PASSWORD, SERVICE, Gunicorn, free_port, init_registry, sqlite_url, write_config,
 )
 from _support.redis_server import RedisServer
 from wstrust_wsgi import (

@@ -35,7 +35,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from webtest import TestApp
 
 from _support import ROOT, KeyFiles
-from test_deploy import (
+from _support.deployment import (
     ADMIN_PASSWORD, ISSUER, SERVICE, Gunicorn, free_port, init_registry, ldap_tables, sqlite_url, write_config,
 )
 from _support.redis_server import RedisServer

@@ -238,14 +238,14 @@ def check_deployment(config: DeploymentConfig) -> list[Check]:
         return f"from {_describe_users(config)}: a lookup of a made-up user was answered"
 
     def nonces() -> str:
-        cache = _nonce_cache(config)  # a SQLite file is opened (and created) here
+        cache, shown = _nonce_cache(config)  # a SQLite file is opened (and created) here
         try:
             if isinstance(cache, RedisReplayCache):
                 _probe_redis(config, cache)
         finally:
             if isinstance(cache, (RedisReplayCache, SQLiteReplayCache)):
                 cache.close()
-        return f"digest nonces in {config.replay.display_url}"
+        return f"digest nonces in {shown}"
 
     attempt("registry", registry)
     attempt("users", users)

@@ -35,8 +35,7 @@ import pytest
 from lxml import etree
 
 from demo_sts import roundtrip
-from test_deploy import make_tls_pair
-from test_roundtrip import demo_servers, free_port  # noqa: F401  (the real gunicorn STS + echo service fixture)
+from _support.deployment import free_port, make_tls_pair
 from test_shapes import TRUST_NS, assert_our_signed_assertion, cut_assertion, q, rstr_element
 from wstrust_wsgi import call_service, ns
 from wstrust_wsgi.cli import ECHO_NS, echo_payload

@@ -20,7 +20,6 @@ from msal import wstrust_request, wstrust_response
 from msal.mex import Mex
 from zeep.wsse.username import UsernameToken
 
-from test_roundtrip import demo_servers  # noqa: F401  (the real gunicorn STS + echo service fixture)
 from test_shapes import TRUST_NS, assert_our_signed_assertion, cut_assertion, q, rstr_element
 from test_wsdl import rst_content, zeep_issue
 from wstrust_wsgi import call_service, ns

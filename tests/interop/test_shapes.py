@@ -27,7 +27,6 @@ from msal.wstrust_response import parse_error
 
 from _support import ROOT, vector, xmlsec1_verify
 from _support.faults import assert_version_mismatch
-from test_roundtrip import demo_servers  # noqa: F401  (the real gunicorn STS + echo service fixture)
 from _support.captures import CLIENT_CAPTURES, q, rebuild_capture
 from wstrust_wsgi import StsClient, ns
 

@@ -13,7 +13,6 @@ from lxml import etree
 from webob import Request
 from zeep.wsse.username import UsernameToken
 
-from test_roundtrip import demo_servers  # noqa: F401  (the real gunicorn STS + echo service fixture)
 from test_shapes import TRUST_NS, assert_our_signed_assertion, cut_assertion, http_get, http_post, q
 from _support import ISSUER, SERVICE_URL
 from wstrust_wsgi import ConfigurationError, RelyingParty, TokenService, ns
