@@ -370,7 +370,7 @@ def call_service(
 
     The assertion bytes are spliced into the envelope unchanged (:func:`service_request`).
     """
-    version = _SOAP_VERSIONS[soap_version]
+    version = _choice(_SOAP_VERSIONS, soap_version, "soap_version")
     envelope, _ = service_request(token, payload, soap_version=soap_version, action=action)
     status, answer = _post(transport or UrllibTransport(), url, version, action, envelope)
     try:

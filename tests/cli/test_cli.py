@@ -241,7 +241,7 @@ def test_client_with_a_good_payload_file_still_sends_it(demo_sts, tmp_path):
     payload.write_text(ECHO_BODY)
     result = run(PYTHON_M, "client", "--sts", demo_sts.url, "--service", demo_sts.service_url, "--password", "admin",
                  "--payload", str(payload), cwd=tmp_path)
-    assert "<saml2:Assertion" in result.stdout  # the token, then the (closed) service
+    assert "<Assertion xmlns=\"urn:oasis:names:tc:SAML:2.0:assertion\"" in result.stdout  # the token, then the (closed) service
     assert "could not connect to" in assert_one_plain_line(result)
 
 
