@@ -189,7 +189,7 @@ def test_the_readme_example_runs_verbatim(pytester):
     section = readme[readme.index("## Testing your protected service"):]
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code is not None, "README's testing section has no python block"
-    pytester.makepyfile(test_readme=code.group(1))
+    pytester.makepyfile(test_the_readme_example=code.group(1))  # not test_readme: tests/test_readme.py is imported
     result = pytester.runpytest(*PLUGIN_ARGS)
     result.assert_outcomes(passed=1)
 
