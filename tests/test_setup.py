@@ -34,6 +34,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from webtest import TestApp
 
+from _support.net import stop, wait_listening
 from _support import ROOT, KeyFiles
 from _support.deployment import (
     ADMIN_PASSWORD, ISSUER, SERVICE, Gunicorn, free_port, init_registry, ldap_tables, sqlite_url, write_config,
@@ -66,20 +67,6 @@ def get(url: str) -> tuple[int, str, Any]:
     except urllib.error.HTTPError as exc:
         status, content_type, body = exc.code, exc.headers["Content-Type"], exc.read()
     return status, content_type, json.loads(body) if content_type.startswith("application/json") else body
-
-
-def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not listen within {timeout:.0f} s:\n{log.read_text()}")
-            time.sleep(0.1)
 
 
 def deployment(tmp_path: Path, sts_keys: KeyFiles, nonce_cache: str) -> Path:
@@ -360,11 +347,6 @@ def test_middleware_health_under_gunicorn_follows_its_redis(tmp_path: Path, sts_
         wait_listening(port, process, log)
         assert_health_follows_redis(f"http://127.0.0.1:{port}/health", redis, "replay_cache")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        stop(process)
         redis.stop()
     assert "health: replay_cache failed: StoreUnavailable" in log.read_text(), log.read_text()

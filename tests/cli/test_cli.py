@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from _support.net import stop, wait_listening
 from _support import ROOT, xmlsec1_verify
 
 BIN = Path(sys.executable).parent
@@ -75,19 +76,6 @@ class DemoSts:
     log: Path
 
 
-def wait_until_listening(port: int, process: subprocess.Popen[bytes], log: Path, *, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"gunicorn did not listen on 127.0.0.1:{port} within {within} s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def demo_sts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSts]:
     sts_port = free_port()
@@ -102,15 +90,10 @@ def demo_sts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSts]:
             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
         )
     try:
-        wait_until_listening(sts_port, process, log)
+        wait_listening(sts_port, process, log)
         yield DemoSts(f"http://127.0.0.1:{sts_port}/services/sts", service_url, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        stop(process)
 
 
 def printed_assertion(stdout: str) -> bytes:
@@ -269,15 +252,10 @@ def demo_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
         )
     try:
-        wait_until_listening(port, process, log)
+        wait_listening(port, process, log)
         yield f"http://127.0.0.1:{port}/services/echo"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        stop(process)
 
 
 @pytest.mark.parametrize("soap", ["1.2", "1.1"])

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
+from _support.net import stop, wait_listening
 from _support import xmlsec1_verify
 from wstrust_wsgi import ns
 from wstrust_wsgi.wssecurity import UsernameToken
@@ -701,25 +702,10 @@ def served(tmp_path: Path) -> Iterator[tuple[Admin, Served]]:
         process = subprocess.Popen(command, cwd=tmp_path, env=clean_env(WSTRUST_REGISTRY=admin.url),
                                    stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"gunicorn did not listen within 30 s:\n{log.read_text()}")
-                time.sleep(0.1)
+        wait_listening(port, process, log)
         yield admin, Served(url, process, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        stop(process)
 
 
 @dataclass(frozen=True)
