@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,6 +31,9 @@ from _support import (
     make_key_pairs,
     token_service,
 )
+
+if TYPE_CHECKING:
+    from _support.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -124,3 +128,16 @@ def demo_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     finally:
         for process in processes:
             roundtrip.stop(process)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["RedisServer"]:
+    """A real redis-server shared by one module's tests that do not stop it."""
+    from _support.redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -67,16 +67,6 @@ def user_store() -> MemoryUserStore:
     return MemoryUserStore(USERS)
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def registry_at(tmp_path: Path) -> Registry:
     registry = Registry.open(sqlite_url(tmp_path / "registry.db"))
     registry.init_schema(issuer=ISSUER)
