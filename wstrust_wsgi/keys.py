@@ -66,7 +66,7 @@ class SigningKey:
         try:
             private_key = serialization.load_pem_private_key(key_pem, password=None)
         except TypeError:  # cryptography's signal for "encrypted, and no password given"
-            raise KeyPairError(f"{key_name} is encrypted; the STS needs it unencrypted "
+            raise KeyPairError(f"{key_name} is encrypted; it must be unencrypted, as it is read unattended "
                                "(protect it with file permissions instead)") from None
         except ValueError:
             raise KeyPairError(f"{key_name} is not a PEM private key") from None
@@ -76,10 +76,15 @@ class SigningKey:
             certificate = x509.load_pem_x509_certificate(cert_pem)
         except ValueError:
             raise KeyPairError(f"{cert_name} is not a PEM certificate") from None
-        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        if certificate.public_key().public_bytes(*spki) != private_key.public_key().public_bytes(*spki):
-            raise KeyPairError(f"{cert_name} does not match {key_name} (their public keys differ)")
+        _check_pair(private_key, certificate, key_name=key_name, cert_name=cert_name)
         return cls(private_key, certificate)
+
+
+def _check_pair(private_key: rsa.RSAPrivateKey, certificate: x509.Certificate, *, key_name: str,
+                cert_name: str) -> None:
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if certificate.public_key().public_bytes(*spki) != private_key.public_key().public_bytes(*spki):
+        raise KeyPairError(f"{cert_name} does not match {key_name} (their public keys differ)")
 
 
 def _read(path: PathLike, what: str) -> bytes:
@@ -90,6 +95,38 @@ def _read(path: PathLike, what: str) -> bytes:
 
 
 CertificateSource = PathLike | bytes | x509.Certificate
+
+#: A key pair as the middleware's ``decryption_keys`` take it: a (key, certificate) tuple of paths or PEM
+#: bytes, one PEM file (path or bytes) holding both, or an object with ``private_key`` and ``certificate``.
+KeyPairSource = tuple[PathLike | bytes, PathLike | bytes] | PathLike | bytes | SigningKey
+
+
+def load_key_pair(source: KeyPairSource, name: str) -> SigningKey:
+    """A private key and its certificate from any :data:`KeyPairSource`, loaded (and matched) now.
+
+    A decryption key is a key pair like a signing key: the certificate is what
+    senders encrypt for, and it must name the private key's public half.
+    Every refusal is a :class:`ConfigurationError` whose message starts with ``name``.
+    """
+    try:
+        if isinstance(source, tuple) and len(source) == 2:
+            key, cert = (item if isinstance(item, bytes) else _read(item, what)
+                         for item, what in zip(source, ("key", "certificate")))
+            names = [f"{what} {item[:20]!r}..." if isinstance(item, bytes) else f"{what} {item}"
+                     for item, what in zip(source, ("key", "certificate"))]
+            return SigningKey.from_pem(key, cert, key_name=names[0], cert_name=names[1])
+        if isinstance(source, (str, bytes, os.PathLike)):
+            data = source if isinstance(source, bytes) else _read(source, "key file")
+            where = "PEM bytes" if isinstance(source, bytes) else str(source)
+            return SigningKey.from_pem(data, data, key_name=f"{where} (private key)", cert_name=f"{where} (certificate)")
+        private_key, certificate = getattr(source, "private_key", None), getattr(source, "certificate", None)
+        if not isinstance(private_key, rsa.RSAPrivateKey) or not isinstance(certificate, x509.Certificate):
+            raise ConfigurationError(f"give a (key, certificate) tuple, a PEM file holding both, or an object with an "
+                                     f"RSA private_key and its certificate, not {type(source).__name__}")
+        _check_pair(private_key, certificate, key_name="private_key", cert_name="certificate")
+        return source if isinstance(source, SigningKey) else SigningKey(private_key, certificate)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{name}: {exc}") from None
 
 _PEM_BEGIN = "-----BEGIN"
 
