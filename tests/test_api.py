@@ -19,6 +19,7 @@ PUBLIC_API = [
     "Exchange",
     "IssuedToken",
     "JsonFormatter",
+    "LegacyCbcKey",
     "LockoutPolicy",
     "MemoryLockoutStore",
     "MemoryRelyingPartyStore",

@@ -6,6 +6,7 @@ through its module (:mod:`wstrust_wsgi.ns`, :mod:`wstrust_wsgi.errors`).
 
 from __future__ import annotations
 
+from ._encrypted import LegacyCbcKey
 from ._log import JsonFormatter, configure_logging
 from .client import IssuedToken, StsClient, UrllibTransport, WSGITransport, call_service, parse_response
 from .errors import (
@@ -37,6 +38,7 @@ __all__ = [
     "Exchange",
     "IssuedToken",
     "JsonFormatter",
+    "LegacyCbcKey",
     "LockoutPolicy",
     "MemoryLockoutStore",
     "MemoryRelyingPartyStore",

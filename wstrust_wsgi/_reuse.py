@@ -76,6 +76,7 @@ from xml.sax.saxutils import escape
 from lxml import etree
 
 from . import _xml, ns
+from ._encrypted import is_encrypted_token
 from .errors import MalformedMessage, SoapFault
 from .saml import (ValidationPolicy, VerificationCache, VerifiedAssertion, check_unique_id, verify_standalone,
                    version_of)
@@ -320,8 +321,8 @@ class FastAdmission:
             security = self._security(splice.body, content_type, now)
         except SoapFault:
             return None  # the full path gives the fault, from the real request
-        tokens = [el for el in security if isinstance(el.tag, str)
-                  and (el.tag == self.seen.tag or version_of(el) is not None)]
+        tokens = [el for el in security if isinstance(el.tag, str)  # an encrypted token counts: one token in all
+                  and (el.tag == self.seen.tag or version_of(el) is not None or is_encrypted_token(el))]
         if len(tokens) == 1 and self.seen.stands_for(tokens[0], splice, _xml.DEFAULT_MAX_DEPTH):
             return security
         return None

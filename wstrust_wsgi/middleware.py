@@ -40,6 +40,7 @@ from lxml import etree
 from webob import Request
 
 from . import _arguments, _wsgi, _xml, soap, wssecurity
+from ._encrypted import encrypted_tokens, is_encrypted_token, refuse_encrypted
 from ._health import Health, Probe, replay_probe
 from ._log import TrustedProxies
 from ._reuse import FastAdmission
@@ -118,6 +119,14 @@ class RelyingPartyMiddleware:
         service whose ``X-Forwarded-For`` and ``X-Request-ID`` the log lines
         believe; none by default: the client is ``REMOTE_ADDR``. The request id
         is in ``environ["wstrust_wsgi.request_id"]`` for the app's own lines.
+    :param decryption_keys: keys for encrypted tokens (``saml2:EncryptedAssertion``,
+        or ``xenc:EncryptedData`` for SAML 1.1), several for rollover: each a
+        (key file, certificate file) tuple, one PEM file or bytes holding both, or
+        an object with ``private_key`` and ``certificate``; AES-GCM with RSA-OAEP
+        only, unless a key is a :class:`~wstrust_wsgi.LegacyCbcKey` for one named
+        peer. A decrypted token is verified as a plain one; every refusal of an
+        encrypted token is the same ``DecryptionFailed`` fault. See :mod:`wstrust_wsgi._encrypted`.
+    :param require_encryption: refuse plaintext tokens (needs ``decryption_keys``).
     """
 
     def __init__(
@@ -138,6 +147,8 @@ class RelyingPartyMiddleware:
         health_path: str | None = None,
         check_address: bool = False,
         trusted_proxies: Iterable[str] = (),
+        decryption_keys: object = (),
+        require_encryption: bool = False,
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
         # TypeError at the first request (see wstrust_wsgi._arguments).
@@ -167,6 +178,10 @@ class RelyingPartyMiddleware:
         self._fast = FastAdmission(security=self._security, policy=self.policy, verified=self._verified,
                                    max_entries=verified_cache_size)
         self._check_address = check_address
+        self._decrypt = encrypted_tokens(decryption_keys, policy=self.policy, cache=self._verified)
+        self._require_encryption = _arguments.flag(require_encryption, "require_encryption")
+        if require_encryption and self._decrypt is refuse_encrypted:
+            raise ConfigurationError("require_encryption: needs decryption_keys to decrypt tokens with")
         #: Off only in tests, to compare with the path that parses the token with its envelope.
         self._cutting = True
         if health_path is not None and not (isinstance(health_path, str) and health_path.startswith("/")):
@@ -220,7 +235,8 @@ class RelyingPartyMiddleware:
         body = _wsgi.read_environ_body(environ, self._max_body)
         content_type = environ.get("CONTENT_TYPE")
         now = self._clock()
-        verified = self._fast.admit(body, content_type, now) if self._cutting else None
+        verified = self._fast.admit(body, content_type, now) if self._cutting and not self._require_encryption \
+            else None
         if verified is None:
             verified = self._verify(body, content_type, now)
         if self._check_address:
@@ -259,12 +275,19 @@ class RelyingPartyMiddleware:
     def _verify(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion:
         """The full path: parse everything, verify the one assertion (or find it in the cache)."""
         security = self._security(body, content_type, now)
-        assertions = [el for el in security if isinstance(el.tag, str) and version_of(el) is not None]
+        assertions = [el for el in security if isinstance(el.tag, str)
+                      and (version_of(el) is not None or is_encrypted_token(el))]
         if len(assertions) != 1:
             raise InvalidSecurity(
                 f"{len(assertions)} SAML assertions in wsse:Security, expected exactly 1",
                 reason="The wsse:Security header must carry exactly one SAML assertion.",
             )
-        verified = verify_assertion(assertions[0], self.policy, now=now, cache=self._verified)
+        if is_encrypted_token(assertions[0]):
+            verified = self._decrypt(assertions[0], now)
+        elif self._require_encryption:
+            raise InvalidSecurityToken("plaintext token, and require_encryption is set",
+                                       reason="This service accepts encrypted security tokens only.")
+        else:
+            verified = verify_assertion(assertions[0], self.policy, now=now, cache=self._verified)
         check_unique_id(security, verified.assertion_id, assertions[0])
         return verified

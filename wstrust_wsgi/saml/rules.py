@@ -40,6 +40,8 @@ class VerifiedAssertion:
     #: The signed element: the verified copy of the assertion, its Signature removed
     #: (``etree.tostring(element, method="c14n", exclusive=True)`` gives the digested bytes).
     element: etree._Element = field(repr=False, compare=False)
+    #: Whether the token arrived encrypted (``raw`` is then the decrypted assertion).
+    encrypted: bool = False
 
     @property
     def roles(self) -> tuple[str, ...]:
