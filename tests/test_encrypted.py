@@ -22,7 +22,8 @@ from lxml import etree
 
 from _forge import RecordingApp, read_fault
 from _support.encrypted import encrypted_token
-from wstrust_wsgi import ConfigurationError, LegacyCbcKey, RelyingPartyMiddleware, SigningKey, generate_demo_key_pair, ns
+from wstrust_wsgi import (ConfigurationError, LegacyCbcKey, RelyingPartyMiddleware, SigningKey,
+                          generate_demo_key_pair, ns)
 from wstrust_wsgi.errors import DecryptionFailed, SecurityWarning
 from wstrust_wsgi.testing import TokenFactory, soap_request
 from wstrust_wsgi.xmlenc import Decrypter
@@ -85,7 +86,8 @@ def post(app: webtest.TestApp, token: bytes) -> webtest.TestResponse:
 
 def assert_refused_as_decryption_failed(response: webtest.TestResponse, recorder: RecordingApp) -> None:
     fault = read_fault(response.body)
-    assert (response.status_int, fault.code, fault.reason) == (500, wsse("FailedCheck"), DecryptionFailed.default_reason)
+    assert (response.status_int, fault.code, fault.reason) == (500, wsse("FailedCheck"),
+                                                               DecryptionFailed.default_reason)
     assert recorder.calls == []
 
 

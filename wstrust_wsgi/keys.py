@@ -118,7 +118,8 @@ def load_key_pair(source: KeyPairSource, name: str) -> SigningKey:
         if isinstance(source, (str, bytes, os.PathLike)):
             data = source if isinstance(source, bytes) else _read(source, "key file")
             where = "PEM bytes" if isinstance(source, bytes) else str(source)
-            return SigningKey.from_pem(data, data, key_name=f"{where} (private key)", cert_name=f"{where} (certificate)")
+            return SigningKey.from_pem(data, data, key_name=f"{where} (private key)",
+                                       cert_name=f"{where} (certificate)")
         private_key, certificate = getattr(source, "private_key", None), getattr(source, "certificate", None)
         if not isinstance(private_key, rsa.RSAPrivateKey) or not isinstance(certificate, x509.Certificate):
             raise ConfigurationError(f"give a (key, certificate) tuple, a PEM file holding both, or an object with an "

@@ -35,12 +35,14 @@ def encrypted_token(assertion: bytes, certificate: x509.Certificate, *, algorith
     """``assertion`` (signed bytes) encrypted for ``certificate``, in its version's wire form."""
     version = saml.version_of(etree.fromstring(assertion))
     assert version is not None, "not a SAML assertion"
-    encrypted = encrypt(assertion, certificate, EncryptionSettings(algorithm=algorithm, **settings))  # type: ignore[arg-type]
+    settings_ = EncryptionSettings(algorithm=algorithm, **settings)  # type: ignore[arg-type]
+    encrypted = encrypt(assertion, certificate, settings_)
     return wrap(encrypted, version.name)
 
 
 def gunicorn_app(keydir: str, issuer: str, audience: str, peer_issuer: str) -> RelyingPartyMiddleware:
-    """The echo service trusting ``keydir``/sts.crt, decrypting with rp.key (GCM) and peer.key (CBC for ``peer_issuer``)."""
+    """The echo service trusting ``keydir``/sts.crt; it decrypts with rp.key (GCM) and peer.key (CBC, for
+    ``peer_issuer`` only)."""
     keys = Path(keydir)
     return RelyingPartyMiddleware(
         echo, audience=audience, issuer=[issuer, peer_issuer], trusted_certs=[keys / "sts.crt"],
