@@ -12,7 +12,10 @@ opt-in bound to one peer's key and issuer, ``require_encryption``, and reuse
 from __future__ import annotations
 
 import base64
+import urllib.error
+import urllib.request
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +24,13 @@ import webtest
 from lxml import etree
 
 from _forge import RecordingApp, read_fault
+from _support.deployment import Gunicorn
+from _support.net import free_port, wait_listening
 from _support.encrypted import encrypted_token
 from wstrust_wsgi import (ConfigurationError, LegacyCbcKey, RelyingPartyMiddleware, SigningKey,
                           generate_demo_key_pair, ns)
 from wstrust_wsgi.errors import DecryptionFailed, SecurityWarning
-from wstrust_wsgi.testing import TokenFactory, soap_request
+from wstrust_wsgi.testing import SettableClock, TokenFactory, soap_request
 from wstrust_wsgi.xmlenc import Decrypter
 
 PEER = "http://adfs.example/adfs/services/trust"  # the one peer allowed to send AES-CBC
@@ -296,10 +301,6 @@ def test_without_the_cache_every_request_decrypts(decryptions: list[bytes], keys
 
 
 def test_a_cached_token_that_expired_is_refused_with_the_same_fault(keys: Keys) -> None:
-    from datetime import timedelta
-
-    from wstrust_wsgi.testing import SettableClock
-
     clock = SettableClock()
     tokens = TokenFactory(clock=clock)
     recorder = RecordingApp()
@@ -315,3 +316,51 @@ def test_no_warning_without_the_cbc_opt_in(keys: Keys, tokens: TokenFactory) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         guard(tokens, RecordingApp(), decryption_keys=[keys.files("rp"), keys.files("rp2")])
+
+
+# --------------------------------------------------------------------------- under real gunicorn
+
+
+def test_encrypted_tokens_under_real_gunicorn(tmp_path: Path) -> None:
+    """The middleware in a gunicorn worker: GCM tokens (SAML 2.0 and 1.1) for its key admitted, the named
+    peer's CBC token for the peer's key admitted, and the same CBC bytes refused for the GCM key and from
+    another issuer, with the one fault."""
+    keydir = tmp_path / "keys"
+    keydir.mkdir()
+    for stem in ("sts", "rp", "peer"):
+        generate_demo_key_pair(f"test {stem}", keydir, stem)
+    tokens = TokenFactory(signing_key=SigningKey.from_files(keydir / "sts.key", keydir / "sts.crt"))
+    rp, peer = (SigningKey.from_files(keydir / f"{s}.key", keydir / f"{s}.crt").certificate for s in ("rp", "peer"))
+    port = free_port()
+    app = f'_support.encrypted:gunicorn_app("{keydir}", "{tokens.issuer}", "{tokens.audience}", "{PEER}")'
+    server = Gunicorn(app, port=port, cwd=tmp_path, log=tmp_path / "gunicorn.log",
+                      args=("--pythonpath", str(Path(__file__).resolve().parent)))
+    try:
+        wait_listening(port, server.process, server.log)
+
+        def call(token: bytes) -> tuple[int, bytes]:
+            body, headers = soap_request(token, PAYLOAD)
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/soap", data=body, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    return answer.status, answer.read()
+            except urllib.error.HTTPError as refused:
+                return refused.code, refused.read()
+
+        for version in ("2.0", "1.1"):
+            status, answer = call(encrypted_token(tokens.mint("carol", version=version).assertion, rp))
+            assert status == 200 and b"carol" in answer, answer
+        cbc = tokens.mint("dave", issuer=PEER).assertion
+        status, answer = call(encrypted_token(cbc, peer, algorithm=ns.ALG_AES256_CBC))
+        assert status == 200 and b"dave" in answer, answer
+        refusals = {call(encrypted_token(cbc, rp, algorithm=ns.ALG_AES256_CBC)),  # CBC for the GCM key
+                    call(encrypted_token(tokens.mint("dave").assertion, peer, algorithm=ns.ALG_AES256_CBC))}
+        assert len(refusals) == 1  # byte-identical
+        [(status, answer)] = refusals
+        fault = read_fault(answer)
+        assert (status, fault.reason) == (500, DecryptionFailed.default_reason)
+    finally:
+        server.stop()
+    log = server.text()
+    assert log.count("admitted: ") == 3 and "with SAML 1.1 token" in log
+    assert "which admits that issuer's tokens only" in log  # the precise reason, in the server log only
