@@ -496,3 +496,19 @@ def test_shapes_that_are_refused(sts: SigningKey) -> None:
         _refusal(lambda: decrypt(variant(change), [sts]))
     _refusal(lambda: decrypt(etree.fromstring(PLAINTEXT), [sts]))
     _refusal(lambda: xmlenc.encrypted_data_of(etree.fromstring(b"<t/>")))
+
+
+def test_npm_xml_encryptions_sha256_dialect_is_read_as_it_writes_it(sts: SigningKey) -> None:
+    """rsa-oaep-mgf1p with DigestMethod ``xmldsig#sha256``: OAEP with SHA-256 and MGF1-SHA-256 (Node's OAEP)."""
+    key, iv = os.urandom(32), os.urandom(12)
+    encrypted = encrypt(PLAINTEXT, sts.certificate)
+    _cipher_value(encrypted).text = base64.b64encode(iv + AESGCM(key).encrypt(iv, PLAINTEXT, None)).decode()
+    node_oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    wrapped = sts.certificate.public_key().encrypt(key, node_oaep)  # type: ignore[union-attr]
+    npm = _with_key_transport(encrypted, ns.ALG_RSA_OAEP_MGF1P, wrapped)
+    method = npm.find("ds:KeyInfo/xenc:EncryptedKey/xenc:EncryptionMethod", X)
+    assert method is not None
+    etree.SubElement(method, f"{{{ns.DS}}}DigestMethod", Algorithm=ns.ALG_SHA256_XMLENC_NPM)
+    assert decrypt(npm, [sts]).plaintext == PLAINTEXT
+    method.set("Algorithm", ns.ALG_RSA_OAEP)  # the URI means something only where the package writes it
+    _refusal(lambda: decrypt(npm, [sts]))

@@ -82,10 +82,9 @@ ALG_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 ALG_SHA384 = "http://www.w3.org/2001/04/xmldsig-more#sha384"
 ALG_SHA512 = "http://www.w3.org/2001/04/xmlenc#sha512"
 ALG_SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
-# Not W3C URIs: what the npm xml-encryption package writes as the OAEP DigestMethod for SHA-256/512
-# (it prefixes any digest name with xmldsig#); read as aliases on decryption only, never written.
+# Not a W3C URI: the OAEP DigestMethod the npm xml-encryption package writes for SHA-256 (it prefixes
+# the digest's name with xmldsig#); read on decryption only (see wstrust_wsgi.xmlenc), never written.
 ALG_SHA256_XMLENC_NPM = "http://www.w3.org/2000/09/xmldsig#sha256"
-ALG_SHA512_XMLENC_NPM = "http://www.w3.org/2000/09/xmldsig#sha512"
 
 # Claim type used for roles, as WIF and AD FS name it.
 CLAIM_ROLE = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"

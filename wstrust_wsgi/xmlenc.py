@@ -84,11 +84,12 @@ _DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
     ns.ALG_SHA1: hashes.SHA1, ns.ALG_SHA256: hashes.SHA256, ns.ALG_SHA384: hashes.SHA384,
     ns.ALG_SHA512: hashes.SHA512,
 }
-#: OAEP DigestMethod spellings read as the digest they mean, on decryption only (never written): the npm
-#: xml-encryption package names SHA-256 ``xmldsig#sha256``, a URI no W3C spec defines, so it can mean
-#: nothing else. Reading it adds no algorithm (the digest only parameterizes OAEP, already allowed).
-_DIGEST_ALIASES = {ns.ALG_SHA256_XMLENC_NPM: ns.ALG_SHA256, ns.ALG_SHA512_XMLENC_NPM: ns.ALG_SHA512}
-_OAEP_DIGESTS = frozenset(_DIGESTS) | frozenset(_DIGEST_ALIASES)
+#: npm xml-encryption's SHA-256 dialect, read on decryption only (never written): it labels the key
+#: transport rsa-oaep-mgf1p, names the digest ``xmldsig#sha256`` (a URI no W3C spec defines) and
+#: uses Node's OAEP, whose MGF1 takes the same digest. So the URI, which only it writes, means OAEP
+#: with SHA-256 and MGF1-SHA-256: the pair xmlenc11#rsa-oaep names with mgf1sha256, already allowed.
+_NPM_OAEP = {ns.ALG_SHA256_XMLENC_NPM: (ns.ALG_SHA256, ns.ALG_MGF1_SHA256)}
+_OAEP_DIGESTS = frozenset(_DIGESTS) | frozenset(_NPM_OAEP)
 _MGFS: dict[str, type[hashes.HashAlgorithm]] = {ns.ALG_MGF1_SHA1: hashes.SHA1, ns.ALG_MGF1_SHA256: hashes.SHA256}
 _GCM_IV, _GCM_TAG, _BLOCK = 12, 16, 16
 #: At most this many EncryptedKeys per EncryptedData (one per recipient; real senders write one).
@@ -433,11 +434,15 @@ class Decrypter:
         assert method is not None
         digest_method = _xml.only(method, _DS["DigestMethod"])
         digest = ns.ALG_SHA1 if digest_method is None else _algorithm(digest_method, _OAEP_DIGESTS, "OAEP digest")
-        digest = _DIGEST_ALIASES.get(digest, digest)
         mgf_method = _xml.only(method, _MGF)
         if mgf_method is not None and transport == ns.ALG_RSA_OAEP_MGF1P:
             raise _refuse("rsa-oaep-mgf1p names an MGF; it has MGF1 with SHA-1 built in")
         mgf = _algorithm(mgf_method, frozenset(_MGFS), "MGF") if mgf_method is not None else ns.ALG_MGF1_SHA1
+        if digest in _NPM_OAEP:
+            if transport != ns.ALG_RSA_OAEP_MGF1P:
+                raise _refuse(f"OAEP digest {digest!r} is read only as npm xml-encryption writes it, "
+                              "with rsa-oaep-mgf1p")
+            digest, mgf = _NPM_OAEP[digest]
         params = _xml.only(method, _XENC["OAEPparams"])
         label = _base64(params, "OAEPparams") if params is not None else None
         key_info = _xml.only(element, _DS["KeyInfo"])
