@@ -273,13 +273,18 @@ def decryptions(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
 @VERSIONS
 def test_a_reused_encrypted_token_is_decrypted_once(version: str, decryptions: list[bytes], keys: Keys,
-                                                    tokens: TokenFactory) -> None:
+                                                    tokens: TokenFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = RecordingApp()
     app = guard(tokens, recorder, decryption_keys=[keys.files("rp")])
+    middleware = app.app
+    full: list[int] = []
+    original = middleware._verify
+    monkeypatch.setattr(middleware, "_verify", lambda *a: full.append(1) or original(*a))
     token = encrypted_token(tokens.mint(version=version).assertion, keys.rp.certificate)
     for _ in range(3):
         assert post(app, token).status_int == 200
     assert len(decryptions) == 1
+    assert full == [] and len(middleware._fast.seen) == 1  # cut out, then recognised by its bytes
     assert all(call["assertion"].encrypted for call in recorder.calls) and len(recorder.calls) == 3
     # one bit changed in the content's ciphertext: a distinct token, decrypted, and refused
     value = etree.fromstring(token).find(f".//{{{ns.XENC}}}CipherData/{{{ns.XENC}}}CipherValue[last()]")
@@ -290,6 +295,18 @@ def test_a_reused_encrypted_token_is_decrypted_once(version: str, decryptions: l
     assert flipped != token
     assert_refused_as_decryption_failed(post(app, flipped), RecordingApp())
     assert len(decryptions) == 2 and len(recorder.calls) == 3
+
+
+def test_the_full_path_also_decrypts_a_reused_token_once(decryptions: list[bytes], keys: Keys,
+                                                         tokens: TokenFactory) -> None:
+    """A token the fast path does not cut (a default namespace declared inside it only) is still cached."""
+    app = guard(tokens, RecordingApp(), decryption_keys=[keys.files("rp")])
+    token = encrypted_token(tokens.mint().assertion, keys.rp.certificate)
+    token = token.replace(b"<ds:X509Data>", b'<X509Data xmlns="http://www.w3.org/2000/09/xmldsig#">', 1)
+    token = token.replace(b"</ds:X509Data>", b"</X509Data>", 1)
+    for _ in range(2):
+        assert post(app, token).status_int == 200
+    assert len(decryptions) == 1 and len(app.app._fast.seen) == 0
 
 
 def test_without_the_cache_every_request_decrypts(decryptions: list[bytes], keys: Keys, tokens: TokenFactory) -> None:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 
 from cryptography import x509
@@ -141,23 +141,34 @@ class EncryptedTokens:
         self._gcm = Decrypter([*plain, *legacy])
         self._cbc = Decrypter(legacy, policy=DecryptionPolicy(allow_cbc=True)) if legacy else None
 
-    def verify(self, token: etree._Element, now: datetime) -> VerifiedAssertion:
-        """The verified assertion inside ``token`` (see :func:`is_encrypted_token`), or DecryptionFailed."""
-        key = hashlib.sha256(_DOMAIN + etree.tostring(token)).digest() if self._cache is not None else b""
+    @staticmethod
+    def key_of(wire: bytes) -> bytes:
+        """The cache key of a token's exact bytes."""
+        return hashlib.sha256(_DOMAIN + wire).digest()
+
+    def verify(self, token: etree._Element, now: datetime, *, key: bytes | None = None) -> VerifiedAssertion:
+        """The verified assertion inside ``token`` (see :func:`is_encrypted_token`), or DecryptionFailed.
+
+        ``key`` is the token's cache key (:meth:`key_of` its exact bytes); by
+        default that of its serialization.
+        """
+        if key is None:
+            key = self.key_of(etree.tostring(token)) if self._cache is not None else b""
         try:
-            verified = self._cached(key, now) or self._decrypt_and_verify(token, key, now)
+            verified = self.cached(key, now) or self._decrypt_and_verify(token, key, now)
         except Exception as exc:  # one fault for every cause, raised here only (see the module docstring)
             detail = exc.detail if isinstance(exc, DecryptionFailed) else f"{type(exc).__name__}: {exc}"
             raise DecryptionFailed(f"encrypted token refused: {detail}") from None
-        return dataclasses.replace(verified, encrypted=True)
+        return verified if verified.encrypted else dataclasses.replace(verified, encrypted=True)
 
-    def _cached(self, key: bytes, now: datetime) -> VerifiedAssertion | None:
+    def cached(self, key: bytes, now: datetime) -> VerifiedAssertion | None:
+        """The token verified before under ``key``, re-checked at ``now`` (a fault if it no longer passes), or None."""
         if self._cache is None:
             return None
         for policy in self._policies:  # the entry is kept under the policy it was verified with
             hit = self._cache.get(key, policy, now)
             if hit is not None:
-                return hit
+                return dataclasses.replace(hit, encrypted=True)
         return None
 
     def _decrypt_and_verify(self, token: etree._Element, key: bytes, now: datetime) -> VerifiedAssertion:
@@ -179,11 +190,10 @@ class EncryptedTokens:
 
 
 def encrypted_tokens(keys: object, *, policy: ValidationPolicy, cache: VerificationCache | None
-                     ) -> Callable[[etree._Element, datetime], VerifiedAssertion]:
-    """How the middleware verifies an encrypted token: :meth:`EncryptedTokens.verify`, or
-    :func:`refuse_encrypted` when no keys are given (none, or an empty list)."""
+                     ) -> EncryptedTokens | None:
+    """The middleware's :class:`EncryptedTokens`, or None when no keys are given (none, or an empty list)."""
     entries = _entries(keys)
-    return EncryptedTokens(entries, policy=policy, cache=cache).verify if entries else refuse_encrypted
+    return EncryptedTokens(entries, policy=policy, cache=cache) if entries else None
 
 
 def refuse_encrypted(token: etree._Element, now: datetime) -> VerifiedAssertion:

@@ -56,6 +56,14 @@ Anything else (no match, a changed byte, the placeholder elsewhere, any fault
 in the cut envelope) sends the request down the full path, which decides as
 if this module did not exist.
 
+5. **Encrypted tokens** (``saml2:EncryptedAssertion``, ``xenc:EncryptedData``)
+   are cut, checked and recognised the same way: a first-seen one is
+   decrypted and verified by the middleware's
+   :class:`~wstrust_wsgi._encrypted.EncryptedTokens` (one fault for every
+   refusal, as on the full path), and remembered under the hash of its exact
+   bytes, so a reused one is found by a byte comparison and a cache lookup,
+   never decrypted again.
+
 The middleware enters here once, through :meth:`FastAdmission.admit`; the
 envelope checks it runs on a cut request are the middleware's own (passed in),
 so the paths share every check rather than repeat them.
@@ -76,7 +84,7 @@ from xml.sax.saxutils import escape
 from lxml import etree
 
 from . import _xml, ns
-from ._encrypted import is_encrypted_token
+from ._encrypted import EncryptedTokens, is_encrypted_token
 from .errors import MalformedMessage, SoapFault
 from .saml import (ValidationPolicy, VerificationCache, VerifiedAssertion, check_unique_id, verify_standalone,
                    version_of)
@@ -85,9 +93,9 @@ from .saml import (ValidationPolicy, VerificationCache, VerifiedAssertion, check
 #: and its Timestamp; the Security element, or a SoapFault.
 SecurityCheck = Callable[[bytes, "str | None", datetime], etree._Element]
 
-#: The first start tag of a SAML assertion (either version; any ASCII prefix). A
-#: token whose start tag this does not find first is never cut: the full path serves it.
-_START = re.compile(rb"<((?:[A-Za-z_][A-Za-z0-9._-]*:)?)Assertion[\s>/]")
+#: The first start tag of a token: a SAML assertion (either version) or an encrypted one; any
+#: ASCII prefix. A token whose start tag this does not find first is never cut: the full path serves it.
+_START = re.compile(rb"<((?:[A-Za-z_][A-Za-z0-9._-]*:)?)(Assertion|EncryptedAssertion|EncryptedData)[\s>/]")
 _ATTRIBUTE_ENTITIES = {'"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
 _INCLUSIVE = etree.XPath(
     "//ds:Signature//ec:InclusiveNamespaces/@PrefixList", namespaces={"ds": ns.DS, "ec": ns.ALG_EXC_C14N}
@@ -95,12 +103,13 @@ _INCLUSIVE = etree.XPath(
 
 
 class _Learned:
-    __slots__ = ("wire", "key", "fits_at")
+    __slots__ = ("wire", "key", "fits_at", "encrypted")
 
-    def __init__(self, wire: bytes, key: bytes, fits_at: int) -> None:
+    def __init__(self, wire: bytes, key: bytes, fits_at: int, encrypted: bool) -> None:
         self.wire = wire  # the exact bytes of the assertion element
         self.key = key  # its VerificationCache key
         self.fits_at = fits_at  # the deepest placeholder depth its own depth was found to fit under
+        self.encrypted = encrypted  # an encrypted token (its cache entry is EncryptedTokens')
 
 
 class Splice:
@@ -111,10 +120,10 @@ class Splice:
     for one seen the first time (:meth:`SeenTokens.cut`).
     """
 
-    __slots__ = ("body", "key", "fits_at", "wire", "alone")
+    __slots__ = ("body", "key", "fits_at", "wire", "alone", "encrypted")
 
     def __init__(self, body: bytes, key: bytes, fits_at: int, wire: bytes = b"",
-                 alone: etree._Element | None = None) -> None:
+                 alone: etree._Element | None = None, encrypted: bool = False) -> None:
         self.body = body
         self.key = key
         #: The deepest placeholder depth at which the token's own depth is known to
@@ -122,6 +131,7 @@ class Splice:
         self.fits_at = fits_at
         self.wire = wire
         self.alone = alone
+        self.encrypted = encrypted
 
 
 #: An unprefixed start tag (not a comment, CDATA section, PI or end tag). A token
@@ -134,9 +144,9 @@ _UNPREFIXED_TAG = re.compile(rb"<(?![?!/])[^\s/>:]*[\s/>]")
 
 
 @lru_cache(maxsize=64)
-def _closing(prefix: bytes) -> re.Pattern[bytes]:
-    """The end tag of an assertion start tag with ``prefix`` (``b"saml:"`` or empty)."""
-    return re.compile(b"</" + re.escape(prefix) + rb"Assertion\s*>")
+def _closing(prefix: bytes, local: bytes = b"Assertion") -> re.Pattern[bytes]:
+    """The end tag of a token start tag with ``prefix`` (``b"saml:"`` or empty) and ``local`` name."""
+    return re.compile(b"</" + re.escape(prefix) + local + rb"\s*>")
 
 
 @lru_cache(maxsize=1000)
@@ -215,7 +225,7 @@ class SeenTokens:
         spliced = body[:start] + self._placeholder + body[start + len(learned.wire):]
         if spliced.count(self._mark) != 1:
             return None
-        return Splice(spliced, learned.key, learned.fits_at)
+        return Splice(spliced, learned.key, learned.fits_at, encrypted=learned.encrypted)
 
     def stands_for(self, placeholder: etree._Element, splice: Splice, max_depth: int) -> bool:
         """Whether ``placeholder`` (found in the parsed splice) proves the original request's shape.
@@ -252,7 +262,7 @@ class SeenTokens:
         if match is None or not _xml.is_utf8_xml10(body):
             return None
         start = match.start()
-        end = _closing(match.group(1)).search(body, start)
+        end = _closing(match.group(1), match.group(2)).search(body, start)
         if end is None:
             return None
         wire = body[start:end.end()]
@@ -269,13 +279,13 @@ class SeenTokens:
         for prefix_list in cast(list[str], _INCLUSIVE(alone)):
             if any(p not in declared for p in str(prefix_list).split()):
                 return None  # its c14n would read a declaration from outside
-        return Splice(spliced, b"", placeholder_depth, wire, alone)
+        return Splice(spliced, b"", placeholder_depth, wire, alone, encrypted=is_encrypted_token(alone))
 
     def remember(self, splice: Splice, key: bytes) -> None:
         """Remember a cut token that passed verification, under its cache key."""
         if self.max_entries < 1:
             return
-        learned = _Learned(splice.wire, key, splice.fits_at)
+        learned = _Learned(splice.wire, key, splice.fits_at, splice.encrypted)
         with self._lock:
             if len(self._by_start) >= self.max_entries:
                 self._by_start = dict(list(self._by_start.items())[len(self._by_start) // 2:])
@@ -289,13 +299,17 @@ class FastAdmission:
     :param policy: what a token must satisfy.
     :param verified: the verification cache (None: off; first-seen tokens are still cut).
     :param max_entries: how many token bytes to remember.
+    :param encrypted: the middleware's encrypted tokens (None: it has no decryption keys).
+    :param plain: whether plain tokens may be admitted (not under ``require_encryption``).
     """
 
     def __init__(self, *, security: SecurityCheck, policy: ValidationPolicy, verified: VerificationCache | None,
-                 max_entries: int) -> None:
+                 max_entries: int, encrypted: EncryptedTokens | None = None, plain: bool = True) -> None:
         self._security = security
         self._policy = policy
         self._verified = verified
+        self._encrypted = encrypted
+        self._plain = plain
         self.seen = SeenTokens(max_entries=max_entries)
 
     def admit(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion | None:
@@ -334,12 +348,22 @@ class FastAdmission:
         so a fault raised by its verification is the full path's verdict.
         """
         splice = self.seen.cut(body, _xml.DEFAULT_MAX_DEPTH)
-        if splice is None or splice.alone is None or version_of(splice.alone) is None:
+        if splice is None or splice.alone is None:
+            return None
+        if splice.encrypted:
+            if self._encrypted is None:
+                return None
+        elif not self._plain or version_of(splice.alone) is None:
             return None
         security = self.cut_security(splice, content_type, now)
         if security is None:
             return None
-        if self._verified is None:
+        if self._encrypted is not None and splice.encrypted:
+            key = self._encrypted.key_of(splice.wire)
+            verified = self._encrypted.verify(splice.alone, now, key=key)
+            if self._verified is not None:
+                self.seen.remember(splice, key)
+        elif self._verified is None:
             verified = verify_standalone(splice.alone, splice.wire, self._policy, now=now)
         else:
             key = hashlib.sha256(splice.wire).digest()
@@ -363,7 +387,10 @@ class FastAdmission:
         if security is None:
             return None
         try:
-            verified = self._verified.get(splice.key, self._policy, now)
+            if splice.encrypted:
+                verified = self._encrypted.cached(splice.key, now) if self._encrypted is not None else None
+            else:
+                verified = self._verified.get(splice.key, self._policy, now) if self._plain else None
         except SoapFault:
             return None
         if verified is not None:

@@ -175,13 +175,14 @@ class RelyingPartyMiddleware:
         self._understood = UNDERSTOOD_HEADERS | frozenset(
             _arguments.strings(understood_headers, "understood_headers", allow_empty=True))
         self._verified = VerificationCache(max_entries=verified_cache_size) if verified_cache_size else None
-        self._fast = FastAdmission(security=self._security, policy=self.policy, verified=self._verified,
-                                   max_entries=verified_cache_size)
-        self._check_address = check_address
-        self._decrypt = encrypted_tokens(decryption_keys, policy=self.policy, cache=self._verified)
+        encrypted = encrypted_tokens(decryption_keys, policy=self.policy, cache=self._verified)
+        self._decrypt = encrypted.verify if encrypted is not None else refuse_encrypted
         self._require_encryption = _arguments.flag(require_encryption, "require_encryption")
-        if require_encryption and self._decrypt is refuse_encrypted:
+        if require_encryption and encrypted is None:
             raise ConfigurationError("require_encryption: needs decryption_keys to decrypt tokens with")
+        self._fast = FastAdmission(security=self._security, policy=self.policy, verified=self._verified,
+                                   max_entries=verified_cache_size, encrypted=encrypted, plain=not require_encryption)
+        self._check_address = check_address
         #: Off only in tests, to compare with the path that parses the token with its envelope.
         self._cutting = True
         if health_path is not None and not (isinstance(health_path, str) and health_path.startswith("/")):
@@ -235,8 +236,7 @@ class RelyingPartyMiddleware:
         body = _wsgi.read_environ_body(environ, self._max_body)
         content_type = environ.get("CONTENT_TYPE")
         now = self._clock()
-        verified = self._fast.admit(body, content_type, now) if self._cutting and not self._require_encryption \
-            else None
+        verified = self._fast.admit(body, content_type, now) if self._cutting else None
         if verified is None:
             verified = self._verify(body, content_type, now)
         if self._check_address:

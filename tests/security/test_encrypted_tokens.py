@@ -339,3 +339,18 @@ def test_the_secret_failures_share_one_log_text(tokens: TokenFactory, keys: Keys
             post(app, made[name]())
         lines.add(caplog.records[-1].getMessage().split(" (client")[0])
     assert lines == {f"refused: DecryptionFailed: encrypted token refused: {SECRET}"}
+
+
+def test_the_fast_path_and_the_full_path_answer_alike(tokens: TokenFactory, keys: Keys) -> None:
+    """The cut-token path (first seen, then reused) reaches the full path's verdict, byte for byte."""
+    cutting, scratch = RecordingApp(), RecordingApp()
+    fast = guard(tokens, keys, cutting)
+    full = guard(tokens, keys, scratch, verified_cache_size=0)
+    full.app._cutting = False
+    genuine = encrypted_token(tokens.mint().assertion, keys.rp.certificate)
+    made = [genuine, genuine] + [make() for make in attacks(tokens, keys).values()]
+    for security in made:
+        one, other = post(fast, security), post(full, security)
+        assert (one.status_int, one.body) == (other.status_int, other.body)
+    assert len(cutting.calls) == len(scratch.calls) == 2
+    assert len(fast.app._fast.seen) == 1  # the genuine token, cut and remembered
