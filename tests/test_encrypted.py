@@ -191,6 +191,8 @@ def test_cbc_from_the_named_peer_with_its_key_is_admitted(version: str, keys: Ke
     response = post(app, encrypted_token(token.assertion, keys.peer.certificate, algorithm=ns.ALG_AES256_CBC))
     assert response.status_int == 200, response.body
     assert (recorder.calls[0]["REMOTE_USER"], recorder.calls[0]["assertion"].issuer) == ("bob", PEER)
+    gcm = encrypted_token(tokens.mint("bob", issuer=PEER, version=version).assertion, keys.peer.certificate)
+    assert post(app, gcm).status_int == 200  # the peer's key reads its GCM too (the same peer's traffic)
 
 
 def test_the_same_cbc_token_is_refused_without_the_opt_in(keys: Keys, tokens: TokenFactory) -> None:

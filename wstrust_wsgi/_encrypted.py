@@ -85,6 +85,10 @@ class LegacyCbcKey:
     issuer: str
 
 
+#: What ``decryption_keys`` takes: one key, or several (a list); a (key, certificate) tuple is one key.
+DecryptionKeys = KeyPairSource | LegacyCbcKey | Iterable[KeyPairSource | LegacyCbcKey]
+
+
 def _spki(certificate: x509.Certificate) -> bytes:
     return certificate.public_key().public_bytes(serialization.Encoding.DER,
                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -189,7 +193,7 @@ class EncryptedTokens:
                                    f"{peer!r}, which admits that issuer's tokens only)") from None
 
 
-def encrypted_tokens(keys: object, *, policy: ValidationPolicy, cache: VerificationCache | None
+def encrypted_tokens(keys: DecryptionKeys, *, policy: ValidationPolicy, cache: VerificationCache | None
                      ) -> EncryptedTokens | None:
     """The middleware's :class:`EncryptedTokens`, or None when no keys are given (none, or an empty list)."""
     entries = _entries(keys)

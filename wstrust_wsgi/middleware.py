@@ -40,7 +40,7 @@ from lxml import etree
 from webob import Request
 
 from . import _arguments, _wsgi, _xml, soap, wssecurity
-from ._encrypted import encrypted_tokens, is_encrypted_token, refuse_encrypted
+from ._encrypted import DecryptionKeys, encrypted_tokens, is_encrypted_token, refuse_encrypted
 from ._health import Health, Probe, replay_probe
 from ._log import TrustedProxies
 from ._reuse import FastAdmission
@@ -147,7 +147,7 @@ class RelyingPartyMiddleware:
         health_path: str | None = None,
         check_address: bool = False,
         trusted_proxies: Iterable[str] = (),
-        decryption_keys: object = (),
+        decryption_keys: DecryptionKeys = (),
         require_encryption: bool = False,
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
