@@ -16,6 +16,7 @@ readers with nothing lost, torn or refused as "database is locked".
 from __future__ import annotations
 
 import hashlib
+import logging
 import multiprocessing
 import os
 import sqlite3
@@ -314,7 +315,8 @@ def test_a_relying_partys_encryption_is_stored_and_changed(registry: Registry, u
 
 
 def test_version_2_relying_parties_get_the_encryption_defaults(url: str, monkeypatch: pytest.MonkeyPatch,
-                                                               sts_keys: KeyFiles) -> None:
+                                                               sts_keys: KeyFiles,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
     pem = sts_keys.cert.read_bytes()
     version_2 = tuple(migration for migration in schema.MIGRATIONS if migration.version <= 2)
     with monkeypatch.context() as older:
@@ -325,11 +327,14 @@ def test_version_2_relying_parties_get_the_encryption_defaults(url: str, monkeyp
         raw(url, "INSERT INTO relying_parties (address, token_type, certificate_pem) VALUES (?, ?, ?)",
             (OTHER, "1.1", pem))
         raw(url, "INSERT INTO relying_parties (address, token_type) VALUES (?, ?)", (SERVICE_URL, "2.0"))
+    caplog.set_level(logging.WARNING, logger="wstrust_wsgi.registry")
     with Registry.open(url) as registry:
         assert registry.get(OTHER) == RelyingParty(OTHER, token_type="1.1", certificate_pem=pem)
         assert registry.get(OTHER).encryption == "aes256-gcm" and registry.get(OTHER).key_transport == "rsa-oaep-mgf1p"
         assert registry.get(SERVICE_URL) == RelyingParty(SERVICE_URL)
     assert 3 in [row[0] for row in raw(url, "SELECT version FROM schema_version")]
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"now get encrypted tokens (aes256-gcm): {OTHER};" in warning  # named, the party without one is not
 
 
 def test_the_database_accepts_every_encryption_name_of_the_model(registry: Registry, url: str) -> None:

@@ -120,6 +120,13 @@ def _create_v3(tx: Tx) -> None:
         names = ", ".join(f"'{name}'" for name in allowed)  # constants, never user input
         tx.execute(f"ALTER TABLE relying_parties ADD COLUMN {column} TEXT NOT NULL DEFAULT '{default}' "
                    f"CHECK ({column} IN ({names}))")
+    # A certificate stored before this version was kept "for encryption" and used for nothing;
+    # from now on the STS encrypts for it. Say so once, naming the parties, so nobody is surprised.
+    encrypted = [row[0] for row in tx.all("SELECT address FROM relying_parties WHERE certificate_pem IS NOT NULL")]
+    if encrypted:
+        log.warning("relying parties with a certificate now get encrypted tokens (aes256-gcm): %s; "
+                    "`wstrust-wsgi rp set ADDRESS --no-encrypt` sends a party's tokens in clear again",
+                    ", ".join(sorted(encrypted)))
 
 
 #: Every schema version, in order. Append; never edit a released step.
