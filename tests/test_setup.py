@@ -178,8 +178,32 @@ def test_check_a_good_file_prints_one_ok_line_per_check(tmp_path: Path, sts_keys
     assert code == 0, out + err
     lines = out.splitlines()
     assert [line.split()[:2] for line in lines] == [["ok", "file"], ["ok", "keys"], ["ok", "registry"],
-                                                   ["ok", "users"], ["ok", "replay"]], out
+                                                   ["ok", "users"], ["ok", "replay"], ["ok", "encryption"]], out
     assert f"issuer {ISSUER}" in lines[2] and "nonces.db" in lines[4]
+    assert "no relying party has an encryption certificate" in lines[5]
+
+
+def test_check_fails_a_relying_party_whose_encryption_certificate_has_expired(
+        tmp_path: Path, sts_keys: KeyFiles, capsys: pytest.CaptureFixture[str]) -> None:
+    import datetime as dt
+
+    from wstrust_wsgi import RelyingParty, SigningKey
+    from wstrust_wsgi.stores.sql import Registry
+
+    config = deployment(tmp_path, sts_keys, "memory:")
+    now = dt.datetime.now(dt.timezone.utc)
+    fresh = SigningKey.generate("fresh", days=90).certificate_pem
+    expired = SigningKey.generate("expired", days=1, valid_from=now - dt.timedelta(days=10)).certificate_pem
+    with Registry.open(sqlite_url(tmp_path / "var" / "registry.db")) as registry:
+        registry.add_relying_party(RelyingParty("https://fresh.example/soap", certificate_pem=fresh))
+        code, out, err = cli(capsys, "check", str(config))
+        assert code == 0 and "ok   encryption" in out and "1 relying party gets encrypted tokens" in out, out + err
+        registry.add_relying_party(RelyingParty("https://old.example/soap", certificate_pem=expired))
+    code, out, err = cli(capsys, "check", str(config))
+    assert code == 1, out + err
+    [line] = [line for line in out.splitlines() if "encryption" in line.split()[:2]]
+    assert line.startswith("FAIL") and "relying party https://old.example/soap: the encryption certificate " \
+        "(O=wstrust-wsgi DEMO ONLY - do not use in production,CN=expired) expired on" in line, line
 
 
 def test_check_names_every_store_that_does_not_answer(tmp_path: Path, sts_keys: KeyFiles,

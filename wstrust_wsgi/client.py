@@ -10,6 +10,9 @@ Transport is a parameter: :class:`UrllibTransport` speaks real HTTP,
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import http.client
 import ipaddress
 import os
@@ -95,15 +98,27 @@ class WSGITransport:
 
 @dataclass(frozen=True)
 class IssuedToken:
-    """A token as the STS issued it."""
+    """A token as the STS issued it.
 
-    #: The assertion exactly as received.
+    An encrypted token (``saml2:EncryptedAssertion``, or a bare
+    ``xenc:EncryptedData`` for SAML 1.1) is opaque to the client: it is
+    encrypted for the relying party's key, so its claims cannot be read here;
+    :func:`call_service` passes its exact bytes on unchanged. Its
+    ``assertion_id`` comes from the RSTR's reference to it.
+    """
+
+    #: The assertion (or the encrypted token) exactly as received.
     assertion: bytes
     token_type: str
     assertion_id: str
     created: datetime | None
     expires: datetime | None
     applies_to: str | None
+    #: Whether the token is encrypted for the relying party (and so unreadable here).
+    encrypted: bool = False
+    #: Whom it is encrypted for, as its EncryptedKey names the certificate (a SHA-1 thumbprint
+    #: where it can be known, else the issuer and serial or the SKI); None when not named.
+    encrypted_for: str | None = None
 
 
 def _element_span(data: bytes, parent_tag: tuple[str, str]) -> tuple[int, int] | None:
@@ -197,6 +212,9 @@ def parse_response(data: bytes, *, status: int = 200) -> IssuedToken:
     if not token_type and version is not None:
         token_type = version.token_type
     assertion_id = token_el.get(version.id_attribute, "") if version is not None else ""
+    encrypted = token_el.tag in _ENCRYPTED_TOKENS
+    if encrypted:  # opaque: the ID is the one the RSTR's reference names
+        assertion_id = _referenced_id(rstr, trust_ns)
     created = expires = None
     lifetime = _xml.child(rstr, trust_ns, "Lifetime")
     if lifetime is not None:
@@ -210,7 +228,45 @@ def parse_response(data: bytes, *, status: int = 200) -> IssuedToken:
         if applies is not None:
             address = next((a for wsa in (ns.WSA10, ns.WSA04) for a in applies.iter(_xml.qname(wsa, "Address"))), None)
             applies_to = _xml.text(address) if address is not None else None
-    return IssuedToken(assertion, token_type, assertion_id, created, expires, applies_to)
+    return IssuedToken(assertion, token_type, assertion_id, created, expires, applies_to, encrypted,
+                       _recipient(token_el) if encrypted else None)
+
+
+#: What an encrypted token is: SAML 2.0's EncryptedAssertion, or (SAML 1.1, as AD FS sends it) the EncryptedData.
+_ENCRYPTED_TOKENS = frozenset({_xml.qname(ns.SAML2, "EncryptedAssertion"), _xml.qname(ns.XENC, "EncryptedData")})
+_KEY_IDENTIFIERS = {ns.WSSE_THUMBPRINT_SHA1: "SHA-1 thumbprint", ns.WSSE_X509_SKI: "SKI"}
+
+
+def _referenced_id(rstr: etree._Element, trust_ns: str) -> str:
+    """The token ID the RSTR's RequestedAttachedReference names (WS-Security SAML Token Profile 3.4)."""
+    path = (f"{{{trust_ns}}}RequestedAttachedReference/{{{ns.WSSE}}}SecurityTokenReference/"
+            f"{{{ns.WSSE}}}KeyIdentifier")
+    reference = rstr.find(path)
+    return _xml.text(reference) if reference is not None else ""
+
+
+def _recipient(token: etree._Element) -> str | None:
+    """Whom the token's (first) EncryptedKey names: for a person to read, never trusted for anything."""
+    encrypted_key = next(token.iter(_xml.qname(ns.XENC, "EncryptedKey")), None)
+    key_info = _xml.child(encrypted_key, ns.DS, "KeyInfo") if encrypted_key is not None else None
+    try:
+        for element in key_info.iter() if key_info is not None else ():
+            value = "".join((element.text or "").split()) if isinstance(element.tag, str) else ""
+            if element.tag == _xml.qname(ns.DS, "X509Certificate"):
+                der = base64.b64decode(value, validate=True)
+                return "SHA-1 thumbprint " + hashlib.sha1(der).digest().hex(":").upper()
+            if element.tag == _xml.qname(ns.WSSE, "KeyIdentifier") and element.get("ValueType") in _KEY_IDENTIFIERS:
+                kind = _KEY_IDENTIFIERS[element.get("ValueType", "")]
+                return f"{kind} {base64.b64decode(value, validate=True).hex(':').upper()}"
+            if element.tag == _xml.qname(ns.DS, "X509SKI"):
+                return f"SKI {base64.b64decode(value, validate=True).hex(':').upper()}"
+            if element.tag == _xml.qname(ns.DS, "X509IssuerSerial"):
+                issuer = _xml.text(_xml.child(element, ns.DS, "X509IssuerName"))
+                serial = _xml.text(_xml.child(element, ns.DS, "X509SerialNumber"))
+                return f"the certificate of issuer {issuer}, serial {serial}"
+    except (binascii.Error, ValueError, MalformedMessage):  # a name that cannot be shown is not shown
+        return None
+    return None
 
 
 def _headers(version: soap.SoapVersion, action: str) -> dict[str, str]:

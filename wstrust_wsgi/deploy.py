@@ -24,7 +24,8 @@ the server now rather than failing every request later:
 * lockout store (``[lockout] store``: the registry's table, or Redis): one read.
 
 ``wstrust-wsgi check FILE`` runs the same probes without a server
-(:func:`check_deployment`), each one even after another failed. Once
+(:func:`check_deployment`), each one even after another failed (and, as the STS does per
+request, whether every relying party's encryption certificate is usable now). Once
 running, the STS also answers ``GET <path>/health`` (200 or 503, see
 :mod:`wstrust_wsgi._health`), asking the registry and the nonce cache again.
 
@@ -73,6 +74,7 @@ from ._urls import sqlite_path
 from ._wsgi import mount
 from .config import CONFIG_ENV, DeploymentConfig, load_config, redact_url
 from .errors import ConfigurationError, RequestFailed
+from .model import RelyingParty, encryption_certificate
 from .stores import ReplayCache, SettingsStore, StsSettings, UserStore
 from .stores.cache import CachedUserStore
 from .stores.lockout import LockoutStore, RedisLockoutStore, lockout_store_from_url
@@ -247,10 +249,36 @@ def check_deployment(config: DeploymentConfig) -> list[Check]:
                 cache.close()
         return f"digest nonces in {shown}"
 
+    def encryption() -> str:
+        opened = _open_registry(config)
+        try:
+            return _encryption_certificates(opened.list_relying_parties())
+        finally:
+            opened.close()
+
     attempt("registry", registry)
     attempt("users", users)
     attempt("replay", nonces)
+    attempt("encryption", encryption)
     return results
+
+
+def _encryption_certificates(parties: list[RelyingParty]) -> str:
+    """Whether every relying party with an encryption certificate can get a token now (the STS's request check).
+
+    :raises BadValue: one cannot: the STS would refuse every token for it.
+    """
+    now = datetime.now(timezone.utc)
+    certificates = []
+    for party in parties:
+        if party.certificate_pem is not None:
+            certificates.append((party.address, encryption_certificate(
+                party.certificate_pem, f"relying party {party.address}", now=now)))
+    if not certificates:
+        return "no relying party has an encryption certificate: every token is sent signed, in clear"
+    address, first = min(certificates, key=lambda pair: pair[1].not_valid_after_utc)
+    return (f"{len(certificates)} relying part{'y gets' if len(certificates) == 1 else 'ies get'} encrypted tokens; "
+            f"the first certificate to expire is {address}'s, on {first.not_valid_after_utc:%Y-%m-%d}")
 
 
 # ---------------------------------------------------------------------- stores

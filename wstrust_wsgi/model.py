@@ -6,7 +6,8 @@ given, and :class:`PasswordProof` what a user store needs from a
 UsernameToken; the rules (names, addresses, claim URIs)
 are what the command line, the registry and the deployment file all call, so
 that a value one of them accepts is never refused by another. This module sits
-at the base tier: it imports only :mod:`wstrust_wsgi.errors`.
+at the base tier: of the package it imports only :mod:`wstrust_wsgi.errors`
+(and ``cryptography`` to read a relying party's encryption certificate).
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .errors import BadValue
 
@@ -38,7 +42,13 @@ class RelyingParty:
     request names none. ``lifetime``: None means the STS default
     (:attr:`StsSettings.default_lifetime`). ``claims`` limits which user claims
     are released (None: all of them); roles are always released.
-    ``certificate_pem`` is kept for token encryption (not used yet).
+    ``certificate_pem`` is the party's encryption certificate (PEM): when set,
+    every token for it is signed, then encrypted for that certificate's key
+    (XML Encryption, :mod:`wstrust_wsgi.xmlenc`); None sends tokens in clear.
+    ``encryption`` (one of :data:`ENCRYPTION_ALGORITHMS`), ``key_transport``
+    (:data:`KEY_TRANSPORTS`) and ``key_reference`` (:data:`KEY_REFERENCES`, how
+    the EncryptedKey names the certificate) say how; they matter only with a
+    certificate, and are checked here.
     """
 
     address: str
@@ -46,6 +56,12 @@ class RelyingParty:
     lifetime: timedelta | None = None
     claims: frozenset[str] | None = None
     certificate_pem: bytes | None = None
+    encryption: str = "aes256-gcm"
+    key_transport: str = "rsa-oaep-mgf1p"
+    key_reference: str = "issuer-serial"
+
+    def __post_init__(self) -> None:
+        check_encryption(self.encryption, self.key_transport, self.key_reference, f"relying party {self.address}")
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,66 @@ class StsSettings:
 
 
 # ---------------------------------------------------------------------------- rules
+
+#: Content encryption of a relying party's tokens, by setting value. AES-GCM (XML Encryption 1.1)
+#: authenticates what it encrypts; the CBC pair is a legacy choice for parties that cannot read
+#: GCM (the .NET Framework's WIF): CBC has no integrity, which is what the published attacks on
+#: XML Encryption exploit at the receiver (Jager and Somorovsky, CCS 2011).
+ENCRYPTION_ALGORITHMS = ("aes256-gcm", "aes128-gcm", "aes256-cbc", "aes128-cbc")
+#: The legacy subset of :data:`ENCRYPTION_ALGORITHMS`.
+LEGACY_ENCRYPTION_ALGORITHMS = ("aes256-cbc", "aes128-cbc")
+#: Key transport: ``rsa-oaep-mgf1p`` (XML Encryption 1.0, what AD FS, WIF and xmlsec1 read) or
+#: ``rsa-oaep`` (XML Encryption 1.1's URI); both RSA-OAEP with SHA-1 and MGF1-SHA1. Never RSA 1.5.
+KEY_TRANSPORTS = ("rsa-oaep-mgf1p", "rsa-oaep")
+#: How the EncryptedKey names the party's certificate: X509IssuerSerial (WCF and AD FS), or a
+#: SecurityTokenReference with the SubjectKeyIdentifier or the SHA-1 thumbprint.
+KEY_REFERENCES = ("issuer-serial", "ski", "thumbprint")
+
+
+#: The smallest RSA key a token is encrypted for (NIST SP 800-57: 2048 bits protect to 2030).
+MIN_ENCRYPTION_KEY_BITS = 2048
+
+
+def encryption_certificate(pem: bytes, what: str, *, now: datetime | None = None) -> x509.Certificate:
+    """A relying party's encryption certificate, if a token can be encrypted for it (at ``now``, when given).
+
+    PEM, an RSA key (RSA-OAEP is the only key transport) of at least
+    :data:`MIN_ENCRYPTION_KEY_BITS` bits, and, with ``now``, valid then: the
+    CLI checks that when a party is registered, the STS on every request (a
+    certificate expires while registered). The registry, which has no clock of
+    its own, checks the rest.
+    """
+    if not isinstance(pem, bytes):
+        raise BadValue(f"{what}: the encryption certificate must be PEM bytes, not {type(pem).__name__}")
+    try:
+        certificate = x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise BadValue(f"{what}: the encryption certificate is not a PEM certificate ({exc})") from None
+    key = certificate.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise BadValue(f"{what}: the encryption certificate holds no RSA key (an {type(key).__name__}); tokens "
+                       "are encrypted with RSA-OAEP, which needs one")
+    if key.key_size < MIN_ENCRYPTION_KEY_BITS:
+        raise BadValue(f"{what}: the encryption certificate's RSA key has {key.key_size} bits, "
+                       f"at least {MIN_ENCRYPTION_KEY_BITS} are required")
+    if now is not None:
+        if certificate.not_valid_after_utc <= now:
+            raise BadValue(f"{what}: the encryption certificate ({certificate.subject.rfc4514_string()}) expired on "
+                           f"{certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+        if certificate.not_valid_before_utc > now:
+            raise BadValue(f"{what}: the encryption certificate ({certificate.subject.rfc4514_string()}) is not "
+                           f"valid before {certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+    return certificate
+
+
+def check_encryption(encryption: str, key_transport: str, key_reference: str, what: str) -> None:
+    """A relying party's encryption choice: each value one of its short list (names, not URIs)."""
+    for value, allowed, name in ((encryption, ENCRYPTION_ALGORITHMS, "encryption"),
+                                 (key_transport, KEY_TRANSPORTS, "key transport"),
+                                 (key_reference, KEY_REFERENCES, "key reference")):
+        if value not in allowed:
+            raise BadValue(f"{what}: {name} must be one of {', '.join(allowed)}, not {value!r}")
+
 
 #: SAML versions a relying party can be given, by the names the registry, the CLI and the
 #: deployment file use (``wstrust_wsgi.saml`` names its versions the same; a test pins it).

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 
 from _support.net import stop, wait_listening
@@ -578,17 +578,17 @@ def test_sts_set_an_unknown_allowed_role_exits_1(admin):
 def test_rp_add_list_show_remove(admin, tmp_path):
     admin.ok("rp", "add", SERVICE)
     out = admin.ok("rp", "add", "https://legacy.example.org/svc", "--token-type", "1.1", "--lifetime", "120",
-                   "--claim", EMAIL, "--cert", str(admin.keys / "sts.crt"))
+                   "--claim", EMAIL, "--encrypt-cert", str(admin.keys / "sts.crt"))
     assert "AppliesTo" in out
     rows = table(admin.ok("rp", "list"))
-    assert rows[0] == ["ADDRESS", "TOKEN", "LIFETIME", "CLAIMS", "CERT"]
-    assert rows[1:] == [["https://legacy.example.org/svc", "SAML 1.1", "120 s (2 min)", "1", "yes"],
+    assert rows[0] == ["ADDRESS", "TOKEN", "LIFETIME", "CLAIMS", "ENCRYPTION"]
+    assert rows[1:] == [["https://legacy.example.org/svc", "SAML 1.1", "120 s (2 min)", "1", "aes256-gcm"],
                         [SERVICE, "SAML 2.0", "default (300 s)", "all", "-"]]
     legacy = admin.json("rp", "show", "https://legacy.example.org/svc")
     assert legacy["token_type"] == "1.1" and legacy["lifetime"] == 120 and legacy["claims"] == [EMAIL]
     assert legacy["certificate"]["pem"].startswith("-----BEGIN CERTIFICATE-----")
     assert admin.json("rp", "show", SERVICE) == {"address": SERVICE, "token_type": "2.0", "lifetime": None,
-                                                 "claims": None, "certificate": None}
+                                                 "claims": None, "certificate": None, "encryption": None}
     shown = admin.ok("rp", "show", "https://legacy.example.org/svc")
     assert re.search(r"^token type\s+SAML 1\.1$", shown, re.M) and "SHA-256" in shown
     admin.ok("rp", "remove", SERVICE)
@@ -630,6 +630,91 @@ def test_rp_add_with_a_certificate_that_is_missing_or_not_pem(admin, tmp_path):
     assert "missing.pem" in line
     (tmp_path / "junk.pem").write_text("junk")
     assert "junk.pem" in refused(admin("rp", "add", SERVICE, "--cert", str(tmp_path / "junk.pem")), 2, "rp add")
+
+
+def write_certificate(path: Path, *, days: int = 30, ago: int = 1, key: Any = None) -> Path:
+    """A self-signed certificate valid from ``ago`` days back for ``days`` days (RSA-2048 unless ``key``)."""
+    import datetime as dt
+
+    from cryptography.x509.oid import NameOID
+
+    key = key if key is not None else rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=ago)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test relying party")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(start)
+            .not_valid_after(start + dt.timedelta(days=days)).sign(key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_rp_add_and_set_choose_how_tokens_are_encrypted_and_show_says_so(admin):
+    cert = admin.keys / "sts.crt"
+    sha1 = x509.load_pem_x509_certificate(cert.read_bytes()).fingerprint(hashes.SHA1()).hex(":").upper()
+    added = admin("rp", "add", SERVICE, "--encrypt-cert", str(cert), "--encryption", "aes128-gcm",
+                  "--key-reference", "thumbprint")
+    assert added.returncode == 0 and added.stderr == "", added.stderr
+    assert re.search(r"^encryption\s+aes128-gcm, key transport rsa-oaep-mgf1p, certificate named by thumbprint$",
+                     added.stdout, re.M), added.stdout
+    assert f"SHA-1 thumbprint {sha1}" in admin.ok("rp", "show", SERVICE)
+    shown = admin.json("rp", "show", SERVICE)
+    assert shown["encryption"] == {"algorithm": "aes128-gcm", "key_transport": "rsa-oaep-mgf1p",
+                                   "key_reference": "thumbprint"}
+    assert shown["certificate"]["sha1"] == sha1
+
+    legacy = admin("rp", "set", SERVICE, "--encryption", "aes256-cbc", "--key-transport", "rsa-oaep")
+    assert legacy.returncode == 0 and "aes256-cbc is a legacy choice" in legacy.stderr
+    assert re.search(r"^encryption\s+aes256-cbc \(legacy: CBC, no integrity\), key transport rsa-oaep,",
+                     legacy.stdout, re.M)
+    assert table(admin.ok("rp", "list"))[1] == [SERVICE, "SAML 2.0", "default (300 s)", "all", "aes256-cbc"]
+
+    assert "now sent in clear" in admin.ok("rp", "set", SERVICE, "--no-encrypt")
+    assert admin.json("rp", "show", SERVICE)["encryption"] is None
+    assert table(admin.ok("rp", "list"))[1][-1] == "-"
+    assert "encrypted as shown" in admin.ok("rp", "set", SERVICE, "--encrypt-cert", str(cert))
+    assert admin.json("rp", "show", SERVICE)["encryption"]["algorithm"] == "aes256-cbc"  # the choice was kept
+
+
+def test_rp_add_refuses_an_encryption_certificate_that_cannot_serve(admin, tmp_path):
+    expired = write_certificate(tmp_path / "expired.pem", days=10, ago=20)
+    line = refused(admin("rp", "add", SERVICE, "--encrypt-cert", str(expired)), 2, "rp add")
+    assert "expired.pem: the encryption certificate (CN=test relying party) expired on" in line
+    ec_cert = write_certificate(tmp_path / "ec.pem", key=ec.generate_private_key(ec.SECP256R1()))
+    assert "holds no RSA key" in refused(admin("rp", "add", SERVICE, "--encrypt-cert", str(ec_cert)), 2, "rp add")
+    small = write_certificate(tmp_path / "small.pem",
+                              key=rsa.generate_private_key(public_exponent=65537, key_size=1024))
+    assert "1024 bits, at least 2048" in refused(admin("rp", "add", SERVICE, "--encrypt-cert", str(small)), 2,
+                                                 "rp add")
+    assert admin.json("rp", "list") == []
+    admin.ok("rp", "add", SERVICE)
+    assert "expired on" in refused(admin("rp", "set", SERVICE, "--encrypt-cert", str(expired)), 2, "rp set")
+    soon = write_certificate(tmp_path / "soon.pem", days=10)
+    result = admin("rp", "set", SERVICE, "--encrypt-cert", str(soon))
+    assert result.returncode == 0 and "soon.pem expires on" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["rp", "add", SERVICE, "--encryption", "aes128-gcm"], "give --encrypt-cert PEM too"),
+    (["rp", "set", SERVICE], "nothing to change"),
+    (["rp", "set", SERVICE, "--key-reference", "ski"], "has no encryption certificate"),
+])
+def test_rp_encryption_options_that_say_nothing_usable_are_refused(admin, args, message):
+    if args[1] == "set":
+        admin.ok("rp", "add", SERVICE)
+    assert message in refused(admin(*args), 2, " ".join(args[:2]))
+
+
+def test_rp_set_takes_a_certificate_or_no_encryption_not_both(admin):
+    admin.ok("rp", "add", SERVICE)
+    result = admin("rp", "set", SERVICE, "--no-encrypt", "--encrypt-cert", str(admin.keys / "sts.crt"))
+    assert result.returncode == 2 and "not allowed with argument" in result.stderr
+
+
+def test_rp_add_cert_is_a_deprecated_spelling_of_encrypt_cert(admin):
+    result = admin("rp", "add", SERVICE, "--cert", str(admin.keys / "sts.crt"))
+    assert result.returncode == 0 and "--cert is deprecated, use --encrypt-cert" in result.stderr
+    assert admin.json("rp", "show", SERVICE)["encryption"]["algorithm"] == "aes256-gcm"
+    assert "--cert" not in admin.ok("rp", "add", "--help")  # no longer offered
 
 
 def test_rp_errors_for_duplicates_and_unknown_addresses(admin):

@@ -16,6 +16,7 @@ readers with nothing lost, torn or refused as "database is locked".
 from __future__ import annotations
 
 import hashlib
+import logging
 import multiprocessing
 import os
 import sqlite3
@@ -57,6 +58,9 @@ from wstrust_wsgi.stores.sql import Registry, UserInfo
 from wstrust_wsgi.wssecurity import UsernameToken, build_username_token, read_username_token
 
 OTHER = "https://svc.example/other"
+#: The schema versions this code ships, and the number a test's own extra migration takes.
+ALL_VERSIONS = [migration.version for migration in schema.MIGRATIONS]
+NEXT = ALL_VERSIONS[-1] + 1
 DEPT = "urn:test:claims:department"
 
 
@@ -143,7 +147,7 @@ def test_init_schema_needs_an_issuer_first_then_creates_admin_and_default_settin
         assert registry.get_settings().issuer == ISSUER
         registry.init_schema(issuer="urn:example:sts")
         assert registry.get_settings().issuer == "urn:example:sts"
-    assert [row[0] for row in raw(url, "SELECT version FROM schema_version")] == [1, 2]
+    assert [row[0] for row in raw(url, "SELECT version FROM schema_version")] == ALL_VERSIONS
 
 
 @pytest.mark.parametrize("bad", [
@@ -272,6 +276,76 @@ def test_relying_parties(registry: Registry, sts_keys: KeyFiles) -> None:
     assert registry.get(OTHER) is None
     with pytest.raises(RegistryError, match="unknown relying party"):
         registry.remove_relying_party(OTHER)
+
+
+def test_a_relying_partys_encryption_is_stored_and_changed(registry: Registry, url: str, sts_keys: KeyFiles,
+                                                          sts2_keys: KeyFiles) -> None:
+    pem, pem2 = sts_keys.cert.read_bytes(), sts2_keys.cert.read_bytes()
+    legacy = RelyingParty(OTHER, certificate_pem=pem, encryption="aes256-cbc", key_transport="rsa-oaep",
+                          key_reference="thumbprint")
+    registry.add_relying_party(legacy)
+    registry.add_relying_party(RelyingParty(SERVICE_URL))
+    assert registry.get(OTHER) == legacy and registry.list_relying_parties() == [RelyingParty(SERVICE_URL), legacy]
+    assert registry.get(SERVICE_URL) == RelyingParty(SERVICE_URL)  # the defaults: aes256-gcm, rsa-oaep-mgf1p
+
+    # one field at a time, in one transaction each; the rest is kept
+    assert registry.update_relying_party(OTHER, encryption="aes128-gcm") == RelyingParty(
+        OTHER, certificate_pem=pem, encryption="aes128-gcm", key_transport="rsa-oaep", key_reference="thumbprint")
+    now = registry.update_relying_party(SERVICE_URL, certificate_pem=pem2, lifetime=timedelta(seconds=60))
+    assert registry.get(SERVICE_URL) == now == RelyingParty(SERVICE_URL, lifetime=timedelta(seconds=60),
+                                                            certificate_pem=pem2)
+    assert registry.update_relying_party(SERVICE_URL, certificate_pem=None).certificate_pem is None  # in clear
+    assert registry.get(SERVICE_URL).certificate_pem is None
+
+    for changes, message, error in [
+        ({"encryption": "tripledes-cbc"}, "encryption must be one of", ConfigurationError),
+        ({"key_transport": "rsa-1_5"}, "key transport must be one of", ConfigurationError),
+        ({"certificate_pem": b"-----BEGIN nonsense"}, "not a PEM certificate", ConfigurationError),
+        ({"address": "https://elsewhere.example/"}, "cannot change address", ConfigurationError),
+        ({"colour": "red"}, "cannot change colour", ConfigurationError),
+    ]:
+        with pytest.raises(error, match=message):
+            registry.update_relying_party(OTHER, **changes)
+    with pytest.raises(RegistryError, match="unknown relying party"):
+        registry.update_relying_party("https://nobody.example/", encryption="aes128-gcm")
+    assert registry.get(OTHER).encryption == "aes128-gcm"  # the refusals changed nothing
+    # the database's own CHECK refuses a name written past the registry
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.CheckViolation)):
+        raw(url, "UPDATE relying_parties SET encryption = 'rsa-1_5'")
+
+
+def test_version_2_relying_parties_get_the_encryption_defaults(url: str, monkeypatch: pytest.MonkeyPatch,
+                                                               sts_keys: KeyFiles,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    pem = sts_keys.cert.read_bytes()
+    version_2 = tuple(migration for migration in schema.MIGRATIONS if migration.version <= 2)
+    with monkeypatch.context() as older:
+        older.setattr(schema, "MIGRATIONS", version_2)
+        with Registry.open(url) as registry:
+            registry.init_schema(issuer=ISSUER)
+        # what version 2 of the code wrote: a certificate "kept for encryption", no way to say how
+        raw(url, "INSERT INTO relying_parties (address, token_type, certificate_pem) VALUES (?, ?, ?)",
+            (OTHER, "1.1", pem))
+        raw(url, "INSERT INTO relying_parties (address, token_type) VALUES (?, ?)", (SERVICE_URL, "2.0"))
+    caplog.set_level(logging.WARNING, logger="wstrust_wsgi.registry")
+    with Registry.open(url) as registry:
+        assert registry.get(OTHER) == RelyingParty(OTHER, token_type="1.1", certificate_pem=pem)
+        assert registry.get(OTHER).encryption == "aes256-gcm" and registry.get(OTHER).key_transport == "rsa-oaep-mgf1p"
+        assert registry.get(SERVICE_URL) == RelyingParty(SERVICE_URL)
+    assert 3 in [row[0] for row in raw(url, "SELECT version FROM schema_version")]
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"now get encrypted tokens (aes256-gcm): {OTHER};" in warning  # named, the party without one is not
+
+
+def test_the_database_accepts_every_encryption_name_of_the_model(registry: Registry, url: str) -> None:
+    from wstrust_wsgi.model import ENCRYPTION_ALGORITHMS, KEY_REFERENCES, KEY_TRANSPORTS
+
+    registry.add_relying_party(RelyingParty(OTHER))
+    for column, names in (("encryption", ENCRYPTION_ALGORITHMS), ("key_transport", KEY_TRANSPORTS),
+                          ("key_reference", KEY_REFERENCES)):
+        for name in names:  # the migration writes its CHECK lists out; they must hold the model's names
+            raw(url, f"UPDATE relying_parties SET {column} = ?", (name,))
+            assert getattr(registry.get(OTHER), column) == name
 
 
 def test_settings(registry: Registry) -> None:
@@ -649,10 +723,10 @@ def test_an_older_schema_is_upgraded_once_on_open_even_by_racing_workers(
     with Registry.open(url) as registry:
         registry.init_schema(issuer=ISSUER)
         registry.add_user("bob", "pw", roles=["admin"])
-    assert [row[0] for row in raw(url, "SELECT version FROM schema_version")] == [1, 2]
+    assert [row[0] for row in raw(url, "SELECT version FROM schema_version")] == ALL_VERSIONS
 
-    # This code now ships version 3; eight workers open the version-2 database at once.
-    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + (schema.Migration(3, "user notes", _v2),))
+    # This code now ships one version more; eight workers open the older database at once.
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + (schema.Migration(NEXT, "user notes", _v2),))
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
 
@@ -670,14 +744,15 @@ def test_an_older_schema_is_upgraded_once_on_open_even_by_racing_workers(
     for thread in threads:
         thread.join(timeout=60)
     assert not errors, errors
-    assert sorted(row[0] for row in raw(url, "SELECT version FROM schema_version")) == [1, 2, 3]
+    assert sorted(row[0] for row in raw(url, "SELECT version FROM schema_version")) == [*ALL_VERSIONS, NEXT]
     assert raw(url, "SELECT name, note FROM users") == [("bob", "migrated")]
 
-    # A failing migration leaves version 3 exactly as it was.
-    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + (schema.Migration(4, "doomed", _v3_fails_half_way),))
+    # A failing migration leaves the version before it exactly as it was.
+    monkeypatch.setattr(schema, "MIGRATIONS",
+                        schema.MIGRATIONS + (schema.Migration(NEXT + 1, "doomed", _v3_fails_half_way),))
     with pytest.raises(RuntimeError, match="half-way"):
         Registry.open(url)
-    assert sorted(row[0] for row in raw(url, "SELECT version FROM schema_version")) == [1, 2, 3]
+    assert sorted(row[0] for row in raw(url, "SELECT version FROM schema_version")) == [*ALL_VERSIONS, NEXT]
     assert "doomed" not in columns(url, "users") and "note" in columns(url, "users")
 
 

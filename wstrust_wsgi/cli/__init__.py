@@ -52,6 +52,7 @@ from .admin import DEFAULT_REGISTRY, REGISTRY_ENV, Handler, add_admin_commands, 
 from .client import add_client_command
 from .demo import ECHO_NS, echo_payload
 from .output import emit, one_line
+from .rp import add_rp_commands
 from .setup import add_setup_commands
 
 __all__ = ["ECHO_NS", "build_parser", "echo_payload", "main"]
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_command(commands)
     add_setup_commands(commands)
     add_admin_commands(commands)
+    add_rp_commands(commands)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""The administration commands: ``init``, ``user``, ``role``, ``sts`` and ``rp`` over the SQL registry.
+"""The administration commands: ``init``, ``user``, ``role`` and ``sts`` over the SQL registry (``rp``: :mod:`.rp`).
 
 WSO2 Identity Server's management-console steps, as commands, on the registry
 a running STS reads (changes reach it without a restart). Each command is a
@@ -23,19 +23,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
-from cryptography.hazmat.primitives import serialization
-
 from .._urls import redact_url, sqlite_path
 from ..errors import BadValue, ConfigurationError, RegistryError
-from ..keys import SigningKey, generate_key_pair, load_certificate
+from ..keys import SigningKey, generate_key_pair
 from ..model import (
-    SIGNATURE_ALGORITHMS, TOKEN_TYPES, RelyingParty, check_address, check_claim_uri, check_claim_value,
+    SIGNATURE_ALGORITHMS, RelyingParty, check_address, check_claim_uri, check_claim_value,
     check_name, shown,
 )
 from .lockout import unlock_user
 from .output import (
-    Result, as_seconds, duration, fingerprint, party_data, party_text, settings_data, settings_text, table,
-    user_data, user_text,
+    Result, fingerprint, settings_data, settings_text, table, user_data, user_text,
 )
 
 if TYPE_CHECKING:
@@ -424,56 +421,6 @@ def _sts_set(args: argparse.Namespace, url: str) -> Result:
     return Result(settings_data(settings), text, tuple(warnings))
 
 
-# ---------------------------------------------------------------------------- rp
-
-
-def _rp_add(args: argparse.Namespace, url: str) -> Result:
-    address = check_address(args.address, "relying-party address")
-    lifetime = (None if args.lifetime is None
-                else _seconds(args.lifetime, "--lifetime", minimum=1, maximum=MAX_LIFETIME))
-    claims = None if args.claim is None else frozenset(check_claim_uri(c) for c in args.claim)
-    pem = None
-    if args.cert is not None:
-        pem = load_certificate(args.cert).public_bytes(serialization.Encoding.PEM)
-    party = RelyingParty(address, token_type=args.token_type, lifetime=lifetime, claims=claims, certificate_pem=pem)
-    with _registry(url) as registry:
-        if registry.get(address) is not None:
-            raise RegistryError(f"relying party {address!r} already exists (remove it first to change it)")
-        registry.add_relying_party(party)
-        stored = _party(registry, address)
-        settings = registry.get_settings()
-    text = (f"Added relying party {address} (clients must name exactly this address in wsp:AppliesTo).\n"
-            + party_text(stored, settings))
-    return Result(party_data(stored), text)
-
-
-def _rp_list(args: argparse.Namespace, url: str) -> Result:
-    with _registry(url) as registry:
-        parties = sorted(registry.list_relying_parties(), key=lambda p: p.address)
-        settings = registry.get_settings()
-    rows = [(p.address, f"SAML {p.token_type}",
-             duration(p.lifetime) if p.lifetime is not None else f"default ({as_seconds(settings.default_lifetime)} s)",
-             "all" if p.claims is None else str(len(p.claims)), "yes" if p.certificate_pem else "-")
-            for p in parties]
-    return Result([party_data(p) for p in parties],
-                  table(("address", "token", "lifetime", "claims", "cert"), rows,
-                         empty="No relying parties (add one with `rp add ADDRESS`)."))
-
-
-def _rp_show(args: argparse.Namespace, url: str) -> Result:
-    with _registry(url) as registry:
-        party = _party(registry, args.address)
-        settings = registry.get_settings()
-    return Result(party_data(party), party_text(party, settings))
-
-
-def _rp_remove(args: argparse.Namespace, url: str) -> Result:
-    with _registry(url) as registry:
-        _party(registry, args.address)
-        registry.remove_relying_party(args.address)
-    return Result({"removed": args.address}, f"Removed relying party {shown(args.address)}.")
-
-
 # ---------------------------------------------------------------------------- the parsers
 
 
@@ -506,7 +453,7 @@ def _password_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_admin_commands(commands: Any) -> None:
-    """Register ``init``, ``user``, ``role``, ``sts`` and ``rp`` on the subcommand group ``commands``.
+    """Register ``init``, ``user``, ``role`` and ``sts`` on the subcommand group ``commands`` (``rp``: :mod:`.rp`).
 
     Each command's parser carries its ``handler`` and the words that name it in
     messages (``where``); :func:`wstrust_wsgi.cli.main` runs the handler.
@@ -580,21 +527,5 @@ def add_admin_commands(commands: Any) -> None:
                       help=f"one of {', '.join(SIGNATURE_ALGORITHMS)}")
     set_.add_argument("--allow-plaintext-http", choices=("yes", "no"),
                       help="accept PasswordText over plain HTTP from non-loopback peers")
-
-    rp = commands.add_parser("rp", help="manage relying parties (add, list, show, remove)")
-    rps = rp.add_subparsers(dest="action", required=True, metavar="ACTION")
-    rp_add = _add_command(rps, "add", _rp_add, "register a relying party by its endpoint address", "rp add")
-    rp_add.add_argument("address", metavar="ADDRESS", help="the exact wsp:AppliesTo address, an http(s) URL "
-                        "or urn:NAMESPACE:NAME (becomes the audience)")
-    rp_add.add_argument("--token-type", choices=TOKEN_TYPES, default="2.0",
-                        help="SAML version when the request names none (default 2.0)")
-    rp_add.add_argument("--lifetime", metavar="SECONDS", help="token lifetime (default: the STS default)")
-    rp_add.add_argument("--claim", action="append", metavar="URI",
-                        help="release only these claims (repeatable; default: all of the user's)")
-    rp_add.add_argument("--cert", metavar="PEMFILE", help="the relying party's certificate (kept for encryption)")
-    _add_command(rps, "list", _rp_list, "list relying parties", "rp list")
-    _add_command(rps, "show", _rp_show, "show one relying party", "rp show").add_argument("address", metavar="ADDRESS")
-    _add_command(rps, "remove", _rp_remove, "remove a relying party", "rp remove").add_argument(
-        "address", metavar="ADDRESS")
 
 

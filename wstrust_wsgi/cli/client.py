@@ -1,7 +1,8 @@
 """The ``client`` command: the WSO2 sample client's steps, as one command.
 
-Request a token from the STS, print it, call the service with it, print the
-reply: what WSO2's sample client does, so that a person can watch a token go
+Request a token from the STS, print it (or, when the STS encrypted it for the
+service, say so: its claims are not the client's to read), call the service
+with it, print the reply: what WSO2's sample client does, so that a person can watch a token go
 round without writing code. It is a thin shell over :class:`StsClient` and
 :func:`call_service`; a refusal by either side is one line on stderr and exit
 1, an unreachable peer exit 2, a bad option (an unreadable ``--payload`` or
@@ -84,9 +85,14 @@ def _client(args: argparse.Namespace) -> int:
     except TransportError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    print(f"Issued token ({token.token_type}), id {token.assertion_id}, valid until "
-          f"{token.expires.isoformat() if token.expires else 'unknown'}:")
-    print(exchange.token_text_from_args(args, token.assertion))
+    valid = token.expires.isoformat() if token.expires else "unknown"
+    if token.encrypted:  # ciphertext: printing it would show nothing, and the claims are not ours to read
+        whom = f" ({token.encrypted_for})" if token.encrypted_for else ""
+        print(f"Issued token ({token.token_type}), id {token.assertion_id}, valid until {valid}: encrypted for "
+              f"the service{whom}; only the service can read its claims, and it is passed on unchanged.")
+    else:
+        print(f"Issued token ({token.token_type}), id {token.assertion_id}, valid until {valid}:")
+        print(exchange.token_text_from_args(args, token.assertion))
     if args.no_call:
         return 0
     try:

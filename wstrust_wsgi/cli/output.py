@@ -131,28 +131,37 @@ def certificate_data(pem: bytes | None) -> dict[str, Any] | None:
     except ValueError:
         return {"pem": pem.decode("ascii", "replace"), "error": "not a PEM certificate"}
     return {"subject": cert.subject.rfc4514_string(), "sha256": fingerprint(cert),
+            "sha1": cert.fingerprint(hashes.SHA1()).hex(":").upper(),  # the thumbprint AD FS and Windows show
             "not_after": cert.not_valid_after_utc.isoformat(), "pem": pem.decode("ascii")}
 
 
 def party_data(party: RelyingParty) -> dict[str, Any]:
-    """A relying party as ``--json`` shows it."""
+    """A relying party as ``--json`` shows it (``encryption``: None when its tokens go in clear)."""
     return {"address": party.address, "token_type": party.token_type,
             "lifetime": None if party.lifetime is None else as_seconds(party.lifetime),
             "claims": None if party.claims is None else sorted(party.claims),
-            "certificate": certificate_data(party.certificate_pem)}
+            "certificate": certificate_data(party.certificate_pem),
+            "encryption": None if party.certificate_pem is None else {
+                "algorithm": party.encryption, "key_transport": party.key_transport,
+                "key_reference": party.key_reference}}
 
 
 def party_text(party: RelyingParty, settings: StsSettings) -> str:
     """A relying party as a person reads it; ``settings`` supply the defaults it falls back on."""
     cert = certificate_data(party.certificate_pem)
+    legacy = " (legacy: CBC, no integrity)" if party.encryption.endswith("-cbc") else ""
     return fields([
         ("address", party.address),
         ("token type", f"SAML {party.token_type}"),
         ("lifetime", duration(party.lifetime) if party.lifetime is not None
          else f"STS default, {duration(settings.default_lifetime)}"),
         ("claims released", "all of the user's" if party.claims is None else sorted(party.claims) or ["none"]),
+        ("encryption", "none (tokens are sent in clear)" if cert is None else
+         f"{party.encryption}{legacy}, key transport {party.key_transport}, certificate named by "
+         f"{party.key_reference}"),
         ("certificate", "-" if cert is None else cert.get("error") or
-         [cert["subject"], f"SHA-256 {cert['sha256']}", f"valid until {cert['not_after']}"]),
+         [cert["subject"], f"SHA-1 thumbprint {cert['sha1']}", f"SHA-256 {cert['sha256']}",
+          f"valid until {cert['not_after']}"]),
     ])
 
 

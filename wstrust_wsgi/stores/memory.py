@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from ..errors import ConfigurationError, StoreUnavailable
-from ..model import TOKEN_TYPES, PasswordProof, Principal, RelyingParty, User
+from ..model import TOKEN_TYPES, PasswordProof, Principal, RelyingParty, User, encryption_certificate
 from .passwords import dummy_hash, hash_password, password_matches
 
 # User and hash_password are imported from here by older code: both stay importable.
@@ -61,6 +61,8 @@ class MemoryRelyingPartyStore:
         for party in parties:
             if party.token_type not in TOKEN_TYPES:
                 raise ConfigurationError(f"relying party {party.address}: token_type must be '2.0' or '1.1'")
+            if party.certificate_pem is not None:  # readable, RSA, big enough; its dates are checked per request
+                encryption_certificate(party.certificate_pem, f"relying party {party.address}")
             self._parties[party.address] = party
 
     def get(self, address: str) -> RelyingParty | None:

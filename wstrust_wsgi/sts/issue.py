@@ -5,7 +5,9 @@ which becomes the token's audience; the TokenType (or the party's own
 setting) picks SAML 2.0 or 1.1; the lifetime is the party's (or the STS
 default), shortened by the request's ``wst:Lifetime/wsu:Expires`` when that
 comes sooner. The answer is the RSTR (in a Collection for WS-Trust 1.3) with
-the signed assertion, its references, AppliesTo and Lifetime.
+the signed assertion, its references, AppliesTo and Lifetime. For a party with
+an encryption certificate the signed assertion is then encrypted for it
+(:mod:`.encryption`); the references still name the assertion's ID.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..model import Principal, RelyingParty
 from ..saml import SAML2, SAML11, AssertionContent, AssertionSigner, SamlVersion, version_for_token_type
 from ..stores import RelyingPartyStore
 from .binding import TrustCall, uris
+from .encryption import encrypt_token
 
 log = logging.getLogger("wstrust_wsgi.sts")
 
@@ -57,6 +60,8 @@ class IssueBinding:
             attributes=self._attributes(principal, party),
         )
         assertion = self._signer.sign(version, content, algorithm=settings.signature_algorithm)
+        if party.certificate_pem is not None:  # sign, then encrypt exactly the signed bytes
+            assertion = encrypt_token(version, assertion, party, now)
         answer = wstrust.response_envelope(
             call.envelope.version,
             request,
@@ -69,8 +74,10 @@ class IssueBinding:
             relates_to=call.relates_to,
         )
         log.info(
-            "issued: SAML %s token %s to %r for %s (WS-Trust %s, SOAP %s, valid until %s) (%s)",
-            version.name, content.assertion_id, principal.name, party.address,
+            "issued: SAML %s token %s%s to %r for %s (WS-Trust %s, SOAP %s, valid until %s) (%s)",
+            version.name, content.assertion_id,
+            "" if party.certificate_pem is None else f" encrypted ({party.encryption}, {party.key_transport})",
+            principal.name, party.address,
             request.dialect.name, call.envelope.version.name, content.not_on_or_after.isoformat(), call.request,
             extra=call.request.extra,
         )

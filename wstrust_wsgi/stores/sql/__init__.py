@@ -13,6 +13,7 @@ The package, one concern per module:
 
 =================  ==============================================================
 :mod:`.registry`   :class:`Registry` and :class:`UserInfo`: what is stored, read and changed
+:mod:`.parties`    the ``relying_parties`` table: a RelyingParty as one row, and back
 :mod:`.checks`     what the registry accepts (the rules of :mod:`wstrust_wsgi.model`)
 :mod:`.schema`     the tables and their migrations, schema versions
 :mod:`.db`         SQLite and PostgreSQL: dialects, drivers, connections, transactions

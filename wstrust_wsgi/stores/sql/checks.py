@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
-from cryptography import x509
-
 from ...errors import ConfigurationError
-from ...model import TOKEN_TYPES, RelyingParty, check_address, check_claim_uri, check_claim_value, check_name
+from ...model import (
+    TOKEN_TYPES, RelyingParty, check_address, check_claim_uri, check_claim_value, check_name, encryption_certificate,
+)
 
 __all__ = ["claims", "duration", "findable", "names", "party", "password", "reference"]
 
@@ -95,12 +95,6 @@ def party(given: object) -> RelyingParty:
                                      f"not {given.claims!r}")
         for claim in given.claims:
             check_claim_uri(claim)
-    if given.certificate_pem is not None:
-        if not isinstance(given.certificate_pem, bytes):
-            raise ConfigurationError(f"relying party {address}: certificate_pem must be PEM bytes")
-        try:
-            x509.load_pem_x509_certificate(given.certificate_pem)
-        except ValueError as exc:
-            raise ConfigurationError(f"relying party {address}: certificate_pem is not a PEM certificate "
-                                     f"({exc})") from None
+    if given.certificate_pem is not None:  # its dates are checked by the CLI and on every request
+        encryption_certificate(given.certificate_pem, f"relying party {address}")
     return given

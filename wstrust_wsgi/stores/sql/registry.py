@@ -7,7 +7,6 @@ accepts, in :mod:`.checks`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 from ...errors import ConfigurationError, RegistryError
 from ...model import SIGNATURE_ALGORITHMS, PasswordProof, Principal, RelyingParty, StsSettings, check_name
 from .. import passwords
-from . import checks, schema
+from . import checks, parties, schema
 from .db import Database, Kind, Tx, driver_for
 
 __all__ = ["Registry", "UserInfo"]
@@ -355,22 +354,22 @@ class Registry:
 
         :raises RegistryError: the address is registered already.
         :raises ConfigurationError: not an absolute URL or URN, a token type
-            other than '2.0' / '1.1', a lifetime <= 0, or a certificate that is not PEM.
+            other than '2.0' / '1.1', a lifetime <= 0, or an encryption
+            certificate that is not a PEM certificate of an RSA key (2048 bits or more).
         """
         checks.party(party)
-        lifetime = None if party.lifetime is None else party.lifetime // timedelta(microseconds=1)
-        claims = None if party.claims is None else json.dumps(sorted(party.claims))
+        self._db.run(Kind.WRITE, lambda tx: parties.insert(tx, party))
 
-        def work(tx: Tx) -> None:
-            inserted = tx.execute(
-                "INSERT INTO relying_parties (address, token_type, lifetime_us, claims, certificate_pem) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (address) DO NOTHING",
-                (party.address, party.token_type, lifetime, claims, party.certificate_pem),
-            ).rowcount
-            if inserted == 0:
-                raise RegistryError(f"relying party {party.address!r} is already registered")
+    def update_relying_party(self, address: str, /, **changes: Any) -> RelyingParty:
+        """Change fields of a registered party in one transaction (``certificate_pem=None`` stops
+        encrypting its tokens); the party as now stored.
 
-        self._db.run(Kind.WRITE, work)
+        :raises RegistryError: no party at that address.
+        :raises ConfigurationError: an unknown field, the address, or a value
+            :meth:`add_relying_party` would refuse.
+        """
+        checks.reference("relying party address", address)
+        return self._db.run(Kind.WRITE, lambda tx: parties.update(tx, address, changes))
 
     def remove_relying_party(self, address: str) -> None:
         """Unregister a relying party. :raises RegistryError: no party at that address."""
@@ -384,18 +383,15 @@ class Registry:
 
     def list_relying_parties(self) -> list[RelyingParty]:
         """Every relying party, sorted by address."""
-        rows = self._db.run(Kind.READ, lambda tx: tx.all(
-            "SELECT address, token_type, lifetime_us, claims, certificate_pem FROM relying_parties"))
-        return sorted((self._party(row) for row in rows), key=lambda party: party.address)
+        rows = self._db.run(Kind.READ, lambda tx: tx.all(parties.SELECT))
+        return sorted((parties.from_row(row) for row in rows), key=lambda party: party.address)
 
     def get(self, address: str) -> RelyingParty | None:
         """The relying party registered under exactly ``address`` (one indexed lookup), or None."""
         if not checks.findable(address):
             return None
-        row = self._db.run(Kind.READ, lambda tx: tx.one(
-            "SELECT address, token_type, lifetime_us, claims, certificate_pem FROM relying_parties WHERE address = ?",
-            (address,)))
-        return None if row is None else self._party(row)
+        row = self._db.run(Kind.READ, lambda tx: tx.one(f"{parties.SELECT} WHERE address = ?", (address,)))
+        return None if row is None else parties.from_row(row)
 
     # ------------------------------------------------------------------ settings
 
@@ -562,17 +558,6 @@ class Registry:
                                    (user_id,)):
             claims.setdefault(claim, []).append(value)
         return roles, {claim: tuple(values) for claim, values in claims.items()}
-
-    @staticmethod
-    def _party(row: tuple[Any, ...]) -> RelyingParty:
-        address, token_type, lifetime, claims, pem = row
-        return RelyingParty(
-            address=address,
-            token_type=token_type,
-            lifetime=None if lifetime is None else _microseconds(lifetime),
-            claims=None if claims is None else frozenset(json.loads(claims)),
-            certificate_pem=None if pem is None else bytes(pem),
-        )
 
     def _read_settings(self, tx: Tx) -> StsSettings:
         row = tx.one("SELECT issuer, default_lifetime_us, clock_skew_us, signature_algorithm, allow_plaintext_http "

@@ -7,7 +7,8 @@ ones (:func:`migrate`), all in one transaction (both databases have
 transactional DDL), under SQLite's write lock or a PostgreSQL advisory lock, so
 that workers starting together upgrade once and a failed upgrade leaves the
 previous version intact. A database newer than this code is refused rather
-than used. Version 1 is the layout of :func:`_create_v1`; version 2 adds the lockout table.
+than used. Version 1 is the layout of :func:`_create_v1`; version 2 adds the lockout table;
+version 3 how relying parties' tokens are encrypted.
 """
 
 from __future__ import annotations
@@ -102,10 +103,37 @@ def _create_v2(tx: Tx) -> None:
     tx.execute("CREATE INDEX lockout_expires ON lockout (expires_us)")
 
 
+def _create_v3(tx: Tx) -> None:
+    """How a relying party's tokens are encrypted for its ``certificate_pem`` (issue 11).
+
+    Three short names, checked by :mod:`wstrust_wsgi.model` and here (the
+    lists are written out, not imported: a released step never changes; a test
+    pins them to the model's): rows of version 2 (some with a certificate kept
+    "for encryption") get the defaults, AES-256-GCM with RSA-OAEP, the
+    certificate named by issuer and serial.
+    """
+    for column, default, allowed in (
+        ("encryption", "aes256-gcm", ("aes256-gcm", "aes128-gcm", "aes256-cbc", "aes128-cbc")),
+        ("key_transport", "rsa-oaep-mgf1p", ("rsa-oaep-mgf1p", "rsa-oaep")),
+        ("key_reference", "issuer-serial", ("issuer-serial", "ski", "thumbprint")),
+    ):
+        names = ", ".join(f"'{name}'" for name in allowed)  # constants, never user input
+        tx.execute(f"ALTER TABLE relying_parties ADD COLUMN {column} TEXT NOT NULL DEFAULT '{default}' "
+                   f"CHECK ({column} IN ({names}))")
+    # A certificate stored before this version was kept "for encryption" and used for nothing;
+    # from now on the STS encrypts for it. Say so once, naming the parties, so nobody is surprised.
+    encrypted = [row[0] for row in tx.all("SELECT address FROM relying_parties WHERE certificate_pem IS NOT NULL")]
+    if encrypted:
+        log.warning("relying parties with a certificate now get encrypted tokens (aes256-gcm): %s; "
+                    "`wstrust-wsgi rp set ADDRESS --no-encrypt` sends a party's tokens in clear again",
+                    ", ".join(sorted(encrypted)))
+
+
 #: Every schema version, in order. Append; never edit a released step.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "users, roles, claims, relying parties, settings", _create_v1),
     Migration(2, "failed-authentication lockout", _create_v2),
+    Migration(3, "relying-party token encryption", _create_v3),
 )
 
 
