@@ -17,7 +17,10 @@ from pathlib import Path
 from lxml import etree
 
 from _support import KeyFiles, key_files, xmlsec1_verify
-from _support.deployment import ADMIN_PASSWORD, Gunicorn, free_port, init_registry, sqlite_url, write_config
+from _support.deployment import (
+    ADMIN_PASSWORD, ISSUER, Gunicorn, free_port, init_registry, sqlite_url, write_config,
+)
+from _support.net import wait_listening
 from wstrust_wsgi import StsClient, UrllibTransport, generate_demo_key_pair, xmlenc
 
 ENCRYPTED_SERVICE = "https://secret.example.org/soap"
@@ -72,3 +75,63 @@ def test_the_deployed_sts_encrypts_for_a_party_registered_with_rp_add_encrypt_ce
         server.stop()
     log = server.text()
     assert f"encrypted (aes256-gcm, rsa-oaep-mgf1p) to 'admin' for {ENCRYPTED_SERVICE}" in log, log
+
+
+def test_the_whole_round_trip_under_gunicorn_sts_client_and_a_decrypting_service(
+        tmp_path: Path, sts_keys: KeyFiles) -> None:
+    """Both sides deployed: the STS encrypts for the service's certificate, ``wstrust-wsgi client`` carries the
+    opaque token, the service (``require_encryption=True``) decrypts it and answers. GCM by default; CBC
+    only once the operator chose it for the party and the service opted in for this STS with a key of its
+    own; CBC under the GCM key is refused."""
+    keydir = tmp_path / "keys"
+    keydir.mkdir()
+    for stem in ("rp", "peer"):
+        generate_demo_key_pair(f"test {stem}", keydir, stem)
+    (keydir / "sts.crt").write_bytes(sts_keys.cert.read_bytes())
+    service_port, sts_port = free_port(), free_port()
+    service_url = f"http://127.0.0.1:{service_port}/soap"
+    registry = sqlite_url(tmp_path / "registry.db")
+    init_registry(registry)
+
+    def rp(*args: str) -> None:
+        done = admin("rp", *args, "--registry", registry, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+
+    def client() -> subprocess.CompletedProcess[str]:
+        return admin("client", "--sts", f"http://127.0.0.1:{sts_port}/services/sts", "--service", service_url,
+                     "--password", ADMIN_PASSWORD, "--message", "sealed", cwd=tmp_path)
+
+    rp("add", service_url, "--encrypt-cert", str(keydir / "rp.crt"))
+    config = write_config(tmp_path, {
+        "keys": {"signing_key": str(sts_keys.key), "signing_cert": str(sts_keys.cert)},
+        "registry": {"url": registry},
+        "replay": {"nonce_cache": "memory:"},
+    })
+    sts = Gunicorn(f'wstrust_wsgi.deploy:make_app("{config}")', port=sts_port, cwd=tmp_path,
+                   log=tmp_path / "sts.log")
+    service = Gunicorn(f'_support.encrypted:sts_peer_app("{keydir}", "{ISSUER}", "{service_url}")',
+                       port=service_port, cwd=tmp_path, log=tmp_path / "service.log",
+                       args=("--pythonpath", str(Path(__file__).resolve().parent)))
+    try:
+        sts.wait_started()
+        wait_listening(service_port, service.process, service.log)
+        answered = client()
+        assert answered.returncode == 0, answered.stderr
+        assert "encrypted for the service" in answered.stdout
+        assert "<echo:Message>sealed</echo:Message>" in answered.stdout, answered.stdout
+
+        rp("set", service_url, "--encrypt-cert", str(keydir / "peer.crt"), "--encryption", "aes256-cbc")
+        answered = client()
+        assert answered.returncode == 0 and "<echo:Message>sealed</echo:Message>" in answered.stdout, (
+            answered.stdout + answered.stderr)
+
+        rp("set", service_url, "--encrypt-cert", str(keydir / "rp.crt"))  # still CBC, now under the GCM key
+        refused = client()
+        assert refused.returncode != 0 and "<echo:Message>" not in refused.stdout
+    finally:
+        sts.stop()
+        service.stop()
+    sts_log, service_log = sts.text(), service.text()
+    assert "encrypted (aes256-gcm, rsa-oaep-mgf1p) to 'admin'" in sts_log
+    assert "encrypted (aes256-cbc, rsa-oaep-mgf1p) to 'admin'" in sts_log
+    assert service_log.count("admitted: ") == 2, service_log

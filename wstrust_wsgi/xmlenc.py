@@ -36,16 +36,17 @@ Decryption is built against the published attacks on XML Encryption:
 * **The plaintext is untrusted XML**: it goes through :func:`wstrust_wsgi._xml.parse`, with its
   refusal of DTDs and entities and its size and depth limits.
 
-How the roles will use it (issue 11; not wired yet):
+How the roles use it:
 
 * The STS signs the assertion, then ``encrypt(signed_bytes, rp_certificate, settings)`` and
   places the EncryptedData in ``saml2:EncryptedAssertion`` (SAML 2.0) or directly in
   ``wst:RequestedSecurityToken`` (SAML 1.1, as AD FS does). This module knows no SAML.
-* The middleware builds one :class:`Decrypter` per policy at start-up (its ``decryption_keys``,
-  several for rollover), finds the EncryptedData with :func:`encrypted_data_of` and decrypts
-  with ``scope`` set to the token element; the returned element is then verified exactly as
-  a plain token. Any refusal of a decrypted token (signature, conditions) must raise the same
-  ``DecryptionFailed``: otherwise the signature check becomes the oracle the CBC attack needs.
+* The middleware (:mod:`wstrust_wsgi._encrypted`) builds one :class:`Decrypter` per policy at
+  start-up (its ``decryption_keys``, several for rollover), finds the EncryptedData with
+  :func:`encrypted_data_of` and decrypts with ``scope`` set to the token element; the returned
+  element is then verified exactly as a plain token. Any refusal of a decrypted token (signature,
+  conditions) raises the same ``DecryptionFailed``: otherwise the signature check becomes the
+  oracle the CBC attack needs, and distinct faults would tell the bearer what the ciphertext hides.
 """
 
 from __future__ import annotations

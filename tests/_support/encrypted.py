@@ -49,3 +49,14 @@ def gunicorn_app(keydir: str, issuer: str, audience: str, peer_issuer: str) -> R
         decryption_keys=[(keys / "rp.key", keys / "rp.crt"),
                          LegacyCbcKey((keys / "peer.key", keys / "peer.crt"), issuer=peer_issuer)],
     )
+
+
+def sts_peer_app(keydir: str, issuer: str, audience: str) -> RelyingPartyMiddleware:
+    """The echo service for the whole deployed round trip: it trusts ``keydir``/sts.crt and decrypts GCM with
+    rp.key and, for our own STS as the named legacy peer, CBC with peer.key (a key of its own)."""
+    keys = Path(keydir)
+    return RelyingPartyMiddleware(
+        echo, audience=audience, issuer=issuer, trusted_certs=[keys / "sts.crt"], require_encryption=True,
+        decryption_keys=[(keys / "rp.key", keys / "rp.crt"),
+                         LegacyCbcKey((keys / "peer.key", keys / "peer.crt"), issuer=issuer)],
+    )
