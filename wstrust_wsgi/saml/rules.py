@@ -14,6 +14,7 @@ from cryptography import x509
 from lxml import etree
 
 from .. import ns
+from .._checks import Trace
 from ..errors import InvalidSecurityToken
 from ..xmldsig import AlgorithmPolicy, Candidate, KeyResolver
 
@@ -111,29 +112,57 @@ class Window:
     confirmation_limits: tuple[datetime, ...]
     issue_instant: datetime | None
 
-    def check(self, now: datetime, skew: timedelta) -> None:
+    def check(self, now: datetime, skew: timedelta, trace: Trace | None = None) -> None:
+        """Refuse (naming the check, now and the skew) a window ``now`` is outside of, ``skew`` allowed."""
+        at = f"now {now.isoformat()}, clock skew {skew}"
         if self.not_before is not None and now + skew < self.not_before:
             raise InvalidSecurityToken(f"not valid before {self.not_before.isoformat()} (now {now.isoformat()})",
-                                       reason=_EXPIRED_REASON)
+                                       reason=_EXPIRED_REASON, check="not-before",
+                                       expected=f"NotBefore <= now + skew ({at})",
+                                       actual=f"NotBefore {self.not_before.isoformat()}")
+        if trace is not None:
+            trace.passed("not-before", f"NotBefore <= now + skew ({at})",
+                         f"NotBefore {self.not_before.isoformat()}" if self.not_before else "no NotBefore")
         if now - skew >= self.not_on_or_after:
             raise InvalidSecurityToken(f"expired at {self.not_on_or_after.isoformat()} (now {now.isoformat()})",
-                                       reason=_EXPIRED_REASON)
+                                       reason=_EXPIRED_REASON, check="expiry",
+                                       expected=f"NotOnOrAfter > now - skew ({at})",
+                                       actual=f"NotOnOrAfter {self.not_on_or_after.isoformat()}")
+        if trace is not None:
+            trace.passed("expiry", f"NotOnOrAfter > now - skew ({at})",
+                         f"NotOnOrAfter {self.not_on_or_after.isoformat()}")
         for limit in self.confirmation_limits:
             if now - skew >= limit:
                 raise InvalidSecurityToken(f"subject confirmation expired at {limit.isoformat()}",
-                                           reason=_EXPIRED_REASON)
+                                           reason=_EXPIRED_REASON, check="confirmation-expiry",
+                                           expected=f"SubjectConfirmationData NotOnOrAfter > now - skew ({at})",
+                                           actual=f"NotOnOrAfter {limit.isoformat()}")
+        if trace is not None:
+            trace.passed("confirmation-expiry", f"NotOnOrAfter > now - skew ({at})",
+                         ", ".join(limit.isoformat() for limit in self.confirmation_limits) or "none")
         if self.issue_instant is not None and self.issue_instant > now + skew:
             raise InvalidSecurityToken(f"IssueInstant {self.issue_instant.isoformat()} is in the future",
-                                       reason=_EXPIRED_REASON)
+                                       reason=_EXPIRED_REASON, check="issue-instant",
+                                       expected=f"IssueInstant <= now + skew ({at})",
+                                       actual=f"IssueInstant {self.issue_instant.isoformat()}")
+        if trace is not None:
+            trace.passed("issue-instant", f"IssueInstant <= now + skew ({at})",
+                         f"IssueInstant {self.issue_instant.isoformat()}" if self.issue_instant else "none")
 
 
-def check_audiences(restrictions: Sequence[Sequence[str]], policy: ValidationPolicy) -> None:
+def check_audiences(restrictions: Sequence[Sequence[str]], policy: ValidationPolicy,
+                    trace: Trace | None = None) -> None:
     """Every AudienceRestriction must name one of the policy's audiences (SAML 2.0 core 2.5.1.4)."""
     if not restrictions or any(not r for r in restrictions):
-        raise InvalidSecurityToken("assertion has no audience restriction")
+        raise InvalidSecurityToken("assertion has no audience restriction", check="audience",
+                                   expected=f"an AudienceRestriction naming one of {sorted(policy.audiences)!r}",
+                                   actual=f"restrictions {[list(r) for r in restrictions]!r}")
     for restriction in restrictions:
         if not policy.audiences.intersection(restriction):
             raise InvalidSecurityToken(
                 f"audiences {list(restriction)!r} do not include {sorted(policy.audiences)!r}",
-                reason="The security token was not issued for this service.",
+                reason="The security token was not issued for this service.", check="audience",
+                expected=f"one of {sorted(policy.audiences)!r}", actual=f"{list(restriction)!r}",
             )
+    if trace is not None:
+        trace.passed("audience", f"one of {sorted(policy.audiences)!r}", [list(r) for r in restrictions])
