@@ -40,7 +40,7 @@ from lxml import etree
 from webob import Request
 
 from . import _arguments, _wsgi, _xml, soap, wssecurity
-from ._checks import Trace
+from ._checks import Trace, record
 from ._health import Health, Probe, replay_probe
 from ._log import TrustedProxies
 from ._reuse import FastAdmission
@@ -245,23 +245,22 @@ class RelyingPartyMiddleware:
                   trace: Trace | None = None) -> etree._Element:
         """Parse the envelope and return its one Security header, its Timestamp checked."""
         envelope = soap.parse_envelope(body, content_type=content_type, max_bytes=self._max_body)
+        record(trace, "envelope", "SOAP 1.1 or 1.2, as the content type says", f"SOAP {envelope.version.name}")
         headers = envelope.header_blocks()
         for header in headers:
             if header.tag not in self._understood and envelope.must_understand(header):
                 raise MustUnderstand(f"header {header.tag} has mustUnderstand and is not understood",
                                      expected="only understood headers", actual=header.tag)
+        record(trace, "must-understand", "only understood headers", "no other header has mustUnderstand")
         security = wssecurity.security_header(headers, envelope.version.namespace)
         if security is None:
             raise InvalidSecurity("no wsse:Security header", check="security-header", expected="1", actual="none",
                                   reason="A wsse:Security header with a SAML assertion is required.")
+        record(trace, "security-header", "1", "1")
         timestamp = wssecurity.read_timestamp(security)
         if timestamp is not None:
             wssecurity.check_timestamp(timestamp, now=now, skew=self.policy.clock_skew)
-        if trace is not None:
-            trace.passed("envelope", "SOAP 1.1 or 1.2, as the content type says", f"SOAP {envelope.version.name}")
-            trace.passed("must-understand", "only understood headers", f"{len(headers)} header block(s)")
-            trace.passed("security-header", "1", "1")
-            trace.passed("timestamp", "current, if present", timestamp or "no wsu:Timestamp")
+        record(trace, "timestamp", "current, if present", "current" if timestamp else "no wsu:Timestamp")
         return security
 
     def _verify(self, body: bytes, content_type: str | None, now: datetime,
@@ -275,12 +274,10 @@ class RelyingPartyMiddleware:
                 reason="The wsse:Security header must carry exactly one SAML assertion.",
                 check="one-token", expected="1", actual=len(assertions),
             )
-        if trace is not None:
-            trace.passed("one-token", "1", "1")
+        record(trace, "one-token", "1", "1")
         verified = verify_assertion(assertions[0], self.policy, now=now, cache=self._verified, trace=trace)
         check_unique_id(security, verified.assertion_id, assertions[0])
-        if trace is not None:
-            trace.passed("unique-id", "held by the assertion only", "held by the assertion only")
+        record(trace, "unique-id", "held by the assertion only", "held by the assertion only")
         return verified
 
     def explain(self, body: bytes, content_type: str | None, *, now: datetime | None = None

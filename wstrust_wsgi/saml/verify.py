@@ -36,11 +36,11 @@ _ID_NAMES = frozenset(["ID", "AssertionID", "Id"])
 _FOREVER = (datetime.min.replace(tzinfo=timezone.utc), datetime.max.replace(tzinfo=timezone.utc))
 
 
-def _signature_shape(root: etree._Element, version: SamlVersion, policy: ValidationPolicy
-                     ) -> tuple[str, xmldsig.Parts]:
+def _signature_shape(root: etree._Element, version: SamlVersion, policy: ValidationPolicy,
+                     trace: Trace | None = None) -> tuple[str, xmldsig.Parts]:
     """Refuse any signature that is not one enveloped signature over this very assertion; its ID and parts."""
     return xmldsig.enveloped_shape(root, id_attribute=version.id_attribute, id_names=_ID_NAMES,
-                                   algorithms=policy.algorithms)
+                                   algorithms=policy.algorithms, trace=trace)
 
 
 def _check_signature_shape(root: etree._Element, version: SamlVersion, policy: ValidationPolicy) -> str:
@@ -315,7 +315,7 @@ def _verify_copy(
     cache: VerificationCache | None, key: bytes, trace: Trace | None = None,
 ) -> VerifiedAssertion:
     try:
-        assertion_id, parts = _signature_shape(root, version, policy)
+        assertion_id, parts = _signature_shape(root, version, policy, trace)
     except MalformedMessage as exc:  # e.g. two SignedInfo: a signature we will not read
         raise FailedCheck(f"malformed signature: {exc.detail}", check="signature-shape") from None
     if trace is not None:
@@ -335,13 +335,12 @@ def _verify_copy(
 
 
 def _trace_shape(trace: Trace, assertion_id: str, parts: xmldsig.Parts) -> None:
-    """Record the shape and algorithm checks :func:`_signature_shape` passed."""
-    trace.passed("signed", "one ds:Signature", "one ds:Signature")
-    trace.passed("signature-shape", f"one enveloped signature, Reference URI '#{assertion_id}'",
-                 f"Reference URI {parts.references[0].get('URI')!r}")
+    """Record the algorithm and shape checks :func:`_signature_shape` passed (they interleave there)."""
     trace.passed("algorithms", "allowed by the policy",
                  f"SignatureMethod {parts.method.get('Algorithm')}, DigestMethod "
                  f"{parts.digest_methods[0].get('Algorithm')}, c14n {parts.c14n_method.get('Algorithm')}")
+    trace.passed("signature-shape", f"one enveloped signature, Reference URI '#{assertion_id}'",
+                 f"Reference URI {parts.references[0].get('URI')!r}")
 
 
 def _read_claims(
@@ -409,3 +408,39 @@ def _read_claims(
         element=signed,
     )
     return verified, window, tuple(tuple(r) for r in restrictions)
+
+
+def unverified_claims(assertion: etree._Element) -> dict[str, object]:
+    """What ``assertion`` says, read WITHOUT verifying it, by the same readers the verifier uses.
+
+    For showing a token to a person only (``wstrust-wsgi diagnose`` prints it
+    beside the checks, refused tokens included): nothing read here is signed
+    or trusted, so never admit or authorize anything on its strength. Raises
+    :class:`~wstrust_wsgi.errors.InvalidSecurityToken` for what the readers
+    refuse (no Subject, several subjects, a duplicated element).
+    """
+    version = version_of(assertion)
+    if version is None:
+        raise InvalidSecurityToken(f"{assertion.tag} is not a SAML 1.1 or 2.0 assertion")
+    try:
+        reader = _read_saml2 if version is SAML2 else _read_saml11
+        issuer, subject, restrictions, _, conditions, _, _ = reader(assertion)
+        attributes = _attributes_saml2(assertion) if version is SAML2 else _attributes_saml11(assertion)
+    except MalformedMessage as exc:
+        raise InvalidSecurityToken(f"malformed assertion: {exc.detail}") from None
+    if version is SAML2:
+        methods = [c.get("Method", "") for c in assertion.iter(_S2["SubjectConfirmation"])]
+    else:
+        methods = [_xml.text(m) for m in assertion.iter(_xml.qname(ns.SAML1, "ConfirmationMethod"))]
+    return {
+        "version": version.name,
+        "id": assertion.get(version.id_attribute, ""),
+        "issuer": issuer,
+        "subject": subject,
+        "audiences": [a for r in restrictions for a in r],
+        "not_before": _time_attr(conditions, "NotBefore"),
+        "not_on_or_after": _time_attr(conditions, "NotOnOrAfter"),
+        "issue_instant": _time_attr(assertion, "IssueInstant"),
+        "attributes": attributes,
+        "confirmation": methods,
+    }

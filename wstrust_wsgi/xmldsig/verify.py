@@ -170,7 +170,7 @@ def id_holders(document: etree._Element, reference_id: str, id_names: frozenset[
 
 
 def enveloped_shape(root: etree._Element, *, id_attribute: str, id_names: frozenset[str],
-                    algorithms: AlgorithmPolicy) -> tuple[str, Parts]:
+                    algorithms: AlgorithmPolicy, trace: Trace | None = None) -> tuple[str, Parts]:
     """Refuse anything but one enveloped signature over ``root`` by its unique ID; return the ID and the parts.
 
     ``root`` must carry its ID in ``id_attribute``, one ds:Signature in the
@@ -187,6 +187,8 @@ def enveloped_shape(root: etree._Element, *, id_attribute: str, id_names: frozen
     if not signatures:
         raise FailedCheck(f"{what} is not signed", reason="The security token is not signed.", check="signed",
                           expected="one ds:Signature", actual="none")
+    if trace is not None:
+        trace.passed("signed", "one ds:Signature", f"{len(signatures)} ds:Signature")
     if len(signatures) > 1 or signatures[0].getparent() is not root:
         raise FailedCheck(f"{what} must carry exactly one signature, as its own child", check="signature-shape",
                           expected=f"one ds:Signature, child of the {what}",
@@ -326,12 +328,18 @@ def _by_key(signature: etree._Element, method: Algorithm, value: bytes, signed_i
                       actual="; ".join(failures) or "no trusted certificate configured")
 
 
+def thumbprints(certificate: x509.Certificate) -> tuple[str, str]:
+    """The SHA-1 and SHA-256 thumbprints in upper-case hex, as AD FS and Windows show them (SHA-1 names a
+    certificate there, it secures nothing here)."""
+    return (certificate.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303
+            certificate.fingerprint(hashes.SHA256()).hex().upper())
+
+
 def _named(candidate: Candidate) -> str:
     """A candidate as a person compares it: its subject and thumbprints (for a failure only)."""
     if candidate.certificate is None:
         return candidate.name()
-    sha1 = candidate.certificate.fingerprint(hashes.SHA1()).hex()  # noqa: S303 - a thumbprint, as AD FS shows it
-    sha256 = candidate.certificate.fingerprint(hashes.SHA256()).hex()
+    sha1, sha256 = thumbprints(candidate.certificate)
     return f"{candidate.name()} (SHA-1 {sha1}, SHA-256 {sha256}, valid {candidate.not_before} to {candidate.not_after})"
 
 
@@ -367,12 +375,17 @@ def verify_enveloped(
         raise _failed(exc) from None
     if trace is not None:
         trace.passed("digest", "the Reference's DigestValue", f"{b64encode(digest).decode()} (matches)")
-    candidate = _by_key(parts.signature, method, value, signed_info, keys, now)
-    if trace is not None:
-        trace.passed("signing-key", "a trusted certificate", _named(candidate))
+    try:
+        candidate = _by_key(parts.signature, method, value, signed_info, keys, now)
+    except FailedCheck as fault:
+        if trace is not None and fault.check == "signing-key":  # some trusted certificate was in date
+            trace.passed("certificate-validity", f"valid at {now.isoformat()}", "a trusted certificate is valid")
+        raise
     if trace is not None and candidate.certificate is not None:
         trace.passed("certificate-validity", f"valid at {now.isoformat()}",
                      f"valid {candidate.not_before} to {candidate.not_after}")
+    if trace is not None:
+        trace.passed("signing-key", "a trusted certificate", _named(candidate))
     return _verified(candidate, (root,), method)
 
 
