@@ -245,7 +245,7 @@ class RelyingPartyMiddleware:
                   trace: Trace | None = None) -> etree._Element:
         """Parse the envelope and return its one Security header, its Timestamp checked."""
         envelope = soap.parse_envelope(body, content_type=content_type, max_bytes=self._max_body)
-        record(trace, "envelope", "SOAP 1.1 or 1.2, as the content type says", f"SOAP {envelope.version.name}")
+        record(trace, "envelope", "SOAP 1.1 or 1.2, as the content type says", envelope.version.name)
         headers = envelope.header_blocks()
         for header in headers:
             if header.tag not in self._understood and envelope.must_understand(header):

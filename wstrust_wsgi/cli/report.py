@@ -146,7 +146,8 @@ def hint(step: Step, report: Report, token: dict[str, Any]) -> str:
     skew = _span(policy.clock_skew)
     if name == "audience":
         audiences = token.get("audiences") or []
-        close = [a for a in audiences for b in policy.audiences if a != b and a.rstrip("/").lower() == b.rstrip("/").lower()]
+        close = [a for a in audiences for b in policy.audiences
+                 if a != b and a.rstrip("/").lower() == b.rstrip("/").lower()]
         if close:
             return (f"the addresses differ only by a trailing slash or case ({close[0]!r}): audiences are compared "
                     f"exactly; register the exact address the STS writes, or request the token for "
