@@ -21,14 +21,16 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from lxml import etree
 
-from _forge import ADFS_AUDIENCE, ADFS_ISSUER, ADFS_SUBJECT, ADFS_VECTOR, vector_assertion
+from _forge import ADFS_AUDIENCE, ADFS_ISSUER, ADFS_SUBJECT, ADFS_VECTOR, sign_with, vector_assertion
 from _support import ISSUER, SERVICE_URL, KeyFiles, vector
-from wstrust_wsgi import WSGITransport, ns
+from wstrust_wsgi import WSGITransport, ns, saml
 from wstrust_wsgi._checks import CHECKS
 from wstrust_wsgi.cli import main
 from wstrust_wsgi.keys import SigningKey
-from wstrust_wsgi.testing import DEFAULT_AUDIENCE, DEFAULT_ISSUER, InProcessSts, TokenFactory, soap_request
+from wstrust_wsgi.testing import (DEFAULT_AUDIENCE, DEFAULT_ISSUER, InProcessSts, TokenFactory, soap_request,
+                                  throwaway_key)
 
 NODE_DIR = Path(__file__).resolve().parent.parent / "interop" / "node"
 PRETTY_VECTOR = "msal-python_adfs_rstr_saml11_bearer.xml"
@@ -217,6 +219,59 @@ def test_each_negative_variant_fails_exactly_its_check(capsys, tmp_path, kit_cer
     assert failed_check(report) == check
     [failed] = [c for c in report["checks"] if c["verdict"] == "fail"]
     assert failed["expected"] and failed["actual"] and failed["hint"]
+
+
+S2 = ns.SAML2
+
+
+SENDER_VOUCHES = "urn:oasis:names:tc:SAML:2.0:cm:sender-vouches"
+
+
+def _set(root, path: str, attribute: str, value: str) -> None:
+    for element in root.iter(f"{{{S2}}}{path}"):
+        element.set(attribute, value)
+
+
+def _remove(root, path: str, attribute: str) -> None:
+    for element in root.iter(f"{{{S2}}}{path}"):
+        del element.attrib[attribute]
+
+
+def _set_text(root, path: str, text: str) -> None:
+    for element in root.iter(f"{{{S2}}}{path}"):
+        element.text = text
+
+
+def _add_conditions(root) -> None:
+    conditions = root.find(f"{{{S2}}}Conditions")
+    conditions.addnext(etree.fromstring(etree.tostring(conditions)))
+
+
+PAST = "2001-01-01T00:00:00Z"
+FUTURE = "2099-01-01T00:00:00Z"
+#: Edits of a good SAML 2.0 assertion, made before it is signed with the kit's key, each breaking one check.
+EDITS = {
+    "confirmation": lambda r: _set(r, "SubjectConfirmation", "Method", SENDER_VOUCHES),
+    "subject": lambda r: _set_text(r, "NameID", ""),
+    "conditions": lambda r: _remove(r, "Conditions", "NotOnOrAfter"),
+    "bearer-data": lambda r: _set(r, "SubjectConfirmationData", "Recipient", "https://elsewhere.test/"),
+    "confirmation-expiry": lambda r: _set(r, "SubjectConfirmationData", "NotOnOrAfter", PAST),
+    "issue-instant": lambda r: r.set("IssueInstant", FUTURE),
+    "assertion-shape": _add_conditions,
+}
+
+
+@pytest.mark.parametrize("check", sorted(EDITS))
+def test_each_edited_token_fails_exactly_its_check(capsys, tmp_path, kit_cert, check):
+    kit = TokenFactory()
+    what = kit.content("alice")
+    root = saml.build_saml2(what)
+    EDITS[check](root)
+    token = sign_with(throwaway_key(), saml.SAML2, what, root=root)
+    code, report = as_json(capsys, tmp_path, token, *kit_settings(kit_cert))
+    assert code == 1
+    assert failed_check(report) == check
+    assert report["fault"]["code"] == "wsse:InvalidSecurityToken"
 
 
 def test_a_trailing_slash_in_the_audience_is_named_as_such(capsys, tmp_path, kit_cert):
