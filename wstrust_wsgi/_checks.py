@@ -128,9 +128,10 @@ def _text(value: object) -> str:
 
 
 def describe(fault: Exception) -> str:
-    """The log's account of a fault's check: ``check=audience expected='…' actual='…'``, or empty."""
+    """The log's account of a fault's check: `` [check=audience expected='…' actual='…']``; empty for a fault
+    that names no check or no values (its detail says it all)."""
     name = getattr(fault, "check", "")
-    if not name:
+    if not name or (getattr(fault, "expected", None) is None and getattr(fault, "actual", None) is None):
         return ""
     return f" [check={name} expected={_text(getattr(fault, 'expected', None))!r} " \
            f"actual={_text(getattr(fault, 'actual', None))!r}]"
