@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from lxml import etree
 
 from _forge import ADFS_AUDIENCE, ADFS_ISSUER, ADFS_SUBJECT, ADFS_VECTOR, sign_with, vector_assertion
-from _support import ISSUER, SERVICE_URL, KeyFiles, vector
+from _support import ISSUER, SERVICE_URL, VECTORS, KeyFiles, vector
 from wstrust_wsgi import WSGITransport, ns, saml
 from wstrust_wsgi._checks import CHECKS
 from wstrust_wsgi.cli import main
@@ -469,3 +469,16 @@ def test_the_console_script_reads_standard_input(tmp_path, kit_cert):
                             input=TokenFactory().expired().assertion, capture_output=True, timeout=120)
     assert result.returncode == 1, result.stderr.decode()
     assert b"FAIL  expiry" in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(p.relative_to(VECTORS).as_posix() for p in VECTORS.rglob("*.xml")))
+def test_every_vector_gets_a_verdict_or_one_line_never_a_traceback(capsys, tmp_path, kit_cert, name):
+    token = VECTORS / name
+    code = main(["diagnose", str(token), *kit_settings(kit_cert), "--json"])
+    captured = capsys.readouterr()
+    assert code in (1, 2)
+    if code == 1:
+        report = json.loads(captured.out)
+        assert report["fault"]["code"] and failed_check(report)
+    else:
+        assert captured.out == "" and len(captured.err.strip().splitlines()) == 1

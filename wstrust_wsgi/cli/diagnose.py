@@ -96,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
     at = _time(args.at)
     middleware = _middleware(args)
     decrypter = _decrypter(args.decryption_key)
-    given = _read_input(_read(args.file), decrypter)
+    try:
+        given = _read_input(_read(args.file), decrypter)
+    except MalformedMessage as exc:
+        raise BadValue(f"the input holds no token diagnose can read: {exc.detail}") from None
     if given.decryption.fault is not None:  # refused: nothing is left to check
         trace, verified = given.decryption, None
         trace.steps[:0] = [_skip(c.name, "not checked: the token did not decrypt") for c in CHECKS[:_DECRYPTION]]
@@ -272,7 +275,15 @@ def _read_input(data: bytes, decrypter: xmlenc.Decrypter | None) -> Input:
             issued = parse_response(data)
         except (TransportError, WsTrustError) as exc:
             raise BadValue(f"the RSTR holds no token diagnose can read: {exc}") from None
-        return _wrapped("rstr", issued.assertion, _xml.parse(issued.assertion), decrypter)
+        try:
+            return _wrapped("rstr", issued.assertion, _xml.parse(issued.assertion), decrypter)
+        except MalformedMessage:  # its bytes use a prefix declared outside them: take it with the prefixes in scope
+            token = next(el for el in root.iter() if etree.QName(el).localname == "RequestedSecurityToken")
+            element = next(child for child in token if isinstance(child.tag, str))
+            given = _wrapped("rstr", etree.tostring(element), element, decrypter)
+            given.notes.append("the token's bytes use namespace prefixes declared outside it; diagnose took it with "
+                               "the declarations in scope (a service receiving it alone could not parse it)")
+            return given
     return _request(data, root, decrypter)
 
 
