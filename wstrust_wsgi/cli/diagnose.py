@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
                             if name not in recorded]
     report = Report(given.kind, at, middleware.policy, given.token, given.encrypted, trace, verified, given.notes)
     if getattr(args, "json", False):
-        print(render_json(report))
+        print(render_json(report, now=utcnow()))
     else:
         print(render_text(report, now=utcnow()))
     return 0 if verified is not None else 1

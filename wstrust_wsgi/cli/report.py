@@ -232,8 +232,9 @@ def _checks(report: Report, token: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
-def render_json(report: Report) -> str:
-    token = summary(report.token, report.encrypted, report.at)
+def render_json(report: Report, *, now: datetime) -> str:
+    """The report for scripts; the token's ``validity`` is relative to ``now`` (the checks ran at ``at``)."""
+    token = summary(report.token, report.encrypted, now)
     data = {
         "admitted": report.admitted,
         "input": report.kind,
@@ -249,6 +250,7 @@ def render_json(report: Report) -> str:
 
 
 def render_text(report: Report, *, now: datetime) -> str:
+    """The report for a person; the token's validity is relative to ``now`` (the checks ran at ``report.at``)."""
     token = summary(report.token, report.encrypted, now)
     lines = ["Token (read without verification)"]
     cert = token.get("certificate") or {}
