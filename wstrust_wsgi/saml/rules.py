@@ -113,40 +113,43 @@ class Window:
     issue_instant: datetime | None
 
     def check(self, now: datetime, skew: timedelta, trace: Trace | None = None) -> None:
-        """Refuse (naming the check, now and the skew) a window ``now`` is outside of, ``skew`` allowed."""
+        """Refuse (naming the check, its rule and the time) a window ``now`` is outside of, ``skew`` allowed."""
         if self.not_before is not None and now + skew < self.not_before:
-            raise InvalidSecurityToken(f"not valid before {self.not_before.isoformat()} (now {now.isoformat()})",
-                                       reason=_EXPIRED_REASON, check="not-before",
-                                       expected=f"NotBefore <= now + skew ({_at(now, skew)})",
-                                       actual=f"NotBefore {self.not_before.isoformat()}")
+            raise _outside("not-before", f"not valid before {self.not_before.isoformat()} (now {now.isoformat()})",
+                           "NotBefore <= now + skew", self.not_before, now, skew)
         if trace is not None:
-            trace.passed("not-before", f"NotBefore <= now + skew ({_at(now, skew)})",
-                         f"NotBefore {self.not_before.isoformat()}" if self.not_before else "no NotBefore")
+            _inside(trace, "not-before", "NotBefore <= now + skew", (self.not_before,), now, skew)
         if now - skew >= self.not_on_or_after:
-            raise InvalidSecurityToken(f"expired at {self.not_on_or_after.isoformat()} (now {now.isoformat()})",
-                                       reason=_EXPIRED_REASON, check="expiry",
-                                       expected=f"NotOnOrAfter > now - skew ({_at(now, skew)})",
-                                       actual=f"NotOnOrAfter {self.not_on_or_after.isoformat()}")
+            raise _outside("expiry", f"expired at {self.not_on_or_after.isoformat()} (now {now.isoformat()})",
+                           "NotOnOrAfter > now - skew", self.not_on_or_after, now, skew)
         if trace is not None:
-            trace.passed("expiry", f"NotOnOrAfter > now - skew ({_at(now, skew)})",
-                         f"NotOnOrAfter {self.not_on_or_after.isoformat()}")
+            _inside(trace, "expiry", "NotOnOrAfter > now - skew", (self.not_on_or_after,), now, skew)
         for limit in self.confirmation_limits:
             if now - skew >= limit:
-                raise InvalidSecurityToken(f"subject confirmation expired at {limit.isoformat()}",
-                                           reason=_EXPIRED_REASON, check="confirmation-expiry",
-                                           expected=f"NotOnOrAfter > now - skew ({_at(now, skew)})",
-                                           actual=f"NotOnOrAfter {limit.isoformat()}")
+                raise _outside("confirmation-expiry", f"subject confirmation expired at {limit.isoformat()}",
+                               "NotOnOrAfter > now - skew (SubjectConfirmationData)", limit, now, skew)
         if trace is not None:
-            trace.passed("confirmation-expiry", f"NotOnOrAfter > now - skew ({_at(now, skew)})",
-                         ", ".join(limit.isoformat() for limit in self.confirmation_limits) or "none")
+            _inside(trace, "confirmation-expiry", "NotOnOrAfter > now - skew (SubjectConfirmationData)",
+                    self.confirmation_limits, now, skew)
         if self.issue_instant is not None and self.issue_instant > now + skew:
-            raise InvalidSecurityToken(f"IssueInstant {self.issue_instant.isoformat()} is in the future",
-                                       reason=_EXPIRED_REASON, check="issue-instant",
-                                       expected=f"IssueInstant <= now + skew ({_at(now, skew)})",
-                                       actual=f"IssueInstant {self.issue_instant.isoformat()}")
+            raise _outside("issue-instant", f"IssueInstant {self.issue_instant.isoformat()} is in the future",
+                           "IssueInstant <= now + skew", self.issue_instant, now, skew)
         if trace is not None:
-            trace.passed("issue-instant", f"IssueInstant <= now + skew ({_at(now, skew)})",
-                         f"IssueInstant {self.issue_instant.isoformat()}" if self.issue_instant else "none")
+            _inside(trace, "issue-instant", "IssueInstant <= now + skew", (self.issue_instant,), now, skew)
+
+
+def _outside(check: str, detail: str, rule: str, value: datetime, now: datetime, skew: timedelta
+             ) -> InvalidSecurityToken:
+    """The refusal of a time check: its rule at ``now`` expected, the signed time found."""
+    return InvalidSecurityToken(detail, reason=_EXPIRED_REASON, check=check, expected=f"{rule} ({_at(now, skew)})",
+                                actual=f"{rule.split(' ')[0]} {value.isoformat()}")
+
+
+def _inside(trace: Trace, check: str, rule: str, values: Sequence[datetime | None], now: datetime,
+            skew: timedelta) -> None:
+    """Record a passed time check with the signed times it read."""
+    times = ", ".join(v.isoformat() for v in values if v is not None)
+    trace.passed(check, f"{rule} ({_at(now, skew)})", times or "not present")
 
 
 def _at(now: datetime, skew: timedelta) -> str:
