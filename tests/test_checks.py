@@ -16,16 +16,17 @@ import webtest
 from wstrust_wsgi import RelyingPartyMiddleware, saml
 from wstrust_wsgi._checks import BY_NAME, CHECKS, Trace, describe
 from wstrust_wsgi.errors import InvalidSecurityToken, SoapFault
-from wstrust_wsgi.testing import DEFAULT_AUDIENCE, DEFAULT_ISSUER, TokenFactory, soap_request
+from wstrust_wsgi.testing import DEFAULT_AUDIENCE, DEFAULT_ISSUER, SettableClock, TokenFactory, soap_request
 
 
-def _service() -> RelyingPartyMiddleware:
+def _service(clock: SettableClock | None = None) -> RelyingPartyMiddleware:
     def echo(environ, start_response):  # type: ignore[no-untyped-def]
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
     kit = TokenFactory()
-    return RelyingPartyMiddleware(echo, audience=kit.audience, issuer=kit.issuer, trusted_certs=kit.trusted_certs)
+    return RelyingPartyMiddleware(echo, audience=kit.audience, issuer=kit.issuer, trusted_certs=kit.trusted_certs,
+                                  clock=clock or SettableClock())
 
 
 def test_the_refusal_log_line_names_the_check_and_both_values_and_the_fault_stays_short(caplog):
@@ -92,3 +93,37 @@ def test_explain_runs_the_full_path_without_touching_the_replay_cache():
     assert verified is not None and trace.failure is None
     assert {s.check: s.verdict for s in trace.steps}["replay"] == "skipped"
     assert replay.keys == []
+
+
+@pytest.mark.parametrize("variant", ["mint", "expired", "wrong_audience", "wrong_issuer", "tampered", "untrusted",
+                                     "unsigned", "not_yet_valid"])
+def test_explain_reaches_the_verdict_the_middleware_answers_on_its_fast_path(variant, caplog):
+    clock = SettableClock()
+    service = _service(clock)
+    request = soap_request(getattr(TokenFactory(clock=clock), variant)(), b"<Ping xmlns='urn:example'/>")
+    trace, verified = service.explain(request.body, request.headers["Content-Type"])
+    with caplog.at_level(logging.WARNING, logger="wstrust_wsgi.middleware"):
+        response = webtest.TestApp(service).post("/", request.body, headers=request.headers, expect_errors=True)
+    if verified is not None:
+        assert response.status_int == 200 and trace.fault is None
+        return
+    assert isinstance(trace.fault, SoapFault)
+    assert f":{trace.fault.code}<".encode() in response.body and trace.fault.reason.encode() in response.body
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused")]
+    assert trace.fault.detail in line and f"check={trace.failure.check}" in line
+
+
+def test_find_middleware_walks_partials_closures_and_url_maps():
+    import functools
+
+    from wstrust_wsgi.cli.diagnose import find_middleware
+
+    inner = _service()
+
+    def outer(app, environ, start_response):  # type: ignore[no-untyped-def]
+        return app(environ, start_response)
+
+    def closure(app):  # type: ignore[no-untyped-def]
+        return lambda environ, start_response: app(environ, start_response)
+
+    assert find_middleware(functools.partial(outer, closure({"/soap": [inner]}))) is inner
