@@ -33,8 +33,8 @@ Failures print one plain sentence and exit non-zero; never a traceback.
 Where things live: this module builds the parser, runs a command and turns
 every failure into one line and an exit code (the one place that knows the
 exit codes); :mod:`.admin` holds the administration commands, :mod:`.client`
-the ``client`` command, :mod:`.setup` ``certs`` and ``check``, :mod:`.diagnose` and :mod:`.report` ``diagnose``, :mod:`.demo`
-what only the demonstration needs (the demo addresses and echo message) and :mod:`.output` what the
+the ``client`` command, :mod:`.setup` ``certs`` and ``check``, :mod:`.diagnose`
+and :mod:`.report` ``diagnose``, :mod:`.demo` what only the demonstration needs (the demo addresses and echo message) and :mod:`.output` what the
 administration commands print (tables, fields, ``--json``).
 """
 
