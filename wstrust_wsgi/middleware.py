@@ -237,7 +237,8 @@ class RelyingPartyMiddleware:
                 raise RequestFailed(f"replay cache unavailable: {exc!r}",
                                     reason="The service cannot check tokens right now.") from None
             if not first:
-                raise InvalidSecurityToken(f"assertion {verified.assertion_id} replayed",
+                raise InvalidSecurityToken(f"assertion {verified.assertion_id} replayed", check="replay",
+                                           expected="first use", actual="used before",
                                            reason="The security token has already been used.")
         return verified
 
