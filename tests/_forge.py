@@ -63,15 +63,6 @@ def sign(key: SigningKey, version: saml.SamlVersion, what: saml.AssertionContent
     return saml.AssertionSigner(key).sign(version, what)
 
 
-def unsigned(version: saml.SamlVersion, what: saml.AssertionContent) -> bytes:
-    """The assertion the library would sign, with its signature placeholder removed."""
-    builder = saml.build_saml2 if version is saml.SAML2 else saml.build_saml11
-    root = builder(what)
-    placeholder = root.find(qn(DS, "Signature"))
-    root.remove(placeholder)
-    return etree.tostring(root)
-
-
 def sign_with(
     key: SigningKey,
     version: saml.SamlVersion,

@@ -19,6 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "wstrust_wsgi"
 #: Top-level module or subpackage of wstrust_wsgi -> tier (0 base ... 5 entry points).
 TIERS = {
     "errors": 0, "ns": 0, "model": 0, "_xml": 0, "_time": 0, "_urls": 0, "_arguments": 0, "_log": 0, "stores": 0,
+    "_checks": 0,
     "keys": 1, "xmldsig": 1, "xmlenc": 1,
     "soap": 2, "wssecurity": 2, "_wsgi": 2, "_health": 2,
     "wstrust": 3, "saml": 3,

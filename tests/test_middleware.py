@@ -35,7 +35,6 @@ from _forge import (
     read_fault,
     sign,
     soap_request,
-    unsigned,
     vector_assertion,
     vector_assertion_bytes,
 )
@@ -52,6 +51,7 @@ from wstrust_wsgi import (
 )
 from wstrust_wsgi.cli import echo_payload as _echo_payload
 from wstrust_wsgi.errors import FailedCheck, SecurityWarning
+from wstrust_wsgi.testing import TokenFactory
 from demo_service.app import echo
 
 PATH = "/services/echo"
@@ -252,7 +252,7 @@ def test_rogue_signed_token_with_its_cert_in_key_info_fails_check(
 
 @SOAP_VERSIONS
 def test_unsigned_token_fails_check(guarded, recorder, clock, soap):
-    token = unsigned(saml.SAML2, content(clock.now))
+    token = TokenFactory(issuer=ISSUER, audience=SERVICE_URL, clock=clock).unsigned("admin").assertion
     assert_fault(post(guarded, soap_request(token, version=soap), soap), soap, "FailedCheck")
     assert recorder.calls == []
 

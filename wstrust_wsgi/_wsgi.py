@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from webob import Request, Response
 
 from . import ns, soap
+from ._checks import describe
 from ._log import RequestInfo
 from .errors import MalformedMessage, RequestFailed, SoapFault
 
@@ -86,7 +87,7 @@ def fault_answer(version: soap.SoapVersion, error: Exception, log: logging.Logge
     """
     about, extra = (f" ({request})", request.extra) if request is not None else ("", None)
     if isinstance(error, SoapFault):
-        log.warning("refused: %s: %s%s", type(error).__name__, error.detail, about, extra=extra)
+        log.warning("refused: %s: %s%s%s", type(error).__name__, error.detail, describe(error), about, extra=extra)
         fault = error
     else:  # never a traceback to the client
         log.exception("refused: internal error%s", about, extra=extra)

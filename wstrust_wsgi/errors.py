@@ -57,11 +57,19 @@ class SoapFault(WsTrustError):
     #: True for faults caused by the sender (SOAP 1.1 Client, SOAP 1.2 Sender).
     sender: ClassVar[bool] = True
     default_reason: ClassVar[str] = "The message could not be processed."
+    #: The relying party's check that failed (a name of :data:`wstrust_wsgi._checks.CHECKS`), with what
+    #: it expected and what it found: server log and ``wstrust-wsgi diagnose`` only, never the peer.
+    check: str = ""
 
-    def __init__(self, detail: str, *, reason: str | None = None) -> None:
+    def __init__(self, detail: str, *, reason: str | None = None, check: str | None = None,
+                 expected: object = None, actual: object = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.reason = reason or self.default_reason
+        if check is not None:
+            self.check = check
+        self.expected = expected
+        self.actual = actual
 
 
 class MalformedMessage(SoapFault):
@@ -73,6 +81,8 @@ class MalformedMessage(SoapFault):
 class VersionMismatch(SoapFault):
     """The envelope's SOAP version does not match the one the HTTP request announced."""
 
+    check = "envelope"
+
     code = "VersionMismatch"
     sender = False
     default_reason = "The SOAP envelope version does not match the request's content type."
@@ -82,6 +92,7 @@ class MustUnderstand(SoapFault):
     """A header marked mustUnderstand is not one this endpoint processes."""
 
     code = "MustUnderstand"
+    check = "must-understand"
     sender = False
     default_reason = "A mandatory header was not understood."
 
@@ -156,6 +167,7 @@ class SecurityTokenUnavailable(SecurityFault):
 
 class UnsupportedAlgorithm(SecurityFault):
     code = "UnsupportedAlgorithm"
+    check = "algorithms"
     default_reason = "An unsupported signature or encryption algorithm was used."
 
 
@@ -176,6 +188,7 @@ class DecryptionFailed(FailedCheck):
     """
 
     default_reason = "The encrypted security token could not be processed."
+    check = "decryption"
 
 
 class RemoteFault(WsTrustError):

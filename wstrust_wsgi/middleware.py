@@ -40,6 +40,7 @@ from lxml import etree
 from webob import Request
 
 from . import _arguments, _wsgi, _xml, soap, wssecurity
+from ._checks import Trace, record
 from ._encrypted import DecryptionKeys, encrypted_tokens, is_encrypted_token, refuse_encrypted
 from ._health import Health, Probe, replay_probe
 from ._log import TrustedProxies
@@ -252,42 +253,78 @@ class RelyingPartyMiddleware:
                 raise RequestFailed(f"replay cache unavailable: {exc!r}",
                                     reason="The service cannot check tokens right now.") from None
             if not first:
-                raise InvalidSecurityToken(f"assertion {verified.assertion_id} replayed",
+                raise InvalidSecurityToken(f"assertion {verified.assertion_id} replayed", check="replay",
+                                           expected="first use", actual="used before",
                                            reason="The security token has already been used.")
         return verified
 
-    def _security(self, body: bytes, content_type: str | None, now: datetime) -> etree._Element:
+    def _security(self, body: bytes, content_type: str | None, now: datetime,
+                  trace: Trace | None = None) -> etree._Element:
         """Parse the envelope and return its one Security header, its Timestamp checked."""
         envelope = soap.parse_envelope(body, content_type=content_type, max_bytes=self._max_body)
+        record(trace, "envelope", "SOAP 1.1 or 1.2, as the content type says", envelope.version.name)
         headers = envelope.header_blocks()
         for header in headers:
             if header.tag not in self._understood and envelope.must_understand(header):
-                raise MustUnderstand(f"header {header.tag} has mustUnderstand and is not understood")
+                raise MustUnderstand(f"header {header.tag} has mustUnderstand and is not understood",
+                                     expected="only understood headers", actual=header.tag)
+        record(trace, "must-understand", "only understood headers", "no other header has mustUnderstand")
         security = wssecurity.security_header(headers, envelope.version.namespace)
         if security is None:
-            raise InvalidSecurity("no wsse:Security header",
+            raise InvalidSecurity("no wsse:Security header", check="security-header", expected="1", actual="none",
                                   reason="A wsse:Security header with a SAML assertion is required.")
+        record(trace, "security-header", "1", "1")
         timestamp = wssecurity.read_timestamp(security)
         if timestamp is not None:
             wssecurity.check_timestamp(timestamp, now=now, skew=self.policy.clock_skew)
+        record(trace, "timestamp", "current, if present", "current" if timestamp else "no wsu:Timestamp")
         return security
 
-    def _verify(self, body: bytes, content_type: str | None, now: datetime) -> VerifiedAssertion:
+    def _verify(self, body: bytes, content_type: str | None, now: datetime,
+                trace: Trace | None = None) -> VerifiedAssertion:
         """The full path: parse everything, verify the one assertion (or find it in the cache)."""
-        security = self._security(body, content_type, now)
+        security = self._security(body, content_type, now, trace)
         assertions = [el for el in security if isinstance(el.tag, str)
                       and (version_of(el) is not None or is_encrypted_token(el))]
         if len(assertions) != 1:
             raise InvalidSecurity(
                 f"{len(assertions)} SAML assertions in wsse:Security, expected exactly 1",
                 reason="The wsse:Security header must carry exactly one SAML assertion.",
+                check="one-token", expected="1", actual=len(assertions),
             )
+        record(trace, "one-token", "1", "1")
         if is_encrypted_token(assertions[0]):
+            # Decrypted and verified as one step with one fault (see _encrypted): the trace says only that
+            # it passed; `wstrust-wsgi diagnose --decryption-key` decrypts first to show every check.
             verified = self._decrypt(assertions[0], now)
+            record(trace, "decryption", "decrypts with a configured key, then passes every check",
+                   "decrypted and admitted")
         elif self._require_encryption:
             raise InvalidSecurityToken("plaintext token, and require_encryption is set",
-                                       reason="This service accepts encrypted security tokens only.")
+                                       reason="This service accepts encrypted security tokens only.",
+                                       check="decryption", expected="an encrypted token", actual="plaintext")
         else:
-            verified = verify_assertion(assertions[0], self.policy, now=now, cache=self._verified)
+            verified = verify_assertion(assertions[0], self.policy, now=now, cache=self._verified, trace=trace)
         check_unique_id(security, verified.assertion_id, assertions[0])
+        record(trace, "unique-id", "held by the assertion only", "held by the assertion only")
         return verified
+
+    def explain(self, body: bytes, content_type: str | None, *, now: datetime | None = None
+                ) -> tuple[Trace, VerifiedAssertion | None]:
+        """Verify ``body`` as a request, recording every check (what ``wstrust-wsgi diagnose`` prints).
+
+        The full path with a :class:`~wstrust_wsgi._checks.Trace`: the same
+        checks, no cache; the replay cache is not touched (diagnosing a token
+        does not use it up) and the client address is not known here.
+        """
+        trace = Trace()
+        try:
+            verified = self._verify(body, content_type, self._clock() if now is None else now, trace)
+        except Exception as fault:  # the fault the middleware would answer (or an internal error)
+            trace.failed(fault)
+            return trace, None
+        if self._check_address:
+            trace.skipped("client-address", "checked per request against REMOTE_ADDR")
+        if self._replay is not None:
+            trace.skipped("replay", "not consulted, so that diagnosing a token does not use it up")
+        return trace, verified

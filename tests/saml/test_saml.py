@@ -25,12 +25,12 @@ from _forge import (
     qn,
     sign,
     sign_with,
-    unsigned,
     vector_assertion,
 )
 from _support import EMAIL, ISSUER, OTHER_URL, SERVICE_URL
 from wstrust_wsgi import ns, saml
 from wstrust_wsgi.errors import FailedCheck, InvalidSecurityToken, UnsupportedAlgorithm
+from wstrust_wsgi.testing import TokenFactory
 
 VERSIONS = pytest.mark.parametrize("version", [saml.SAML2, saml.SAML11], ids=["saml2.0", "saml1.1"])
 ALG_XPATH = "http://www.w3.org/TR/1999/REC-xpath-19991116"
@@ -241,7 +241,8 @@ def test_nameid_changed_after_signing_fails_check(version, sts_key, trusted, now
 @VERSIONS
 def test_unsigned_assertion_fails_check(version, trusted, now):
     with pytest.raises(FailedCheck):
-        verify(unsigned(version, content(now)), trusted, now)
+        kit = TokenFactory(issuer=ISSUER, audience=SERVICE_URL, clock=lambda: now)
+        verify(kit.unsigned("admin", version=version.name).assertion, trusted, now)
 
 
 @VERSIONS

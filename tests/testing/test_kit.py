@@ -161,10 +161,30 @@ def test_tokens_not_yet_ready_are_refused_with_a_sentence():
     tokens = TokenFactory()
     with pytest.raises(ConfigurationError, match="holder-of-key"):
         tokens.mint(confirmation="holder-of-key")
-    with pytest.raises(ConfigurationError, match="encrypt_for"):
-        tokens.mint(encrypt_for=tokens.trusted_certs[0])
     with pytest.raises(ConfigurationError, match="version"):
         TokenFactory(version="3.0")
+
+
+@pytest.mark.parametrize("version", ["2.0", "1.1"])
+def test_encrypt_for_encrypts_the_signed_token_for_that_certificate_only(version):
+    from wstrust_wsgi import xmlenc
+    from wstrust_wsgi.errors import DecryptionFailed
+    from wstrust_wsgi.keys import SigningKey
+    from wstrust_wsgi.saml import policy, verify_assertion
+
+    service, other = SigningKey.generate("kit test service"), SigningKey.generate("kit test other")
+    tokens = TokenFactory(version=version)
+    token = tokens.mint("alice", encrypt_for=service.certificate)
+    root = etree.fromstring(token.assertion)
+    wrapper = {"2.0": f"{{{ns.SAML2}}}EncryptedAssertion", "1.1": f"{{{ns.XENC}}}EncryptedData"}[version]
+    assert root.tag == wrapper and b"alice" not in token.assertion
+    decrypted = xmlenc.Decrypter([service]).decrypt(xmlenc.encrypted_data_of(root), scope=root)
+    verified = verify_assertion(decrypted.element, policy(trusted_certs=tokens.trusted_certs, issuers=[tokens.issuer],
+                                                          audiences=[tokens.audience]),
+                                now=datetime.now(timezone.utc))
+    assert verified.subject == "alice" and verified.assertion_id == token.assertion_id
+    with pytest.raises(DecryptionFailed):
+        xmlenc.Decrypter([other]).decrypt(xmlenc.encrypted_data_of(root), scope=root)
 
 
 # ----------------------------------------------------------------------------- the key

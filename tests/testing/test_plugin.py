@@ -166,7 +166,8 @@ def test_a_service_expecting_another_audience_fails_the_users_tests_readably(pyt
         "HTTP 500",
         "E *server log: wstrust_wsgi.middleware: refused: InvalidSecurityToken: audiences "
         + _literal("['https://greeter.example.org/soap'] do not include ['https://greeter.example.org/soap/']")
-        + " (client -, request *)",
+        + " " + _literal("[check=audience expected=") + "*greeter.example.org/soap/* actual=*"
+        + _literal("] (client -, request ") + "*)",
     ])
     assert "wstrust_wsgi/testing/testapp.py" not in result.stdout.str()  # the kit's frames are hidden
 

@@ -7,6 +7,8 @@ Subcommands:
 ``certs``   issue a TLS server certificate for given hosts (``--tls HOST``), or
             (re)generate the DEMO-ONLY key pairs for the STS, the service and a client.
 ``check``   run a deployment file's start-up checks without starting the server.
+``diagnose`` explain, check by check, why the relying party would refuse (or admit) a token
+            (:mod:`.diagnose`; exit 0 admitted, 1 refused, 2 bad input).
 
 Administration (WSO2 Identity Server's management-console steps, as commands,
 on the SQL registry a running STS reads; changes reach it without a restart):
@@ -31,8 +33,8 @@ Failures print one plain sentence and exit non-zero; never a traceback.
 Where things live: this module builds the parser, runs a command and turns
 every failure into one line and an exit code (the one place that knows the
 exit codes); :mod:`.admin` holds the administration commands, :mod:`.client`
-the ``client`` command, :mod:`.setup` ``certs`` and ``check``, :mod:`.demo`
-what only the demonstration needs (the demo addresses and echo message) and :mod:`.output` what the
+the ``client`` command, :mod:`.setup` ``certs`` and ``check``, :mod:`.diagnose`
+and :mod:`.report` ``diagnose``, :mod:`.demo` what only the demonstration needs (the demo addresses and echo message) and :mod:`.output` what the
 administration commands print (tables, fields, ``--json``).
 """
 
@@ -51,6 +53,7 @@ from ..errors import BadValue, ConfigurationError, RegistryError
 from .admin import DEFAULT_REGISTRY, REGISTRY_ENV, Handler, add_admin_commands, admin_options, registry_url
 from .client import add_client_command
 from .demo import ECHO_NS, echo_payload
+from .diagnose import add_diagnose_command
 from .output import emit, one_line
 from .rp import add_rp_commands
 from .setup import add_setup_commands
@@ -125,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_client_command(commands)
     add_setup_commands(commands)
+    add_diagnose_command(commands)
     add_admin_commands(commands)
     add_rp_commands(commands)
     return parser
@@ -134,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: the process's) and return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "diagnose" and args.registry is not None:
+        parser.error("--registry applies to the administration commands, not to diagnose")
     if args.command in ("client", "certs", "check") and (args.json or args.registry is not None):
         parser.error(f"--json and --registry apply to the administration commands, not to {args.command}")
     if "handler" in args:  # an administration command: it maps its own failures to exit codes

@@ -17,11 +17,12 @@ from .build import AssertionContent, build_saml2, build_saml11
 from .cache import VerificationCache
 from .rules import ValidationPolicy, VerifiedAssertion, policy
 from .sign import AssertionSigner
-from .verify import check_client_address, check_unique_id, verify_assertion, verify_standalone
+from .verify import check_client_address, check_unique_id, unverified_claims, verify_assertion, verify_standalone
 from .versions import SAML2, SAML11, SamlVersion, version_for_token_type, version_of
 
 __all__ = [
     "SAML11", "SAML2", "AssertionContent", "AssertionSigner", "SamlVersion", "ValidationPolicy", "VerificationCache",
     "VerifiedAssertion", "build_saml11", "build_saml2", "check_client_address", "check_unique_id", "format_datetime",
-    "parse_datetime", "policy", "verify_assertion", "verify_standalone", "version_for_token_type", "version_of",
+    "parse_datetime", "policy", "unverified_claims", "verify_assertion", "verify_standalone", "version_for_token_type",
+    "version_of",
 ]

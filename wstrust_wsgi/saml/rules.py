@@ -14,6 +14,7 @@ from cryptography import x509
 from lxml import etree
 
 from .. import ns
+from .._checks import Trace
 from ..errors import InvalidSecurityToken
 from ..xmldsig import AlgorithmPolicy, Candidate, KeyResolver
 
@@ -113,29 +114,64 @@ class Window:
     confirmation_limits: tuple[datetime, ...]
     issue_instant: datetime | None
 
-    def check(self, now: datetime, skew: timedelta) -> None:
+    def check(self, now: datetime, skew: timedelta, trace: Trace | None = None) -> None:
+        """Refuse (naming the check, its rule and the time) a window ``now`` is outside of, ``skew`` allowed."""
         if self.not_before is not None and now + skew < self.not_before:
-            raise InvalidSecurityToken(f"not valid before {self.not_before.isoformat()} (now {now.isoformat()})",
-                                       reason=_EXPIRED_REASON)
+            raise _outside("not-before", f"not valid before {self.not_before.isoformat()} (now {now.isoformat()})",
+                           "NotBefore <= now + skew", self.not_before, now, skew)
+        if trace is not None:
+            _inside(trace, "not-before", "NotBefore <= now + skew", (self.not_before,), now, skew)
         if now - skew >= self.not_on_or_after:
-            raise InvalidSecurityToken(f"expired at {self.not_on_or_after.isoformat()} (now {now.isoformat()})",
-                                       reason=_EXPIRED_REASON)
+            raise _outside("expiry", f"expired at {self.not_on_or_after.isoformat()} (now {now.isoformat()})",
+                           "NotOnOrAfter > now - skew", self.not_on_or_after, now, skew)
+        if trace is not None:
+            _inside(trace, "expiry", "NotOnOrAfter > now - skew", (self.not_on_or_after,), now, skew)
         for limit in self.confirmation_limits:
             if now - skew >= limit:
-                raise InvalidSecurityToken(f"subject confirmation expired at {limit.isoformat()}",
-                                           reason=_EXPIRED_REASON)
+                raise _outside("confirmation-expiry", f"subject confirmation expired at {limit.isoformat()}",
+                               "NotOnOrAfter > now - skew (SubjectConfirmationData)", limit, now, skew)
+        if trace is not None:
+            _inside(trace, "confirmation-expiry", "NotOnOrAfter > now - skew (SubjectConfirmationData)",
+                    self.confirmation_limits, now, skew)
         if self.issue_instant is not None and self.issue_instant > now + skew:
-            raise InvalidSecurityToken(f"IssueInstant {self.issue_instant.isoformat()} is in the future",
-                                       reason=_EXPIRED_REASON)
+            raise _outside("issue-instant", f"IssueInstant {self.issue_instant.isoformat()} is in the future",
+                           "IssueInstant <= now + skew", self.issue_instant, now, skew)
+        if trace is not None:
+            _inside(trace, "issue-instant", "IssueInstant <= now + skew", (self.issue_instant,), now, skew)
 
 
-def check_audiences(restrictions: Sequence[Sequence[str]], policy: ValidationPolicy) -> None:
+def _outside(check: str, detail: str, rule: str, value: datetime, now: datetime, skew: timedelta
+             ) -> InvalidSecurityToken:
+    """The refusal of a time check: its rule at ``now`` expected, the signed time found."""
+    return InvalidSecurityToken(detail, reason=_EXPIRED_REASON, check=check, expected=f"{rule} ({_at(now, skew)})",
+                                actual=f"{rule.split(' ')[0]} {value.isoformat()}")
+
+
+def _inside(trace: Trace, check: str, rule: str, values: Sequence[datetime | None], now: datetime,
+            skew: timedelta) -> None:
+    """Record a passed time check with the signed times it read."""
+    times = ", ".join(v.isoformat() for v in values if v is not None)
+    trace.passed(check, f"{rule} ({_at(now, skew)})", times or "not present")
+
+
+def _at(now: datetime, skew: timedelta) -> str:
+    """The time a window was checked at, for a failure or a trace only (formatting costs on every request)."""
+    return f"now {now.isoformat()}, clock skew {skew}"
+
+
+def check_audiences(restrictions: Sequence[Sequence[str]], policy: ValidationPolicy,
+                    trace: Trace | None = None) -> None:
     """Every AudienceRestriction must name one of the policy's audiences (SAML 2.0 core 2.5.1.4)."""
     if not restrictions or any(not r for r in restrictions):
-        raise InvalidSecurityToken("assertion has no audience restriction")
+        raise InvalidSecurityToken("assertion has no audience restriction", check="audience",
+                                   expected=f"an AudienceRestriction naming one of {sorted(policy.audiences)!r}",
+                                   actual=f"restrictions {[list(r) for r in restrictions]!r}")
     for restriction in restrictions:
         if not policy.audiences.intersection(restriction):
             raise InvalidSecurityToken(
                 f"audiences {list(restriction)!r} do not include {sorted(policy.audiences)!r}",
-                reason="The security token was not issued for this service.",
+                reason="The security token was not issued for this service.", check="audience",
+                expected=f"one of {sorted(policy.audiences)!r}", actual=f"{list(restriction)!r}",
             )
+    if trace is not None:
+        trace.passed("audience", f"one of {sorted(policy.audiences)!r}", [list(r) for r in restrictions])

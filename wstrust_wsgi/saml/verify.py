@@ -22,6 +22,7 @@ from types import MappingProxyType
 from lxml import etree
 
 from .. import _xml, ns, xmldsig
+from .._checks import Trace
 from .._time import parse_datetime
 from ..errors import FailedCheck, InvalidSecurityToken, MalformedMessage
 from .cache import VerificationCache, _Entry
@@ -35,11 +36,11 @@ _ID_NAMES = frozenset(["ID", "AssertionID", "Id"])
 _FOREVER = (datetime.min.replace(tzinfo=timezone.utc), datetime.max.replace(tzinfo=timezone.utc))
 
 
-def _signature_shape(root: etree._Element, version: SamlVersion, policy: ValidationPolicy
-                     ) -> tuple[str, xmldsig.Parts]:
+def _signature_shape(root: etree._Element, version: SamlVersion, policy: ValidationPolicy,
+                     trace: Trace | None = None) -> tuple[str, xmldsig.Parts]:
     """Refuse any signature that is not one enveloped signature over this very assertion; its ID and parts."""
     return xmldsig.enveloped_shape(root, id_attribute=version.id_attribute, id_names=_ID_NAMES,
-                                   algorithms=policy.algorithms)
+                                   algorithms=policy.algorithms, trace=trace)
 
 
 def _check_signature_shape(root: etree._Element, version: SamlVersion, policy: ValidationPolicy) -> str:
@@ -49,13 +50,13 @@ def _check_signature_shape(root: etree._Element, version: SamlVersion, policy: V
 
 def _verify_signature_and_cert(
     root: etree._Element, version: SamlVersion, policy: ValidationPolicy, now: datetime,
-    parts: xmldsig.Parts | None = None,
+    parts: xmldsig.Parts | None = None, trace: Trace | None = None,
 ) -> tuple[etree._Element, xmldsig.Verified]:
     """The signed assertion (root, its Signature removed) and what verified it, or FailedCheck."""
     assert policy.key_resolver is not None
     verified = xmldsig.verify_enveloped(
         root, id_attribute=version.id_attribute, id_names=_ID_NAMES, algorithms=policy.algorithms,
-        keys=policy.key_resolver, now=now, parts=parts,
+        keys=policy.key_resolver, now=now, parts=parts, trace=trace,
     )
     return verified.signed[0], verified
 
@@ -72,7 +73,8 @@ def _time_attr(element: etree._Element | None, name: str) -> datetime | None:
     try:
         return parse_datetime(element.get(name, ""))
     except ValueError as exc:
-        raise InvalidSecurityToken(f"{name}: {exc}") from None
+        raise InvalidSecurityToken(f"{name}: {exc}", check="assertion-shape", expected=f"{name} an xs:dateTime",
+                                   actual=element.get(name)) from None
 
 
 _S2 = {local: _xml.qname(ns.SAML2, local) for local in (
@@ -109,7 +111,8 @@ def _read_saml2(signed: etree._Element) -> _Read:
     issuer = _xml.text(_xml.only(signed, _S2["Issuer"]), strip=False)
     subject_el = _xml.only(signed, _S2["Subject"])
     if subject_el is None:
-        raise InvalidSecurityToken("assertion has no Subject")
+        raise InvalidSecurityToken("assertion has no Subject", check="assertion-shape", expected="one Subject",
+                                   actual="none")
     subject = _xml.text(_xml.only(subject_el, _S2["NameID"]), strip=False)
     bearer = False
     confirmation_data, bearer_data = [], []
@@ -142,15 +145,21 @@ def _check_bearer_data(data: etree._Element, policy: ValidationPolicy) -> None:
     content, core 1.1 section 2.4.2.3).
     """
     if data.get("NotBefore") is not None:
-        raise InvalidSecurityToken("bearer SubjectConfirmationData carries NotBefore (SAML 2.0 profiles 4.1.4.2)")
+        raise InvalidSecurityToken("bearer SubjectConfirmationData carries NotBefore (SAML 2.0 profiles 4.1.4.2)",
+                                   check="bearer-data", expected="no NotBefore",
+                                   actual=f"NotBefore {data.get('NotBefore')}")
     if data.get("InResponseTo") is not None:
         raise InvalidSecurityToken(f"bearer SubjectConfirmationData answers request {data.get('InResponseTo')!r}, "
-                                   "which this service never sent (SAML 2.0 profiles 4.1.4.3)")
+                                   "which this service never sent (SAML 2.0 profiles 4.1.4.3)",
+                                   check="bearer-data", expected="no InResponseTo",
+                                   actual=f"InResponseTo {data.get('InResponseTo')}")
     recipient = data.get("Recipient")
     if recipient is not None and recipient not in policy.audiences:
         raise InvalidSecurityToken(f"bearer SubjectConfirmationData Recipient {recipient!r} is not one of "
                                    f"{sorted(policy.audiences)!r}",
-                                   reason="The security token was not issued for this service.")
+                                   reason="The security token was not issued for this service.",
+                                   check="bearer-data", expected=f"Recipient one of {sorted(policy.audiences)!r}",
+                                   actual=f"Recipient {recipient!r}")
 
 
 def _bearer_addresses(signed: etree._Element) -> list[str]:
@@ -191,7 +200,8 @@ def check_client_address(verified: VerifiedAssertion, client: str | None) -> Non
         if client is None or not _same_address(address, client):
             raise InvalidSecurityToken(
                 f"bearer SubjectConfirmationData Address {address!r} is not the client address {client!r}",
-                reason="The security token may not be presented from this address.")
+                reason="The security token may not be presented from this address.", check="client-address",
+                expected=f"Address {address!r}", actual=f"client {client!r}")
 
 
 def check_unique_id(document: etree._Element, assertion_id: str, assertion: etree._Element | None = None) -> None:
@@ -210,7 +220,9 @@ def check_unique_id(document: etree._Element, assertion_id: str, assertion: etre
     if holders:
         raise FailedCheck(f"ID {assertion_id!r} of the assertion is also held by {len(holders)} other element(s) "
                           f"of the message, first {holders[0].tag}",
-                          reason="The security token's ID is not unique in the message.")
+                          reason="The security token's ID is not unique in the message.", check="unique-id",
+                          expected=f"ID {assertion_id!r} held by the assertion only",
+                          actual=f"also held by {len(holders)} other element(s), first {holders[0].tag}")
 
 
 def _read_saml11(signed: etree._Element) -> _Read:
@@ -229,7 +241,8 @@ def _read_saml11(signed: etree._Element) -> _Read:
         methods_ = [_xml.text(m) for m in _xml.children(confirmation, s, "ConfirmationMethod")] if confirmation is not None else []
         bearer = bearer or ns.SAML1_BEARER in methods_
     if len(subjects) != 1:
-        raise InvalidSecurityToken(f"assertion names {len(subjects)} different subjects, expected exactly 1")
+        raise InvalidSecurityToken(f"assertion names {len(subjects)} different subjects, expected exactly 1",
+                                   check="assertion-shape", expected="1 subject", actual=f"{len(subjects)} subjects")
     conditions = _xml.child(signed, s, "Conditions")
     restrictions = []
     if conditions is not None:
@@ -240,12 +253,15 @@ def _read_saml11(signed: etree._Element) -> _Read:
 
 def verify_assertion(
     assertion: etree._Element, policy: ValidationPolicy, *, now: datetime,
-    cache: VerificationCache | None = None,
+    cache: VerificationCache | None = None, trace: Trace | None = None,
 ) -> VerifiedAssertion:
     """Verify ``assertion`` (an element of a parsed message) and return what it signed.
 
     Raises a :class:`~wstrust_wsgi.errors.SecurityFault` subclass naming the
-    first rule that failed. The returned object holds only signed data.
+    first rule that failed (``fault.check``, see :mod:`wstrust_wsgi._checks`).
+    The returned object holds only signed data. With a ``trace``, every check
+    that passes is recorded there too, and the cache is not used (so that
+    every check runs).
 
     With a :class:`VerificationCache`, an assertion whose exact bytes were
     verified before under this same ``policy`` skips the signature work only:
@@ -254,9 +270,11 @@ def verify_assertion(
     """
     version = version_of(assertion)
     if version is None:
-        raise InvalidSecurityToken(f"{assertion.tag} is not a SAML 1.1 or 2.0 assertion")
+        raise InvalidSecurityToken(f"{assertion.tag} is not a SAML 1.1 or 2.0 assertion", check="one-token")
     raw = etree.tostring(assertion)
     key = b""
+    if trace is not None:
+        cache = None
     if cache is not None:
         key = hashlib.sha256(raw).digest()
         hit = cache.get(key, policy, now)
@@ -267,8 +285,8 @@ def verify_assertion(
         # every namespace in scope in the message, each element of which passed the caps)
         root = _xml.parse(raw, max_namespaces=_xml.MAX_IN_SCOPE)
     except MalformedMessage as exc:
-        raise InvalidSecurityToken(f"assertion copy did not parse: {exc}") from None
-    return _verify_copy(root, version, raw, policy, now, cache, key)
+        raise InvalidSecurityToken(f"assertion copy did not parse: {exc}", check="assertion-shape") from None
+    return _verify_copy(root, version, raw, policy, now, cache, key, trace)
 
 
 def verify_standalone(
@@ -294,19 +312,21 @@ def verify_standalone(
 
 def _verify_copy(
     root: etree._Element, version: SamlVersion, raw: bytes, policy: ValidationPolicy, now: datetime,
-    cache: VerificationCache | None, key: bytes,
+    cache: VerificationCache | None, key: bytes, trace: Trace | None = None,
 ) -> VerifiedAssertion:
     try:
-        assertion_id, parts = _signature_shape(root, version, policy)
+        assertion_id, parts = _signature_shape(root, version, policy, trace)
     except MalformedMessage as exc:  # e.g. two SignedInfo: a signature we will not read
-        raise FailedCheck(f"malformed signature: {exc.detail}") from None
-    signed, by = _verify_signature_and_cert(root, version, policy, now, parts)
+        raise FailedCheck(f"malformed signature: {exc.detail}", check="signature-shape") from None
+    if trace is not None:
+        _trace_shape(trace, assertion_id, parts)
+    signed, by = _verify_signature_and_cert(root, version, policy, now, parts, trace)
     if signed.tag != root.tag or signed.get(version.id_attribute) != assertion_id:
-        raise FailedCheck("signed element is not the assertion")
+        raise FailedCheck("signed element is not the assertion", check="signature-shape")
     try:
-        verified, window, restrictions = _read_claims(signed, version, policy, now, assertion_id, raw)
+        verified, window, restrictions = _read_claims(signed, version, policy, now, assertion_id, raw, trace)
     except MalformedMessage as exc:  # e.g. two Conditions: ambiguous, so refused
-        raise InvalidSecurityToken(f"malformed assertion: {exc.detail}") from None
+        raise InvalidSecurityToken(f"malformed assertion: {exc.detail}", check="assertion-shape") from None
     if cache is not None:
         cert = by.certificate
         valid = (cert.not_valid_before_utc, cert.not_valid_after_utc) if cert is not None else _FOREVER
@@ -314,27 +334,57 @@ def _verify_copy(
     return verified
 
 
+def _trace_shape(trace: Trace, assertion_id: str, parts: xmldsig.Parts) -> None:
+    """Record the algorithm and shape checks :func:`_signature_shape` passed (they interleave there)."""
+    trace.passed("algorithms", "allowed by the policy",
+                 f"SignatureMethod {parts.method.get('Algorithm')}, DigestMethod "
+                 f"{parts.digest_methods[0].get('Algorithm')}, c14n {parts.c14n_method.get('Algorithm')}")
+    trace.passed("signature-shape", f"one enveloped signature, Reference URI '#{assertion_id}'",
+                 f"Reference URI {parts.references[0].get('URI')!r}")
+
+
 def _read_claims(
     signed: etree._Element, version: SamlVersion, policy: ValidationPolicy, now: datetime,
-    assertion_id: str, raw: bytes,
+    assertion_id: str, raw: bytes, trace: Trace | None = None,
 ) -> tuple[VerifiedAssertion, Window, tuple[tuple[str, ...], ...]]:
     reader = _read_saml2 if version is SAML2 else _read_saml11
     issuer, subject, restrictions, bearer, conditions, confirmation_data, bearer_data = reader(signed)
+    if trace is not None:
+        trace.passed("assertion-shape", "no element where at most one is allowed is repeated", "as expected")
     if issuer not in policy.issuers:
-        raise InvalidSecurityToken(f"issuer {issuer!r} is not trusted", reason="The security token's issuer is not trusted.")
+        raise InvalidSecurityToken(f"issuer {issuer!r} is not trusted", reason="The security token's issuer is not trusted.",
+                                   check="issuer", expected=f"one of {sorted(policy.issuers)!r}", actual=repr(issuer))
+    if trace is not None:
+        trace.passed("issuer", f"one of {sorted(policy.issuers)!r}", repr(issuer))
     if not subject:
-        raise InvalidSecurityToken("assertion has an empty subject")
+        raise InvalidSecurityToken("assertion has an empty subject", check="subject", expected="a subject name",
+                                   actual="empty")
+    if trace is not None:
+        trace.passed("subject", "a subject name", repr(subject))
     if not bearer:
-        raise InvalidSecurityToken("subject confirmation is not bearer")
+        method = ns.SAML2_BEARER if version is SAML2 else ns.SAML1_BEARER
+        raise InvalidSecurityToken("subject confirmation is not bearer", check="confirmation",
+                                   expected=f"confirmation method {method}", actual="no bearer confirmation")
+    if trace is not None:
+        trace.passed("confirmation", "bearer", "bearer")
     if conditions is None:
-        raise InvalidSecurityToken("assertion has no Conditions")
-    check_audiences(restrictions, policy)
-    for data_el in bearer_data:  # SAML 2.0 only
-        _check_bearer_data(data_el, policy)
+        raise InvalidSecurityToken("assertion has no Conditions", check="conditions",
+                                   expected="Conditions with NotOnOrAfter", actual="no Conditions")
     not_before = _time_attr(conditions, "NotBefore")
     not_on_or_after = _time_attr(conditions, "NotOnOrAfter")
     if not_on_or_after is None:
-        raise InvalidSecurityToken("Conditions has no NotOnOrAfter")
+        raise InvalidSecurityToken("Conditions has no NotOnOrAfter", check="conditions",
+                                   expected="Conditions with NotOnOrAfter", actual="no NotOnOrAfter")
+    if trace is not None:
+        trace.passed("conditions", "Conditions with NotOnOrAfter", f"NotOnOrAfter {not_on_or_after.isoformat()}")
+    check_audiences(restrictions, policy, trace)
+    for data_el in bearer_data:  # SAML 2.0 only
+        _check_bearer_data(data_el, policy)
+    if trace is not None and version is SAML2:
+        trace.passed("bearer-data", "no NotBefore or InResponseTo; Recipient (if any) this service",
+                     f"{len(bearer_data)} bearer SubjectConfirmationData, as expected")
+    elif trace is not None:
+        trace.skipped("bearer-data", "SAML 1.1 has no such fields")
     limits: list[datetime] = []
     for data_el in confirmation_data:  # SAML 2.0 only
         limit = _time_attr(data_el, "NotOnOrAfter")
@@ -342,7 +392,7 @@ def _read_claims(
             limits.append(limit)
     issue_instant = _time_attr(signed, "IssueInstant")
     window = Window(not_before, not_on_or_after, tuple(limits), issue_instant)
-    window.check(now, policy.clock_skew)
+    window.check(now, policy.clock_skew, trace)
     attributes = _attributes_saml2(signed) if version is SAML2 else _attributes_saml11(signed)
     verified = VerifiedAssertion(
         version=version.name,
@@ -358,3 +408,39 @@ def _read_claims(
         element=signed,
     )
     return verified, window, tuple(tuple(r) for r in restrictions)
+
+
+def unverified_claims(assertion: etree._Element) -> dict[str, object]:
+    """What ``assertion`` says, read WITHOUT verifying it, by the same readers the verifier uses.
+
+    For showing a token to a person only (``wstrust-wsgi diagnose`` prints it
+    beside the checks, refused tokens included): nothing read here is signed
+    or trusted, so never admit or authorize anything on its strength. Raises
+    :class:`~wstrust_wsgi.errors.InvalidSecurityToken` for what the readers
+    refuse (no Subject, several subjects, a duplicated element).
+    """
+    version = version_of(assertion)
+    if version is None:
+        raise InvalidSecurityToken(f"{assertion.tag} is not a SAML 1.1 or 2.0 assertion")
+    try:
+        reader = _read_saml2 if version is SAML2 else _read_saml11
+        issuer, subject, restrictions, _, conditions, _, _ = reader(assertion)
+        attributes = _attributes_saml2(assertion) if version is SAML2 else _attributes_saml11(assertion)
+    except MalformedMessage as exc:
+        raise InvalidSecurityToken(f"malformed assertion: {exc.detail}") from None
+    if version is SAML2:
+        methods = [c.get("Method", "") for c in assertion.iter(_S2["SubjectConfirmation"])]
+    else:
+        methods = [_xml.text(m) for m in assertion.iter(_xml.qname(ns.SAML1, "ConfirmationMethod"))]
+    return {
+        "version": version.name,
+        "id": assertion.get(version.id_attribute, ""),
+        "issuer": issuer,
+        "subject": subject,
+        "audiences": [a for r in restrictions for a in r],
+        "not_before": _time_attr(conditions, "NotBefore"),
+        "not_on_or_after": _time_attr(conditions, "NotOnOrAfter"),
+        "issue_instant": _time_attr(assertion, "IssueInstant"),
+        "attributes": attributes,
+        "confirmation": methods,
+    }

@@ -19,7 +19,7 @@ from typing import Any
 from cryptography import x509
 from lxml import etree
 
-from .. import _xml, ns
+from .. import _xml, ns, xmlenc
 from .._time import Clock, utcnow
 from ..client import IssuedToken
 from ..errors import ConfigurationError
@@ -150,7 +150,10 @@ class TokenFactory:
         which :attr:`VerifiedAssertion.roles <wstrust_wsgi.VerifiedAssertion.roles>`
         reads; ``attributes`` maps claim URIs to one value or several.
         ``algorithm`` is the signature setting (``rsa-sha256``, ``rsa-sha384``,
-        ``rsa-sha512``, ``rsa-sha1``).
+        ``rsa-sha512``, ``rsa-sha1``). ``encrypt_for`` (the service's
+        certificate) encrypts the signed token for it (:func:`encrypted_token`):
+        a ``saml2:EncryptedAssertion``, or for SAML 1.1 an ``xenc:EncryptedData``.
+        ``confirmation`` is ``"bearer"``; ``"holder-of-key"`` arrives with proof keys.
         """
         return self._mint(self._signer, subject, roles=roles, attributes=attributes, audience=audience,
                           issuer=issuer, version=version, lifetime=lifetime, issued_at=issued_at,
@@ -245,19 +248,35 @@ class TokenFactory:
               algorithm: str = "rsa-sha256", confirmation: str = "bearer",
               encrypt_for: x509.Certificate | None = None, **content_options: Any) -> IssuedToken:
         content = self.content(subject, **content_options)
-        # EXTENSION POINT (holder-of-key): once the package issues holder-of-key tokens, a
-        # "holder-of-key" confirmation makes a proof key here and the token carries it, so that
-        # soap_request can sign the message with it. Until then only bearer exists.
+        # EXTENSION POINT (holder-of-key, issue 12): a "holder-of-key" confirmation will make a
+        # proof key here (wstrust/ proof-key material), put its KeyInfo in the SubjectConfirmation
+        # (AssertionContent) and return it on the IssuedToken, so that soap_request signs the
+        # message with it (wssecurity/ message signatures). Until then only bearer exists.
         if confirmation != "bearer":
             raise ConfigurationError(f"confirmation: only 'bearer' tokens can be minted so far, not {confirmation!r} "
                                      "(holder-of-key arrives with proof keys)")
-        # EXTENSION POINT (encryption): once XML Encryption lands, the signed assertion is
-        # encrypted here for ``encrypt_for`` (the relying party's certificate).
-        if encrypt_for is not None:
-            raise ConfigurationError("encrypt_for: encrypted tokens cannot be minted yet (XML Encryption is not "
-                                     "implemented)")
         saml_version = _version(version or self.version)
-        return _issued(signer.sign(saml_version, content, algorithm=algorithm), saml_version, content)
+        signed = signer.sign(saml_version, content, algorithm=algorithm)
+        if encrypt_for is not None:
+            signed = encrypted_token(signed, saml_version, encrypt_for)
+        return _issued(signed, saml_version, content)
+
+
+def encrypted_token(signed: bytes, version: SamlVersion, certificate: x509.Certificate) -> bytes:
+    """``signed`` encrypted for the holder of ``certificate`` (:func:`wstrust_wsgi.xmlenc.encrypt`, its defaults).
+
+    SAML 2.0 wraps the ``xenc:EncryptedData`` in ``saml2:EncryptedAssertion``
+    (core 2.3.4); SAML 1.1 has no such element, so its EncryptedData stands
+    alone in the Security header, as WS-Security's token encryption sends it.
+    The signature is made first and encrypted with the assertion, so the
+    service decrypts, then verifies the very bytes the signer wrote.
+    """
+    encrypted = xmlenc.encrypt(signed, certificate)
+    if version is SAML2:
+        wrapper = etree.Element(_xml.qname(ns.SAML2, "EncryptedAssertion"), nsmap={"saml2": ns.SAML2})
+        wrapper.append(encrypted)
+        encrypted = wrapper
+    return etree.tostring(encrypted)
 
 
 def _issued(assertion: bytes, version: SamlVersion, content: AssertionContent) -> IssuedToken:

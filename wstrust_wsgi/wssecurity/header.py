@@ -30,7 +30,8 @@ def security_header(headers: list[etree._Element], soap_ns: str) -> etree._Eleme
     """The one ``wsse:Security`` header for this endpoint; two are refused."""
     mine = [h for h in headers if h.tag == _SECURITY and for_this_node(h, soap_ns)]
     if len(mine) > 1:
-        raise InvalidSecurity(f"{len(mine)} wsse:Security headers for this endpoint, expected at most 1")
+        raise InvalidSecurity(f"{len(mine)} wsse:Security headers for this endpoint, expected at most 1",
+                              check="security-header", expected="at most 1", actual=len(mine))
     return mine[0] if mine else None
 
 
@@ -55,18 +56,25 @@ def read_timestamp(security: etree._Element) -> Timestamp | None:
         expires_el = _xml.child(element, ns.WSU, "Expires")
         expires = parse_datetime(_xml.text(expires_el)) if expires_el is not None else None
     except ValueError as exc:
-        raise InvalidSecurity(f"wsu:Timestamp: {exc}") from None
+        raise InvalidSecurity(f"wsu:Timestamp: {exc}", check="timestamp") from None
     return Timestamp(created, expires)
 
 
 def check_timestamp(timestamp: Timestamp, *, now: datetime, skew: timedelta) -> None:
     """Created may not lie in the future, Expires not in the past (both allowing ``skew``)."""
     if timestamp.created > now + skew:
-        raise MessageExpired(f"wsu:Timestamp Created {format_datetime(timestamp.created)} is in the future")
+        raise MessageExpired(f"wsu:Timestamp Created {format_datetime(timestamp.created)} is in the future",
+                             check="timestamp", expected=f"Created <= {format_datetime(now + skew)} (now + skew)",
+                             actual=f"Created {format_datetime(timestamp.created)}")
     if timestamp.expires is not None and timestamp.expires <= now - skew:
-        raise MessageExpired(f"wsu:Timestamp expired at {format_datetime(timestamp.expires)}")
+        raise MessageExpired(f"wsu:Timestamp expired at {format_datetime(timestamp.expires)}",
+                             check="timestamp", expected=f"Expires > {format_datetime(now - skew)} (now - skew)",
+                             actual=f"Expires {format_datetime(timestamp.expires)}")
     if timestamp.expires is not None and timestamp.expires < timestamp.created:
-        raise MessageExpired("wsu:Timestamp Expires precedes Created")
+        raise MessageExpired("wsu:Timestamp Expires precedes Created", check="timestamp",
+                             expected="Expires >= Created",
+                             actual=f"Created {format_datetime(timestamp.created)}, "
+                                    f"Expires {format_datetime(timestamp.expires)}")
 
 
 def build_timestamp(now: datetime, ttl: timedelta = timedelta(minutes=5)) -> etree._Element:

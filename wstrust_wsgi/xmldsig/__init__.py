@@ -27,6 +27,7 @@ from .verify import (
     enveloped_shape,
     id_holders,
     shared_secrets,
+    thumbprints,
     trusted_certificates,
     verify_detached,
     verify_enveloped,
@@ -36,5 +37,5 @@ __all__ = [
     "ALGORITHMS", "BY_SETTING", "Algorithm", "AlgorithmPolicy", "Candidate", "HmacKey", "KeyResolver", "Parts",
     "Signer", "Verified", "canonical", "certificate_base64", "enveloped_shape", "for_setting", "id_holders",
     "setting_names",
-    "shared_secrets", "trusted_certificates", "verify_detached", "verify_enveloped",
+    "shared_secrets", "thumbprints", "trusted_certificates", "verify_detached", "verify_enveloped",
 ]

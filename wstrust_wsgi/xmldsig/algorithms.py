@@ -192,11 +192,13 @@ class AlgorithmPolicy:
     def signature_method(self, uri: str | None) -> Algorithm:
         """The allowed SignatureMethod record for ``uri``, or UnsupportedAlgorithm."""
         if uri not in self.signature_methods:
-            raise UnsupportedAlgorithm(f"signature method {uri!r} not allowed")
+            raise UnsupportedAlgorithm(f"signature method {uri!r} not allowed",
+                                       expected=f"SignatureMethod one of {sorted(self.signature_methods)}", actual=uri)
         return ALGORITHMS[uri]  # type: ignore[index]
 
     def digest_method(self, uri: str | None) -> Algorithm:
         """The allowed DigestMethod record for ``uri``, or UnsupportedAlgorithm."""
         if uri not in self.digest_methods:
-            raise UnsupportedAlgorithm(f"digest method {uri!r} not allowed")
+            raise UnsupportedAlgorithm(f"digest method {uri!r} not allowed",
+                                       expected=f"DigestMethod one of {sorted(self.digest_methods)}", actual=uri)
         return ALGORITHMS[uri]  # type: ignore[index]

@@ -13,7 +13,7 @@ https://www.w3.org/TR/xmldsig-core1/#sec-CoreValidation
 from __future__ import annotations
 
 import functools
-from base64 import b64decode
+from base64 import b64decode, b64encode
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,11 +21,12 @@ from typing import NamedTuple, cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
 from .. import _xml, ns
+from .._checks import Trace
 from ..errors import FailedCheck, InvalidSecurityToken, UnsupportedAlgorithm
 from .algorithms import ALGORITHMS, Algorithm, AlgorithmPolicy, HmacKey
 
@@ -107,7 +108,12 @@ class Parts(NamedTuple):
 
 
 class _Refused(Exception):
-    """A signature refused during verification (becomes FailedCheck)."""
+    """A signature refused during verification (becomes FailedCheck, naming ``check``)."""
+
+    def __init__(self, detail: str, check: str = "signature-shape", expected: object = None,
+                 actual: object = None) -> None:
+        super().__init__(detail)
+        self.check, self.expected, self.actual = check, expected, actual
 
 
 @functools.lru_cache(maxsize=None)
@@ -122,10 +128,12 @@ def _signed_info_parts(signature: etree._Element, algorithms: AlgorithmPolicy
     """SignedInfo, CanonicalizationMethod (exclusive c14n only), an allowed SignatureMethod, the References."""
     signed_info = _xml.only(signature, _Q["SignedInfo"])
     if signed_info is None:
-        raise FailedCheck("Signature has no SignedInfo")
+        raise FailedCheck("Signature has no SignedInfo", check="signature-shape")
     c14n = _xml.only(signed_info, _Q["CanonicalizationMethod"])
     if c14n is None or c14n.get("Algorithm") != ns.ALG_EXC_C14N:
-        raise UnsupportedAlgorithm(f"canonicalization {c14n.get('Algorithm') if c14n is not None else None!r}")
+        found = c14n.get("Algorithm") if c14n is not None else None
+        raise UnsupportedAlgorithm(f"canonicalization {found!r}", expected=f"CanonicalizationMethod {ns.ALG_EXC_C14N}",
+                                   actual=found)
     method = _xml.only(signed_info, _Q["SignatureMethod"])
     algorithms.signature_method(method.get("Algorithm") if method is not None else None)
     assert method is not None
@@ -144,7 +152,8 @@ def _parts(signature: etree._Element, algorithms: AlgorithmPolicy, transforms: l
         steps = list(holder.iterchildren(_Q["Transform"])) if holder is not None else []
         uris = [t.get("Algorithm") for t in steps]
         if uris != transforms:
-            raise UnsupportedAlgorithm(f"transforms {uris!r}: only {transforms!r} are allowed")
+            raise UnsupportedAlgorithm(f"transforms {uris!r}: only {transforms!r} are allowed",
+                                       expected=f"Transforms {transforms}", actual=uris)
         digest = _xml.only(reference, _Q["DigestMethod"])
         algorithms.digest_method(digest.get("Algorithm") if digest is not None else None)
         assert digest is not None
@@ -161,7 +170,7 @@ def id_holders(document: etree._Element, reference_id: str, id_names: frozenset[
 
 
 def enveloped_shape(root: etree._Element, *, id_attribute: str, id_names: frozenset[str],
-                    algorithms: AlgorithmPolicy) -> tuple[str, Parts]:
+                    algorithms: AlgorithmPolicy, trace: Trace | None = None) -> tuple[str, Parts]:
     """Refuse anything but one enveloped signature over ``root`` by its unique ID; return the ID and the parts.
 
     ``root`` must carry its ID in ``id_attribute``, one ds:Signature in the
@@ -172,22 +181,32 @@ def enveloped_shape(root: etree._Element, *, id_attribute: str, id_names: frozen
     what = etree.QName(root).localname
     reference_id = root.get(id_attribute, "")
     if not reference_id:
-        raise InvalidSecurityToken(f"{what} has no {id_attribute}")
+        raise InvalidSecurityToken(f"{what} has no {id_attribute}", check="signature-shape",
+                                   expected=f"an {id_attribute} attribute", actual="none")
     signatures = list(root.iter(_Q["Signature"]))
     if not signatures:
-        raise FailedCheck(f"{what} is not signed", reason="The security token is not signed.")
+        raise FailedCheck(f"{what} is not signed", reason="The security token is not signed.", check="signed",
+                          expected="one ds:Signature", actual="none")
+    if trace is not None:
+        trace.passed("signed", "one ds:Signature", f"{len(signatures)} ds:Signature")
     if len(signatures) > 1 or signatures[0].getparent() is not root:
-        raise FailedCheck(f"{what} must carry exactly one signature, as its own child")
+        raise FailedCheck(f"{what} must carry exactly one signature, as its own child", check="signature-shape",
+                          expected=f"one ds:Signature, child of the {what}",
+                          actual=f"{len(signatures)} ds:Signature, the first in {signatures[0].getparent().tag}")
     holders = id_holders(root, reference_id, id_names)
     if any(holder is not root for holder in holders):
-        raise FailedCheck(f"ID {reference_id!r} is not unique to the {what} ({len(holders)} holders)")
+        raise FailedCheck(f"ID {reference_id!r} is not unique to the {what} ({len(holders)} holders)",
+                          check="signature-shape", expected=f"ID {reference_id!r} held by the {what} only",
+                          actual=f"{len(holders)} holders")
     found = _signed_info_parts(signatures[0], algorithms)
     references = found[3]
     if len(references) != 1:
-        raise FailedCheck(f"signature has {len(references)} references, expected exactly 1")
+        raise FailedCheck(f"signature has {len(references)} references, expected exactly 1", check="signature-shape",
+                          expected="1 Reference", actual=f"{len(references)} References")
     uri = references[0].get("URI")
     if uri != "#" + reference_id:
-        raise FailedCheck(f"reference URI {uri!r} does not point at {what} {reference_id!r}")
+        raise FailedCheck(f"reference URI {uri!r} does not point at {what} {reference_id!r}", check="signature-shape",
+                          expected=f"Reference URI '#{reference_id}'", actual=f"Reference URI {uri!r}")
     return reference_id, _parts(signatures[0], algorithms, ENVELOPED, found)
 
 
@@ -264,10 +283,15 @@ def _signed_info(parts: Parts) -> tuple[Algorithm, bytes, bytes]:
 
 
 def _check_digest(element: etree._Element, reference: etree._Element, digest_method: etree._Element,
-                  last_transform: etree._Element) -> None:
-    expected = b64decode(next(reference.iterchildren(_Q["DigestValue"])).text)  # type: ignore[arg-type]
-    if ALGORITHMS[digest_method.get("Algorithm")].digest(_c14n(element, last_transform)) != expected:  # type: ignore[index]
-        raise _Refused("digest mismatch")
+                  last_transform: etree._Element) -> bytes:
+    """The digest of ``element``, which must be the Reference's DigestValue (else _Refused, naming both)."""
+    written = next(reference.iterchildren(_Q["DigestValue"])).text
+    expected = b64decode(written)  # type: ignore[arg-type]
+    actual = ALGORITHMS[digest_method.get("Algorithm")].digest(_c14n(element, last_transform))  # type: ignore[index]
+    if actual != expected:
+        raise _Refused("digest mismatch", "digest", f"DigestValue {(written or '').strip()}",
+                       f"digest of the assertion as received {b64encode(actual).decode()}")
+    return actual
 
 
 def _by_key(signature: etree._Element, method: Algorithm, value: bytes, signed_info: bytes,
@@ -275,12 +299,16 @@ def _by_key(signature: etree._Element, method: Algorithm, value: bytes, signed_i
     """The first candidate whose key verifies ``value`` over ``signed_info`` and is valid at ``now``; or FailedCheck."""
     at = now.astimezone(timezone.utc) if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
     failures = []
-    for candidate in keys(signature):
+    out_of_date = 0
+    candidates = tuple(keys(signature))
+    for candidate in candidates:
         if candidate.not_before is not None and at < candidate.not_before:
             failures.append(f"{candidate.name()}: certificate is not yet valid at {at.isoformat()}")
+            out_of_date += 1
             continue
         if candidate.not_after is not None and at > candidate.not_after:
             failures.append(f"{candidate.name()}: certificate expired at {candidate.not_after.isoformat()}")
+            out_of_date += 1
             continue
         if candidate.key is None:
             failures.append(f"{candidate.name()}: not an RSA key")
@@ -294,7 +322,25 @@ def _by_key(signature: etree._Element, method: Algorithm, value: bytes, signed_i
             failures.append(f"{candidate.name()}: {type(exc).__name__}: {exc}")
             continue
         return candidate
-    raise FailedCheck("signature did not verify with any trusted certificate: " + "; ".join(failures))
+    raise FailedCheck("signature did not verify with any trusted certificate: " + "; ".join(failures),
+                      check="certificate-validity" if failures and out_of_date == len(failures) else "signing-key",
+                      expected="a signature by one of: " + "; ".join(_named(c) for c in candidates),
+                      actual="; ".join(failures) or "no trusted certificate configured")
+
+
+def thumbprints(certificate: x509.Certificate) -> tuple[str, str]:
+    """The SHA-1 and SHA-256 thumbprints in upper-case hex, as AD FS and Windows show them (SHA-1 names a
+    certificate there, it secures nothing here)."""
+    return (certificate.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303
+            certificate.fingerprint(hashes.SHA256()).hex().upper())
+
+
+def _named(candidate: Candidate) -> str:
+    """A candidate as a person compares it: its subject and thumbprints (for a failure only)."""
+    if candidate.certificate is None:
+        return candidate.name()
+    sha1, sha256 = thumbprints(candidate.certificate)
+    return f"{candidate.name()} (SHA-1 {sha1}, SHA-256 {sha256}, valid {candidate.not_before} to {candidate.not_after})"
 
 
 def _verified(candidate: Candidate, signed: tuple[etree._Element, ...], method: Algorithm) -> Verified:
@@ -304,7 +350,7 @@ def _verified(candidate: Candidate, signed: tuple[etree._Element, ...], method: 
 
 def verify_enveloped(
     root: etree._Element, *, id_attribute: str, algorithms: AlgorithmPolicy, keys: KeyResolver, now: datetime,
-    id_names: frozenset[str] = frozenset(), parts: Parts | None = None,
+    id_names: frozenset[str] = frozenset(), parts: Parts | None = None, trace: Trace | None = None,
 ) -> Verified:
     """Verify the enveloped signature of ``root``, a standalone tree that this call consumes.
 
@@ -315,6 +361,7 @@ def verify_enveloped(
     returned as signed is ``root`` itself, its Signature removed: the very
     tree the digested bytes were written from (comments dropped at parse,
     the Signature's tail kept), so everything read from it was signed.
+    With a ``trace``, the digest and key checks are recorded as they pass.
     """
     if parts is None:
         _, parts = enveloped_shape(root, id_attribute=id_attribute, id_names=id_names | {id_attribute},
@@ -323,10 +370,32 @@ def verify_enveloped(
         method, value, signed_info = _signed_info(parts)
         # the shape check made root the one holder of its ID: the reference resolves to root
         _remove_enveloped(parts.signature)
-        _check_digest(root, parts.references[0], parts.digest_methods[0], parts.steps[0][-1])
+        digest = _check_digest(root, parts.references[0], parts.digest_methods[0], parts.steps[0][-1])
     except (_Refused, etree.LxmlError, TypeError, ValueError, IndexError, StopIteration) as exc:
-        raise FailedCheck(f"signature refused: {type(exc).__name__}: {exc}") from None
-    return _verified(_by_key(parts.signature, method, value, signed_info, keys, now), (root,), method)
+        raise _failed(exc) from None
+    if trace is not None:
+        trace.passed("digest", "the Reference's DigestValue", f"{b64encode(digest).decode()} (matches)")
+    try:
+        candidate = _by_key(parts.signature, method, value, signed_info, keys, now)
+    except FailedCheck as fault:
+        if trace is not None and fault.check == "signing-key":  # some trusted certificate was in date
+            trace.passed("certificate-validity", f"valid at {now.isoformat()}", "a trusted certificate is valid")
+        raise
+    if trace is not None and candidate.certificate is not None:
+        trace.passed("certificate-validity", f"valid at {now.isoformat()}",
+                     f"valid {candidate.not_before} to {candidate.not_after}")
+    if trace is not None:
+        trace.passed("signing-key", "a trusted certificate", _named(candidate))
+    return _verified(candidate, (root,), method)
+
+
+def _failed(exc: Exception) -> FailedCheck:
+    """The FailedCheck for a refusal inside verification: the check ``_Refused`` names, else the shape."""
+    if isinstance(exc, _Refused):
+        return FailedCheck(f"signature refused: _Refused: {exc}", check=exc.check, expected=exc.expected,
+                           actual=exc.actual)
+    return FailedCheck(f"signature refused: {type(exc).__name__}: {exc}", check="signature-shape",
+                       expected="a Signature valid against the XML-DSig schema", actual=str(exc))
 
 
 def verify_detached(
@@ -361,5 +430,5 @@ def verify_detached(
         for target, reference, digest, steps in zip(targets, parts.references, parts.digest_methods, parts.steps):
             _check_digest(target, reference, digest, steps[-1])
     except (_Refused, etree.LxmlError, TypeError, ValueError, IndexError, StopIteration) as exc:
-        raise FailedCheck(f"signature refused: {type(exc).__name__}: {exc}") from None
+        raise _failed(exc) from None
     return _verified(_by_key(signature, method, value, signed_info, keys, now), tuple(targets), method)
