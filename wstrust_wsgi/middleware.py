@@ -309,13 +309,14 @@ class RelyingPartyMiddleware:
         record(trace, "unique-id", "held by the assertion only", "held by the assertion only")
         return verified
 
-    def explain(self, body: bytes, content_type: str | None, *, now: datetime | None = None
-                ) -> tuple[Trace, VerifiedAssertion | None]:
+    def explain(self, body: bytes, content_type: str | None, *, now: datetime | None = None,
+                client_address: str | None = None) -> tuple[Trace, VerifiedAssertion | None]:
         """Verify ``body`` as a request, recording every check (what ``wstrust-wsgi diagnose`` prints).
 
         The full path with a :class:`~wstrust_wsgi._checks.Trace`: the same
         checks, no cache; the replay cache is not touched (diagnosing a token
-        does not use it up) and the client address is not known here.
+        does not use it up); the client-address check runs when ``client_address`` is given (with
+        ``check_address`` on), as it would against that REMOTE_ADDR.
         """
         trace = Trace()
         try:
@@ -323,8 +324,15 @@ class RelyingPartyMiddleware:
         except Exception as fault:  # the fault the middleware would answer (or an internal error)
             trace.failed(fault)
             return trace, None
-        if self._check_address:
-            trace.skipped("client-address", "checked per request against REMOTE_ADDR")
+        if self._check_address and client_address is None:
+            trace.skipped("client-address", "checked per request against REMOTE_ADDR (give the client's address)")
+        elif self._check_address:
+            try:
+                check_client_address(verified, client_address)
+            except Exception as fault:
+                trace.failed(fault)
+                return trace, None
+            trace.passed("client-address", "the client's address, if the token names one", client_address)
         if self._replay is not None:
             trace.skipped("replay", "not consulted, so that diagnosing a token does not use it up")
         return trace, verified

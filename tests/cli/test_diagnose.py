@@ -274,6 +274,25 @@ def test_each_edited_token_fails_exactly_its_check(capsys, tmp_path, kit_cert, c
     assert report["fault"]["code"] == "wsse:InvalidSecurityToken"
 
 
+def test_the_client_address_is_checked_when_given(capsys, tmp_path, kit_cert):
+    """A token bound to an Address: admitted from it, refused from elsewhere with the check named, and
+    reported as skipped when diagnose is not told where the client calls from."""
+    kit = TokenFactory()
+    what = kit.content("alice")
+    root = saml.build_saml2(what)
+    _set(root, "SubjectConfirmationData", "Address", "192.0.2.7")
+    token = sign_with(throwaway_key(), saml.SAML2, what, root=root)
+    code, report = as_json(capsys, tmp_path, token, *kit_settings(kit_cert), "--client-address", "192.0.2.7")
+    assert code == 0
+    assert [c["verdict"] for c in report["checks"] if c["check"] == "client-address"] == ["pass"]
+    code, report = as_json(capsys, tmp_path, token, *kit_settings(kit_cert), "--client-address", "198.51.100.1")
+    assert code == 1 and failed_check(report) == "client-address"
+    assert "192.0.2.7" in report["checks"][NAMES.index("client-address")]["expected"]
+    code, report = as_json(capsys, tmp_path, token, *kit_settings(kit_cert))
+    assert code == 0
+    assert [c["verdict"] for c in report["checks"] if c["check"] == "client-address"] == ["skipped"]
+
+
 def test_a_trailing_slash_in_the_audience_is_named_as_such(capsys, tmp_path, kit_cert):
     token = TokenFactory().mint(audience=DEFAULT_AUDIENCE + "/")
     code, out = diagnose(capsys, tmp_path, token.assertion, *kit_settings(kit_cert))

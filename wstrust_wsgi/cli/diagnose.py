@@ -86,6 +86,8 @@ def add_diagnose_command(commands: Any) -> None:
     parser.add_argument("--allow-sha1", action="store_true", help="accept rsa-sha1 / sha1 signatures")
     parser.add_argument("--at", default=None, metavar="TIME",
                         help="check as of this time (xs:dateTime, e.g. 2014-01-27T08:30:00Z; default now)")
+    parser.add_argument("--client-address", default=None, metavar="IP",
+                        help="the address the client calls from, for a service with check_address")
     parser.add_argument("--app", default=None, metavar="MODULE:CALLABLE",
                         help="read the settings from the RelyingPartyMiddleware inside this WSGI app")
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts")
@@ -105,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
         trace, verified = given.decryption, None
         trace.steps[:0] = [_skip(c.name, "not checked: the token did not decrypt") for c in CHECKS[:_DECRYPTION]]
     else:
-        trace, verified = middleware.explain(given.body, given.content_type, now=at)
+        trace, verified = middleware.explain(given.body, given.content_type, now=at,
+                                               client_address=args.client_address)
         if given.decryption.steps:
             trace.steps[:0] = given.decryption.steps
         elif any(step.check == "one-token" and step.verdict == "pass" for step in trace.steps):
@@ -153,7 +156,8 @@ def _middleware(args: argparse.Namespace) -> RelyingPartyMiddleware:
         warnings.simplefilter("ignore", SecurityWarning)
         return RelyingPartyMiddleware(
             _no_app, audience=args.audience, issuer=args.issuer, trusted_certs=args.trusted_cert,
-            clock_skew=300.0 if args.clock_skew is None else args.clock_skew, allow_sha1=args.allow_sha1)
+            clock_skew=300.0 if args.clock_skew is None else args.clock_skew, allow_sha1=args.allow_sha1,
+            check_address=args.client_address is not None)
 
 
 def _no_app(environ: Any, start_response: Any) -> list[bytes]:  # never called: diagnose only verifies
