@@ -21,7 +21,7 @@ TIERS = {
     "errors": 0, "ns": 0, "model": 0, "_xml": 0, "_time": 0, "_urls": 0, "_arguments": 0, "_log": 0, "stores": 0,
     "keys": 1, "xmldsig": 1, "xmlenc": 1,
     "soap": 2, "wssecurity": 2, "_wsgi": 2, "_health": 2,
-    "wstrust": 3, "saml": 3,
+    "wstrust": 3, "saml": 3, "metadata": 3,
     "sts": 4, "middleware": 4, "_reuse": 4, "client": 4,
     "exchange": 5, "cli": 5, "config": 5, "deploy": 5, "_gunicorn": 5, "testing": 5, "__init__": 5, "__main__": 5,
 }
