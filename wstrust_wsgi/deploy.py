@@ -80,6 +80,7 @@ from .stores.memory import MemoryReplayCache
 from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
 from .stores.sql import Registry
 from .sts import TokenService
+from .sts.published import MEX_PATH
 from .wssecurity import UsernameToken
 
 if TYPE_CHECKING:  # ldap3 is the optional "ldap" extra; imported only when [users] source = "ldap"
@@ -189,7 +190,8 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
     log.info("STS at %s, issuer %s: registry %s, users from %s, digest nonces in %s, %s",
              config.sts.path, service.issuer, config.registry.display_url, _describe_users(config),
              nonces_shown, _describe_lockout(config))
-    app: WSGIApp = mount(config.sts.path, service, subpaths=(HEALTH_PATH,))
+    hosted = () if service.metadata_path is None else (service.metadata_path,)
+    app: WSGIApp = mount(config.sts.path, service, subpaths=(HEALTH_PATH, MEX_PATH), host_paths=hosted)
     return app
 
 
