@@ -293,7 +293,8 @@ class FastAdmission:
     def __init__(self, *, security: SecurityCheck, policy: ValidationPolicy, verified: VerificationCache | None,
                  max_entries: int) -> None:
         self._security = security
-        self._policy = policy
+        #: What a token must satisfy; the middleware replaces it when the STS's keys roll.
+        self.policy = policy
         self._verified = verified
         self.seen = SeenTokens(max_entries=max_entries)
 
@@ -339,10 +340,10 @@ class FastAdmission:
         if security is None:
             return None
         if self._verified is None:
-            verified = verify_standalone(splice.alone, splice.wire, self._policy, now=now)
+            verified = verify_standalone(splice.alone, splice.wire, self.policy, now=now)
         else:
             key = hashlib.sha256(splice.wire).digest()
-            verified = verify_standalone(splice.alone, splice.wire, self._policy, now=now, cache=self._verified,
+            verified = verify_standalone(splice.alone, splice.wire, self.policy, now=now, cache=self._verified,
                                          key=key)
             self.seen.remember(splice, key)
         _unique_id(splice.body, security, verified.assertion_id)
@@ -362,7 +363,7 @@ class FastAdmission:
         if security is None:
             return None
         try:
-            verified = self._verified.get(splice.key, self._policy, now)
+            verified = self._verified.get(splice.key, self.policy, now)
         except SoapFault:
             return None
         if verified is not None:

@@ -54,6 +54,7 @@ from .errors import (
     SecurityWarning,
     SoapFault,
 )
+from .federation import follow
 from .keys import CertificateSource, load_certificates
 from .saml import (VerificationCache, VerifiedAssertion, check_client_address, check_unique_id, policy,
                    verify_assertion, version_of)
@@ -81,6 +82,16 @@ class RelyingPartyMiddleware:
     :param issuer: the STS issuer name(s) accepted.
     :param trusted_certs: the certificate (a path, PEM bytes or an object) whose key
         signs tokens, or several for key rollover. Certificates in messages are never trusted.
+        Optional when ``metadata_url`` is given (then both are trusted).
+    :param metadata_url: follow the STS's federation metadata (``https://`` URL or a file):
+        every signing key of its STS role is trusted, refreshed in the background;
+        see :mod:`wstrust_wsgi.federation`. The entityID must be the ``issuer``.
+    :param metadata_refresh: time between two conditional requests (one hour by default).
+    :param metadata_cache: a file keeping the last good copy, so a restart during an STS outage starts.
+    :param metadata_signing_certs: certificates one of which must sign the metadata (pin the
+        STS's next key too); without them only TLS vouches for it (plain http is refused).
+    :param metadata_max_age: how long a copy the STS has not confirmed stays usable (7 days; None: forever).
+    :param metadata_when_stale: past that age, ``"refuse"`` every token (fail closed) or ``"serve"`` on.
     :param clock_skew: tolerance on NotBefore / NotOnOrAfter and wsu:Timestamp, as a
         ``timedelta`` or a number of seconds.
     :param allow_sha1: accept rsa-sha1 / sha1 signatures (some AD FS and WSO2
@@ -126,7 +137,7 @@ class RelyingPartyMiddleware:
         *,
         audience: str | Iterable[str],
         issuer: str | Iterable[str],
-        trusted_certs: CertificateSource | Iterable[CertificateSource],
+        trusted_certs: CertificateSource | Iterable[CertificateSource] | None = None,
         clock_skew: timedelta | float = timedelta(minutes=5),
         allow_sha1: bool = False,
         allow_get: bool = False,
@@ -138,6 +149,12 @@ class RelyingPartyMiddleware:
         health_path: str | None = None,
         check_address: bool = False,
         trusted_proxies: Iterable[str] = (),
+        metadata_url: str | None = None,
+        metadata_refresh: timedelta | float = timedelta(hours=1),
+        metadata_cache: str | None = None,
+        metadata_signing_certs: CertificateSource | Iterable[CertificateSource] = (),
+        metadata_max_age: timedelta | float | None = timedelta(days=7),
+        metadata_when_stale: str = "refuse",
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
         # TypeError at the first request (see wstrust_wsgi._arguments).
@@ -148,13 +165,14 @@ class RelyingPartyMiddleware:
             warnings.warn("RelyingPartyMiddleware: allow_sha1=True accepts SHA-1 signatures and digests, "
                           "which are deprecated (collisions are practical)", SecurityWarning, stacklevel=2)
         self.app = _arguments.callable_(app, "app")
-        self.policy = policy(
-            trusted_certs=load_certificates(trusted_certs),
-            issuers=_arguments.strings(issuer, "issuer"),
-            audiences=_arguments.strings(audience, "audience"),
-            clock_skew=skew,
-            allow_sha1=allow_sha1,
-        )
+        issuers, audiences = _arguments.strings(issuer, "issuer"), _arguments.strings(audience, "audience")
+        self._trust = follow(
+            pinned=() if trusted_certs is None else load_certificates(trusted_certs), issuers=issuers,
+            url=metadata_url, refresh=metadata_refresh, cache=metadata_cache, signing_certs=metadata_signing_certs,
+            max_age=metadata_max_age, when_stale=metadata_when_stale, clock=clock,
+            build=lambda certs: policy(trusted_certs=certs, issuers=issuers, audiences=audiences,
+                                       clock_skew=skew, allow_sha1=allow_sha1))
+        self.policy = self._trust.policy()
         self._proxies = TrustedProxies(trusted_proxies)
         self._allow_get = _arguments.flag(allow_get, "allow_get")
         self._clock = _arguments.callable_(clock, "clock")
@@ -220,6 +238,8 @@ class RelyingPartyMiddleware:
         body = _wsgi.read_environ_body(environ, self._max_body)
         content_type = environ.get("CONTENT_TYPE")
         now = self._clock()
+        if self._trust.trust is not None:  # following metadata: refused when stale, a new policy when keys rolled
+            self.policy = self._fast.policy = self._trust.policy()
         verified = self._fast.admit(body, content_type, now) if self._cutting else None
         if verified is None:
             verified = self._verify(body, content_type, now)

@@ -24,7 +24,7 @@ all, since a key taken from the document cannot vouch for the document.
 from __future__ import annotations
 
 from base64 import b64decode
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -55,11 +55,11 @@ class StsMetadata:
     signed_by: x509.Certificate | None = field(default=None, repr=False)
 
 
-def read_metadata(data: bytes, *, issuer: str, now: datetime,
+def read_metadata(data: bytes, *, issuer: str | Iterable[str], now: datetime,
                   signing_certs: Sequence[x509.Certificate] = (), allow_sha1: bool = False) -> StsMetadata:
     """Check ``data`` and return the STS's signing certificates, or raise :class:`MetadataError`.
 
-    :param issuer: the entityID required (the issuer name tokens carry).
+    :param issuer: the entityID required (the issuer name tokens carry), or the names accepted.
     :param now: when the pinned certificate must be valid.
     :param signing_certs: the certificates one of which must have signed the
         document; empty: the signature is not checked (the transport vouches).
@@ -78,9 +78,11 @@ def read_metadata(data: bytes, *, issuer: str, now: datetime,
         except WsTrustError as exc:
             raise MetadataError(f"metadata signature refused (pinned metadata_signing_certs): {exc}") from None
         root, signed_by = verified.signed[0], verified.certificate
-    entity_id = root.get("entityID")
-    if entity_id != issuer:
-        raise MetadataError(f"metadata entityID {entity_id!r} is not the configured issuer {issuer!r}")
+    entity_id = root.get("entityID", "")
+    accepted = {issuer} if isinstance(issuer, str) else set(issuer)
+    if entity_id not in accepted:
+        raise MetadataError(f"metadata entityID {entity_id!r} is not the configured issuer "
+                            f"{' or '.join(repr(i) for i in sorted(accepted))}")
     try:
         certificates, endpoint, mex = _sts_roles(root)
     except MalformedMessage as exc:
