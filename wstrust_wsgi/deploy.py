@@ -80,6 +80,7 @@ from .stores.memory import MemoryReplayCache
 from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
 from .stores.sql import Registry
 from .sts import TokenService
+from .sts.keyring import RegistryKeys, passphrase_from_environment
 from .sts.published import MEX_PATH
 from .wssecurity import UsernameToken
 
@@ -170,7 +171,9 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
         users: UserStore = ldap if ldap is not None else _registry_users(config, registry)
         try:
             service = TokenService(
-                signing_key=config.keys.loaded,
+                # the registry's rolling keys (wstrust-wsgi keys); the file's pair until one is promoted
+                signing_key=RegistryKeys(registry, passphrase=passphrase_from_environment(),
+                                         fallback=config.keys.loaded),
                 users=users,
                 relying_parties=registry,
                 settings=_HostSettings(registry, config.sts.allow_plaintext_http),

@@ -58,6 +58,9 @@ from wstrust_wsgi.wssecurity import UsernameToken, build_username_token, read_us
 
 OTHER = "https://svc.example/other"
 DEPT = "urn:test:claims:department"
+#: The schema versions this code ships, and a version after them (for the upgrade tests).
+SHIPPED = [m.version for m in schema.MIGRATIONS]
+NEXT = SHIPPED[-1] + 1
 
 
 # ---------------------------------------------------------------------- fixtures
@@ -143,7 +146,7 @@ def test_init_schema_needs_an_issuer_first_then_creates_admin_and_default_settin
         assert registry.get_settings().issuer == ISSUER
         registry.init_schema(issuer="urn:example:sts")
         assert registry.get_settings().issuer == "urn:example:sts"
-    assert [row[0] for row in raw(url, "SELECT version FROM schema_version")] == [1, 2]
+    assert [row[0] for row in raw(url, "SELECT version FROM schema_version")] == SHIPPED
 
 
 @pytest.mark.parametrize("bad", [
@@ -649,10 +652,10 @@ def test_an_older_schema_is_upgraded_once_on_open_even_by_racing_workers(
     with Registry.open(url) as registry:
         registry.init_schema(issuer=ISSUER)
         registry.add_user("bob", "pw", roles=["admin"])
-    assert [row[0] for row in raw(url, "SELECT version FROM schema_version")] == [1, 2]
+    assert [row[0] for row in raw(url, "SELECT version FROM schema_version")] == SHIPPED
 
-    # This code now ships version 3; eight workers open the version-2 database at once.
-    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + (schema.Migration(3, "user notes", _v2),))
+    # This code now ships one version more; eight workers open the older database at once.
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + (schema.Migration(NEXT, "user notes", _v2),))
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
 
@@ -670,14 +673,15 @@ def test_an_older_schema_is_upgraded_once_on_open_even_by_racing_workers(
     for thread in threads:
         thread.join(timeout=60)
     assert not errors, errors
-    assert sorted(row[0] for row in raw(url, "SELECT version FROM schema_version")) == [1, 2, 3]
+    assert sorted(row[0] for row in raw(url, "SELECT version FROM schema_version")) == [*SHIPPED, NEXT]
     assert raw(url, "SELECT name, note FROM users") == [("bob", "migrated")]
 
-    # A failing migration leaves version 3 exactly as it was.
-    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + (schema.Migration(4, "doomed", _v3_fails_half_way),))
+    # A failing migration leaves the version before it exactly as it was.
+    monkeypatch.setattr(schema, "MIGRATIONS",
+                        schema.MIGRATIONS + (schema.Migration(NEXT + 1, "doomed", _v3_fails_half_way),))
     with pytest.raises(RuntimeError, match="half-way"):
         Registry.open(url)
-    assert sorted(row[0] for row in raw(url, "SELECT version FROM schema_version")) == [1, 2, 3]
+    assert sorted(row[0] for row in raw(url, "SELECT version FROM schema_version")) == [*SHIPPED, NEXT]
     assert "doomed" not in columns(url, "users") and "note" in columns(url, "users")
 
 
