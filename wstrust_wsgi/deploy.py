@@ -81,7 +81,7 @@ from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_fro
 from .stores.sql import Registry
 from .sts import TokenService
 from .sts.keyring import RegistryKeys, passphrase_from_environment
-from .sts.published import MEX_PATH
+from .sts.mex import MEX_PATH
 from .wssecurity import UsernameToken
 
 if TYPE_CHECKING:  # ldap3 is the optional "ldap" extra; imported only when [users] source = "ldap"

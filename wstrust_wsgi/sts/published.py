@@ -27,11 +27,10 @@ from webob import Request, Response
 
 from ..keys import KeySet
 from ..metadata import StsDescription, build_metadata
+from .mex import MEX_PATH
 
 #: AD FS's path for the federation metadata, relative to the host.
 METADATA_PATH = "/FederationMetadata/2007-06/FederationMetadata.xml"
-#: Where the WS-MetadataExchange document is, below the STS's own address.
-MEX_PATH = "/mex"
 
 
 class _Built:

@@ -30,7 +30,7 @@ from ..model import SIGNATURE_ALGORITHMS, RelyingParty, StsSettings, check_publi
 from ..stores import RelyingPartyStore, ReplayCache, SettingsStore, UserStore
 from ..stores.lockout import LockoutStore, MemoryLockoutStore
 from ..stores.memory import MemoryRelyingPartyStore, MemoryReplayCache
-from . import wsdl
+from . import mex, wsdl
 from .published import METADATA_PATH, MetadataPublisher
 from .signing import KeyFollower
 from .authentication import UsernameAuthentication
@@ -226,6 +226,8 @@ class TokenService:
         about = self._proxies.request_info(request.environ)
         if request.method in ("GET", "HEAD") and request.path_info == self.metadata_path:
             return self._metadata.response(request, self._public_url or request.application_url)
+        if mex.is_mex(request):
+            return self._mex(request, about)
         if request.method == "GET" and wsdl.is_wsdl_query(request.query_string):
             address = self._public_url or request.path_url
             return _wsgi.soap_response(200, "text/xml; charset=utf-8", wsdl.document(address))
@@ -250,6 +252,24 @@ class TokenService:
             answer = self._answer(envelope, rst, request, about)
         except Exception as error:  # a fault, or internal: never a traceback to the client
             return _wsgi.fault_answer(version, error, log, trust_ns=trust_ns, request=about)
+        return _wsgi.soap_response(200, version.content_type(), answer)
+
+    def _mex(self, request: Request, about: RequestInfo) -> Response:
+        """``<sts>/mex``: the WSDL by GET, or wrapped in wsx:Metadata for a WS-Transfer Get (:mod:`.mex`)."""
+        address = self._public_url or request.application_url
+        if request.method in ("GET", "HEAD"):
+            return mex.get_response(address)
+        version = soap.version_for_content_type(request.content_type)
+        if request.method != "POST" or version is None:
+            return _wsgi.plain(405, "The MEX address answers GET, or a WS-Transfer Get by SOAP POST.",
+                               [("Allow", "GET, POST")])
+        try:
+            envelope = soap.parse_envelope(_wsgi.read_body(request, self._max_body),
+                                           content_type=request.headers.get("Content-Type"),
+                                           soap_action=request.headers.get("SOAPAction"))
+            answer = mex.transfer_get(envelope, address)
+        except Exception as error:  # a fault, or internal: never a traceback to the client
+            return _wsgi.fault_answer(version, error, log, request=about)
         return _wsgi.soap_response(200, version.content_type(), answer)
 
     def _answer(self, envelope: soap.Envelope, rst: etree._Element, http: Request, about: RequestInfo) -> bytes:
