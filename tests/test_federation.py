@@ -169,7 +169,7 @@ def test_a_start_without_metadata_is_one_sentence_unless_cached(served: tuple[_S
 def test_a_copy_past_its_maximum_age(served: tuple[_Source, str], sts_keys: KeyFiles, clock: FixedClock) -> None:
     source, url = served
     source.body = metadata(sts_keys.load())
-    closed = middleware(url, [sts_keys.load()], clock, metadata_max_age=timedelta(hours=2))
+    closed = middleware(url, [sts_keys.load()], clock, metadata_max_age=timedelta(hours=2), health_path="/health")
     serving = middleware(url, [sts_keys.load()], clock, metadata_max_age=7200, metadata_when_stale="serve")
     source.status = 503
     clock.advance(timedelta(hours=3))
@@ -177,6 +177,8 @@ def test_a_copy_past_its_maximum_age(served: tuple[_Source, str], sts_keys: KeyF
         trust_of(service).refresh()
     refused = status(closed, sts_keys.load(), clock)
     assert (refused, status(serving, sts_keys.load(), clock)) == (500, 200)
+    health = TestApp(closed).get("/health", expect_errors=True)  # the first probe of this middleware
+    assert health.status_int == 503 and health.json["checks"]["metadata"] == "failed"
     source.status = 200
     trust_of(closed).refresh()  # confirmed again (304): usable again
     assert status(closed, sts_keys.load(), clock) == 200

@@ -46,7 +46,7 @@ from cryptography import x509
 from . import _arguments
 from ._time import Clock, utcnow
 from .errors import ConfigurationError, MetadataError, RequestFailed
-from .keys import load_certificates
+from .keys import CertificateSource, load_certificates
 from .metadata import StsMetadata, read_metadata
 from .metadata.read import MAX_BYTES
 from .saml import ValidationPolicy
@@ -194,8 +194,7 @@ class MetadataTrust:
             return f"the cached copy {self._cache} is refused ({exc})"
 
     def _install(self, metadata: StsMetadata, fetched: _Fetched, now: datetime) -> None:
-        changed = (not hasattr(self, "current")
-                   or metadata.signing_certificates != self.current.signing_certificates)
+        changed = self.generation == 0 or metadata.signing_certificates != self.current.signing_certificates
         self.current, self.confirmed, self._validators = metadata, now, fetched.validators
         if changed:
             self.generation += 1
@@ -308,9 +307,11 @@ class FollowedPolicy:
         return self._policy
 
 
-def follow(*, pinned: tuple[x509.Certificate, ...], issuers: Iterable[str], url: str | None, refresh: object,
-           cache: str | os.PathLike[str] | None, signing_certs: object, max_age: object, when_stale: str,
-           clock: Clock, build: Callable[[tuple[x509.Certificate, ...]], ValidationPolicy]) -> FollowedPolicy:
+def follow(*, pinned: tuple[x509.Certificate, ...], issuers: Iterable[str], url: str | None,
+           refresh: timedelta | float, cache: str | os.PathLike[str] | None,
+           signing_certs: CertificateSource | Iterable[CertificateSource], max_age: timedelta | float | None,
+           when_stale: str, clock: Clock,
+           build: Callable[[tuple[x509.Certificate, ...]], ValidationPolicy]) -> FollowedPolicy:
     """The middleware's ``trusted_certs`` and ``metadata_*`` arguments, checked, as a :class:`FollowedPolicy`."""
     if url is None:
         if not pinned:
@@ -320,14 +321,13 @@ def follow(*, pinned: tuple[x509.Certificate, ...], issuers: Iterable[str], url:
     if not isinstance(url, (str, os.PathLike)) or not os.fspath(url):
         raise ConfigurationError(f"metadata_url: must be an https:// URL or a file path, not {_arguments.given(url)}")
     try:
-        pinned_metadata = load_certificates(signing_certs) if signing_certs else ()  # type: ignore[arg-type]
+        pinned_metadata = load_certificates(signing_certs) if signing_certs else ()
     except ConfigurationError as exc:
         # the loader names the middleware's other argument ("trusted_certs: ..."): name this one
         raise ConfigurationError("metadata_signing_certs: " + str(exc).removeprefix("trusted_certs: ")) from None
     trust = MetadataTrust(
         url=os.fspath(url), issuers=issuers, cache=cache, signing_certs=pinned_metadata, clock=clock,
-        refresh=_arguments.duration(refresh, "metadata_refresh", positive=True).total_seconds(),  # type: ignore[arg-type]
-        max_age=None if max_age is None else _arguments.duration(max_age, "metadata_max_age",  # type: ignore[arg-type]
-                                                                 positive=True),
+        refresh=_arguments.duration(refresh, "metadata_refresh", positive=True).total_seconds(),
+        max_age=None if max_age is None else _arguments.duration(max_age, "metadata_max_age", positive=True),
         when_stale=when_stale)
     return FollowedPolicy(pinned, trust, build)

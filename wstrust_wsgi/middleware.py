@@ -119,7 +119,8 @@ class RelyingPartyMiddleware:
         ``PATH_INFO``), a GET there is answered by the middleware, without a
         token, with 200 or 503 and a small JSON body saying whether a trusted
         certificate is valid now and the replay cache (if any) answers; off
-        by default, since the path belongs to the wrapped app's URL space.
+        by default, since the path belongs to the wrapped app's URL space. With ``metadata_url``
+        it also says whether the followed metadata is within ``metadata_max_age``.
     :param check_address: refuse a SAML 2.0 token whose bearer
         SubjectConfirmationData carries an ``Address`` other than the request's
         ``REMOTE_ADDR``. Off by default, as in WIF: behind NAT or a proxy the
@@ -193,6 +194,8 @@ class RelyingPartyMiddleware:
         probes: dict[str, Probe] = {"trusted_certs": self._a_trusted_cert_is_valid}
         if replay_cache is not None:
             probes["replay_cache"] = replay_probe(replay_cache, clock)
+        if self._trust.trust is not None:  # a copy past metadata_max_age that refuses tokens is unhealthy
+            probes["metadata"] = self._trust.trust.check_fresh
         self._health = Health(probes, log)
 
     def _a_trusted_cert_is_valid(self) -> None:
