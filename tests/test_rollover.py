@@ -30,6 +30,7 @@ from _support.deployment import ADMIN_PASSWORD, ISSUER, SERVICE, Gunicorn, init_
 from _support.net import free_port, wait_listening
 from wstrust_wsgi import IssuedToken, StsClient
 from wstrust_wsgi.cli import main
+from wstrust_wsgi.deploy import StartupError, make_app
 from wstrust_wsgi.metadata import read_metadata
 from wstrust_wsgi.testing import TokenFactory, soap_request
 from wstrust_wsgi.xmldsig import certificate_base64
@@ -138,3 +139,24 @@ def test_rollover_without_restart(running: tuple[str, str, str], sts_keys: KeyFi
     until(lambda: published() == 1, "the STS stops publishing the retired key")
     until(lambda: all(status(rp_url, old_token) == 500 for _ in range(8)), "the middleware refuses the old key")
     assert status(rp_url, new_token) == 200
+
+
+def test_a_registry_key_without_its_passphrase_is_one_sentence_at_start(
+        tmp_path: Path, sts_keys: KeyFiles, sts2_keys: KeyFiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = sqlite_url(tmp_path / "registry.db")
+    init_registry(registry)
+    monkeypatch.setenv("WSTRUST_KEY_PASSPHRASE", "the right one")
+    for step in (["add-next", "--key", str(sts2_keys.key), "--cert", str(sts2_keys.cert)], ["promote"]):
+        assert main(["--registry", registry, "keys", *step]) == 0
+    config = write_config(tmp_path, {
+        "keys": {"signing_key": str(sts_keys.key), "signing_cert": str(sts_keys.cert)},
+        "registry": {"url": registry}, "replay": {"nonce_cache": "memory:"},
+    })
+    monkeypatch.delenv("WSTRUST_KEY_PASSPHRASE")
+    with pytest.raises(StartupError, match=r"\[registry\] url: .*is encrypted: give its passphrase in "
+                                        r"\$WSTRUST_KEY_PASSPHRASE_FILE") as refused:
+        make_app(config)
+    assert "\n" not in str(refused.value)
+    monkeypatch.setenv("WSTRUST_KEY_PASSPHRASE", "a wrong one")
+    with pytest.raises(StartupError, match="passphrase is wrong"):
+        make_app(config)

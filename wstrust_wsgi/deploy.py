@@ -72,7 +72,7 @@ from ._log import TrustedProxies, configure_logging
 from ._urls import sqlite_path
 from ._wsgi import mount
 from .config import CONFIG_ENV, DeploymentConfig, load_config, redact_url
-from .errors import ConfigurationError, RequestFailed
+from .errors import ConfigurationError, KeyPairError, RequestFailed
 from .stores import ReplayCache, SettingsStore, StsSettings, UserStore
 from .stores.cache import CachedUserStore
 from .stores.lockout import LockoutStore, RedisLockoutStore, lockout_store_from_url
@@ -183,6 +183,8 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
                 public_url=config.sts.public_url,
                 trusted_proxies=config.sts.trusted_proxies,
             )
+        except KeyPairError as exc:  # the registry's primary key cannot be decrypted (no or a wrong passphrase)
+            raise config.error("registry", "url", f"{config.registry.display_url}: {exc}") from exc
         except ConfigurationError as exc:  # the settings stored in the registry make no sense
             raise config.error("registry", "url", f"{config.registry.display_url}: the STS settings stored "
                                                   f"there are not usable ({exc})") from exc
