@@ -288,6 +288,7 @@ class FollowedPolicy:
         self.trust, self._pinned, self._build = trust, pinned, build
         self._generation = trust.generation if trust is not None else 0
         self._policy = build(self._certificates())
+        self._lock = threading.Lock()  # not the trust's: a refresh holds that one while it fetches
 
     def _certificates(self) -> tuple[x509.Certificate, ...]:
         followed = self.trust.certificates if self.trust is not None else ()
@@ -300,7 +301,7 @@ class FollowedPolicy:
             return self._policy
         trust.check_fresh()
         if trust.generation != self._generation:
-            with trust._lock:  # one rebuild per change
+            with self._lock:  # one rebuild per change
                 if trust.generation != self._generation:
                     self._policy = self._build(self._certificates())
                     self._generation = trust.generation

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from cryptography.hazmat.primitives import hashes
-from webob import Request, Response
+from webob import Response
 
 from ..keys import KeySet
 from ..metadata import StsDescription, build_metadata
@@ -58,7 +58,7 @@ class MetadataPublisher:
         self._built: tuple[float, str, _Built] | None = None
         self._lock = threading.Lock()
 
-    def response(self, request: Request, endpoint: str) -> Response:
+    def response(self, endpoint: str) -> Response:
         """The document for an STS at ``endpoint``: 200, or 304 when the client's copy is current."""
         built = self.document(endpoint)
         response = Response(body=built.body, content_type="application/samlmetadata+xml", charset=None,

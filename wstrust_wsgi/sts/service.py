@@ -225,7 +225,7 @@ class TokenService:
             return self._health.response()
         about = self._proxies.request_info(request.environ)
         if request.method in ("GET", "HEAD") and request.path_info == self.metadata_path:
-            return self._metadata.response(request, self._public_url or request.application_url)
+            return self._metadata.response(self._public_url or request.application_url)
         if mex.is_mex(request):
             return self._mex(request, about)
         if request.method == "GET" and wsdl.is_wsdl_query(request.query_string):
