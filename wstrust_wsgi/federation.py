@@ -134,6 +134,7 @@ class MetadataTrust:
         self._validators: tuple[str | None, str | None] = (None, None)
         self._lock = threading.Lock()
         self._pid: int | None = None
+        self._stopped = False
         self._wake = threading.Event()
         #: The accepted metadata in force, and when the source last confirmed it.
         self.current: StsMetadata
@@ -253,7 +254,7 @@ class MetadataTrust:
     def ensure_refreshing(self) -> None:
         """One daemon thread per process, started here after a fork (threads do not survive one)."""
         pid = os.getpid()
-        if self._pid == pid:
+        if self._pid == pid or self._stopped:
             return
         with self._lock:
             if self._pid == pid:
@@ -267,9 +268,9 @@ class MetadataTrust:
             self.refresh()
 
     def stop(self) -> None:
-        """Stop this process's refresher (tests; a process that exits needs nothing)."""
+        """Stop the refresher for good (tests refresh by hand; a process that exits needs nothing)."""
+        self._stopped = True
         self._wake.set()
-        self._pid = None
 
 
 
