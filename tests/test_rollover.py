@@ -30,7 +30,8 @@ from _support.deployment import ADMIN_PASSWORD, ISSUER, SERVICE, Gunicorn, init_
 from _support.net import free_port, wait_listening
 from wstrust_wsgi import IssuedToken, StsClient
 from wstrust_wsgi.cli import main
-from wstrust_wsgi.deploy import StartupError, make_app
+from wstrust_wsgi.config import load_config
+from wstrust_wsgi.deploy import StartupError, check_deployment, make_app
 from wstrust_wsgi.metadata import read_metadata
 from wstrust_wsgi.testing import TokenFactory, soap_request
 from wstrust_wsgi.xmldsig import certificate_base64
@@ -157,6 +158,11 @@ def test_a_registry_key_without_its_passphrase_is_one_sentence_at_start(
                                         r"\$WSTRUST_KEY_PASSPHRASE_FILE") as refused:
         make_app(config)
     assert "\n" not in str(refused.value)
+    checks = {c.name: c for c in check_deployment(load_config(config))}
+    assert not checks["registry"].ok and "give its passphrase" in checks["registry"].text  # `wstrust-wsgi check`
     monkeypatch.setenv("WSTRUST_KEY_PASSPHRASE", "a wrong one")
     with pytest.raises(StartupError, match="passphrase is wrong"):
         make_app(config)
+    monkeypatch.setenv("WSTRUST_KEY_PASSPHRASE", "the right one")
+    checks = {c.name: c for c in check_deployment(load_config(config))}
+    assert checks["registry"].ok and "its primary key signs, 1 key(s) published" in checks["registry"].text

@@ -230,7 +230,15 @@ def check_deployment(config: DeploymentConfig) -> list[Check]:
     def registry() -> str:
         opened = _open_registry(config)
         try:
-            return f"{config.registry.display_url} answers (issuer {opened.get_settings().issuer})"
+            issuer = opened.get_settings().issuer
+            try:  # the start-up question of the signing keys: can the registry's primary be decrypted?
+                keys = RegistryKeys(opened, passphrase=passphrase_from_environment(),
+                                    fallback=config.keys.loaded).signing_keys()
+            except KeyPairError as exc:
+                raise config.error("registry", "url", f"{config.registry.display_url}: {exc}") from exc
+            signer = "the [keys] pair signs" if keys.primary is config.keys.loaded else "its primary key signs"
+            return (f"{config.registry.display_url} answers (issuer {issuer}; {signer}, "
+                    f"{len(keys.published)} key(s) published)")
         finally:
             opened.close()
 
