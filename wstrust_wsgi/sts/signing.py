@@ -43,6 +43,7 @@ class KeyFollower:
         self._ttl = ttl
         self._cached: tuple[float, KeySet] | None = None
         self._signers: dict[bytes, AssertionSigner] = {}
+        self._last: tuple[KeySet, AssertionSigner] | None = None
         self._lock = threading.Lock()
         self.current()  # fails at start-up if the source has no usable primary key
 
@@ -56,19 +57,23 @@ class KeyFollower:
         return keys
 
     def signer(self) -> AssertionSigner:
-        """The signer of the current primary key (made once per key)."""
-        primary = self.current().primary
-        fingerprint = primary.certificate.fingerprint(hashes.SHA256())
+        """The signer of the current primary key (made once per key; found by identity while nothing changed)."""
+        keys = self.current()
+        last = self._last
+        if last is not None and last[0] is keys:  # the same key set as the previous token: no lookup at all
+            return last[1]
+        fingerprint = keys.primary.certificate.fingerprint(hashes.SHA256())
         signer = self._signers.get(fingerprint)
         if signer is None:
             with self._lock:
                 signer = self._signers.get(fingerprint)
                 if signer is None:
-                    signer = AssertionSigner(primary)
+                    signer = AssertionSigner(keys.primary)
                     # keep the signers of the keys still published (previous, next); forget retired ones
-                    published = {c.fingerprint(hashes.SHA256()) for c in self.current().published}
+                    published = {c.fingerprint(hashes.SHA256()) for c in keys.published}
                     self._signers = {k: v for k, v in self._signers.items() if k in published}
                     self._signers[fingerprint] = signer
+        self._last = (keys, signer)
         return signer
 
     def sign(self, version: SamlVersion, content: AssertionContent, *, algorithm: str = "rsa-sha256") -> bytes:
