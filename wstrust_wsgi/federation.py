@@ -119,8 +119,7 @@ class MetadataTrust:
 
     def __init__(self, *, url: str, issuers: Iterable[str], refresh: float = 3600.0, cache: str | os.PathLike[str] |
                  None = None, signing_certs: Iterable[x509.Certificate] = (), max_age: timedelta | None = None,
-                 when_stale: str = "refuse", clock: Clock = utcnow, timeout: float = 10.0,
-                 fetch: Fetch | None = None) -> None:
+                 when_stale: str = "refuse", clock: Clock = utcnow, timeout: float = 10.0) -> None:
         self.url = url
         self._issuers = frozenset(issuers)
         self._signing_certs = tuple(signing_certs)
@@ -130,7 +129,7 @@ class MetadataTrust:
             raise ConfigurationError(f"metadata_refresh: must be a positive duration, not {refresh!r}")
         self._refresh, self._max_age, self._when_stale, self._clock = refresh, max_age, when_stale, clock
         self._cache = Path(cache) if cache is not None else None
-        self._fetch = fetch or self._fetcher(url, timeout)
+        self._fetch = self._fetcher(url, timeout)
         self._validators: tuple[str | None, str | None] = (None, None)
         self._lock = threading.Lock()
         self._pid: int | None = None
