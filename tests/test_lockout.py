@@ -51,7 +51,7 @@ from wstrust_wsgi.config import load_config
 from wstrust_wsgi.deploy import StartupError, make_app
 from wstrust_wsgi.errors import ConfigurationError
 from wstrust_wsgi.stores import LockoutStore
-from wstrust_wsgi.stores.sql import Registry
+from wstrust_wsgi.stores.sql import Registry, schema
 from wstrust_wsgi.stores.sql.db import Kind
 from wstrust_wsgi.sts.lockout import address_key, settings_from_table
 
@@ -377,11 +377,13 @@ def test_user_unlock_lifts_a_lock_kept_in_the_registry(user_store: MemoryUserSto
     registry.close()
 
 
-def test_an_older_registry_gets_the_lockout_table_on_open(tmp_path: Path) -> None:
-    registry = registry_at(tmp_path)
-    registry.database.run(Kind.MIGRATE, lambda tx: (
-        tx.execute("DROP TABLE lockout"), tx.execute("DELETE FROM schema_version WHERE version = 2")))
-    registry.close()
+def test_an_older_registry_gets_the_lockout_table_on_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as older:  # a registry written before the lockout table (and what came after it)
+        older.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+        registry = registry_at(tmp_path)
+        registry.database.run(Kind.MIGRATE, lambda tx: (
+            tx.execute("DROP TABLE lockout"), tx.execute("DELETE FROM schema_version WHERE version = 2")))
+        registry.close()
     with Registry.open(sqlite_url(tmp_path / "registry.db")) as reopened:
         RegistryLockoutStore(reopened).fail([("k", 2)], now=T0, window=timedelta(minutes=1),
                                             lock_for=timedelta(minutes=1))

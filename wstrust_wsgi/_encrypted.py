@@ -117,7 +117,7 @@ class EncryptedTokens:
     def __init__(self, keys: tuple[object, ...], *, policy: ValidationPolicy, cache: VerificationCache | None) -> None:
         plain: list[SigningKey] = []
         legacy: list[SigningKey] = []
-        self._bound: dict[bytes, ValidationPolicy] = {}  # a CBC key's public key -> its peer's policy
+        self._peers: dict[bytes, str] = {}  # a CBC key's public key -> the one issuer it admits
         seen: set[bytes] = set()
         for index, entry in enumerate(keys):
             name = f"decryption_keys[{index}]"
@@ -136,14 +136,25 @@ class EncryptedTokens:
             seen.add(spki)
             (legacy if issuer is not None else plain).append(pair)
             if issuer is not None:
-                self._bound[spki] = dataclasses.replace(policy, issuers=frozenset({issuer}))
-        self._policy = policy
+                self._peers[spki] = issuer
         self._cache = cache
-        self._policies = (policy, *self._bound.values())
+        self.use_policy(policy)
         # GCM from anyone with any key; CBC only with the keys of named peers (the route is public: the
         # EncryptedData's EncryptionMethod), so a GCM peer's wrapped content key never meets CBC.
         self._gcm = Decrypter([*plain, *legacy])
         self._cbc = Decrypter(legacy, policy=DecryptionPolicy(allow_cbc=True)) if legacy else None
+
+    def use_policy(self, policy: ValidationPolicy) -> None:
+        """Verify with ``policy`` from now on: the middleware's, replaced when the STS's keys roll
+        (``metadata_url``), so that encrypted tokens follow the trusted certificates as plain ones do."""
+        if getattr(self, "_policy", None) is policy:
+            return
+        bound = {spki: dataclasses.replace(policy, issuers=frozenset({issuer})) for spki, issuer in self._peers.items()}
+        # The three are read together; assigned here in an order under which a reader between two
+        # lines still sees policies that were all current at one moment or another.
+        self._bound = bound
+        self._policies = (policy, *bound.values())
+        self._policy = policy
 
     @staticmethod
     def key_of(wire: bytes) -> bytes:
@@ -181,12 +192,13 @@ class EncryptedTokens:
         cbc = method is not None and method.get("Algorithm") in CBC_ALGORITHMS
         decrypter = self._cbc if cbc and self._cbc is not None else self._gcm  # _gcm refuses CBC by policy
         decrypted = decrypter.decrypt(encrypted_data, scope=token)
-        policy = self._bound.get(_spki(decrypted.certificate), self._policy)
+        base = self._policy  # read once: the keys may roll while this token is verified
+        policy = self._bound.get(_spki(decrypted.certificate), base)
         try:
             return verify_standalone(decrypted.element, decrypted.plaintext, policy, now=now, cache=self._cache,
                                      key=key)
         except SoapFault as exc:
-            if policy is self._policy:
+            if policy is base:
                 raise
             peer, = policy.issuers
             raise DecryptionFailed(f"{type(exc).__name__}: {exc.detail} (decrypted with the LegacyCbcKey of "

@@ -306,7 +306,8 @@ class FastAdmission:
     def __init__(self, *, security: SecurityCheck, policy: ValidationPolicy, verified: VerificationCache | None,
                  max_entries: int, encrypted: EncryptedTokens | None = None, plain: bool = True) -> None:
         self._security = security
-        self._policy = policy
+        #: What a token must satisfy; the middleware replaces it when the STS's keys roll.
+        self.policy = policy
         self._verified = verified
         self._encrypted = encrypted
         self._plain = plain
@@ -364,10 +365,10 @@ class FastAdmission:
             if self._verified is not None:
                 self.seen.remember(splice, key)
         elif self._verified is None:
-            verified = verify_standalone(splice.alone, splice.wire, self._policy, now=now)
+            verified = verify_standalone(splice.alone, splice.wire, self.policy, now=now)
         else:
             key = hashlib.sha256(splice.wire).digest()
-            verified = verify_standalone(splice.alone, splice.wire, self._policy, now=now, cache=self._verified,
+            verified = verify_standalone(splice.alone, splice.wire, self.policy, now=now, cache=self._verified,
                                          key=key)
             self.seen.remember(splice, key)
         _unique_id(splice.body, security, verified.assertion_id)
@@ -390,7 +391,7 @@ class FastAdmission:
             if splice.encrypted:
                 verified = self._encrypted.cached(splice.key, now) if self._encrypted is not None else None
             else:
-                verified = self._verified.get(splice.key, self._policy, now) if self._plain else None
+                verified = self._verified.get(splice.key, self.policy, now) if self._plain else None
         except SoapFault:
             return None
         if verified is not None:

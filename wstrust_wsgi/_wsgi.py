@@ -95,14 +95,25 @@ def fault_answer(version: soap.SoapVersion, error: Exception, log: logging.Logge
     return soap_response(*soap.fault_response(version, fault, trust_ns=trust_ns))
 
 
-def mount(path: str, app: WSGIApplication, *, subpaths: Iterable[str] = ()) -> WSGIApplication:
+def mount(path: str, app: WSGIApplication, *, subpaths: Iterable[str] = (),
+          host_paths: Iterable[str] = ()) -> WSGIApplication:
     """Serve ``app`` at exactly ``path`` (moved to SCRIPT_NAME) and at ``path`` + each of ``subpaths``
-    (left in PATH_INFO, e.g. the STS's ``/health``); anything else is 404."""
+    (left in PATH_INFO, e.g. the STS's ``/health``); anything else is 404.
+
+    Each of ``host_paths`` is served from the host's root (AD FS publishes its
+    federation metadata there): SCRIPT_NAME becomes ``path``, as for the
+    app's own requests, and PATH_INFO the whole host path.
+    """
     path = "/" + path.strip("/")
     below = frozenset("/" + sub.strip("/") for sub in subpaths)
+    roots = frozenset(host_paths)
 
     def dispatch(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         asked = environ.get("PATH_INFO", "").rstrip("/")
+        if asked in roots:
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + path
+            environ["PATH_INFO"] = asked
+            return app(environ, start_response)
         rest = asked[len(path):] if asked.startswith(path) and path != "/" else asked
         if asked != path and rest not in below:
             return plain(404, f"Nothing here; the endpoint is {path}.")(environ, start_response)

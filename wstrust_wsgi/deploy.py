@@ -73,7 +73,7 @@ from ._log import TrustedProxies, configure_logging
 from ._urls import sqlite_path
 from ._wsgi import mount
 from .config import CONFIG_ENV, DeploymentConfig, load_config, redact_url
-from .errors import ConfigurationError, RequestFailed
+from .errors import ConfigurationError, KeyPairError, RequestFailed
 from .model import RelyingParty, encryption_certificate
 from .stores import ReplayCache, SettingsStore, StsSettings, UserStore
 from .stores.cache import CachedUserStore
@@ -82,6 +82,8 @@ from .stores.memory import MemoryReplayCache
 from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
 from .stores.sql import Registry
 from .sts import TokenService
+from .sts.keyring import RegistryKeys, passphrase_from_environment
+from .sts.mex import MEX_PATH
 from .wssecurity import UsernameToken
 
 if TYPE_CHECKING:  # ldap3 is the optional "ldap" extra; imported only when [users] source = "ldap"
@@ -171,7 +173,9 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
         users: UserStore = ldap if ldap is not None else _registry_users(config, registry)
         try:
             service = TokenService(
-                signing_key=config.keys.loaded,
+                # the registry's rolling keys (wstrust-wsgi keys); the file's pair until one is promoted
+                signing_key=RegistryKeys(registry, passphrase=passphrase_from_environment(),
+                                         fallback=config.keys.loaded),
                 users=users,
                 relying_parties=registry,
                 settings=_HostSettings(registry, config.sts.allow_plaintext_http),
@@ -181,6 +185,8 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
                 public_url=config.sts.public_url,
                 trusted_proxies=config.sts.trusted_proxies,
             )
+        except KeyPairError as exc:  # the registry's primary key cannot be decrypted (no or a wrong passphrase)
+            raise config.error("registry", "url", f"{config.registry.display_url}: {exc}") from exc
         except ConfigurationError as exc:  # the settings stored in the registry make no sense
             raise config.error("registry", "url", f"{config.registry.display_url}: the STS settings stored "
                                                   f"there are not usable ({exc})") from exc
@@ -191,7 +197,8 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
     log.info("STS at %s, issuer %s: registry %s, users from %s, digest nonces in %s, %s",
              config.sts.path, service.issuer, config.registry.display_url, _describe_users(config),
              nonces_shown, _describe_lockout(config))
-    app: WSGIApp = mount(config.sts.path, service, subpaths=(HEALTH_PATH,))
+    hosted = () if service.metadata_path is None else (service.metadata_path,)
+    app: WSGIApp = mount(config.sts.path, service, subpaths=(HEALTH_PATH, MEX_PATH), host_paths=hosted)
     return app
 
 
@@ -225,7 +232,15 @@ def check_deployment(config: DeploymentConfig) -> list[Check]:
     def registry() -> str:
         opened = _open_registry(config)
         try:
-            return f"{config.registry.display_url} answers (issuer {opened.get_settings().issuer})"
+            issuer = opened.get_settings().issuer
+            try:  # the start-up question of the signing keys: can the registry's primary be decrypted?
+                keys = RegistryKeys(opened, passphrase=passphrase_from_environment(),
+                                    fallback=config.keys.loaded).signing_keys()
+            except KeyPairError as exc:
+                raise config.error("registry", "url", f"{config.registry.display_url}: {exc}") from exc
+            signer = "the [keys] pair signs" if keys.primary is config.keys.loaded else "its primary key signs"
+            return (f"{config.registry.display_url} answers (issuer {issuer}; {signer}, "
+                    f"{len(keys.published)} key(s) published)")
         finally:
             opened.close()
 

@@ -30,6 +30,7 @@ to the server log only, never to the peer::
      |    +-- BadValue                   a name, address or claim broke a rule of wstrust_wsgi.model
      |    +-- KeyPairError               a signing key and certificate that cannot sign together
      +-- RegistryError                   a registry change named something unknown, or a duplicate
+     +-- MetadataError                   a federation metadata document refused (signature, entityID, shape)
 
 How a fault is rendered (SOAP version, HTTP status) is decided in :mod:`wstrust_wsgi.soap`.
 """
@@ -251,4 +252,12 @@ class RegistryError(WsTrustError):
     """A registry operation named an unknown user, role or relying party, or a duplicate one.
 
     The message is meant for the person at the command line.
+    """
+
+
+class MetadataError(WsTrustError):
+    """A federation metadata document was refused: not signed by a pinned key, another entityID, no STS role.
+
+    The message says which rule it broke and is meant for the operator's log;
+    a relying party that refuses a refreshed document keeps its last good copy.
     """

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -56,19 +57,27 @@ class SigningKey:
         return cls(*_self_signed(common_name, organization, days, not_before=valid_from))
 
     @classmethod
-    def from_pem(cls, key_pem: bytes, cert_pem: bytes, *, key_name: str, cert_name: str) -> SigningKey:
-        """The one loader of a key pair: an unencrypted RSA key and the certificate of its public half.
+    def from_pem(cls, key_pem: bytes, cert_pem: bytes, *, key_name: str, cert_name: str,
+                 passphrase: bytes | None = None) -> SigningKey:
+        """The one loader of a key pair: an RSA key and the certificate of its public half.
+
+        The key is unencrypted, or encrypted with ``passphrase`` (the registry
+        keeps its signing keys so, see :mod:`wstrust_wsgi.sts.keyring`).
 
         Raises :class:`KeyPairError` whose message names the wrong one as given
         (``key_name``/``cert_name``), so that the deployment file can name its
         field and the API its file.
         """
         try:
-            private_key = serialization.load_pem_private_key(key_pem, password=None)
-        except TypeError:  # cryptography's signal for "encrypted, and no password given"
+            private_key = serialization.load_pem_private_key(key_pem, password=passphrase)
+        except TypeError:  # cryptography's signal for "encrypted, and no password given" (or the reverse)
+            if passphrase is not None:
+                raise KeyPairError(f"{key_name} is not encrypted, but a passphrase was given") from None
             raise KeyPairError(f"{key_name} is encrypted; it must be unencrypted, as it is read unattended "
                                "(protect it with file permissions instead)") from None
         except ValueError:
+            if passphrase is not None:
+                raise KeyPairError(f"{key_name}: not a PEM private key, or the passphrase is wrong") from None
             raise KeyPairError(f"{key_name} is not a PEM private key") from None
         if not isinstance(private_key, rsa.RSAPrivateKey):
             raise KeyPairError(f"{key_name} is not an RSA key; only RSA keys can sign tokens")
@@ -85,6 +94,31 @@ def _check_pair(private_key: rsa.RSAPrivateKey, certificate: x509.Certificate, *
     spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     if certificate.public_key().public_bytes(*spki) != private_key.public_key().public_bytes(*spki):
         raise KeyPairError(f"{cert_name} does not match {key_name} (their public keys differ)")
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """The signing keys of an STS at one moment (key rollover, as AD FS does it).
+
+    ``primary`` signs tokens and the metadata; ``published`` are the
+    certificates relying parties are told to trust: the next key (published
+    before it signs, so that relying parties learn it in time), the primary,
+    and the previous one (until tokens it signed have expired).
+    """
+
+    primary: SigningKey
+    published: tuple[x509.Certificate, ...]
+
+    @classmethod
+    def of(cls, key: SigningKey) -> KeySet:
+        """One key, nothing rolling: it signs and it is the one published."""
+        return cls(key, (key.certificate,))
+
+
+class KeySource(Protocol):
+    """Where an STS reads its current :class:`KeySet` (the registry's signing keys, say), about once a second."""
+
+    def signing_keys(self) -> KeySet: ...
 
 
 def _read(path: PathLike, what: str) -> bytes:

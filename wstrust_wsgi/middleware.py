@@ -56,6 +56,7 @@ from .errors import (
     SecurityWarning,
     SoapFault,
 )
+from .federation import follow
 from .keys import CertificateSource, load_certificates
 from .saml import (VerificationCache, VerifiedAssertion, check_client_address, check_unique_id, policy,
                    verify_assertion, version_of)
@@ -83,6 +84,16 @@ class RelyingPartyMiddleware:
     :param issuer: the STS issuer name(s) accepted.
     :param trusted_certs: the certificate (a path, PEM bytes or an object) whose key
         signs tokens, or several for key rollover. Certificates in messages are never trusted.
+        Optional when ``metadata_url`` is given (then both are trusted).
+    :param metadata_url: follow the STS's federation metadata (``https://`` URL or a file):
+        every signing key of its STS role is trusted, refreshed in the background;
+        see :mod:`wstrust_wsgi.federation`. The entityID must be the ``issuer``.
+    :param metadata_refresh: time between two conditional requests (one hour by default).
+    :param metadata_cache: a file keeping the last good copy, so a restart during an STS outage starts.
+    :param metadata_signing_certs: certificates one of which must sign the metadata (pin the
+        STS's next key too); without them only TLS vouches for it (plain http is refused).
+    :param metadata_max_age: how long a copy the STS has not confirmed stays usable (7 days; None: forever).
+    :param metadata_when_stale: past that age, ``"refuse"`` every token (fail closed) or ``"serve"`` on.
     :param clock_skew: tolerance on NotBefore / NotOnOrAfter and wsu:Timestamp, as a
         ``timedelta`` or a number of seconds.
     :param allow_sha1: accept rsa-sha1 / sha1 signatures (some AD FS and WSO2
@@ -110,7 +121,8 @@ class RelyingPartyMiddleware:
         ``PATH_INFO``), a GET there is answered by the middleware, without a
         token, with 200 or 503 and a small JSON body saying whether a trusted
         certificate is valid now and the replay cache (if any) answers; off
-        by default, since the path belongs to the wrapped app's URL space.
+        by default, since the path belongs to the wrapped app's URL space. With ``metadata_url``
+        it also says whether the followed metadata is within ``metadata_max_age``.
     :param check_address: refuse a SAML 2.0 token whose bearer
         SubjectConfirmationData carries an ``Address`` other than the request's
         ``REMOTE_ADDR``. Off by default, as in WIF: behind NAT or a proxy the
@@ -136,7 +148,7 @@ class RelyingPartyMiddleware:
         *,
         audience: str | Iterable[str],
         issuer: str | Iterable[str],
-        trusted_certs: CertificateSource | Iterable[CertificateSource],
+        trusted_certs: CertificateSource | Iterable[CertificateSource] | None = None,
         clock_skew: timedelta | float = timedelta(minutes=5),
         allow_sha1: bool = False,
         allow_get: bool = False,
@@ -150,6 +162,12 @@ class RelyingPartyMiddleware:
         trusted_proxies: Iterable[str] = (),
         decryption_keys: DecryptionKeys = (),
         require_encryption: bool = False,
+        metadata_url: str | None = None,
+        metadata_refresh: timedelta | float = timedelta(hours=1),
+        metadata_cache: str | None = None,
+        metadata_signing_certs: CertificateSource | Iterable[CertificateSource] = (),
+        metadata_max_age: timedelta | float | None = timedelta(days=7),
+        metadata_when_stale: str = "refuse",
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
         # TypeError at the first request (see wstrust_wsgi._arguments).
@@ -160,13 +178,14 @@ class RelyingPartyMiddleware:
             warnings.warn("RelyingPartyMiddleware: allow_sha1=True accepts SHA-1 signatures and digests, "
                           "which are deprecated (collisions are practical)", SecurityWarning, stacklevel=2)
         self.app = _arguments.callable_(app, "app")
-        self.policy = policy(
-            trusted_certs=load_certificates(trusted_certs),
-            issuers=_arguments.strings(issuer, "issuer"),
-            audiences=_arguments.strings(audience, "audience"),
-            clock_skew=skew,
-            allow_sha1=allow_sha1,
-        )
+        issuers, audiences = _arguments.strings(issuer, "issuer"), _arguments.strings(audience, "audience")
+        self._trust = follow(
+            pinned=() if trusted_certs is None else load_certificates(trusted_certs), issuers=issuers,
+            url=metadata_url, refresh=metadata_refresh, cache=metadata_cache, signing_certs=metadata_signing_certs,
+            max_age=metadata_max_age, when_stale=metadata_when_stale, clock=clock,
+            build=lambda certs: policy(trusted_certs=certs, issuers=issuers, audiences=audiences,
+                                       clock_skew=skew, allow_sha1=allow_sha1))
+        self.policy = self._trust.policy()
         self._proxies = TrustedProxies(trusted_proxies)
         self._allow_get = _arguments.flag(allow_get, "allow_get")
         self._clock = _arguments.callable_(clock, "clock")
@@ -176,7 +195,7 @@ class RelyingPartyMiddleware:
         self._understood = UNDERSTOOD_HEADERS | frozenset(
             _arguments.strings(understood_headers, "understood_headers", allow_empty=True))
         self._verified = VerificationCache(max_entries=verified_cache_size) if verified_cache_size else None
-        encrypted = encrypted_tokens(decryption_keys, policy=self.policy, cache=self._verified)
+        self._encrypted = encrypted = encrypted_tokens(decryption_keys, policy=self.policy, cache=self._verified)
         self._decrypt = encrypted.verify if encrypted is not None else refuse_encrypted
         self._require_encryption = _arguments.flag(require_encryption, "require_encryption")
         if require_encryption and encrypted is None:
@@ -192,6 +211,8 @@ class RelyingPartyMiddleware:
         probes: dict[str, Probe] = {"trusted_certs": self._a_trusted_cert_is_valid}
         if replay_cache is not None:
             probes["replay_cache"] = replay_probe(replay_cache, clock)
+        if self._trust.trust is not None:  # a copy past metadata_max_age that refuses tokens is unhealthy
+            probes["metadata"] = self._trust.trust.check_fresh
         self._health = Health(probes, log)
 
     def _a_trusted_cert_is_valid(self) -> None:
@@ -237,6 +258,10 @@ class RelyingPartyMiddleware:
         body = _wsgi.read_environ_body(environ, self._max_body)
         content_type = environ.get("CONTENT_TYPE")
         now = self._clock()
+        if self._trust.trust is not None:  # following metadata: refused when stale, a new policy when keys rolled
+            self.policy = self._fast.policy = self._trust.policy()
+            if self._encrypted is not None:
+                self._encrypted.use_policy(self.policy)
         verified = self._fast.admit(body, content_type, now) if self._cutting else None
         if verified is None:
             verified = self._verify(body, content_type, now)

@@ -124,3 +124,12 @@ WSSE_X509_SKI = (
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509SubjectKeyIdentifier"
 )
 WSSE_THUMBPRINT_SHA1 = "http://docs.oasis-open.org/wss/oasis-wss-soap-message-security-1.1#ThumbprintSHA1"
+
+# Federation metadata (SAML 2.0 metadata with WS-Federation 1.2 roles) and WS-MetadataExchange
+MD = "urn:oasis:names:tc:SAML:2.0:metadata"
+FED = "http://docs.oasis-open.org/wsfed/federation/200706"
+FED_AUTH = "http://docs.oasis-open.org/wsfed/authorization/200706"
+WSX = "http://schemas.xmlsoap.org/ws/2004/09/mex"
+WSX_DIALECT_WSDL = "http://schemas.xmlsoap.org/wsdl/"
+WS_TRANSFER_GET = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Get"
+WS_TRANSFER_GET_RESPONSE = "http://schemas.xmlsoap.org/ws/2004/09/transfer/GetResponse"

@@ -18,6 +18,7 @@ on the SQL registry a running STS reads; changes reach it without a restart):
 ``role``    add, list, remove.
 ``sts``     show, set (issuer, allowed roles, lifetime, clock skew, algorithm, plain HTTP).
 ``rp``      add, list, show, remove relying parties (service providers).
+``keys``    list, add-next, promote, retire, rollover --auto: the STS's rolling signing keys.
 
 Every administration command takes ``--registry URL`` (default: ``$WSTRUST_REGISTRY``,
 else ``sqlite:///./wstrust.db``) and ``--json`` (machine-readable output on
@@ -52,6 +53,7 @@ from .._urls import redact_url
 from ..errors import BadValue, ConfigurationError, RegistryError
 from .admin import DEFAULT_REGISTRY, REGISTRY_ENV, Handler, add_admin_commands, admin_options, registry_url
 from .client import add_client_command
+from .keys import add_keys_commands
 from .demo import ECHO_NS, echo_payload
 from .diagnose import add_diagnose_command
 from .output import emit, one_line
@@ -131,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_diagnose_command(commands)
     add_admin_commands(commands)
     add_rp_commands(commands)
+    add_keys_commands(commands)
     return parser
 
 

@@ -68,6 +68,10 @@ class MemoryRelyingPartyStore:
     def get(self, address: str) -> RelyingParty | None:
         return self._parties.get(address)
 
+    def list_relying_parties(self) -> list[RelyingParty]:
+        """Every party, as the registry lists them (the metadata's claim types are read from them)."""
+        return list(self._parties.values())
+
 
 class MemoryReplayCache:
     """A bounded in-process replay cache.

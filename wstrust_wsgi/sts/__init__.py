@@ -9,7 +9,11 @@ relying parties are registered by endpoint address, which the client names in
 * :mod:`.authentication`: who is asking (UsernameToken, PasswordText rule, roles);
 * :mod:`.binding`: what a binding receives (:class:`TrustCall`) and keeps (:class:`Binding`);
 * :mod:`.issue`: the Issue binding, registered by every TokenService;
-* :mod:`.wsdl`: the WSDL with its WS-SecurityPolicy, served at ``?wsdl``.
+* :mod:`.wsdl`: the WSDL with its WS-SecurityPolicy, served at ``?wsdl``;
+* :mod:`.signing`: the signing keys as they roll (the primary signs, re-read every second);
+* :mod:`.published`: the federation metadata, served by GET with ETag and Last-Modified;
+* :mod:`.mex`: WS-MetadataExchange at ``<sts>/mex`` (GET, and WS-Transfer Get);
+* :mod:`.keyring`: the registry's rolling signing keys as the STS reads them.
 
 Registering a binding
 ---------------------

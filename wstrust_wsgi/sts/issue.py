@@ -21,6 +21,7 @@ from ..saml import SAML2, SAML11, AssertionContent, AssertionSigner, SamlVersion
 from ..stores import RelyingPartyStore
 from .binding import TrustCall, uris
 from .encryption import encrypt_token
+from .signing import KeyFollower
 
 log = logging.getLogger("wstrust_wsgi.sts")
 
@@ -30,14 +31,14 @@ _SAML_BY_NAME = {SAML2.name: SAML2, SAML11.name: SAML11}
 class IssueBinding:
     """Answers Issue requests (both WS-Trust versions) with a signed SAML bearer token.
 
-    :param signer: signs the assertions.
+    :param signer: signs the assertions (a :class:`~.signing.KeyFollower` signs with the current primary key).
     :param relying_parties: the registered relying parties, by address.
     :param role_claim: the attribute name roles are released under.
     """
 
     request_types, actions = uris("Issue")
 
-    def __init__(self, *, signer: AssertionSigner, relying_parties: RelyingPartyStore, role_claim: str) -> None:
+    def __init__(self, *, signer: AssertionSigner | KeyFollower, relying_parties: RelyingPartyStore, role_claim: str) -> None:
         self._signer = signer
         self._parties = relying_parties
         self._role_claim = role_claim

@@ -25,13 +25,14 @@ from .._health import HEALTH_PATH, Health, replay_probe
 from .._log import RequestInfo, TrustedProxies
 from .._time import Clock, utcnow
 from ..errors import ConfigurationError, InvalidRequest, MustUnderstand
-from ..keys import SigningKey
+from ..keys import KeySource, SigningKey
 from ..model import SIGNATURE_ALGORITHMS, RelyingParty, StsSettings, check_public_url
-from ..saml import AssertionSigner
 from ..stores import RelyingPartyStore, ReplayCache, SettingsStore, UserStore
 from ..stores.lockout import LockoutStore, MemoryLockoutStore
 from ..stores.memory import MemoryRelyingPartyStore, MemoryReplayCache
-from . import wsdl
+from . import mex, wsdl
+from .published import METADATA_PATH, MetadataPublisher
+from .signing import KeyFollower
 from .authentication import UsernameAuthentication
 from .lockout import Lockout, LockoutPolicy
 from .binding import Binding, TrustCall
@@ -62,7 +63,10 @@ class TokenService:
     :meth:`register_binding` (see :mod:`wstrust_wsgi.sts`).
 
     :param issuer: the Issuer written into every assertion.
-    :param signing_key: the STS key and certificate (:meth:`SigningKey.from_files`).
+    :param signing_key: the STS key and certificate (:meth:`SigningKey.from_files`), or a
+        :class:`~wstrust_wsgi.keys.KeySource` whose primary key signs and whose
+        published keys are in the metadata (the registry's rolling keys, see
+        :mod:`wstrust_wsgi.sts.keyring`), re-read every ``settings_ttl``.
     :param users: a :class:`~wstrust_wsgi.stores.UserStore`.
     :param relying_parties: registered relying parties, or a store of them.
     :param allowed_roles: roles that may request tokens (WSO2's "admin" checkbox).
@@ -87,6 +91,10 @@ class TokenService:
         forwarded requests carry the inner scheme, host and port): what
         ``?wsdl`` advertises as every port's address. None (the default)
         advertises the URL each request came in on.
+    :param metadata_path: answer ``GET`` at this path with the federation
+        metadata (:mod:`wstrust_wsgi.sts.published`); AD FS's path by default,
+        None turns it off. It is compared with ``PATH_INFO``: the deployment
+        (:mod:`wstrust_wsgi.deploy`) routes it from the host's root to the STS.
     :param trusted_proxies: addresses or networks of the proxies in front of the
         STS whose ``X-Forwarded-For`` and ``X-Request-ID`` the log lines believe
         (see :mod:`wstrust_wsgi._log`); none by default: the client is ``REMOTE_ADDR``.
@@ -96,7 +104,7 @@ class TokenService:
         self,
         *,
         issuer: str | None = None,
-        signing_key: SigningKey,
+        signing_key: SigningKey | KeySource,
         users: UserStore,
         relying_parties: RelyingParty | Iterable[RelyingParty] | RelyingPartyStore,
         allowed_roles: str | Iterable[str] = ("admin",),
@@ -115,6 +123,7 @@ class TokenService:
         lockout_store: LockoutStore | None = None,
         public_url: str | None = None,
         trusted_proxies: Iterable[str] = (),
+        metadata_path: str | None = METADATA_PATH,
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
         # TypeError at the first request (see wstrust_wsgi._arguments).
@@ -131,9 +140,12 @@ class TokenService:
             ))
         elif issuer is not None:
             raise ConfigurationError("issuer: give it in the settings store, not beside it")
-        if not isinstance(signing_key, SigningKey):
-            raise ConfigurationError(f"signing_key: must be a SigningKey (SigningKey.from_files(key_path, cert_path)), "
-                                     f"not {_arguments.given(signing_key)}")
+        if not isinstance(signing_key, SigningKey) and not callable(getattr(signing_key, "signing_keys", None)):
+            raise ConfigurationError(f"signing_key: must be a SigningKey (SigningKey.from_files(key_path, cert_path)) "
+                                     f"or a key source, not {_arguments.given(signing_key)}")
+        if metadata_path is not None and not (isinstance(metadata_path, str) and metadata_path.startswith("/")):
+            raise ConfigurationError(f"metadata_path: must be a path starting with '/' or None, not {metadata_path!r}")
+        self.metadata_path = metadata_path
         window = _arguments.duration(digest_window, "digest_window", positive=True)
         self._public_url = check_public_url(public_url, "public_url") if public_url is not None else None
         self._settings_store = _arguments.having(settings, "settings", "get_settings", "a settings store")
@@ -156,8 +168,12 @@ class TokenService:
         self._bindings: dict[str, Binding] = {}
         self._actions: set[str] = set()
         parties = _relying_parties(relying_parties)
-        self.register_binding(IssueBinding(signer=AssertionSigner(signing_key), relying_parties=parties,
-                                           role_claim=_arguments.text(role_claim, "role_claim")))
+        self.keys = KeyFollower(signing_key, ttl=self._settings_ttl)
+        role_claim = _arguments.text(role_claim, "role_claim")
+        self.register_binding(IssueBinding(signer=self.keys, relying_parties=parties, role_claim=role_claim))
+        self._metadata = MetadataPublisher(keys=self.keys.current, issuer=lambda: self.settings().issuer,
+                                           claim_types=lambda: _claim_types(parties, role_claim),
+                                           ttl=self._settings_ttl)
         self._health = Health({
             "settings": settings.get_settings,  # not self.settings(): its cache would hide an outage
             "relying_parties": lambda: parties.get(_HEALTH_PROBE_ADDRESS),
@@ -208,6 +224,10 @@ class TokenService:
                 and request.path_info.rstrip("/").endswith(HEALTH_PATH)):
             return self._health.response()
         about = self._proxies.request_info(request.environ)
+        if request.method in ("GET", "HEAD") and request.path_info == self.metadata_path:
+            return self._metadata.response(self._public_url or request.application_url)
+        if mex.is_mex(request):
+            return self._mex(request, about)
         if request.method == "GET" and wsdl.is_wsdl_query(request.query_string):
             address = self._public_url or request.path_url
             return _wsgi.soap_response(200, "text/xml; charset=utf-8", wsdl.document(address))
@@ -232,6 +252,24 @@ class TokenService:
             answer = self._answer(envelope, rst, request, about)
         except Exception as error:  # a fault, or internal: never a traceback to the client
             return _wsgi.fault_answer(version, error, log, trust_ns=trust_ns, request=about)
+        return _wsgi.soap_response(200, version.content_type(), answer)
+
+    def _mex(self, request: Request, about: RequestInfo) -> Response:
+        """``<sts>/mex``: the WSDL by GET, or wrapped in wsx:Metadata for a WS-Transfer Get (:mod:`.mex`)."""
+        address = self._public_url or request.application_url
+        if request.method in ("GET", "HEAD"):
+            return mex.get_response(address)
+        version = soap.version_for_content_type(request.content_type)
+        if request.method != "POST" or version is None:
+            return _wsgi.plain(405, "The MEX address answers GET, or a WS-Transfer Get by SOAP POST.",
+                               [("Allow", "GET, POST")])
+        try:
+            envelope = soap.parse_envelope(_wsgi.read_body(request, self._max_body),
+                                           content_type=request.headers.get("Content-Type"),
+                                           soap_action=request.headers.get("SOAPAction"))
+            answer = mex.transfer_get(envelope, address)
+        except Exception as error:  # a fault, or internal: never a traceback to the client
+            return _wsgi.fault_answer(version, error, log, request=about)
         return _wsgi.soap_response(200, version.content_type(), answer)
 
     def _answer(self, envelope: soap.Envelope, rst: etree._Element, http: Request, about: RequestInfo) -> bytes:
@@ -282,6 +320,16 @@ def _relying_parties(given: RelyingParty | Iterable[RelyingParty] | RelyingParty
             raise ConfigurationError(f"relying_parties: every value must be a RelyingParty, "
                                      f"not {_arguments.given(party)}")
     return MemoryRelyingPartyStore(parties)
+
+
+def _claim_types(parties: RelyingPartyStore, role_claim: str) -> list[str]:
+    """The claim types the metadata offers: the role claim, and every claim a registered party is released."""
+    found = [role_claim]
+    listing = getattr(parties, "list_relying_parties", None)
+    if callable(listing):
+        for party in listing():
+            found.extend(party.claims or ())
+    return found
 
 
 class _Fixed:

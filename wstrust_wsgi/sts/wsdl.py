@@ -81,18 +81,33 @@ def is_wsdl_query(query_string: str) -> bool:
 
 def document(address: str) -> bytes:
     """The WSDL for an STS reached at ``address`` (absolute URL), UTF-8 with a declaration."""
-    return _document(address)
+    return _document(address, False)
+
+
+def mex_document(address: str) -> bytes:
+    """The same service as MEX clients read it (:mod:`.mex`): SOAP 1.2 ports only, as AD FS's MEX.
+
+    msal's MEX reader (``msal.mex``) takes every ``wsdl:binding`` to have a
+    ``soap12:binding``, finds the address in a ``wsa:EndpointReference`` of
+    the port, and recognises a UsernameToken policy of WS-SecurityPolicy 1.2
+    only as ``sp:SignedEncryptedSupportingTokens`` (what AD FS's
+    ``usernamemixed`` says: over the TLS of ``sp:TransportBinding`` the
+    token is both signed and encrypted); so this flavour has those three.
+    """
+    return _document(address, True)
 
 
 @lru_cache(maxsize=16)  # the address comes from the Host header: keep a few, never grow
-def _document(address: str) -> bytes:
+def _document(address: str, mex: bool) -> bytes:
     q = _xml.qname
     root = etree.Element(q(WSDL, "definitions"), name=SERVICE_NAME, targetNamespace=TARGET_NAMESPACE, nsmap={
         "wsdl": WSDL, "soap": WSDL_SOAP11, "soap12": WSDL_SOAP12, "xs": ns.XS, "tns": TARGET_NAMESPACE,
         "wst": ns.WST13, "t": ns.WST2005, "wsp": ns.WSP12, "wsu": ns.WSU, "wsam": WSAM,
+        **({"wsa10": ns.WSA10} if mex else {}),
     })
+    soap_bindings = _SOAP_BINDINGS[1:] if mex else _SOAP_BINDINGS
     for port in _TRUST_PORTS:
-        root.append(_policy(port))
+        root.append(_policy(port, encrypted=mex and port.policy_ns == SP12))
     types = etree.SubElement(root, q(WSDL, "types"))
     for port in _TRUST_PORTS:
         types.append(_schema(port))
@@ -109,14 +124,17 @@ def _document(address: str) -> bytes:
             io = etree.SubElement(operation, q(WSDL, tag), message=f"tns:{port.label}Issue{direction}")
             io.set(q(WSAM, "Action"), action)
     for port in _TRUST_PORTS:
-        for suffix, binding_ns in _SOAP_BINDINGS:
+        for suffix, binding_ns in soap_bindings:
             root.append(_binding(port, suffix, binding_ns))
     service = etree.SubElement(root, q(WSDL, "service"), name=SERVICE_NAME)
     for port in _TRUST_PORTS:
-        for suffix, binding_ns in _SOAP_BINDINGS:
+        for suffix, binding_ns in soap_bindings:
             name = f"{port.label}_{suffix}"
             wsdl_port = etree.SubElement(service, q(WSDL, "port"), name=name, binding=f"tns:{name}Binding")
             etree.SubElement(wsdl_port, q(binding_ns, "address"), location=address)
+            if mex:
+                reference = etree.SubElement(wsdl_port, q(ns.WSA10, "EndpointReference"))
+                etree.SubElement(reference, q(ns.WSA10, "Address")).text = address
     return etree.tostring(root, xml_declaration=True, encoding="utf-8", pretty_print=True)
 
 
@@ -153,8 +171,8 @@ def _nested(parent: etree._Element, sp: str, name: str, *inner: str) -> tuple[et
     return assertion, policy
 
 
-def _policy(port: _TrustPort) -> etree._Element:
-    """UsernameToken over HTTPS: TransportBinding + SignedSupportingTokens/UsernameToken + TrustNN."""
+def _policy(port: _TrustPort, *, encrypted: bool = False) -> etree._Element:
+    """UsernameToken over HTTPS: TransportBinding + Signed(Encrypted)SupportingTokens/UsernameToken + TrustNN."""
     sp = port.policy_ns
     policy = etree.Element(_xml.qname(ns.WSP12, "Policy"), nsmap={"sp": sp})
     policy.set(_xml.qname(ns.WSU, "Id"), _policy_id(port))
@@ -164,7 +182,7 @@ def _policy(port: _TrustPort) -> etree._Element:
     _nested(transport, sp, "TransportToken", "HttpsToken")
     _nested(transport, sp, "AlgorithmSuite", "Basic256")
     _nested(transport, sp, "Layout", "Lax")
-    _, supporting = _nested(alternative, sp, "SignedSupportingTokens")
+    _, supporting = _nested(alternative, sp, "SignedEncryptedSupportingTokens" if encrypted else "SignedSupportingTokens")
     username, _ = _nested(supporting, sp, "UsernameToken", "WssUsernameToken10")
     username.set(_xml.qname(sp, "IncludeToken"), f"{sp}/IncludeToken/AlwaysToRecipient")
     _nested(alternative, sp, port.trust_assertion, "MustSupportIssuedTokens")

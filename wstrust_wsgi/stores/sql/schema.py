@@ -8,7 +8,7 @@ transactional DDL), under SQLite's write lock or a PostgreSQL advisory lock, so
 that workers starting together upgrade once and a failed upgrade leaves the
 previous version intact. A database newer than this code is refused rather
 than used. Version 1 is the layout of :func:`_create_v1`; version 2 adds the lockout table;
-version 3 how relying parties' tokens are encrypted.
+version 3 how relying parties' tokens are encrypted; version 4 the signing keys.
 """
 
 from __future__ import annotations
@@ -129,11 +129,35 @@ def _create_v3(tx: Tx) -> None:
                     ", ".join(sorted(encrypted)))
 
 
+def _create_v4(tx: Tx) -> None:
+    """The STS's signing keys as they roll (:mod:`wstrust_wsgi.stores.sql.keyring`).
+
+    ``state`` is next (published, not signing), primary (signing; at most one,
+    by the partial unique index) or previous (published until retired; a
+    retired key's row is deleted, private key and all). ``key_pem`` is a PKCS#8
+    PEM encrypted with the operator's passphrase, never a clear key. Times are
+    whole microseconds since the epoch.
+    """
+    d = tx.dialect
+    tx.execute(f"""CREATE TABLE signing_keys (
+        id {d.id_column},
+        state TEXT NOT NULL CHECK (state IN ('next', 'primary', 'previous')),
+        fingerprint TEXT NOT NULL UNIQUE,
+        key_pem {d.blob} NOT NULL,
+        cert_pem {d.blob} NOT NULL,
+        not_after_us BIGINT NOT NULL,
+        added_us BIGINT NOT NULL,
+        changed_us BIGINT NOT NULL
+    )""")
+    tx.execute("CREATE UNIQUE INDEX signing_keys_one_primary ON signing_keys (state) WHERE state = 'primary'")
+
+
 #: Every schema version, in order. Append; never edit a released step.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "users, roles, claims, relying parties, settings", _create_v1),
     Migration(2, "failed-authentication lockout", _create_v2),
     Migration(3, "relying-party token encryption", _create_v3),
+    Migration(4, "rolling signing keys", _create_v4),
 )
 
 
