@@ -380,7 +380,8 @@ def test_user_unlock_lifts_a_lock_kept_in_the_registry(user_store: MemoryUserSto
 def test_an_older_registry_gets_the_lockout_table_on_open(tmp_path: Path) -> None:
     registry = registry_at(tmp_path)
     registry.database.run(Kind.MIGRATE, lambda tx: (
-        tx.execute("DROP TABLE lockout"), tx.execute("DELETE FROM schema_version WHERE version = 2")))
+        tx.execute("DROP TABLE lockout"), tx.execute("DROP TABLE IF EXISTS issued_tokens"),
+        tx.execute("DELETE FROM schema_version WHERE version >= 2")))
     registry.close()
     with Registry.open(sqlite_url(tmp_path / "registry.db")) as reopened:
         RegistryLockoutStore(reopened).fail([("k", 2)], now=T0, window=timedelta(minutes=1),

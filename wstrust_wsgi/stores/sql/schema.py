@@ -7,7 +7,7 @@ ones (:func:`migrate`), all in one transaction (both databases have
 transactional DDL), under SQLite's write lock or a PostgreSQL advisory lock, so
 that workers starting together upgrade once and a failed upgrade leaves the
 previous version intact. A database newer than this code is refused rather
-than used. Version 1 is the layout of :func:`_create_v1`; version 2 adds the lockout table.
+than used. Version 1 is the layout of :func:`_create_v1`; version 2 adds the lockout table, version 5 the issued tokens.
 """
 
 from __future__ import annotations
@@ -102,10 +102,34 @@ def _create_v2(tx: Tx) -> None:
     tx.execute("CREATE INDEX lockout_expires ON lockout (expires_us)")
 
 
+def _create_v5(tx: Tx) -> None:
+    """Issued tokens (:mod:`wstrust_wsgi.stores.tokens`), by full ID, kept until their renewal window ends.
+
+    Times are whole microseconds since the epoch; ``state`` moves once, from
+    ``issued`` to ``renewed`` or ``cancelled``.
+    """
+    tx.execute("""CREATE TABLE issued_tokens (
+        id TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        relying_party TEXT NOT NULL,
+        token_type TEXT NOT NULL,
+        key_type TEXT NOT NULL,
+        issued_us BIGINT NOT NULL,
+        expires_us BIGINT NOT NULL,
+        renew_allowed BOOLEAN NOT NULL,
+        renew_after_expiry BOOLEAN NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('issued', 'renewed', 'cancelled')),
+        keep_until_us BIGINT NOT NULL
+    )""")
+    tx.execute("CREATE INDEX issued_tokens_keep_until ON issued_tokens (keep_until_us)")
+
+
 #: Every schema version, in order. Append; never edit a released step.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "users, roles, claims, relying parties, settings", _create_v1),
     Migration(2, "failed-authentication lockout", _create_v2),
+    # 3 and 4 are being written beside this one (other branches); numbers as the lead assigned them
+    Migration(5, "issued tokens for Validate, Renew and Cancel", _create_v5),
 )
 
 
