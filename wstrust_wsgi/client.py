@@ -31,6 +31,7 @@ from . import _arguments, _xml, ns, soap, wssecurity, wstrust
 from ._time import Clock, parse_datetime, utcnow
 from .errors import ConfigurationError, MalformedMessage, RemoteFault, SecurityWarning, TransportError
 from .saml import SAML2, SAML11, version_of
+from .wstrust import lifecycle
 
 #: ``(url, body, headers) -> (status, content_type, body)``.
 Transport = Callable[[str, bytes, dict[str, str]], tuple[int, str, bytes]]
@@ -277,8 +278,14 @@ class StsClient:
             warnings.warn(f"StsClient: PasswordText to {url} over plain HTTP: the password crosses the network in "
                           "clear (use https, or digest=True)", SecurityWarning, stacklevel=2)
 
-    def build_request(self, applies_to: str, *, token_type: str | None = None) -> bytes:
-        """The RST envelope, for inspection or for sending by other means."""
+    def build_request(self, applies_to: str, *, token_type: str | None = None, allow_renewal: bool | None = None,
+                      renew_after_expiry: bool | None = None) -> bytes:
+        """The RST envelope, for inspection or for sending by other means.
+
+        ``allow_renewal`` and ``renew_after_expiry``, when given, ask for
+        ``wst:Renewing Allow= OK=``: whether the token may be renewed, and
+        after it expired (the STS's defaults: yes, and no).
+        """
         if token_type is not None and not isinstance(token_type, str):
             raise ConfigurationError(f"token_type: must be '2.0', '1.1' or a URI (a string), "
                                      f"not {_arguments.given(token_type)}")
@@ -297,16 +304,71 @@ class StsClient:
         reference = etree.SubElement(applies, _xml.qname(ns.WSA10, "EndpointReference"), nsmap={"wsa": ns.WSA10})
         etree.SubElement(reference, _xml.qname(ns.WSA10, "Address")).text = applies_to
         etree.SubElement(rst, _xml.qname(t, "KeyType")).text = self.dialect.bearer_key_types[0]
+        if allow_renewal is not None or renew_after_expiry is not None:
+            renewing = etree.SubElement(rst, _xml.qname(t, "Renewing"))
+            for name, flag in (("Allow", allow_renewal), ("OK", renew_after_expiry)):
+                if flag is not None:
+                    renewing.set(name, "true" if _arguments.flag(flag, name) else "false")
         return soap.envelope(self.soap, rst, [security])
 
-    def request_token(self, applies_to: str, *, token_type: str | None = None) -> IssuedToken:
-        """Ask for a token for ``applies_to``; ``token_type`` is ``"2.0"``, ``"1.1"`` or a URI."""
-        body = self.build_request(applies_to, token_type=token_type)
+    def request_token(self, applies_to: str, *, token_type: str | None = None, allow_renewal: bool | None = None,
+                      renew_after_expiry: bool | None = None) -> IssuedToken:
+        """Ask for a token for ``applies_to``; ``token_type`` is ``"2.0"``, ``"1.1"`` or a URI.
+
+        ``allow_renewal=False`` asks for a token that cannot be renewed,
+        ``renew_after_expiry=True`` for one that can be renewed for a while
+        after it expired (see :meth:`renew`).
+        """
+        body = self.build_request(applies_to, token_type=token_type, allow_renewal=allow_renewal,
+                                  renew_after_expiry=renew_after_expiry)
         status, answer = _post(self.transport, self.url, self.soap, self.dialect.issue_action, body)
         try:
             return parse_response(answer, status=status)
         except TransportError as exc:
             raise TransportError(f"{self.url}: {exc}", url=self.url) from None
+
+    # Validate, Renew, Cancel (WS-Trust 1.3 sections 5 to 7): the token goes in the target as received
+
+    def validate(self, token: IssuedToken | bytes) -> lifecycle.Status:
+        """Ask the STS whether ``token`` is valid: a :class:`~wstrust_wsgi.wstrust.lifecycle.Status`."""
+        body = self._ask("Validate", token, token_type=lifecycle.status_token_type(self.dialect))
+        status = lifecycle.read_status(body)
+        if status is None:
+            raise TransportError(f"{self.url}: the Validate answer holds no wst:Status", url=self.url)
+        return status
+
+    def renew(self, token: IssuedToken | bytes) -> IssuedToken:
+        """A new token in place of ``token`` (same subject and relying party, new ID and lifetime)."""
+        return self._ask("Renew", token, answer=lambda status, data: parse_response(data, status=status))
+
+    def cancel(self, token: IssuedToken | bytes) -> None:
+        """Cancel ``token`` at the STS; returns when the STS answered ``RequestedTokenCancelled``."""
+        if not lifecycle.read_cancelled(self._ask("Cancel", token)):
+            raise TransportError(f"{self.url}: the Cancel answer holds no wst:RequestedTokenCancelled", url=self.url)
+
+    def _ask(self, binding: str, token: IssuedToken | bytes, *, token_type: str | None = None,
+             answer: Callable[[int, bytes], T] | None = None) -> Any:
+        """Send a ``binding`` request naming ``token``; ``answer(status, bytes)``, or the reply's Body."""
+        assertion = token.assertion if isinstance(token, IssuedToken) else token
+        if not isinstance(assertion, bytes):
+            raise ConfigurationError(f"token: must be an IssuedToken or the assertion's bytes, "
+                                     f"not {_arguments.given(token)}")
+        now = self._clock()
+        parts = [wssecurity.build_timestamp(now)] if self.timestamp else []
+        parts.append(wssecurity.build_username_token(self.username, self._password, digest=self.digest, now=now))
+        rst = lifecycle.target_request(self.dialect, binding, token_type=token_type)
+        envelope = soap.envelope(self.soap, rst, [wssecurity.security_element(self.soap.namespace, *parts)])
+        status, data = _post(self.transport, self.url, self.soap, self.dialect.action(binding),
+                             envelope.replace(wstrust.TOKEN_MARKER, assertion, 1))
+        if answer is not None:
+            return answer(status, data)
+        try:
+            root = _xml.parse(data)
+        except MalformedMessage as exc:
+            raise TransportError(f"{self.url} answered HTTP {status} with something that is not XML ({exc})",
+                                 url=self.url) from None
+        raise_for_fault(root, status)
+        return _reply_body(root, f"{self.url} answered HTTP {status} with", url=self.url, expected=self.soap)
 
 
 def _choice(options: dict[str, T], value: str, name: str) -> T:

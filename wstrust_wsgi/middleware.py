@@ -58,6 +58,7 @@ from .keys import CertificateSource, load_certificates
 from .saml import (VerificationCache, VerifiedAssertion, check_client_address, check_unique_id, policy,
                    verify_assertion, version_of)
 from .stores import ReplayCache
+from .stores.tokens import IssuedTokenStore, refuse_revoked
 
 log = logging.getLogger("wstrust_wsgi.middleware")
 
@@ -118,6 +119,11 @@ class RelyingPartyMiddleware:
         service whose ``X-Forwarded-For`` and ``X-Request-ID`` the log lines
         believe; none by default: the client is ``REMOTE_ADDR``. The request id
         is in ``environ["wstrust_wsgi.request_id"]`` for the app's own lines.
+    :param revocation_store: the STS's issued-token store
+        (:mod:`wstrust_wsgi.stores.tokens`, the same SQLite, PostgreSQL or
+        Redis): a token cancelled (or renewed) at the STS is refused on every
+        request after that, a reused one included; fails closed. Without it a
+        cancelled bearer token is admitted until it expires.
     """
 
     def __init__(
@@ -138,6 +144,7 @@ class RelyingPartyMiddleware:
         health_path: str | None = None,
         check_address: bool = False,
         trusted_proxies: Iterable[str] = (),
+        revocation_store: IssuedTokenStore | None = None,
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
         # TypeError at the first request (see wstrust_wsgi._arguments).
@@ -167,6 +174,8 @@ class RelyingPartyMiddleware:
         self._fast = FastAdmission(security=self._security, policy=self.policy, verified=self._verified,
                                    max_entries=verified_cache_size)
         self._check_address = check_address
+        self._revoked = (None if revocation_store is None
+                         else _arguments.having(revocation_store, "revocation_store", "get", "an issued-token store"))
         #: Off only in tests, to compare with the path that parses the token with its envelope.
         self._cutting = True
         if health_path is not None and not (isinstance(health_path, str) and health_path.startswith("/")):
@@ -225,6 +234,8 @@ class RelyingPartyMiddleware:
             verified = self._verify(body, content_type, now)
         if self._check_address:
             check_client_address(verified, environ.get("REMOTE_ADDR"))
+        if self._revoked is not None:
+            refuse_revoked(self._revoked, verified.assertion_id, now)
         if self._replay is not None:
             key = f"saml:{verified.issuer}:{verified.assertion_id}"
             expires = verified.not_on_or_after + self.policy.clock_skew

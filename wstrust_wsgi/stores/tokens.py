@@ -38,7 +38,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._urls import redact_url
-from ..errors import ConfigurationError, StoreUnavailable
+from ..errors import ConfigurationError, InvalidSecurityToken, StoreUnavailable
 from .replay import connect_redis, describe_error
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from .sql import Registry
 
 __all__ = ["CANCELLED", "ISSUED", "RENEWED", "IssuedTokenStore", "MemoryTokenStore", "RedisTokenStore",
-           "RegistryTokenStore", "TokenRecord", "token_store_from_url"]
+           "RegistryTokenStore", "TokenRecord", "refuse_revoked", "token_store_from_url"]
 
 #: The states of a record: live, retired by a renewal (a new token replaced it), cancelled.
 ISSUED, RENEWED, CANCELLED = "issued", "renewed", "cancelled"
@@ -274,6 +274,20 @@ class RedisTokenStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+def refuse_revoked(store: IssuedTokenStore, assertion_id: str, now: datetime) -> None:
+    """What the middleware's ``revocation_store=`` does: refuse a token recorded as cancelled or renewed.
+
+    A token without a record passes (another issuer's, or one issued before
+    the store was kept); the signature, time window and audience were checked
+    already. A store that cannot answer raises StoreUnavailable (fail closed).
+    """
+    record = store.get(assertion_id, now)
+    if record is not None and record.state != ISSUED:
+        raise InvalidSecurityToken(f"assertion {assertion_id} is {record.state} in the revocation store",
+                                   reason="The security token has been cancelled." if record.state == CANCELLED
+                                   else "The security token has been renewed and replaced.")
 
 
 def token_store_from_url(url: str, registry: Registry | None = None) -> IssuedTokenStore:

@@ -11,10 +11,12 @@ the signed assertion, its references, AppliesTo and Lifetime.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 from .. import wstrust
 from ..errors import InvalidRequest
-from ..model import Principal, RelyingParty
+from ..model import Principal, RelyingParty, StsSettings
 from ..saml import SAML2, SAML11, AssertionContent, AssertionSigner, SamlVersion, version_for_token_type
 from ..stores import RelyingPartyStore
 from .binding import TrustCall, uris
@@ -30,11 +32,15 @@ class IssueBinding:
     :param signer: signs the assertions.
     :param relying_parties: the registered relying parties, by address.
     :param role_claim: the attribute name roles are released under.
+    :param record: called with each token once signed (the call, its content, ``"2.0"``/``"1.1"``, its
+        KeyType), to record it in the issued-token store (:mod:`.lifecycle`).
     """
 
     request_types, actions = uris("Issue")
 
-    def __init__(self, *, signer: AssertionSigner, relying_parties: RelyingPartyStore, role_claim: str) -> None:
+    def __init__(self, *, signer: AssertionSigner, relying_parties: RelyingPartyStore, role_claim: str,
+                 record: Callable[[TrustCall, AssertionContent, str, str], None] | None = None) -> None:
+        self._record = record
         self._signer = signer
         self._parties = relying_parties
         self._role_claim = role_claim
@@ -57,6 +63,8 @@ class IssueBinding:
             attributes=self._attributes(principal, party),
         )
         assertion = self._signer.sign(version, content, algorithm=settings.signature_algorithm)
+        if self._record is not None:
+            self._record(call, content, version.name, request.key_type or request.dialect.bearer_key_types[0])
         answer = wstrust.response_envelope(
             call.envelope.version,
             request,
@@ -103,3 +111,12 @@ class IssueBinding:
         if principal.roles:
             attributes[self._role_claim] = tuple(sorted(principal.roles))
         return attributes
+
+    def reissue(self, principal: Principal, party: RelyingParty, version: SamlVersion, *, now: datetime,
+                settings: StsSettings) -> tuple[AssertionContent, bytes]:
+        """A new signed token for ``party`` with the claims ``principal`` holds now: what Renew hands back."""
+        content = AssertionContent(issuer=settings.issuer, subject=principal.name, audience=party.address,
+                                   issue_instant=now, not_before=now,
+                                   not_on_or_after=now + (party.lifetime or settings.default_lifetime),
+                                   attributes=self._attributes(principal, party))
+        return content, self._signer.sign(version, content, algorithm=settings.signature_algorithm)

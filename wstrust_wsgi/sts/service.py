@@ -30,12 +30,17 @@ from ..model import SIGNATURE_ALGORITHMS, RelyingParty, StsSettings, check_publi
 from ..saml import AssertionSigner
 from ..stores import RelyingPartyStore, ReplayCache, SettingsStore, UserStore
 from ..stores.lockout import LockoutStore, MemoryLockoutStore
+from ..stores.tokens import IssuedTokenStore
 from ..stores.memory import MemoryRelyingPartyStore, MemoryReplayCache
 from . import wsdl
 from .authentication import UsernameAuthentication
 from .lockout import Lockout, LockoutPolicy
 from .binding import Binding, TrustCall
+from .cancel import CancelBinding
 from .issue import IssueBinding
+from .lifecycle import IssuedTokens, TokenPolicy
+from .renew import RenewBinding
+from .validate import ValidateBinding
 
 log = logging.getLogger("wstrust_wsgi.sts")
 
@@ -90,6 +95,12 @@ class TokenService:
     :param trusted_proxies: addresses or networks of the proxies in front of the
         STS whose ``X-Forwarded-For`` and ``X-Request-ID`` the log lines believe
         (see :mod:`wstrust_wsgi._log`); none by default: the client is ``REMOTE_ADDR``.
+    :param issued_tokens: an issued-token store
+        (:mod:`wstrust_wsgi.stores.tokens`): every token issued is recorded
+        there, and the Validate, Renew and Cancel bindings are registered
+        (:mod:`.lifecycle`); None (the default): Issue only.
+    :param token_policy: who may validate and cancel, and the renewal window
+        (:class:`~wstrust_wsgi.sts.lifecycle.TokenPolicy`); only with ``issued_tokens``.
     """
 
     def __init__(
@@ -115,6 +126,8 @@ class TokenService:
         lockout_store: LockoutStore | None = None,
         public_url: str | None = None,
         trusted_proxies: Iterable[str] = (),
+        issued_tokens: IssuedTokenStore | None = None,
+        token_policy: TokenPolicy | None = None,
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
         # TypeError at the first request (see wstrust_wsgi._arguments).
@@ -156,8 +169,14 @@ class TokenService:
         self._bindings: dict[str, Binding] = {}
         self._actions: set[str] = set()
         parties = _relying_parties(relying_parties)
-        self.register_binding(IssueBinding(signer=AssertionSigner(signing_key), relying_parties=parties,
-                                           role_claim=_arguments.text(role_claim, "role_claim")))
+        tokens = _lifecycle(issued_tokens, token_policy, signing_key)
+        issue = IssueBinding(signer=AssertionSigner(signing_key), relying_parties=parties,
+                             role_claim=_arguments.text(role_claim, "role_claim"),
+                             record=tokens.record_issue if tokens is not None else None)
+        self.register_binding(issue)
+        if tokens is not None:
+            for binding in (ValidateBinding(tokens), RenewBinding(tokens, issue, parties), CancelBinding(tokens)):
+                self.register_binding(binding)
         self._health = Health({
             "settings": settings.get_settings,  # not self.settings(): its cache would hide an outage
             "relying_parties": lambda: parties.get(_HEALTH_PROBE_ADDRESS),
@@ -210,7 +229,7 @@ class TokenService:
         about = self._proxies.request_info(request.environ)
         if request.method == "GET" and wsdl.is_wsdl_query(request.query_string):
             address = self._public_url or request.path_url
-            return _wsgi.soap_response(200, "text/xml; charset=utf-8", wsdl.document(address))
+            return _wsgi.soap_response(200, "text/xml; charset=utf-8", wsdl.document(address, self._operations()))
         if request.method != "POST":
             return _wsgi.plain(405, "The STS accepts SOAP requests by POST only.", [("Allow", "POST")])
         version = soap.version_for_content_type(request.content_type)
@@ -259,6 +278,11 @@ class TokenService:
         return binding.answer(TrustCall(envelope, rst, dialect, principal, settings, now, soap.RelatesTo.of(envelope),
                                         about))
 
+    def _operations(self) -> tuple[str, ...]:
+        """The names of the registered bindings of the WS-Trust bindings (Issue first), for the WSDL."""
+        names = {uri.rsplit("/", 1)[-1] for uri in self._bindings}
+        return tuple(name for name in wstrust.BINDINGS if name in names)
+
     def _supported(self, dialect: wstrust.Dialect | None = None) -> str:
         """The client-safe reason naming what is answered: the bindings, or the dialect's RequestType URIs."""
         if dialect is None:
@@ -268,6 +292,18 @@ class TokenService:
         mine = sorted(uri for uri in self._bindings if uri.startswith(dialect.namespace + "/"))
         parts = [f"{uri.rsplit('/', 1)[-1]} request type ({uri})" for uri in mine]
         return f"Only the {', the '.join(parts)} {'are' if len(parts) > 1 else 'is'} supported."
+
+
+def _lifecycle(store: IssuedTokenStore | None, token_policy: TokenPolicy | None,
+               signing_key: SigningKey) -> IssuedTokens | None:
+    """The lifecycle bindings' shared state, when a store is given; a policy without a store is a mistake."""
+    if store is None:
+        if token_policy is not None:
+            raise ConfigurationError("token_policy: give issued_tokens too (Validate, Renew and Cancel need a store)")
+        return None
+    if token_policy is not None and not isinstance(token_policy, TokenPolicy):
+        raise ConfigurationError(f"token_policy: must be a TokenPolicy, not {_arguments.given(token_policy)}")
+    return IssuedTokens(store, signing_key, token_policy or TokenPolicy())
 
 
 def _relying_parties(given: RelyingParty | Iterable[RelyingParty] | RelyingPartyStore) -> RelyingPartyStore:
