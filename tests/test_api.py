@@ -23,12 +23,15 @@ PUBLIC_API = [
     "MemoryLockoutStore",
     "MemoryRelyingPartyStore",
     "MemoryReplayCache",
+    "MemoryTokenStore",
     "MemoryUserStore",
     "Principal",
     "RecordingTransport",
     "RedisLockoutStore",
     "RedisReplayCache",
+    "RedisTokenStore",
     "RegistryLockoutStore",
+    "RegistryTokenStore",
     "RelyingParty",
     "RelyingPartyMiddleware",
     "RemoteFault",
@@ -38,6 +41,8 @@ PUBLIC_API = [
     "SoapFault",
     "StsClient",
     "StsSettings",
+    "TokenPolicy",
+    "TokenRecord",
     "TokenService",
     "TransportError",
     "UrllibTransport",
@@ -54,6 +59,7 @@ PUBLIC_API = [
     "load_certificate",
     "parse_response",
     "replay_cache_from_url",
+    "token_store_from_url",
 ]
 
 

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from lxml import etree
 
 from .. import _arguments
+from .._time import format_datetime, parse_datetime
 from ..errors import InvalidRequest, InvalidSecurityToken, NotAuthorized
 from ..keys import SigningKey
 from ..model import Principal
@@ -89,7 +90,7 @@ class IssuedTokens:
     def record(self, content: AssertionContent, token_type: str, key_type: str, allow: bool, ok: bool,
                call: TrustCall) -> None:
         record = TokenRecord(content.assertion_id, content.subject, content.audience, token_type, key_type,
-                             content.issue_instant, content.not_on_or_after, allow, ok)
+                             _as_signed(content.issue_instant), _as_signed(content.not_on_or_after), allow, ok)
         self.store.record(record, keep_until=self.keep_until(record.expires, call.settings.clock_skew), now=call.now)
 
     def target(self, call: TrustCall, binding: str) -> tuple[Target, TokenRecord | None]:
@@ -123,6 +124,11 @@ class IssuedTokens:
             return
         raise NotAuthorized(f"{principal.name!r} may not {what} token {record.assertion_id} of {record.subject!r}",
                             reason=f"The requester may not {what} this token.")
+
+
+def _as_signed(moment: datetime) -> datetime:
+    """``moment`` as the token carries it (the wire format keeps milliseconds), so the record matches the token."""
+    return parse_datetime(format_datetime(moment))
 
 
 def unknown(target: Target) -> InvalidRequest:
