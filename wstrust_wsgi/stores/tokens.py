@@ -38,8 +38,8 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._urls import redact_url
-from ..errors import ConfigurationError, InvalidSecurityToken, StoreUnavailable
-from .replay import connect_redis, describe_error
+from ..errors import ConfigurationError, InvalidSecurityToken
+from ._backends import RedisStore, RegistryTable
 
 if TYPE_CHECKING:
     import redis
@@ -52,7 +52,6 @@ __all__ = ["CANCELLED", "ISSUED", "RENEWED", "IssuedTokenStore", "MemoryTokenSto
 #: The states of a record: live, retired by a renewal (a new token replaced it), cancelled.
 ISSUED, RENEWED, CANCELLED = "issued", "renewed", "cancelled"
 _STATES = (ISSUED, RENEWED, CANCELLED)
-_UNAVAILABLE_REASON = "The request cannot be checked right now; try again later."
 _US = timedelta(microseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -153,7 +152,7 @@ def _from_row(row: Any) -> TokenRecord:
                        bool(row[7]), bool(row[8]), row[9])
 
 
-class RegistryTokenStore:
+class RegistryTokenStore(RegistryTable):
     """Records in the registry's ``issued_tokens`` table (schema version 5), one transaction per call.
 
     SQLite shares them between the workers of a host, PostgreSQL between
@@ -162,23 +161,10 @@ class RegistryTokenStore:
     their window are deleted.
     """
 
-    def __init__(self, registry: Registry, *, purge_every: int = 64, purge_batch: int = 256) -> None:
-        from .sql.db import Kind  # the SQL package is imported only by those who use it
-
-        self._db = registry.database
-        self._kind = Kind
-        self._calls = itertools.count(1)
-        self._purge_every, self._purge_batch = purge_every, purge_batch
-
-    def _run(self, kind: Any, work: Any) -> Any:
-        try:
-            return self._db.run(kind, work)
-        except self._db.driver.errors as exc:
-            raise StoreUnavailable(f"issued_tokens table of registry {self._db.describe()} unavailable: "
-                                   f"{describe_error(exc)}", reason=_UNAVAILABLE_REASON) from exc
+    _table = "issued_tokens"
 
     def record(self, token: TokenRecord, *, keep_until: datetime, now: datetime) -> None:
-        purge = next(self._calls) % self._purge_every == 0
+        purge = self._purge_now()
         values = (token.assertion_id, token.subject, token.relying_party, token.token_type, token.key_type,
                   _us(token.issued), _us(token.expires), token.renew_allowed, token.renew_after_expiry,
                   token.state, _us(keep_until))
@@ -218,7 +204,7 @@ _FIELDS = ("subject", "relying_party", "token_type", "key_type", "issued_us", "e
            "renew_after_expiry", "state", "keep_until_us")
 
 
-class RedisTokenStore:
+class RedisTokenStore(RedisStore):
     """Records in Redis, one hash per token under ``<prefix><full ID>``, expiring at ``keep_until``.
 
     ``keep_until`` is also kept in the hash and compared with the caller's
@@ -229,21 +215,12 @@ class RedisTokenStore:
     ``keep_until - now`` measured by Redis from the caller's clock reading.
     """
 
+    _what = "Redis token store"
+    _owner = "RedisTokenStore"
+
     def __init__(self, url_or_client: str | redis.Redis, *, prefix: str = "wstrust:token:",
                  socket_timeout: float = 1.0) -> None:
-        self._client, self._errors = connect_redis(url_or_client, socket_timeout=socket_timeout,
-                                                   owner="RedisTokenStore")
-        if not isinstance(prefix, str):
-            raise ConfigurationError(f"RedisTokenStore prefix: must be a string, not {prefix!r}")
-        self.prefix = prefix
-        self._script = self._client.register_script(_TRANSITION)
-
-    def _call(self, what: Any) -> Any:
-        try:
-            return what()
-        except self._errors as exc:
-            raise StoreUnavailable(f"Redis token store unavailable: {describe_error(exc)}",
-                                   reason=_UNAVAILABLE_REASON) from exc
+        super().__init__(url_or_client, prefix=prefix, socket_timeout=socket_timeout, script=_TRANSITION)
 
     def record(self, token: TokenRecord, *, keep_until: datetime, now: datetime) -> None:
         mapping = {"subject": token.subject, "relying_party": token.relying_party, "token_type": token.token_type,
@@ -270,10 +247,9 @@ class RedisTokenStore:
 
     def transition(self, assertion_id: str, state: str, *, now: datetime) -> bool:
         _check_state(state)
-        return bool(self._call(lambda: self._script(keys=[self.prefix + assertion_id], args=[state, _us(now)])) == 1)
-
-    def close(self) -> None:
-        self._client.close()
+        script = self._script
+        assert script is not None
+        return bool(self._call(lambda: script(keys=[self.prefix + assertion_id], args=[state, _us(now)])) == 1)
 
 
 def refuse_revoked(store: IssuedTokenStore, assertion_id: str, now: datetime) -> None:
