@@ -18,7 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -279,12 +279,16 @@ class StsClient:
                           "clear (use https, or digest=True)", SecurityWarning, stacklevel=2)
 
     def build_request(self, applies_to: str, *, token_type: str | None = None, allow_renewal: bool | None = None,
-                      renew_after_expiry: bool | None = None) -> bytes:
+                      renew_after_expiry: bool | None = None, claims: Iterable[str | tuple[str, bool]] | None = None,
+                      claims_dialect: str = ns.CLAIMS_IDENTITY) -> bytes:
         """The RST envelope, for inspection or for sending by other means.
 
         ``allow_renewal`` and ``renew_after_expiry``, when given, ask for
         ``wst:Renewing Allow= OK=``: whether the token may be renewed, and
-        after it expired (the STS's defaults: yes, and no).
+        after it expired (the STS's defaults: yes, and no). ``claims`` asks
+        for these claim URIs only (``wst:Claims`` in ``claims_dialect``, the
+        identity dialect by default): each a required URI, or a ``(URI,
+        optional)`` pair.
         """
         if token_type is not None and not isinstance(token_type, str):
             raise ConfigurationError(f"token_type: must be '2.0', '1.1' or a URI (a string), "
@@ -309,18 +313,27 @@ class StsClient:
             for name, flag in (("Allow", allow_renewal), ("OK", renew_after_expiry)):
                 if flag is not None:
                     renewing.set(name, "true" if _arguments.flag(flag, name) else "false")
+        if claims is not None:
+            wanted = etree.SubElement(rst, _xml.qname(t, "Claims"), Dialect=claims_dialect,
+                                      nsmap={"ic": ns.CLAIMS_IDENTITY})
+            for claim in ([claims] if isinstance(claims, str) else claims):
+                uri, optional = (claim, False) if isinstance(claim, str) else claim
+                etree.SubElement(wanted, _xml.qname(ns.CLAIMS_IDENTITY, "ClaimType"), Uri=uri,
+                                 Optional="true" if optional else "false")
         return soap.envelope(self.soap, rst, [security])
 
     def request_token(self, applies_to: str, *, token_type: str | None = None, allow_renewal: bool | None = None,
-                      renew_after_expiry: bool | None = None) -> IssuedToken:
+                      renew_after_expiry: bool | None = None, claims: Iterable[str | tuple[str, bool]] | None = None,
+                      claims_dialect: str = ns.CLAIMS_IDENTITY) -> IssuedToken:
         """Ask for a token for ``applies_to``; ``token_type`` is ``"2.0"``, ``"1.1"`` or a URI.
 
         ``allow_renewal=False`` asks for a token that cannot be renewed,
         ``renew_after_expiry=True`` for one that can be renewed for a while
-        after it expired (see :meth:`renew`).
+        after it expired (see :meth:`renew`); ``claims`` asks for those
+        claims only (see :meth:`build_request`).
         """
         body = self.build_request(applies_to, token_type=token_type, allow_renewal=allow_renewal,
-                                  renew_after_expiry=renew_after_expiry)
+                                  renew_after_expiry=renew_after_expiry, claims=claims, claims_dialect=claims_dialect)
         status, answer = _post(self.transport, self.url, self.soap, self.dialect.issue_action, body)
         try:
             return parse_response(answer, status=status)

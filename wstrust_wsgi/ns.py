@@ -85,6 +85,10 @@ ALG_SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
 
 # Claim type used for roles, as WIF and AD FS name it.
 CLAIM_ROLE = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
+#: wst:Claims dialects: the identity (Information Card) dialect, its claim URIs' prefix, and WSO2's.
+CLAIMS_IDENTITY = "http://schemas.xmlsoap.org/ws/2005/05/identity"
+IDENTITY_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/"
+CLAIMS_WSO2 = "http://wso2.org/claims"
 
 # SOAP roles that address the ultimate receiver (SOAP 1.1 section 4.2.2, SOAP 1.2 part 1 section 2.2)
 SOAP11_ACTOR_NEXT = "http://schemas.xmlsoap.org/soap/actor/next"

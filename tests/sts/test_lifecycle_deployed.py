@@ -86,3 +86,18 @@ def test_the_client_command_validates_renews_and_cancels(servers: tuple[str, str
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1
     assert "refused to renew the token: The token has been cancelled. (UnableToRenew)" in refused.stderr
+
+
+def test_the_client_command_asks_for_claims(servers: tuple[str, str, Path]) -> None:
+    sts_url, service_url, _ = servers
+    email = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
+    command = [sys.executable, "-m", "wstrust_wsgi", "client", "--sts", sts_url, "--service", service_url,
+               "--username", "admin", "--password", "admin", "--claim", email, "--claim", "urn:example:x?"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert f'<echo:Attribute Name="{email}">admin@example.org</echo:Attribute>' in result.stdout
+    assert "claims/role" not in result.stdout  # roles were not asked for
+    missing = subprocess.run([*command[:-2], "--claim", "urn:example:x"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=60)
+    assert missing.returncode == 1
+    assert "The required claim urn:example:x cannot be supplied for this user. (InvalidRequest)" in missing.stderr

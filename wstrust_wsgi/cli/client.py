@@ -76,7 +76,7 @@ def _client(args: argparse.Namespace) -> int:
         soap_version=args.soap, trust_version=args.trust, transport=transport,
     )
     try:
-        token = saved or client.request_token(applies_to, token_type=args.token_type)
+        token = saved or client.request_token(applies_to, token_type=args.token_type, **lifecycle.claims(args))
     except RemoteFault as fault:
         hint = (f"; {args.sts} answers like a service protected by SAML tokens, not like an STS: "
                 "give --sts the STS endpoint (--service is the protected service)") if _not_an_sts(fault) else ""

@@ -1,4 +1,5 @@
-"""The ``client`` command's Validate, Renew and Cancel steps (``--validate``, ``--renew``, ``--cancel``, ``--token``).
+"""The ``client`` command's Validate, Renew and Cancel steps (``--validate``, ``--renew``, ``--cancel``, ``--token``),
+and the claims it asks for at issue (``--claim``).
 
 In order: the token (requested, or read from ``--token FILE``, an assertion
 saved earlier), ``--validate`` (print the STS's status), ``--renew`` (print the
@@ -22,10 +23,22 @@ T = TypeVar("T")
 
 
 def add_arguments(parser: Any) -> None:
+    parser.add_argument("--claim", action="append", metavar="URI",
+                        help="ask for this claim (repeatable; required unless it ends with '?'); only these are released")
+    parser.add_argument("--claims-dialect", default="http://schemas.xmlsoap.org/ws/2005/05/identity",
+                        help="the wst:Claims Dialect (default: the identity dialect; WSO2's: http://wso2.org/claims)")
     parser.add_argument("--token", metavar="FILE", help="use the assertion saved in FILE instead of requesting one")
     parser.add_argument("--validate", action="store_true", help="ask the STS whether the token is valid")
     parser.add_argument("--renew", action="store_true", help="renew the token and use the new one")
     parser.add_argument("--cancel", action="store_true", help="cancel the token at the STS after the call")
+
+
+def claims(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``request_token`` keywords ``--claim`` asks for (none without it)."""
+    if not args.claim:
+        return {}
+    wanted = [(uri[:-1], True) if uri.endswith("?") else (uri, False) for uri in args.claim]
+    return {"claims": wanted, "claims_dialect": args.claims_dialect}
 
 
 def saved_token(args: argparse.Namespace) -> IssuedToken | None:

@@ -60,7 +60,7 @@ class IssueBinding:
             issue_instant=now,
             not_before=now,
             not_on_or_after=now + lifetime,
-            attributes=self._attributes(principal, party),
+            attributes=self._attributes(principal, party, wstrust.requested_claims(call.rst)),
         )
         assertion = self._signer.sign(version, content, algorithm=settings.signature_algorithm)
         if self._record is not None:
@@ -103,14 +103,15 @@ class IssueBinding:
                                  reason="Only SAML 2.0 and SAML 1.1 tokens are issued.")
         return version
 
-    def _attributes(self, principal: Principal, party: RelyingParty) -> dict[str, tuple[str, ...]]:
+    def _attributes(self, principal: Principal, party: RelyingParty,
+                    requested: wstrust.RequestedClaims | None = None) -> dict[str, tuple[str, ...]]:
         attributes = {
             claim: values for claim, values in principal.claims.items()
             if party.claims is None or claim in party.claims
         }
         if principal.roles:
             attributes[self._role_claim] = tuple(sorted(principal.roles))
-        return attributes
+        return attributes if requested is None else _released(attributes, requested, principal, party)
 
     def reissue(self, principal: Principal, party: RelyingParty, version: SamlVersion, *, now: datetime,
                 settings: StsSettings) -> tuple[AssertionContent, bytes]:
@@ -120,3 +121,30 @@ class IssueBinding:
                                    not_on_or_after=now + (party.lifetime or settings.default_lifetime),
                                    attributes=self._attributes(principal, party))
         return content, self._signer.sign(version, content, algorithm=settings.signature_algorithm)
+
+
+def _released(attributes: dict[str, tuple[str, ...]], requested: wstrust.RequestedClaims, principal: Principal,
+              party: RelyingParty) -> dict[str, tuple[str, ...]]:
+    """The claims asked for in ``wst:Claims`` among those the party may get and the user holds.
+
+    A required claim that cannot be supplied is refused, naming it; so is an
+    unknown dialect with a required claim (one whose claims are all optional
+    is ignored, and the party's usual claims go).
+    """
+    if not requested.known:
+        required = [uri for uri, optional in requested.claims if not optional]
+        if required:
+            raise InvalidRequest(f"claims dialect {requested.dialect!r} unknown, required claims {required}",
+                                 reason=f"The claims dialect {requested.dialect} is not supported.")
+        return attributes
+    released = {}
+    for uri, optional in requested.claims:
+        if uri in attributes:
+            released[uri] = attributes[uri]
+        elif not optional:
+            if party.claims is not None and uri not in party.claims:
+                raise InvalidRequest(f"required claim {uri!r} is not released to {party.address}",
+                                     reason=f"The required claim {uri} is not released to this relying party.")
+            raise InvalidRequest(f"required claim {uri!r} is not held by {principal.name!r}",
+                                 reason=f"The required claim {uri} cannot be supplied for this user.")
+    return released

@@ -17,10 +17,12 @@ from .dialects import BINDINGS, DIALECTS, WSTRUST13, WSTRUST2005, Dialect, diale
 from .messages import (
     TOKEN_MARKER,
     TokenProfile,
+    RequestedClaims,
     TokenRequest,
     build_response,
     parse_request,
     request_type_of,
+    requested_claims,
     response_envelope,
 )
 
@@ -28,6 +30,7 @@ __all__ = [
     "BINDINGS",
     "DIALECTS",
     "Dialect",
+    "RequestedClaims",
     "TOKEN_MARKER",
     "TokenProfile",
     "TokenRequest",
@@ -37,5 +40,6 @@ __all__ = [
     "dialect_of",
     "parse_request",
     "request_type_of",
+    "requested_claims",
     "response_envelope",
 ]
