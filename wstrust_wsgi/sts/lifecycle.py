@@ -19,7 +19,7 @@ recorded it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -27,7 +27,7 @@ from lxml import etree
 
 from .. import _arguments
 from .._time import format_datetime, parse_datetime
-from ..errors import InvalidRequest, InvalidSecurityToken, NotAuthorized
+from ..errors import ConfigurationError, InvalidRequest, InvalidSecurityToken, NotAuthorized
 from ..keys import SigningKey
 from ..model import Principal
 from ..saml import AssertionContent, VerifiedAssertion, check_unique_id, policy, verify_assertion
@@ -135,3 +135,36 @@ def unknown(target: Target) -> InvalidRequest:
     """The fault for a token with no record: never issued here, or forgotten after its window."""
     return InvalidRequest(f"no record of token {target.assertion_id!r}",
                           reason="The token was not issued by this STS, or is no longer known.")
+
+
+#: The keys of the deployment file's ``[tokens]`` table.
+SETTINGS = ("enabled", "store", "renewal_window", "validators", "administrators")
+
+
+def settings_from_table(values: Mapping[str, object], where: str = "") -> tuple[TokenPolicy, str] | None:
+    """``[tokens]``: the policy and the store URL when ``enabled = true`` (off by default), else None.
+
+    The store is ``registry`` (the default: the registry's ``issued_tokens``
+    table), ``redis://host:port/db`` or ``memory:``; ``renewal_window`` whole
+    seconds; ``validators`` and ``administrators`` lists of roles. Called by
+    :func:`wstrust_wsgi.config.load_config`, which refuses unknown keys first.
+
+    :raises ConfigurationError: ``<where><key>: <problem>``.
+    """
+    enabled, store = values.get("enabled", False), values.get("store", "registry")
+    window, validators, administrators = (values.get(key) for key in SETTINGS[2:])
+    try:
+        if not isinstance(enabled, bool):
+            raise ConfigurationError(f"enabled: must be true or false, not {enabled!r}")
+        if not isinstance(store, str) or not store.strip():
+            raise ConfigurationError(f'store: must be "registry", "memory:" or a redis:// URL, not {store!r}')
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 0):
+            raise ConfigurationError(f"renewal_window: must be a whole number of seconds >= 0, not {window!r}")
+        for key, roles in (("validators", validators), ("administrators", administrators)):
+            if roles is not None and (not isinstance(roles, list) or not all(isinstance(r, str) for r in roles)):
+                raise ConfigurationError(f"{key}: must be a list of role names, not {roles!r}")
+        policy = TokenPolicy(renewal_window=timedelta(minutes=30) if window is None else timedelta(seconds=window),
+                             validators=validators, administrators=administrators or ())  # type: ignore[arg-type]
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}{exc}") from None
+    return (policy, store.strip()) if enabled else None
