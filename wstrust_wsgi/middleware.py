@@ -184,6 +184,8 @@ class RelyingPartyMiddleware:
         probes: dict[str, Probe] = {"trusted_certs": self._a_trusted_cert_is_valid}
         if replay_cache is not None:
             probes["replay_cache"] = replay_probe(replay_cache, clock)
+        if revocation_store is not None:
+            probes["revocation_store"] = lambda: revocation_store.get("health-probe", clock())
         self._health = Health(probes, log)
 
     def _a_trusted_cert_is_valid(self) -> None:

@@ -30,6 +30,7 @@ from wstrust_wsgi.saml import SAML2, AssertionContent, AssertionSigner
 from wstrust_wsgi.stores.sql import Registry
 from wstrust_wsgi.stores.tokens import CANCELLED, RENEWED, IssuedTokenStore, MemoryTokenStore, RedisTokenStore, RegistryTokenStore
 from wstrust_wsgi.sts.lifecycle import TokenPolicy
+from wstrust_wsgi.wstrust.lifecycle import read_cancelled, read_status
 
 if TYPE_CHECKING:
     from _support.redis_server import RedisServer
@@ -356,3 +357,37 @@ def test_the_middleware_refuses_a_token_cancelled_at_the_sts(shared, sts_keys, c
     admin.cancel(token)
     fault = refused("InvalidSecurityToken", lambda: call_service(SERVICE_URL, token, HELLO, transport=protected))
     assert fault.reason == "The security token has been cancelled."
+
+
+# ---------------------------------------------------------------------- health, and the answers other clients read
+
+
+def test_health_asks_the_token_stores(sts_keys, clock):  # type: ignore[no-untyped-def]
+    down = RedisTokenStore("redis://127.0.0.1:1/0", socket_timeout=0.5)
+    health = webtest.TestApp(sts(sts_keys, clock, down)).get("/services/sts/health", expect_errors=True)
+    assert health.status_int == 503 and health.json["checks"]["issued_tokens"] == "failed"
+    assert "issued_tokens" not in webtest.TestApp(sts(sts_keys, clock, None)).get("/services/sts/health").json["checks"]
+    protected = RelyingPartyMiddleware(echo, audience=SERVICE_URL, issuer=ISSUER, trusted_certs=[sts_keys.cert],
+                                       clock=clock, revocation_store=down, health_path="/health")
+    health = webtest.TestApp(protected).get("/health", expect_errors=True)
+    assert health.status_int == 503 and health.json["checks"]["revocation_store"] == "failed"
+
+
+@pytest.mark.parametrize("trust, soap", VERSIONS)
+def test_refusals_in_every_version(client, trust, soap):  # type: ignore[no-untyped-def]
+    admin = client(trust=trust, soap=soap)
+    token = admin.request_token(SERVICE_URL, allow_renewal=False)
+    assert refused("UnableToRenew", lambda: admin.renew(token)).reason == "The token was issued as not renewable."
+    assert refused("RequestFailed", lambda: client("bob", trust, soap).cancel(token)).status in (400, 500)
+    admin.cancel(token)
+    assert not admin.validate(token).valid
+
+
+def test_the_picketlink_answers_read_as_ours():  # type: ignore[no-untyped-def]
+    valid = read_status(etree.fromstring(vector("breadth/picketlink_rstr-validate-status-valid.xml").read_bytes()))
+    invalid = read_status(etree.fromstring(vector("breadth/picketlink_rstr-validate-status-invalid.xml").read_bytes()))
+    assert valid is not None and valid.valid and valid.reason == "SAMLV2.0 Assertion successfuly validated"
+    assert invalid is not None and not invalid.valid
+    assert invalid.reason == "Validation failure: digital signature is invalid"
+    cancel = etree.fromstring(vector("breadth/picketlink_rstr-cancel-requestedtokencancelled.xml").read_bytes())
+    assert read_cancelled(cancel) and not read_cancelled(etree.fromstring(b"<x/>"))

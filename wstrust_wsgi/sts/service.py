@@ -181,6 +181,7 @@ class TokenService:
             "settings": settings.get_settings,  # not self.settings(): its cache would hide an outage
             "relying_parties": lambda: parties.get(_HEALTH_PROBE_ADDRESS),
             "nonce_cache": replay_probe(nonces, clock),
+            **({"issued_tokens": lambda: tokens.store.get(_HEALTH_PROBE_ADDRESS, clock())} if tokens else {}),
         }, log) if health else None
 
     def register_binding(self, binding: Binding) -> None:
