@@ -113,7 +113,10 @@ class NotAuthorized(TrustFault):
 
 
 class UnableToRenew(TrustFault):
-    """A Renew refused: not our token, not renewable as asked at issue, cancelled, or too late (WS-Trust 1.3 section 11)."""
+    """A Renew refused: not our token, not renewable as asked at issue, cancelled, or too late.
+
+    WS-Trust 1.3 section 11: "The requested renewal failed."
+    """
 
     code = "UnableToRenew"
     default_reason = "The requested renewal failed."

@@ -24,7 +24,8 @@ T = TypeVar("T")
 
 def add_arguments(parser: Any) -> None:
     parser.add_argument("--claim", action="append", metavar="URI",
-                        help="ask for this claim (repeatable; required unless it ends with '?'); only these are released")
+                        help="ask for this claim (repeatable; required unless it ends with '?'); "
+                             "only these are released")
     parser.add_argument("--claims-dialect", default="http://schemas.xmlsoap.org/ws/2005/05/identity",
                         help="the wst:Claims Dialect (default: the identity dialect; WSO2's: http://wso2.org/claims)")
     parser.add_argument("--token", metavar="FILE", help="use the assertion saved in FILE instead of requesting one")

@@ -173,8 +173,8 @@ class RegistryTokenStore(RegistryTable):
             if purge:
                 tx.execute("DELETE FROM issued_tokens WHERE id IN (SELECT id FROM issued_tokens "
                            "WHERE keep_until_us <= ? LIMIT ?)", (_us(now), self._purge_batch))
-            tx.execute(f"INSERT INTO issued_tokens ({_COLUMNS}, keep_until_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       values)
+            marks = ", ".join("?" for _ in values)
+            tx.execute(f"INSERT INTO issued_tokens ({_COLUMNS}, keep_until_us) VALUES ({marks})", values)
 
         self._run(self._kind.WRITE, work)
 

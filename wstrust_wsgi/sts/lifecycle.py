@@ -98,7 +98,8 @@ class IssuedTokens:
         target = read_target(call.rst, call.dialect, binding)
         return target, self.store.get(target.assertion_id, call.now)
 
-    def verify(self, call: TrustCall, element: etree._Element, record: TokenRecord, *, at: datetime) -> VerifiedAssertion:
+    def verify(self, call: TrustCall, element: etree._Element, record: TokenRecord, *,
+               at: datetime) -> VerifiedAssertion:
         """The middleware's verification of ``element`` at ``at``, with our key only, then matched to ``record``."""
         settings = call.settings
         accepted = policy(trusted_certs=[self._certificate], issuers=[settings.issuer],

@@ -33,7 +33,8 @@ __all__ = ["Status", "Target", "cancelled_envelope", "read_cancelled", "read_sta
            "renewed_envelope", "renewing_of", "response_action", "status_envelope", "status_token_type",
            "target_request"]
 
-_REFERENCE_TYPES = (ns.SAML20_KEYID_VALUE_TYPE, "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.0#SAMLAssertionID")
+#: KeyIdentifier ValueTypes naming a SAML assertion by ID: SAML 2.0 (``#SAMLID``) and 1.1 (``#SAMLAssertionID``).
+_REFERENCE_TYPES = (ns.SAML20_KEYID_VALUE_TYPE, ns.SAML11_KEYID_VALUE_TYPE)
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
 
 

@@ -269,13 +269,14 @@ _WSO2_CLAIMS = {
     "emailaddress": "emailaddress", "givenname": "givenname", "lastname": "surname", "fullname": "name",
     "country": "country", "locality": "locality", "postalcode": "postalcode", "streetaddress": "streetaddress",
     "stateorprovince": "stateorprovince", "mobile": "mobilephone", "telephone": "homephone",
-    "dob": "dateofbirth", "gender": "gender", "url": "webpage", "privatePersonalIdentifier": "privatepersonalidentifier",
+    "dob": "dateofbirth", "gender": "gender", "url": "webpage",
+    "privatePersonalIdentifier": "privatepersonalidentifier",
 }
 
 
 @dataclass(frozen=True)
 class RequestedClaims:
-    """What ``wst:Claims`` asks for: the dialect, and each claim URI (in our claim names) with whether it is optional."""
+    """What ``wst:Claims`` asks for: its dialect, and each claim URI (as the STS names it) and whether optional."""
 
     dialect: str
     claims: tuple[tuple[str, bool], ...]
@@ -326,3 +327,22 @@ def requested_claims(rst: etree._Element) -> RequestedClaims | None:
                                  reason="A ClaimType's Optional must be true or false.")
         found.append((_claim_uri(dialect, element.get("Uri", "").strip()), optional in ("true", "1")))
     return RequestedClaims(dialect, tuple(found))
+
+
+# ---------------------------------------------------------------------- OnBehalfOf (1.3, 2005) and ActAs (1.4)
+
+
+def delegation_of(rst: etree._Element) -> tuple[str, etree._Element | None] | None:
+    """``("OnBehalfOf" | "ActAs", the token it carries)`` when the RST asks to act for someone else, else None.
+
+    ``wst:OnBehalfOf`` is in the RST's own namespace; ``ActAs`` is WS-Trust
+    1.4's (``ns.WST14``), also found inside a 1.3 or 2005 RST (Rahas ignores it
+    there: notes section 6), and read in the RST's namespace too, so no
+    spelling of it is ever silently ignored.
+    """
+    t = _xml.namespace(rst)
+    for local, namespaces in (("OnBehalfOf", (t,)), ("ActAs", (ns.WST14, t))):
+        holder = _xml.child(rst, namespaces, local)
+        if holder is not None:
+            return local, next((c for c in holder if isinstance(c.tag, str)), None)
+    return None
