@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -391,3 +392,12 @@ def test_the_picketlink_answers_read_as_ours():  # type: ignore[no-untyped-def]
     assert invalid.reason == "Validation failure: digital signature is invalid"
     cancel = etree.fromstring(vector("breadth/picketlink_rstr-cancel-requestedtokencancelled.xml").read_bytes())
     assert read_cancelled(cancel) and not read_cancelled(etree.fromstring(b"<x/>"))
+
+
+def test_a_holder_of_key_record_is_not_renewed_without_proof_of_possession(client, sts_keys, clock, store):  # type: ignore[no-untyped-def]
+    admin = client()
+    token = admin.request_token(SERVICE_URL)
+    record = store.get(token.assertion_id, clock())
+    store.record(replace(record, key_type=f"{ns.WST13}/PublicKey"), keep_until=clock() + timedelta(hours=1),
+                 now=clock())
+    assert refused("UnableToRenew", lambda: admin.renew(token)).reason == "Only bearer tokens can be renewed."

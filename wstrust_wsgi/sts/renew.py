@@ -8,6 +8,8 @@ audience, Rampart's is born expired). A token is renewed only when all hold:
   signature must be checked), signed by our key, with a record in the
   issued-token store, neither cancelled nor already renewed;
 * the requester is its subject (authenticated now, holding an allowed role);
+* it is a bearer token (a holder-of-key token would need a proof of
+  possession of its key, which this binding does not check yet);
 * ``wst:Renewing Allow="false"`` was not asked at issue;
 * it has not expired, or ``OK="true"`` was asked at issue and it expired less
   than the renewal window ago (30 minutes by default); an expired token is
@@ -39,6 +41,8 @@ from .lifecycle import IssuedTokens
 log = logging.getLogger("wstrust_wsgi.sts")
 
 _VERSIONS = {SAML2.name: SAML2, SAML11.name: SAML11}
+#: The bearer KeyTypes of every WS-Trust version: any other key type (holder-of-key) needs a proof of possession.
+_BEARER = frozenset(key_type for dialect in wstrust.DIALECTS.values() for key_type in dialect.bearer_key_types)
 
 
 class RenewBinding:
@@ -65,6 +69,10 @@ class RenewBinding:
                                 reason={CANCELLED: "The token has been cancelled.",
                                         RENEWED: "The token has already been renewed."}[record.state])
         self._tokens.owner_or_administrator(call.principal, record, "renew")
+        if record.key_type not in _BEARER:
+            raise UnableToRenew(f"token {record.assertion_id} has KeyType {record.key_type!r}: renewing it needs a "
+                                "proof of possession, which this binding does not check yet",
+                                reason="Only bearer tokens can be renewed.")
         if not record.renew_allowed:
             raise UnableToRenew(f"token {record.assertion_id} was issued with Renewing Allow=\"false\"",
                                 reason="The token was issued as not renewable.")
