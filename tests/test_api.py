@@ -15,6 +15,8 @@ import wstrust_wsgi
 PUBLIC_API = [
     "CachedUserStore",
     "ConfigurationError",
+    "DelegationPolicy",
+    "DelegationRule",
     "ENVIRON_KEY",
     "Exchange",
     "IssuedToken",

@@ -381,6 +381,7 @@ def test_an_older_registry_gets_the_lockout_table_on_open(tmp_path: Path) -> Non
     registry = registry_at(tmp_path)
     registry.database.run(Kind.MIGRATE, lambda tx: (
         tx.execute("DROP TABLE lockout"), tx.execute("DROP TABLE IF EXISTS issued_tokens"),
+        tx.execute("DROP TABLE IF EXISTS delegation_rules"),
         tx.execute("DELETE FROM schema_version WHERE version >= 2")))
     registry.close()
     with Registry.open(sqlite_url(tmp_path / "registry.db")) as reopened:

@@ -26,6 +26,8 @@ from .stores.lockout import MemoryLockoutStore, RedisLockoutStore, RegistryLocko
 from .stores.memory import MemoryRelyingPartyStore, MemoryReplayCache, MemoryUserStore
 from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
 from .sts import TokenService
+from .stores.delegation import DelegationRule
+from .sts.delegation import DelegationPolicy
 from .sts.lifecycle import TokenPolicy
 from .sts.lockout import LockoutPolicy
 from .stores.tokens import MemoryTokenStore, RedisTokenStore, RegistryTokenStore, TokenRecord, token_store_from_url
@@ -35,6 +37,8 @@ __version__ = "0.1.0"
 __all__ = [
     "CachedUserStore",
     "ConfigurationError",
+    "DelegationPolicy",
+    "DelegationRule",
     "ENVIRON_KEY",
     "Exchange",
     "IssuedToken",

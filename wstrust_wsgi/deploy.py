@@ -76,7 +76,9 @@ from .errors import ConfigurationError, RequestFailed
 from .stores import ReplayCache, SettingsStore, StsSettings, UserStore
 from .stores.cache import CachedUserStore
 from .stores.lockout import LockoutStore, RedisLockoutStore, lockout_store_from_url
+from .stores.sql.delegation import RegistryDelegationRules
 from .stores.tokens import IssuedTokenStore, RedisTokenStore, token_store_from_url
+from .sts.delegation import DelegationPolicy
 from .stores.memory import MemoryReplayCache
 from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
 from .stores.sql import Registry
@@ -184,6 +186,7 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
                 trusted_proxies=config.sts.trusted_proxies,
                 issued_tokens=issued,
                 token_policy=config.tokens[0] if config.tokens is not None else None,
+                delegation=DelegationPolicy(RegistryDelegationRules(registry)),  # `wstrust-wsgi delegation`
             )
         except ConfigurationError as exc:  # the settings stored in the registry make no sense
             raise config.error("registry", "url", f"{config.registry.display_url}: the STS settings stored "

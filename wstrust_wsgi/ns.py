@@ -89,6 +89,9 @@ CLAIM_ROLE = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
 CLAIMS_IDENTITY = "http://schemas.xmlsoap.org/ws/2005/05/identity"
 IDENTITY_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/"
 CLAIMS_WSO2 = "http://wso2.org/claims"
+#: ActAs: the actor attribute (WIF's claim type) and SAML 2.0's DelegationRestriction condition (sstc-saml-delegation).
+CLAIM_ACTOR = "http://schemas.xmlsoap.org/ws/2009/09/identity/claims/actor"
+SAML2_DELEGATION = "urn:oasis:names:tc:SAML:2.0:conditions:delegation"
 
 # SOAP roles that address the ultimate receiver (SOAP 1.1 section 4.2.2, SOAP 1.2 part 1 section 2.2)
 SOAP11_ACTOR_NEXT = "http://schemas.xmlsoap.org/soap/actor/next"

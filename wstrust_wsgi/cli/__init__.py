@@ -16,6 +16,7 @@ on the SQL registry a running STS reads; changes reach it without a restart):
 ``role``    add, list, remove.
 ``sts``     show, set (issuer, allowed roles, lifetime, clock skew, algorithm, plain HTTP).
 ``rp``      add, list, show, remove relying parties (service providers).
+``delegation``  add, list, remove who may use OnBehalfOf and ActAs for whom (:mod:`.delegation`).
 
 Every administration command takes ``--registry URL`` (default: ``$WSTRUST_REGISTRY``,
 else ``sqlite:///./wstrust.db``) and ``--json`` (machine-readable output on
@@ -50,6 +51,7 @@ from .._urls import redact_url
 from ..errors import BadValue, ConfigurationError, RegistryError
 from .admin import DEFAULT_REGISTRY, REGISTRY_ENV, Handler, add_admin_commands, admin_options, registry_url
 from .client import add_client_command
+from .delegation import add_delegation_commands
 from .demo import ECHO_NS, echo_payload
 from .output import emit, one_line
 from .setup import add_setup_commands
@@ -125,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_command(commands)
     add_setup_commands(commands)
     add_admin_commands(commands)
+    add_delegation_commands(commands)
     return parser
 
 

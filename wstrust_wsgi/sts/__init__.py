@@ -45,11 +45,12 @@ from __future__ import annotations
 from .binding import Binding, TrustCall
 from .binding import uris as binding_uris
 from .cancel import CancelBinding
+from .delegation import DelegationPolicy
 from .issue import IssueBinding
 from .lifecycle import TokenPolicy
 from .renew import RenewBinding
 from .service import TokenService
 from .validate import ValidateBinding
 
-__all__ = ["Binding", "CancelBinding", "IssueBinding", "RenewBinding", "TokenPolicy", "TokenService", "TrustCall",
+__all__ = ["Binding", "CancelBinding", "DelegationPolicy", "IssueBinding", "RenewBinding", "TokenPolicy", "TokenService", "TrustCall",
            "ValidateBinding", "binding_uris"]

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from .. import wstrust
+from .. import ns, wstrust
 from ..errors import InvalidRequest
 from ..model import Principal, RelyingParty, StsSettings
 from ..saml import SAML2, SAML11, AssertionContent, AssertionSigner, SamlVersion, version_for_token_type
@@ -34,13 +34,16 @@ class IssueBinding:
     :param role_claim: the attribute name roles are released under.
     :param record: called with each token once signed (the call, its content, ``"2.0"``/``"1.1"``, its
         KeyType), to record it in the issued-token store (:mod:`.lifecycle`).
+    :param delegation: resolves OnBehalfOf and ActAs into (subject, actor) (:mod:`.delegation`); None: refused.
     """
 
     request_types, actions = uris("Issue")
 
     def __init__(self, *, signer: AssertionSigner, relying_parties: RelyingPartyStore, role_claim: str,
-                 record: Callable[[TrustCall, AssertionContent, str, str], None] | None = None) -> None:
+                 record: Callable[[TrustCall, AssertionContent, str, str], None] | None = None,
+                 delegation: Callable[[TrustCall, RelyingParty], tuple[Principal, str | None]] | None = None) -> None:
         self._record = record
+        self._delegation = delegation
         self._signer = signer
         self._parties = relying_parties
         self._role_claim = role_claim
@@ -48,8 +51,8 @@ class IssueBinding:
     def answer(self, call: TrustCall) -> bytes:
         now, settings, principal = call.now, call.settings, call.principal
         request = wstrust.parse_request(call.rst)
-        _no_delegation(call)
         party = self._relying_party(request)
+        principal, actor = self._delegation(call, party) if self._delegation is not None else _no_delegation(call)
         version = self._saml_version(request, party)
         lifetime = party.lifetime or settings.default_lifetime
         if request.lifetime_expires is not None and now < request.lifetime_expires < now + lifetime:
@@ -61,7 +64,8 @@ class IssueBinding:
             issue_instant=now,
             not_before=now,
             not_on_or_after=now + lifetime,
-            attributes=self._attributes(principal, party, wstrust.requested_claims(call.rst)),
+            attributes=self._attributes(principal, party, wstrust.requested_claims(call.rst), actor),
+            actors=(actor,) if actor is not None else (),
         )
         assertion = self._signer.sign(version, content, algorithm=settings.signature_algorithm)
         if self._record is not None:
@@ -104,15 +108,16 @@ class IssueBinding:
                                  reason="Only SAML 2.0 and SAML 1.1 tokens are issued.")
         return version
 
-    def _attributes(self, principal: Principal, party: RelyingParty,
-                    requested: wstrust.RequestedClaims | None = None) -> dict[str, tuple[str, ...]]:
+    def _attributes(self, principal: Principal, party: RelyingParty, requested: wstrust.RequestedClaims | None = None,
+                    actor: str | None = None) -> dict[str, tuple[str, ...]]:
         attributes = {
             claim: values for claim, values in principal.claims.items()
             if party.claims is None or claim in party.claims
         }
         if principal.roles:
             attributes[self._role_claim] = tuple(sorted(principal.roles))
-        return attributes if requested is None else _released(attributes, requested, principal, party)
+        released = attributes if requested is None else _released(attributes, requested, principal, party)
+        return released if actor is None else {**released, ns.CLAIM_ACTOR: (actor,)}
 
     def reissue(self, principal: Principal, party: RelyingParty, version: SamlVersion, *, now: datetime,
                 settings: StsSettings) -> tuple[AssertionContent, bytes]:
@@ -124,7 +129,7 @@ class IssueBinding:
         return content, self._signer.sign(version, content, algorithm=settings.signature_algorithm)
 
 
-def _no_delegation(call: TrustCall) -> None:
+def _no_delegation(call: TrustCall) -> tuple[Principal, None]:
     """Refuse OnBehalfOf and ActAs: no delegation policy allows them (as CXF, with no handler configured).
 
     Never ignored silently, as Rahas ignores a 1.4 ActAs in a 1.3 request: the
@@ -134,6 +139,7 @@ def _no_delegation(call: TrustCall) -> None:
     if asked is not None:
         raise InvalidRequest(f"{asked[0]} asked by {call.principal.name!r}; no delegation policy allows it",
                              reason=f"{asked[0]} is not allowed: no delegation policy permits it.")
+    return call.principal, None
 
 
 def _released(attributes: dict[str, tuple[str, ...]], requested: wstrust.RequestedClaims, principal: Principal,

@@ -33,10 +33,11 @@ from ..stores.lockout import LockoutStore, MemoryLockoutStore
 from ..stores.tokens import IssuedTokenStore
 from ..stores.memory import MemoryRelyingPartyStore, MemoryReplayCache
 from . import wsdl
-from .authentication import UsernameAuthentication
+from .authentication import UsernameAuthentication, protected_transport
 from .lockout import Lockout, LockoutPolicy
 from .binding import Binding, TrustCall
 from .cancel import CancelBinding
+from .delegation import Delegation, DelegationPolicy
 from .issue import IssueBinding
 from .lifecycle import IssuedTokens, TokenPolicy
 from .renew import RenewBinding
@@ -101,6 +102,9 @@ class TokenService:
         (:mod:`.lifecycle`); None (the default): Issue only.
     :param token_policy: who may validate and cancel, and the renewal window
         (:class:`~wstrust_wsgi.sts.lifecycle.TokenPolicy`); only with ``issued_tokens``.
+    :param delegation: who may use OnBehalfOf and ActAs for whom
+        (:class:`~wstrust_wsgi.sts.delegation.DelegationPolicy`); None (the
+        default): both are refused.
     """
 
     def __init__(
@@ -128,6 +132,7 @@ class TokenService:
         trusted_proxies: Iterable[str] = (),
         issued_tokens: IssuedTokenStore | None = None,
         token_policy: TokenPolicy | None = None,
+        delegation: DelegationPolicy | None = None,
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
         # TypeError at the first request (see wstrust_wsgi._arguments).
@@ -170,9 +175,13 @@ class TokenService:
         self._actions: set[str] = set()
         parties = _relying_parties(relying_parties)
         tokens = _lifecycle(issued_tokens, token_policy, signing_key)
+        if delegation is not None and not isinstance(delegation, DelegationPolicy):
+            raise ConfigurationError(f"delegation: must be a DelegationPolicy, not {_arguments.given(delegation)}")
+        acting = (Delegation(delegation, self._authentication, signing_key, tokens).resolve
+                  if delegation is not None else None)
         issue = IssueBinding(signer=AssertionSigner(signing_key), relying_parties=parties,
                              role_claim=_arguments.text(role_claim, "role_claim"),
-                             record=tokens.record_issue if tokens is not None else None)
+                             record=tokens.record_issue if tokens is not None else None, delegation=acting)
         self.register_binding(issue)
         if tokens is not None:
             for binding in (ValidateBinding(tokens), RenewBinding(tokens, issue, parties), CancelBinding(tokens)):
@@ -277,7 +286,7 @@ class TokenService:
             raise InvalidRequest(f"action {envelope.action!r} does not go with RequestType {request_type!r}",
                                  reason=self._supported(dialect))
         return binding.answer(TrustCall(envelope, rst, dialect, principal, settings, now, soap.RelatesTo.of(envelope),
-                                        about))
+                                        about, secure=protected_transport(http)))
 
     def _operations(self) -> tuple[str, ...]:
         """The names of the registered bindings of the WS-Trust bindings (Issue first), for the WSDL."""

@@ -103,7 +103,8 @@ def _create_v2(tx: Tx) -> None:
 
 
 def _create_v5(tx: Tx) -> None:
-    """Issued tokens (:mod:`wstrust_wsgi.stores.tokens`), by full ID, kept until their renewal window ends.
+    """Issued tokens (:mod:`wstrust_wsgi.stores.tokens`), by full ID, kept until their renewal window ends;
+    and the delegation rules (:mod:`wstrust_wsgi.stores.delegation`).
 
     Times are whole microseconds since the epoch; ``state`` moves once, from
     ``issued`` to ``renewed`` or ``cancelled``.
@@ -122,6 +123,14 @@ def _create_v5(tx: Tx) -> None:
         keep_until_us BIGINT NOT NULL
     )""")
     tx.execute("CREATE INDEX issued_tokens_keep_until ON issued_tokens (keep_until_us)")
+    # who may ask for tokens on behalf of (or acting as) whom, towards which relying party ('*': any)
+    tx.execute("""CREATE TABLE delegation_rules (
+        requester TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        relying_party TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('OnBehalfOf', 'ActAs', '*')),
+        PRIMARY KEY (requester, subject, relying_party, kind)
+    )""")
 
 
 #: Every schema version, in order. Append; never edit a released step.
@@ -129,7 +138,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "users, roles, claims, relying parties, settings", _create_v1),
     Migration(2, "failed-authentication lockout", _create_v2),
     # 3 and 4 are being written beside this one (other branches); numbers as the lead assigned them
-    Migration(5, "issued tokens for Validate, Renew and Cancel", _create_v5),
+    Migration(5, "issued tokens for Validate, Renew and Cancel; delegation rules", _create_v5),
 )
 
 
