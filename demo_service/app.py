@@ -15,6 +15,10 @@ WSTRUST_DEMO_REPLAY_CACHE      unset (the default): no replay detection, a
                                ``memory:`` (this worker only),
                                ``sqlite:///abs/path.db`` (the workers of one
                                host) or ``redis://host:port/db`` (all hosts)
+WSTRUST_DEMO_REVOCATION_STORE  unset: tokens cancelled at the STS are
+                               admitted until they expire; the STS's
+                               ``WSTRUST_DEMO_TOKEN_STORE`` (``redis://``):
+                               they are refused
 =============================  ==========================================
 """
 
@@ -32,6 +36,7 @@ from wstrust_wsgi import _xml, soap
 from wstrust_wsgi.errors import SoapFault
 from wstrust_wsgi._wsgi import mount
 from wstrust_wsgi.stores.replay import replay_cache_from_url
+from wstrust_wsgi.stores.tokens import token_store_from_url
 
 ECHO_NS = "urn:wstrust-wsgi:demo:echo"
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +45,8 @@ SERVICE_PATH = os.environ.get("WSTRUST_DEMO_SERVICE_PATH", "/services/echo")
 SERVICE_URL = os.environ.get("WSTRUST_DEMO_SERVICE_URL", "http://127.0.0.1:8081/services/echo")
 ISSUER = os.environ.get("WSTRUST_DEMO_ISSUER", "http://127.0.0.1:8080/services/sts")
 REPLAY_CACHE = os.environ.get("WSTRUST_DEMO_REPLAY_CACHE", "")
+#: The STS's issued-token store (redis://...), to refuse tokens cancelled there; unset: not consulted.
+REVOCATION_STORE = os.environ.get("WSTRUST_DEMO_REVOCATION_STORE", "")
 
 
 def echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -70,6 +77,7 @@ def make_app() -> Any:
     return RelyingPartyMiddleware(
         echo, audience=SERVICE_URL, issuer=ISSUER, trusted_certs=[CERTS / "sts.crt"],
         replay_cache=replay_cache_from_url(REPLAY_CACHE) if REPLAY_CACHE.strip() else None,
+        revocation_store=token_store_from_url(REVOCATION_STORE) if REVOCATION_STORE.strip() else None,
     )
 
 

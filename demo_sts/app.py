@@ -15,6 +15,10 @@ WSTRUST_DEMO_NONCE_CACHE       where PasswordDigest nonces are recorded
                                several workers or hosts, share one:
                                ``sqlite:///abs/path.db`` (one host) or
                                ``redis://host:port/db``
+WSTRUST_DEMO_TOKEN_STORE       where issued tokens are recorded for
+                               Validate, Renew and Cancel (``memory:``,
+                               this worker only; ``redis://host:port/db``
+                               shared with the service's revocation store)
 =============================  ==========================================
 """
 
@@ -27,6 +31,7 @@ from pathlib import Path
 from wstrust_wsgi import CachedUserStore, MemoryUserStore, RelyingParty, SigningKey, TokenService, User
 from wstrust_wsgi._wsgi import mount
 from wstrust_wsgi.stores.replay import replay_cache_from_url
+from wstrust_wsgi.stores.tokens import token_store_from_url
 
 ROOT = Path(__file__).resolve().parent.parent
 CERTS = Path(os.environ.get("WSTRUST_DEMO_CERTS", ROOT / "certs"))
@@ -34,6 +39,7 @@ STS_PATH = os.environ.get("WSTRUST_DEMO_STS_PATH", "/services/sts")
 ISSUER = os.environ.get("WSTRUST_DEMO_ISSUER", "http://127.0.0.1:8080/services/sts")
 SERVICE_URL = os.environ.get("WSTRUST_DEMO_SERVICE_URL", "http://127.0.0.1:8081/services/echo")
 NONCE_CACHE = os.environ.get("WSTRUST_DEMO_NONCE_CACHE", "memory:")
+TOKEN_STORE = os.environ.get("WSTRUST_DEMO_TOKEN_STORE", "memory:")
 
 DEMO_USERS = [
     User("admin", "admin", roles=["admin"], claims={
@@ -53,6 +59,7 @@ def make_service() -> TokenService:
         users=CachedUserStore(MemoryUserStore(DEMO_USERS)),
         relying_parties=[RelyingParty(SERVICE_URL)],
         nonce_cache=replay_cache_from_url(NONCE_CACHE),
+        issued_tokens=token_store_from_url(TOKEN_STORE),  # Validate, Renew and Cancel
     )
 
 

@@ -96,7 +96,8 @@ def admin_round_trip(sts_url: str, service_url: str) -> int:
     exchanges: list[Exchange] = []
     transport = RecordingTransport(UrllibTransport(), exchanges.append)
     try:
-        token = StsClient(sts_url, username="admin", password="admin", transport=transport).request_token(service_url)
+        client = StsClient(sts_url, username="admin", password="admin", transport=transport)
+        token = client.request_token(service_url)
         print(f"Issued token ({token.token_type}), id {token.assertion_id}:")
         print(token_text(token.assertion, indent=sys.stdout.isatty()))
         print("\n=== Request and response messages to and from the STS (secrets masked) ===")
@@ -108,6 +109,13 @@ def admin_round_trip(sts_url: str, service_url: str) -> int:
         return 1
     print(f"Reply from {service_url}:")
     print(etree.tostring(reply, pretty_print=True).decode().rstrip())
+    try:
+        renewed = client.renew(token)
+    except WsTrustError as exc:
+        print(f"admin's renewal failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"\n=== admin renews the token ===\nRenewed token id {renewed.assertion_id} (replaces "
+          f"{token.assertion_id}), valid until {renewed.expires.isoformat() if renewed.expires else 'unknown'}")
     return 0
 
 

@@ -15,6 +15,8 @@ import wstrust_wsgi
 PUBLIC_API = [
     "CachedUserStore",
     "ConfigurationError",
+    "DelegationPolicy",
+    "DelegationRule",
     "ENVIRON_KEY",
     "Exchange",
     "IssuedToken",
@@ -24,12 +26,15 @@ PUBLIC_API = [
     "MemoryLockoutStore",
     "MemoryRelyingPartyStore",
     "MemoryReplayCache",
+    "MemoryTokenStore",
     "MemoryUserStore",
     "Principal",
     "RecordingTransport",
     "RedisLockoutStore",
     "RedisReplayCache",
+    "RedisTokenStore",
     "RegistryLockoutStore",
+    "RegistryTokenStore",
     "RelyingParty",
     "RelyingPartyMiddleware",
     "RemoteFault",
@@ -39,6 +44,8 @@ PUBLIC_API = [
     "SoapFault",
     "StsClient",
     "StsSettings",
+    "TokenPolicy",
+    "TokenRecord",
     "TokenService",
     "TransportError",
     "UrllibTransport",
@@ -55,6 +62,7 @@ PUBLIC_API = [
     "load_certificate",
     "parse_response",
     "replay_cache_from_url",
+    "token_store_from_url",
 ]
 
 

@@ -38,6 +38,7 @@ CONTENTS = [
     {"attributes": {EMAIL: [], ns.CLAIM_ROLE: ["admin"]}},
     {"subject": "a & <b> \"c\" 'd' \u00e9\u4e2d", "audience": "urn:x:y?a=1&b=2", "issuer": "https://i.example/ x"},
     {"name_format": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress", "assertion_id": "_custom.id-1"},
+    {"actors": ("bob",), "attributes": {ns.CLAIM_ACTOR: ["bob"]}},  # ActAs: SAML 2.0 DelegationRestriction
 ]
 
 

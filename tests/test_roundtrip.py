@@ -93,6 +93,7 @@ def test_demo_command_runs_the_whole_round_trip():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "<echo:Caller>admin</echo:Caller>" in result.stdout
     assert "Round trip complete" in result.stdout
+    assert "=== admin renews the token ===\nRenewed token id _" in result.stdout
     assert "NotAuthorized" in result.stdout  # the STS log line for alice
     # issue 16: admin's RST and RSTR, after the token and before the service call, the password masked
     out = result.stdout

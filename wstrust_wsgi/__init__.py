@@ -27,13 +27,19 @@ from .stores.lockout import MemoryLockoutStore, RedisLockoutStore, RegistryLocko
 from .stores.memory import MemoryRelyingPartyStore, MemoryReplayCache, MemoryUserStore
 from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
 from .sts import TokenService
+from .stores.delegation import DelegationRule
+from .sts.delegation import DelegationPolicy
+from .sts.lifecycle import TokenPolicy
 from .sts.lockout import LockoutPolicy
+from .stores.tokens import MemoryTokenStore, RedisTokenStore, RegistryTokenStore, TokenRecord, token_store_from_url
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CachedUserStore",
     "ConfigurationError",
+    "DelegationPolicy",
+    "DelegationRule",
     "ENVIRON_KEY",
     "Exchange",
     "IssuedToken",
@@ -43,12 +49,15 @@ __all__ = [
     "MemoryLockoutStore",
     "MemoryRelyingPartyStore",
     "MemoryReplayCache",
+    "MemoryTokenStore",
     "MemoryUserStore",
     "Principal",
     "RecordingTransport",
     "RedisLockoutStore",
     "RedisReplayCache",
+    "RedisTokenStore",
     "RegistryLockoutStore",
+    "RegistryTokenStore",
     "RelyingParty",
     "RelyingPartyMiddleware",
     "RemoteFault",
@@ -58,6 +67,8 @@ __all__ = [
     "SoapFault",
     "StsClient",
     "StsSettings",
+    "TokenPolicy",
+    "TokenRecord",
     "TokenService",
     "TransportError",
     "UrllibTransport",
@@ -74,4 +85,5 @@ __all__ = [
     "load_certificate",
     "parse_response",
     "replay_cache_from_url",
+    "token_store_from_url",
 ]

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -33,7 +33,8 @@ from webob import Request
 from . import _arguments, _xml, ns, soap, wssecurity, wstrust
 from ._time import Clock, parse_datetime, utcnow
 from .errors import ConfigurationError, MalformedMessage, RemoteFault, SecurityWarning, TransportError
-from .saml import SAML2, SAML11, version_of
+from .saml import SAML2, SAML11, version_for_token_type, version_of
+from .wstrust import lifecycle
 
 #: ``(url, body, headers) -> (status, content_type, body)``.
 Transport = Callable[[str, bytes, dict[str, str]], tuple[int, str, bytes]]
@@ -237,6 +238,27 @@ _ENCRYPTED_TOKENS = frozenset({_xml.qname(ns.SAML2, "EncryptedAssertion"), _xml.
 _KEY_IDENTIFIERS = {ns.WSSE_THUMBPRINT_SHA1: "SHA-1 thumbprint", ns.WSSE_X509_SKI: "SKI"}
 
 
+def _reference_to(token: IssuedToken, binding: str) -> bytes:
+    """What names an encrypted token in a Validate or Cancel target: a SecurityTokenReference to its ID.
+
+    The STS cannot read a token it encrypted for a relying party (only that
+    party holds the key), so the token is named by the assertion ID the RSTR
+    referenced, and the STS judges it on its record. Renew needs the signed
+    token itself (its signature is checked), so an encrypted token is not
+    renewed: ask for a new one.
+    """
+    if binding == "Renew":
+        raise ConfigurationError("renew: an encrypted token cannot be renewed (the STS cannot read it back to check "
+                                 "its signature); request a new token instead")
+    if not token.assertion_id:
+        raise ConfigurationError(f"{binding.lower()}: the encrypted token's ID is unknown (the RSTR named none)")
+    version = version_for_token_type(token.token_type) or SAML2
+    holder = etree.Element("holder")
+    wssecurity.key_identifier_reference(holder, token_type=version.profile_token_type,
+                                        value_type=version.key_identifier_value_type, identifier=token.assertion_id)
+    return etree.tostring(holder[0])
+
+
 def _referenced_id(rstr: etree._Element, trust_ns: str) -> str:
     """The token ID the RSTR's RequestedAttachedReference names (WS-Security SAML Token Profile 3.4)."""
     path = (f"{{{trust_ns}}}RequestedAttachedReference/{{{ns.WSSE}}}SecurityTokenReference/"
@@ -333,8 +355,18 @@ class StsClient:
             warnings.warn(f"StsClient: PasswordText to {url} over plain HTTP: the password crosses the network in "
                           "clear (use https, or digest=True)", SecurityWarning, stacklevel=2)
 
-    def build_request(self, applies_to: str, *, token_type: str | None = None) -> bytes:
-        """The RST envelope, for inspection or for sending by other means."""
+    def build_request(self, applies_to: str, *, token_type: str | None = None, allow_renewal: bool | None = None,
+                      renew_after_expiry: bool | None = None, claims: Iterable[str | tuple[str, bool]] | None = None,
+                      claims_dialect: str = ns.CLAIMS_IDENTITY) -> bytes:
+        """The RST envelope, for inspection or for sending by other means.
+
+        ``allow_renewal`` and ``renew_after_expiry``, when given, ask for
+        ``wst:Renewing Allow= OK=``: whether the token may be renewed, and
+        after it expired (the STS's defaults: yes, and no). ``claims`` asks
+        for these claim URIs only (``wst:Claims`` in ``claims_dialect``, the
+        identity dialect by default): each a required URI, or a ``(URI,
+        optional)`` pair.
+        """
         if token_type is not None and not isinstance(token_type, str):
             raise ConfigurationError(f"token_type: must be '2.0', '1.1' or a URI (a string), "
                                      f"not {_arguments.given(token_type)}")
@@ -353,16 +385,82 @@ class StsClient:
         reference = etree.SubElement(applies, _xml.qname(ns.WSA10, "EndpointReference"), nsmap={"wsa": ns.WSA10})
         etree.SubElement(reference, _xml.qname(ns.WSA10, "Address")).text = applies_to
         etree.SubElement(rst, _xml.qname(t, "KeyType")).text = self.dialect.bearer_key_types[0]
+        if allow_renewal is not None or renew_after_expiry is not None:
+            renewing = etree.SubElement(rst, _xml.qname(t, "Renewing"))
+            for name, flag in (("Allow", allow_renewal), ("OK", renew_after_expiry)):
+                if flag is not None:
+                    renewing.set(name, "true" if _arguments.flag(flag, name) else "false")
+        if claims is not None:
+            wanted = etree.SubElement(rst, _xml.qname(t, "Claims"), Dialect=claims_dialect,
+                                      nsmap={"ic": ns.CLAIMS_IDENTITY})
+            for claim in ([claims] if isinstance(claims, str) else claims):
+                uri, optional = (claim, False) if isinstance(claim, str) else claim
+                etree.SubElement(wanted, _xml.qname(ns.CLAIMS_IDENTITY, "ClaimType"), Uri=uri,
+                                 Optional="true" if optional else "false")
         return soap.envelope(self.soap, rst, [security])
 
-    def request_token(self, applies_to: str, *, token_type: str | None = None) -> IssuedToken:
-        """Ask for a token for ``applies_to``; ``token_type`` is ``"2.0"``, ``"1.1"`` or a URI."""
-        body = self.build_request(applies_to, token_type=token_type)
+    def request_token(self, applies_to: str, *, token_type: str | None = None, allow_renewal: bool | None = None,
+                      renew_after_expiry: bool | None = None, claims: Iterable[str | tuple[str, bool]] | None = None,
+                      claims_dialect: str = ns.CLAIMS_IDENTITY) -> IssuedToken:
+        """Ask for a token for ``applies_to``; ``token_type`` is ``"2.0"``, ``"1.1"`` or a URI.
+
+        ``allow_renewal=False`` asks for a token that cannot be renewed,
+        ``renew_after_expiry=True`` for one that can be renewed for a while
+        after it expired (see :meth:`renew`); ``claims`` asks for those
+        claims only (see :meth:`build_request`).
+        """
+        body = self.build_request(applies_to, token_type=token_type, allow_renewal=allow_renewal,
+                                  renew_after_expiry=renew_after_expiry, claims=claims, claims_dialect=claims_dialect)
         status, answer = _post(self.transport, self.url, self.soap, self.dialect.issue_action, body)
         try:
             return parse_response(answer, status=status)
         except TransportError as exc:
             raise TransportError(f"{self.url}: {exc}", url=self.url) from None
+
+    # Validate, Renew, Cancel (WS-Trust 1.3 sections 5 to 7): the token goes in the target as received
+
+    def validate(self, token: IssuedToken | bytes) -> lifecycle.Status:
+        """Ask the STS whether ``token`` is valid: a :class:`~wstrust_wsgi.wstrust.lifecycle.Status`."""
+        body = self._ask("Validate", token, token_type=lifecycle.status_token_type(self.dialect))
+        status = lifecycle.read_status(body)
+        if status is None:
+            raise TransportError(f"{self.url}: the Validate answer holds no wst:Status", url=self.url)
+        return status
+
+    def renew(self, token: IssuedToken | bytes) -> IssuedToken:
+        """A new token in place of ``token`` (same subject and relying party, new ID and lifetime)."""
+        return self._ask("Renew", token, answer=lambda status, data: parse_response(data, status=status))
+
+    def cancel(self, token: IssuedToken | bytes) -> None:
+        """Cancel ``token`` at the STS; returns when the STS answered ``RequestedTokenCancelled``."""
+        if not lifecycle.read_cancelled(self._ask("Cancel", token)):
+            raise TransportError(f"{self.url}: the Cancel answer holds no wst:RequestedTokenCancelled", url=self.url)
+
+    def _ask(self, binding: str, token: IssuedToken | bytes, *, token_type: str | None = None,
+             answer: Callable[[int, bytes], T] | None = None) -> Any:
+        """Send a ``binding`` request naming ``token``; ``answer(status, bytes)``, or the reply's Body."""
+        assertion = token.assertion if isinstance(token, IssuedToken) else token
+        if not isinstance(assertion, bytes):
+            raise ConfigurationError(f"token: must be an IssuedToken or the assertion's bytes, "
+                                     f"not {_arguments.given(token)}")
+        if isinstance(token, IssuedToken) and token.encrypted:
+            assertion = _reference_to(token, binding)
+        now = self._clock()
+        parts = [wssecurity.build_timestamp(now)] if self.timestamp else []
+        parts.append(wssecurity.build_username_token(self.username, self._password, digest=self.digest, now=now))
+        rst = lifecycle.target_request(self.dialect, binding, token_type=token_type)
+        envelope = soap.envelope(self.soap, rst, [wssecurity.security_element(self.soap.namespace, *parts)])
+        status, data = _post(self.transport, self.url, self.soap, self.dialect.action(binding),
+                             envelope.replace(wstrust.TOKEN_MARKER, assertion, 1))
+        if answer is not None:
+            return answer(status, data)
+        try:
+            root = _xml.parse(data)
+        except MalformedMessage as exc:
+            raise TransportError(f"{self.url} answered HTTP {status} with something that is not XML ({exc})",
+                                 url=self.url) from None
+        raise_for_fault(root, status)
+        return _reply_body(root, f"{self.url} answered HTTP {status} with", url=self.url, expected=self.soap)
 
 
 def _choice(options: dict[str, T], value: str, name: str) -> T:

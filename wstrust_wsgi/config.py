@@ -11,6 +11,7 @@ before it listens instead of surfacing on the first request. ``demo_sts/sts.exam
     [ldap]      urls, bind_dn, bind_password(_file), ...       (only with source = "ldap")
     [replay]    nonce_cache = "memory:" | "sqlite:///..." | "redis://..."   (optional; SQLite, see deploy)
     [lockout]   enabled, store, max_failures, window, duration, ...   (optional; on, in the registry)
+    [tokens]    enabled, store, renewal_window, validators, administrators   (optional; off: Issue only)
 
 The issuer, allowed roles, lifetimes and relying parties are not here: they live in the
 registry, so several STS hosts sharing one registry cannot disagree about them.
@@ -54,6 +55,7 @@ from .errors import BadValue, ConfigurationError, KeyPairError
 from .keys import SigningKey
 from .model import check_claim_uri, check_name, check_public_url
 from .sts.lockout import SETTINGS as LOCKOUT_SETTINGS, LockoutPolicy, settings_from_table
+from .sts.lifecycle import SETTINGS as TOKEN_SETTINGS, TokenPolicy, settings_from_table as token_settings
 
 __all__ = [
     "DeploymentConfig",
@@ -205,6 +207,7 @@ class DeploymentConfig:
         makes it zero there).
     :param ldap: the ``[ldap]`` table when ``users`` is ``"ldap"``.
     :param lockout: brute-force protection, or None; ``lockout_store``: ``registry``, ``redis://...``, ``memory:``.
+    :param tokens: Validate, Renew and Cancel (:mod:`wstrust_wsgi.sts.lifecycle`): (policy, store URL), or None.
     :param warnings: things worth a log line at start-up that do not stop it
         (a key file others can read, a certificate about to expire).
     """
@@ -219,6 +222,7 @@ class DeploymentConfig:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     lockout: LockoutPolicy | None = LockoutPolicy()
     lockout_store: str = field(default="registry", repr=False)
+    tokens: tuple[TokenPolicy, str] | None = field(default=None, repr=False)
     warnings: tuple[str, ...] = ()
 
     def error(self, table: str, key: str, problem: str) -> ConfigurationError:
@@ -240,6 +244,7 @@ _TABLES: dict[str, tuple[str, ...]] = {
              "validate", "pool_size", "pool_max_idle"),
     "replay": ("nonce_cache",),
     "lockout": LOCKOUT_SETTINGS,
+    "tokens": TOKEN_SETTINGS,
 }
 
 
@@ -284,11 +289,13 @@ def load_config(path: str | os.PathLike[str], *, now: datetime | None = None) ->
     ldap = _read_ldap(ldap_table, base) if users == "ldap" else None
     replay = ReplayConfig(_Table.of(source, data, "replay").text("nonce_cache"))
     lockout, lockout_store = settings_from_table(_Table.of(source, data, "lockout")._data, f"{source}: [lockout] ")
+    tokens = token_settings(_Table.of(source, data, "tokens")._data, f"{source}: [tokens] ")
     secrets_inline = [name for name, inline in (
         ("[ldap] bind_password", ldap is not None and ldap_table.text("bind_password") is not None),
         ("[registry] url", redact_url(registry.url) != registry.url),
         ("[replay] nonce_cache", redact_url(replay.nonce_cache or "") != (replay.nonce_cache or "")),
         ("[lockout] store", redact_url(lockout_store) != lockout_store),
+        ("[tokens] store", tokens is not None and redact_url(tokens[1]) != tokens[1]),
     ) if inline]
     mode = Path(source).stat().st_mode
     if secrets_inline and mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -297,7 +304,7 @@ def load_config(path: str | os.PathLike[str], *, now: datetime | None = None) ->
     return DeploymentConfig(
         source=source, sts=sts, keys=keys, registry=registry, users=users,
         password_cache_ttl=password_cache_ttl, ldap=ldap, replay=replay, lockout=lockout,
-        lockout_store=lockout_store, warnings=tuple(warnings),
+        lockout_store=lockout_store, tokens=tokens, warnings=tuple(warnings),
     )
 
 

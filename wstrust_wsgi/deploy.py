@@ -78,6 +78,9 @@ from .model import RelyingParty, encryption_certificate
 from .stores import ReplayCache, SettingsStore, StsSettings, UserStore
 from .stores.cache import CachedUserStore
 from .stores.lockout import LockoutStore, RedisLockoutStore, lockout_store_from_url
+from .stores.sql.delegation import RegistryDelegationRules
+from .stores.tokens import IssuedTokenStore, RedisTokenStore, token_store_from_url
+from .sts.delegation import DelegationPolicy
 from .stores.memory import MemoryReplayCache
 from .stores.replay import RedisReplayCache, SQLiteReplayCache, replay_cache_from_url
 from .stores.sql import Registry
@@ -166,6 +169,9 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
         lockout_store = _lockout_store(config, registry)
         if isinstance(lockout_store, RedisLockoutStore):
             opened.callback(lockout_store.close)
+        issued = _token_store(config, registry)
+        if isinstance(issued, RedisTokenStore):
+            opened.callback(issued.close)
         if ldap is not None:
             _probe_ldap(config, ldap)
         if isinstance(nonces, RedisReplayCache):
@@ -184,6 +190,9 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
                 lockout_store=lockout_store,
                 public_url=config.sts.public_url,
                 trusted_proxies=config.sts.trusted_proxies,
+                issued_tokens=issued,
+                token_policy=config.tokens[0] if config.tokens is not None else None,
+                delegation=DelegationPolicy(RegistryDelegationRules(registry)),  # `wstrust-wsgi delegation`
             )
         except KeyPairError as exc:  # the registry's primary key cannot be decrypted (no or a wrong passphrase)
             raise config.error("registry", "url", f"{config.registry.display_url}: {exc}") from exc
@@ -194,9 +203,11 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
             raise config.error("registry", "url", _explain(exc, f"{config.registry.display_url} does not "
                                                                 "answer")) from exc
         opened.pop_all()  # started: the service owns them now
-    log.info("STS at %s, issuer %s: registry %s, users from %s, digest nonces in %s, %s",
+    log.info("STS at %s, issuer %s: registry %s, users from %s, digest nonces in %s, %s, %s",
              config.sts.path, service.issuer, config.registry.display_url, _describe_users(config),
-             nonces_shown, _describe_lockout(config))
+             nonces_shown, _describe_lockout(config),
+             f"Validate, Renew and Cancel with tokens recorded in {redact_url(config.tokens[1])}"
+             if config.tokens is not None else "Issue only")
     hosted = () if service.metadata_path is None else (service.metadata_path,)
     app: WSGIApp = mount(config.sts.path, service, subpaths=(HEALTH_PATH, MEX_PATH), host_paths=hosted)
     return app
@@ -438,6 +449,18 @@ def _lockout_store(config: DeploymentConfig, registry: Registry) -> LockoutStore
             store.close()
         raise config.error("lockout", "store", f"{redact_url(config.lockout_store)} does not answer "
                                                f"({_cause(exc)})") from exc
+    return store
+
+
+def _token_store(config: DeploymentConfig, registry: Registry) -> IssuedTokenStore | None:
+    """The issued-token store ``[tokens]`` names, after one read; None when Validate, Renew and Cancel are off."""
+    if config.tokens is None:
+        return None
+    try:
+        store = token_store_from_url(config.tokens[1], registry)
+        store.get("_wstrust-wsgi-startup-probe", datetime.now(timezone.utc))
+    except Exception as exc:  # a URL refused, or a store that does not answer
+        raise config.error("tokens", "store", _explain(exc, f"{redact_url(config.tokens[1])} does not answer")) from exc
     return store
 
 

@@ -14,6 +14,7 @@ to the server log only, never to the peer::
      |    |    +-- InvalidRequest        wst:InvalidRequest
      |    |    +-- FailedAuthentication  wst:FailedAuthentication
      |    |    +-- NotAuthorized         wst:RequestFailed (good password, no allowed role)
+     |    |    +-- UnableToRenew         wst:UnableToRenew (a Renew the STS will not grant)
      |    |    +-- RequestFailed         wst:RequestFailed
      |    |         +-- StoreUnavailable  wst:RequestFailed (a store could not answer)
      |    +-- SecurityFault              wsse:*
@@ -121,6 +122,16 @@ class NotAuthorized(TrustFault):
 
     code = "RequestFailed"
     default_reason = "The user is not authorized to request a token."
+
+
+class UnableToRenew(TrustFault):
+    """A Renew refused: not our token, not renewable as asked at issue, cancelled, or too late.
+
+    WS-Trust 1.3 section 11: "The requested renewal failed."
+    """
+
+    code = "UnableToRenew"
+    default_reason = "The requested renewal failed."
 
 
 class RequestFailed(TrustFault):

@@ -61,6 +61,7 @@ from .keys import CertificateSource, load_certificates
 from .saml import (VerificationCache, VerifiedAssertion, check_client_address, check_unique_id, policy,
                    verify_assertion, version_of)
 from .stores import ReplayCache
+from .stores.tokens import IssuedTokenStore, refuse_revoked
 
 log = logging.getLogger("wstrust_wsgi.middleware")
 
@@ -140,6 +141,11 @@ class RelyingPartyMiddleware:
         peer. A decrypted token is verified as a plain one; every refusal of an
         encrypted token is the same ``DecryptionFailed`` fault. See :mod:`wstrust_wsgi._encrypted`.
     :param require_encryption: refuse plaintext tokens (needs ``decryption_keys``).
+    :param revocation_store: the STS's issued-token store
+        (:mod:`wstrust_wsgi.stores.tokens`, the same SQLite, PostgreSQL or
+        Redis): a token cancelled (or renewed) at the STS is refused on every
+        request after that, a reused one included; fails closed. Without it a
+        cancelled bearer token is admitted until it expires.
     """
 
     def __init__(
@@ -168,6 +174,7 @@ class RelyingPartyMiddleware:
         metadata_signing_certs: CertificateSource | Iterable[CertificateSource] = (),
         metadata_max_age: timedelta | float | None = timedelta(days=7),
         metadata_when_stale: str = "refuse",
+        revocation_store: IssuedTokenStore | None = None,
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
         # TypeError at the first request (see wstrust_wsgi._arguments).
@@ -203,6 +210,8 @@ class RelyingPartyMiddleware:
         self._fast = FastAdmission(security=self._security, policy=self.policy, verified=self._verified,
                                    max_entries=verified_cache_size, encrypted=encrypted, plain=not require_encryption)
         self._check_address = check_address
+        self._revoked = (None if revocation_store is None
+                         else _arguments.having(revocation_store, "revocation_store", "get", "an issued-token store"))
         #: Off only in tests, to compare with the path that parses the token with its envelope.
         self._cutting = True
         if health_path is not None and not (isinstance(health_path, str) and health_path.startswith("/")):
@@ -213,6 +222,8 @@ class RelyingPartyMiddleware:
             probes["replay_cache"] = replay_probe(replay_cache, clock)
         if self._trust.trust is not None:  # a copy past metadata_max_age that refuses tokens is unhealthy
             probes["metadata"] = self._trust.trust.check_fresh
+        if revocation_store is not None:
+            probes["revocation_store"] = lambda: revocation_store.get("health-probe", clock())
         self._health = Health(probes, log)
 
     def _a_trusted_cert_is_valid(self) -> None:
@@ -267,6 +278,8 @@ class RelyingPartyMiddleware:
             verified = self._verify(body, content_type, now)
         if self._check_address:
             check_client_address(verified, environ.get("REMOTE_ADDR"))
+        if self._revoked is not None:
+            refuse_revoked(self._revoked, verified.assertion_id, now)
         if self._replay is not None:
             key = f"saml:{verified.issuer}:{verified.assertion_id}"
             expires = verified.not_on_or_after + self.policy.clock_skew

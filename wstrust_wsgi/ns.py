@@ -88,6 +88,13 @@ ALG_SHA256_XMLENC_NPM = "http://www.w3.org/2000/09/xmldsig#sha256"
 
 # Claim type used for roles, as WIF and AD FS name it.
 CLAIM_ROLE = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
+#: wst:Claims dialects: the identity (Information Card) dialect, its claim URIs' prefix, and WSO2's.
+CLAIMS_IDENTITY = "http://schemas.xmlsoap.org/ws/2005/05/identity"
+IDENTITY_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/"
+CLAIMS_WSO2 = "http://wso2.org/claims"
+#: ActAs: the actor attribute (WIF's claim type) and SAML 2.0's DelegationRestriction condition (sstc-saml-delegation).
+CLAIM_ACTOR = "http://schemas.xmlsoap.org/ws/2009/09/identity/claims/actor"
+SAML2_DELEGATION = "urn:oasis:names:tc:SAML:2.0:conditions:delegation"
 
 # SOAP roles that address the ultimate receiver (SOAP 1.1 section 4.2.2, SOAP 1.2 part 1 section 2.2)
 SOAP11_ACTOR_NEXT = "http://schemas.xmlsoap.org/soap/actor/next"

@@ -136,11 +136,13 @@ def test_ports_bindings_and_actions_cover_both_trust_and_soap_versions(demo_serv
         assert operation.get("name") == "Issue"
         assert operation.find(q(binding_ns, "operation")).get("soapAction") == f"{TRUST_NS[trust]}/RST/Issue"
     messages = {m.get("name"): m.find(q(WSDL, "part")).get("element") for m in root.iter(q(WSDL, "message"))}
-    assert messages == {
-        "WSTrust13IssueRequest": "wst:RequestSecurityToken",
-        "WSTrust13IssueResponse": "wst:RequestSecurityTokenResponseCollection",
-        "WSTrustFeb2005IssueRequest": "t:RequestSecurityToken",
-        "WSTrustFeb2005IssueResponse": "t:RequestSecurityTokenResponse",
+    assert messages == {  # the demo STS keeps an issued-token store: Validate, Renew and Cancel beside Issue
+        name: element for operation in ("Issue", "Validate", "Renew", "Cancel") for name, element in {
+            f"WSTrust13{operation}Request": "wst:RequestSecurityToken",
+            f"WSTrust13{operation}Response": "wst:RequestSecurityTokenResponseCollection",
+            f"WSTrustFeb2005{operation}Request": "t:RequestSecurityToken",
+            f"WSTrustFeb2005{operation}Response": "t:RequestSecurityTokenResponse",
+        }.items()
     }
     assert root.nsmap["wst"] == ns.WST13 and root.nsmap["t"] == ns.WST2005
 

@@ -19,6 +19,7 @@ on the SQL registry a running STS reads; changes reach it without a restart):
 ``sts``     show, set (issuer, allowed roles, lifetime, clock skew, algorithm, plain HTTP).
 ``rp``      add, list, show, remove relying parties (service providers).
 ``keys``    list, add-next, promote, retire, rollover --auto: the STS's rolling signing keys.
+``delegation``  add, list, remove who may use OnBehalfOf and ActAs for whom (:mod:`.delegation`).
 
 Every administration command takes ``--registry URL`` (default: ``$WSTRUST_REGISTRY``,
 else ``sqlite:///./wstrust.db``) and ``--json`` (machine-readable output on
@@ -54,6 +55,7 @@ from ..errors import BadValue, ConfigurationError, RegistryError
 from .admin import DEFAULT_REGISTRY, REGISTRY_ENV, Handler, add_admin_commands, admin_options, registry_url
 from .client import add_client_command
 from .keys import add_keys_commands
+from .delegation import add_delegation_commands
 from .demo import ECHO_NS, echo_payload
 from .diagnose import add_diagnose_command
 from .output import emit, one_line
@@ -134,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_admin_commands(commands)
     add_rp_commands(commands)
     add_keys_commands(commands)
+    add_delegation_commands(commands)
     return parser
 
 

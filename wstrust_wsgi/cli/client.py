@@ -24,6 +24,7 @@ from .. import _xml, exchange, ns
 from ..client import StsClient, UrllibTransport, call_service
 from ..errors import ConfigurationError, MalformedMessage, RemoteFault, TransportError
 from ..model import TOKEN_TYPES
+from . import lifecycle
 from .demo import DEMO_SERVICE, DEMO_STS, echo_payload
 
 
@@ -64,6 +65,7 @@ def _not_an_sts(fault: RemoteFault) -> bool:
 def _client(args: argparse.Namespace) -> int:
     # What the options name is read first: a bad file is refused before the prompt and the token request.
     payload = _payload(args.payload) if args.payload else echo_payload(args.message)
+    saved = lifecycle.saved_token(args)
     transport = UrllibTransport(cafile=args.cafile)
     password = args.password or os.environ.get("WSTRUST_PASSWORD")
     if password is None:
@@ -75,7 +77,7 @@ def _client(args: argparse.Namespace) -> int:
         soap_version=args.soap, trust_version=args.trust, transport=transport,
     )
     try:
-        token = client.request_token(applies_to, token_type=args.token_type)
+        token = saved or client.request_token(applies_to, token_type=args.token_type, **lifecycle.claims(args))
     except RemoteFault as fault:
         hint = (f"; {args.sts} answers like a service protected by SAML tokens, not like an STS: "
                 "give --sts the STS endpoint (--service is the protected service)") if _not_an_sts(fault) else ""
@@ -85,16 +87,21 @@ def _client(args: argparse.Namespace) -> int:
     except TransportError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    valid = token.expires.isoformat() if token.expires else "unknown"
-    if token.encrypted:  # ciphertext: printing it would show nothing, and the claims are not ours to read
-        whom = f" ({token.encrypted_for})" if token.encrypted_for else ""
-        print(f"Issued token ({token.token_type}), id {token.assertion_id}, valid until {valid}: encrypted for "
-              f"the service{whom}; only the service can read its claims, and it is passed on unchanged.")
-    else:
-        print(f"Issued token ({token.token_type}), id {token.assertion_id}, valid until {valid}:")
-        print(exchange.token_text_from_args(args, token.assertion))
+    if saved is None:
+        valid = token.expires.isoformat() if token.expires else "unknown"
+        if token.encrypted:  # ciphertext: printing it would show nothing, and the claims are not ours to read
+            whom = f" ({token.encrypted_for})" if token.encrypted_for else ""
+            print(f"Issued token ({token.token_type}), id {token.assertion_id}, valid until {valid}: encrypted for "
+                  f"the service{whom}; only the service can read its claims, and it is passed on unchanged.")
+        else:
+            print(f"Issued token ({token.token_type}), id {token.assertion_id}, valid until {valid}:")
+            print(exchange.token_text_from_args(args, token.assertion))
+    held = lifecycle.before_call(args, client, token)
+    if isinstance(held, int):
+        return held
+    token = held
     if args.no_call:
-        return 0
+        return lifecycle.after_call(args, client, token)
     try:
         reply = call_service(args.service, token, payload, soap_version=args.soap, transport=transport)
     except RemoteFault as fault:
@@ -106,7 +113,7 @@ def _client(args: argparse.Namespace) -> int:
         return 2
     print(f"\nReply from {args.service}:")
     print(etree.tostring(reply, pretty_print=True).decode().rstrip())
-    return 0
+    return lifecycle.after_call(args, client, token)
 
 
 def add_client_command(commands: Any) -> None:
@@ -125,5 +132,6 @@ def add_client_command(commands: Any) -> None:
     client.add_argument("--payload", help="file holding the SOAP Body child to send instead of the echo")
     client.add_argument("--no-call", action="store_true", help="only request and print the token")
     client.add_argument("--cafile", help="PEM certificate(s) to trust for HTTPS instead of the system store")
+    lifecycle.add_arguments(client)
     exchange.add_arguments(client)
     client.set_defaults(run=_client)

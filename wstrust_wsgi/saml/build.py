@@ -42,6 +42,8 @@ class AssertionContent:
     attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
     assertion_id: str = field(default_factory=lambda: "_" + uuid.uuid4().hex)
     name_format: str = ns.SAML_NAMEID_UNSPECIFIED
+    #: ActAs: who acts as the subject, one ``del:Delegate`` each in a SAML 2.0 DelegationRestriction condition.
+    actors: tuple[str, ...] = ()
 
 
 def _sub(parent: etree._Element, namespace: str, local: str, text: str | None = None, **attrs: str) -> etree._Element:
@@ -76,6 +78,19 @@ def _saml11_attributes(statement: etree._Element, attributes: Mapping[str, Seque
                 _sub(attribute, ns.SAML1, "AttributeValue", value)
 
 
+def _delegation_restriction(conditions: etree._Element, content: AssertionContent) -> None:
+    """SAML 2.0 Condition of type ``del:DelegationRestrictionType``, one ``del:Delegate`` per actor (sstc-saml-delegation)."""
+    if not content.actors:
+        return
+    condition = etree.SubElement(conditions, _xml.qname(ns.SAML2, "Condition"),
+                                 nsmap={"del": ns.SAML2_DELEGATION, "xsi": ns.XSI})
+    condition.set(_xml.qname(ns.XSI, "type"), "del:DelegationRestrictionType")
+    for actor in content.actors:
+        delegate = etree.SubElement(condition, _xml.qname(ns.SAML2_DELEGATION, "Delegate"),
+                                    DelegationInstant=format_datetime(content.issue_instant))
+        _sub(delegate, ns.SAML2, "NameID", actor)
+
+
 def build_saml2(content: AssertionContent) -> etree._Element:
     """A SAML 2.0 assertion with a signature placeholder after Issuer (saml-schema-assertion-2.0)."""
     s = ns.SAML2
@@ -94,6 +109,7 @@ def build_saml2(content: AssertionContent) -> etree._Element:
     _sub(confirmation, s, "SubjectConfirmationData", NotOnOrAfter=expires)
     conditions = _sub(root, s, "Conditions", NotBefore=format_datetime(content.not_before), NotOnOrAfter=expires)
     _sub(_sub(conditions, s, "AudienceRestriction"), s, "Audience", content.audience)
+    _delegation_restriction(conditions, content)
     authn = _sub(root, s, "AuthnStatement", AuthnInstant=issued)
     _sub(_sub(authn, s, "AuthnContext"), s, "AuthnContextClassRef", ns.SAML2_AC_PASSWORD)
     if any(content.attributes.values()):
@@ -207,6 +223,7 @@ class _Skeleton:
             nodes[w["issuer"]].text = content.issuer
             nodes[w["confirmation"]].set("NotOnOrAfter", expires)
             nodes[w["authn"]].set("AuthnInstant", issued)
+            _delegation_restriction(conditions, content)
             if any(content.attributes.values()):
                 _saml2_attributes(_sub(root, ns.SAML2, "AttributeStatement"), content.attributes)
         else:

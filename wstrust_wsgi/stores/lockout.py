@@ -36,9 +36,9 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from .._urls import redact_url
-from ..errors import ConfigurationError, StoreUnavailable
+from ..errors import ConfigurationError
 from . import LockoutEntry, LockoutStore
-from .replay import connect_redis, describe_error
+from ._backends import RedisStore, RegistryTable
 
 if TYPE_CHECKING:
     import redis
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["LockoutEntry", "LockoutStore", "MemoryLockoutStore", "RedisLockoutStore", "RegistryLockoutStore",
            "lockout_store_from_url"]
 
-_UNAVAILABLE_REASON = "The request cannot be checked right now; try again later."
 _US = timedelta(microseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -127,7 +126,7 @@ def _moment(us: int | None) -> datetime | None:
     return None if us is None else _EPOCH + timedelta(microseconds=int(us))
 
 
-class RegistryLockoutStore:
+class RegistryLockoutStore(RegistryTable):
     """Entries in the registry's ``lockout`` table (SQLite for one host's workers, PostgreSQL for several hosts).
 
     Each call is one transaction of the registry's own database layer (its
@@ -138,20 +137,8 @@ class RegistryLockoutStore:
     failures, at most ``purge_batch`` dead rows are deleted.
     """
 
-    def __init__(self, registry: Registry, *, purge_every: int = 64, purge_batch: int = 256) -> None:
-        from .sql.db import Kind  # the SQL package is imported only by those who use it
+    _table = "lockout"
 
-        self._db = registry.database
-        self._kind = Kind
-        self._calls = itertools.count(1)
-        self._purge_every, self._purge_batch = purge_every, purge_batch
-
-    def _run(self, kind: Any, work: Any) -> Any:
-        try:
-            return self._db.run(kind, work)
-        except self._db.driver.errors as exc:
-            raise StoreUnavailable(f"lockout table of registry {self._db.describe()} unavailable: "
-                                   f"{describe_error(exc)}", reason=_UNAVAILABLE_REASON) from exc
 
     @staticmethod
     def _rows(tx: Any, keys: Sequence[str]) -> dict[str, LockoutEntry]:
@@ -174,7 +161,7 @@ class RegistryLockoutStore:
 
     def fail(self, limits: Sequence[tuple[str, int]], *, now: datetime, window: timedelta,
              lock_for: timedelta) -> dict[str, datetime]:
-        purge = next(self._calls) % self._purge_every == 0
+        purge = self._purge_now()
 
         def work(tx: Any) -> dict[str, datetime]:
             if purge:
@@ -231,7 +218,7 @@ def _ms(duration: timedelta) -> int:
     return max(1, -(-duration // timedelta(milliseconds=1)))
 
 
-class RedisLockoutStore:
+class RedisLockoutStore(RedisStore):
     """Entries in Redis, shared by every host that reaches it.
 
     An entry is two Redis keys: ``<prefix>n:<key>``, the failure count (or 0
@@ -245,25 +232,12 @@ class RedisLockoutStore:
     :param socket_timeout: seconds for connecting and for each reply.
     """
 
+    _what = "Redis lockout store"
+    _owner = "RedisLockoutStore"
+
     def __init__(self, url_or_client: str | redis.Redis, *, prefix: str = "wstrust:lockout:",
                  socket_timeout: float = 1.0) -> None:
-        self._client, self._errors = connect_redis(url_or_client, socket_timeout=socket_timeout,
-                                                   owner="RedisLockoutStore")
-        if not isinstance(prefix, str):
-            raise ConfigurationError(f"RedisLockoutStore prefix: must be a string, not {prefix!r}")
-        self.prefix = prefix
-        self._script = self._client.register_script(_FAIL_SCRIPT)
-
-    @property
-    def client(self) -> redis.Redis:
-        return self._client  # type: ignore[no-any-return]
-
-    def _call(self, what: Any) -> Any:
-        try:
-            return what()
-        except self._errors as exc:
-            raise StoreUnavailable(f"Redis lockout store unavailable: {describe_error(exc)}",
-                                   reason=_UNAVAILABLE_REASON) from exc
+        super().__init__(url_or_client, prefix=prefix, socket_timeout=socket_timeout, script=_FAIL_SCRIPT)
 
     def read(self, keys: Sequence[str], now: datetime) -> dict[str, LockoutEntry]:
         def ask() -> list[Any]:
@@ -288,7 +262,9 @@ class RedisLockoutStore:
              lock_for: timedelta) -> dict[str, datetime]:
         keys = [self.prefix + kind + key for key, _ in limits for kind in ("n:", "l:")]
         args = [_ms(window), _ms(lock_for), *(limit for _, limit in limits)]
-        pairs = self._call(lambda: self._script(keys=keys, args=args))
+        script = self._script
+        assert script is not None
+        pairs = self._call(lambda: script(keys=keys, args=args))
         return {limits[int(pair) - 1][0]: now + lock_for for pair in pairs}
 
     def mark(self, key: str, *, now: datetime, until: datetime) -> None:
@@ -300,9 +276,6 @@ class RedisLockoutStore:
             names = [self.prefix + kind + key for key in keys for kind in ("n:", "l:")]
             self._call(lambda: self._client.delete(*names))
         return found
-
-    def close(self) -> None:
-        self._client.close()
 
 
 def lockout_store_from_url(url: str, registry: Registry) -> LockoutStore:

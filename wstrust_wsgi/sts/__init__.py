@@ -9,6 +9,9 @@ relying parties are registered by endpoint address, which the client names in
 * :mod:`.authentication`: who is asking (UsernameToken, PasswordText rule, roles);
 * :mod:`.binding`: what a binding receives (:class:`TrustCall`) and keeps (:class:`Binding`);
 * :mod:`.issue`: the Issue binding, registered by every TokenService;
+* :mod:`.validate`, :mod:`.renew`, :mod:`.cancel`: the bindings registered
+  with an issued-token store, and :mod:`.lifecycle`, what they share (the
+  store, :class:`TokenPolicy`, checking a named token as the middleware does);
 * :mod:`.wsdl`: the WSDL with its WS-SecurityPolicy, served at ``?wsdl``;
 * :mod:`.signing`: the signing keys as they roll (the primary signs, re-read every second);
 * :mod:`.published`: the federation metadata, served by GET with ETag and Last-Modified;
@@ -19,7 +22,7 @@ Registering a binding
 ---------------------
 A binding answers the RequestType URIs it names, one per WS-Trust version,
 the way authlib registers grant types by ``grant_type``. Validate, Renew and
-Cancel join like this::
+Cancel joined like this (``TokenService(issued_tokens=...)`` registers them)::
 
     from wstrust_wsgi.sts import TrustCall, binding_uris
 
@@ -45,7 +48,13 @@ from __future__ import annotations
 
 from .binding import Binding, TrustCall
 from .binding import uris as binding_uris
+from .cancel import CancelBinding
+from .delegation import DelegationPolicy
 from .issue import IssueBinding
+from .lifecycle import TokenPolicy
+from .renew import RenewBinding
 from .service import TokenService
+from .validate import ValidateBinding
 
-__all__ = ["Binding", "IssueBinding", "TokenService", "TrustCall", "binding_uris"]
+__all__ = ["Binding", "CancelBinding", "DelegationPolicy", "IssueBinding", "RenewBinding", "TokenPolicy", "TokenService", "TrustCall",
+           "ValidateBinding", "binding_uris"]

@@ -83,9 +83,21 @@ class UsernameAuthentication:
         if token is None:
             raise FailedAuthentication("no wsse:UsernameToken in the Security header",
                                        reason="A wsse:UsernameToken is required.")
-        if not token.digest and not settings.allow_plaintext_http and not protected_transport(http):
+        return self.check(token, secure=protected_transport(http), now=now, settings=settings, address=address,
+                          peer=http.remote_addr)
+
+    def check(self, token: wssecurity.UsernameToken, *, secure: bool, now: datetime, settings: StsSettings,
+              address: str, peer: str | None = None) -> Principal:
+        """The principal whose password ``token`` proves, by every rule above but the roles (or a fault).
+
+        Also what checks a UsernameToken carried in ``wst:OnBehalfOf`` or
+        ``ActAs`` (:mod:`.delegation`); ``secure``: the request came over HTTPS,
+        from loopback or in-process.
+        """
+        skew = settings.clock_skew
+        if not token.digest and not settings.allow_plaintext_http and not secure:
             raise FailedAuthentication(
-                f"PasswordText from {http.remote_addr} over plain HTTP refused (allow_plaintext_http is off)",
+                f"PasswordText from {peer} over plain HTTP refused (allow_plaintext_http is off)",
                 reason="PasswordText requires HTTPS; use HTTPS or PasswordDigest.",
             )
         if token.created is not None:

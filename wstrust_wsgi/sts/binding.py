@@ -39,6 +39,8 @@ class TrustCall:
     relates_to: soap.RelatesTo | None
     #: The client's address and the request id, which the binding's log lines end with.
     request: RequestInfo = UNKNOWN_REQUEST
+    #: Whether the request came over HTTPS, from loopback or in-process (PasswordText may cross it).
+    secure: bool = True
 
 
 class Binding(Protocol):

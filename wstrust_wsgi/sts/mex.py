@@ -26,12 +26,12 @@ from . import wsdl
 MEX_PATH = "/mex"
 
 
-def get_response(address: str) -> Response:
-    """``GET <sts>/mex``: the bare WSDL."""
-    return _wsgi.soap_response(200, "text/xml; charset=utf-8", wsdl.mex_document(address))
+def get_response(address: str, operations: tuple[str, ...]) -> Response:
+    """``GET <sts>/mex``: the bare WSDL, advertising the bindings ``operations`` names."""
+    return _wsgi.soap_response(200, "text/xml; charset=utf-8", wsdl.mex_document(address, operations))
 
 
-def transfer_get(envelope: soap.Envelope, address: str) -> bytes:
+def transfer_get(envelope: soap.Envelope, address: str, operations: tuple[str, ...]) -> bytes:
     """The answer to a WS-Transfer Get: the WSDL in a ``wsx:Metadata`` section, in the request's SOAP version."""
     if envelope.action != ns.WS_TRANSFER_GET:
         raise InvalidRequest(f"action {envelope.action!r} at the MEX address is not WS-Transfer Get",
@@ -41,7 +41,7 @@ def transfer_get(envelope: soap.Envelope, address: str) -> bytes:
     metadata = etree.Element(_xml.qname(ns.WSX, "Metadata"), nsmap={"wsx": ns.WSX})
     section = etree.SubElement(metadata, _xml.qname(ns.WSX, "MetadataSection"), Dialect=ns.WSX_DIALECT_WSDL,
                                Identifier=wsdl.TARGET_NAMESPACE)
-    section.append(etree.fromstring(wsdl.mex_document(address)))  # our own bytes, not untrusted input
+    section.append(etree.fromstring(wsdl.mex_document(address, operations)))  # our own bytes, not untrusted input
     relates = soap.RelatesTo.of(envelope)
     headers = relates.headers(ns.WS_TRANSFER_GET_RESPONSE) if relates is not None else []
     return soap.envelope(envelope.version, metadata, headers)

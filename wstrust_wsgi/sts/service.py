@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import cast
 
+from cryptography import x509
 from lxml import etree
 from webob import Request, Response
 
@@ -29,14 +30,20 @@ from ..keys import KeySource, SigningKey
 from ..model import SIGNATURE_ALGORITHMS, RelyingParty, StsSettings, check_public_url
 from ..stores import RelyingPartyStore, ReplayCache, SettingsStore, UserStore
 from ..stores.lockout import LockoutStore, MemoryLockoutStore
+from ..stores.tokens import IssuedTokenStore
 from ..stores.memory import MemoryRelyingPartyStore, MemoryReplayCache
 from . import mex, wsdl
 from .published import METADATA_PATH, MetadataPublisher
 from .signing import KeyFollower
-from .authentication import UsernameAuthentication
+from .authentication import UsernameAuthentication, protected_transport
 from .lockout import Lockout, LockoutPolicy
 from .binding import Binding, TrustCall
+from .cancel import CancelBinding
+from .delegation import Delegation, DelegationPolicy
 from .issue import IssueBinding
+from .lifecycle import IssuedTokens, TokenPolicy
+from .renew import RenewBinding
+from .validate import ValidateBinding
 
 log = logging.getLogger("wstrust_wsgi.sts")
 
@@ -98,6 +105,15 @@ class TokenService:
     :param trusted_proxies: addresses or networks of the proxies in front of the
         STS whose ``X-Forwarded-For`` and ``X-Request-ID`` the log lines believe
         (see :mod:`wstrust_wsgi._log`); none by default: the client is ``REMOTE_ADDR``.
+    :param issued_tokens: an issued-token store
+        (:mod:`wstrust_wsgi.stores.tokens`): every token issued is recorded
+        there, and the Validate, Renew and Cancel bindings are registered
+        (:mod:`.lifecycle`); None (the default): Issue only.
+    :param token_policy: who may validate and cancel, and the renewal window
+        (:class:`~wstrust_wsgi.sts.lifecycle.TokenPolicy`); only with ``issued_tokens``.
+    :param delegation: who may use OnBehalfOf and ActAs for whom
+        (:class:`~wstrust_wsgi.sts.delegation.DelegationPolicy`); None (the
+        default): both are refused.
     """
 
     def __init__(
@@ -124,6 +140,9 @@ class TokenService:
         public_url: str | None = None,
         trusted_proxies: Iterable[str] = (),
         metadata_path: str | None = METADATA_PATH,
+        issued_tokens: IssuedTokenStore | None = None,
+        token_policy: TokenPolicy | None = None,
+        delegation: DelegationPolicy | None = None,
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
         # TypeError at the first request (see wstrust_wsgi._arguments).
@@ -170,7 +189,18 @@ class TokenService:
         parties = _relying_parties(relying_parties)
         self.keys = KeyFollower(signing_key, ttl=self._settings_ttl)
         role_claim = _arguments.text(role_claim, "role_claim")
-        self.register_binding(IssueBinding(signer=self.keys, relying_parties=parties, role_claim=role_claim))
+        published = self._published_certificates
+        tokens = _lifecycle(issued_tokens, token_policy, published)
+        if delegation is not None and not isinstance(delegation, DelegationPolicy):
+            raise ConfigurationError(f"delegation: must be a DelegationPolicy, not {_arguments.given(delegation)}")
+        acting = (Delegation(delegation, self._authentication, published, tokens).resolve
+                  if delegation is not None else None)
+        issue = IssueBinding(signer=self.keys, relying_parties=parties, role_claim=role_claim,
+                             record=tokens.record_issue if tokens is not None else None, delegation=acting)
+        self.register_binding(issue)
+        if tokens is not None:
+            for binding in (ValidateBinding(tokens), RenewBinding(tokens, issue, parties), CancelBinding(tokens)):
+                self.register_binding(binding)
         self._metadata = MetadataPublisher(keys=self.keys.current, issuer=lambda: self.settings().issuer,
                                            claim_types=lambda: _claim_types(parties, role_claim),
                                            ttl=self._settings_ttl)
@@ -178,7 +208,13 @@ class TokenService:
             "settings": settings.get_settings,  # not self.settings(): its cache would hide an outage
             "relying_parties": lambda: parties.get(_HEALTH_PROBE_ADDRESS),
             "nonce_cache": replay_probe(nonces, clock),
+            **({"issued_tokens": lambda: tokens.store.get(_HEALTH_PROBE_ADDRESS, clock())} if tokens else {}),
         }, log) if health else None
+
+    def _published_certificates(self) -> tuple[x509.Certificate, ...]:
+        """Our signing certificates as published now (next, primary, previous): a token we signed with any
+        of them is ours, so Validate, Renew, Cancel and delegation follow a key rollover."""
+        return self.keys.current().published
 
     def register_binding(self, binding: Binding) -> None:
         """Answer the RequestType URIs of ``binding`` with it; a URI already registered is refused."""
@@ -230,7 +266,7 @@ class TokenService:
             return self._mex(request, about)
         if request.method == "GET" and wsdl.is_wsdl_query(request.query_string):
             address = self._public_url or request.path_url
-            return _wsgi.soap_response(200, "text/xml; charset=utf-8", wsdl.document(address))
+            return _wsgi.soap_response(200, "text/xml; charset=utf-8", wsdl.document(address, self._operations()))
         if request.method != "POST":
             return _wsgi.plain(405, "The STS accepts SOAP requests by POST only.", [("Allow", "POST")])
         version = soap.version_for_content_type(request.content_type)
@@ -258,7 +294,7 @@ class TokenService:
         """``<sts>/mex``: the WSDL by GET, or wrapped in wsx:Metadata for a WS-Transfer Get (:mod:`.mex`)."""
         address = self._public_url or request.application_url
         if request.method in ("GET", "HEAD"):
-            return mex.get_response(address)
+            return mex.get_response(address, self._operations())
         version = soap.version_for_content_type(request.content_type)
         if request.method != "POST" or version is None:
             return _wsgi.plain(405, "The MEX address answers GET, or a WS-Transfer Get by SOAP POST.",
@@ -267,7 +303,7 @@ class TokenService:
             envelope = soap.parse_envelope(_wsgi.read_body(request, self._max_body),
                                            content_type=request.headers.get("Content-Type"),
                                            soap_action=request.headers.get("SOAPAction"))
-            answer = mex.transfer_get(envelope, address)
+            answer = mex.transfer_get(envelope, address, self._operations())
         except Exception as error:  # a fault, or internal: never a traceback to the client
             return _wsgi.fault_answer(version, error, log, request=about)
         return _wsgi.soap_response(200, version.content_type(), answer)
@@ -295,7 +331,12 @@ class TokenService:
             raise InvalidRequest(f"action {envelope.action!r} does not go with RequestType {request_type!r}",
                                  reason=self._supported(dialect))
         return binding.answer(TrustCall(envelope, rst, dialect, principal, settings, now, soap.RelatesTo.of(envelope),
-                                        about))
+                                        about, secure=protected_transport(http)))
+
+    def _operations(self) -> tuple[str, ...]:
+        """The names of the registered bindings of the WS-Trust bindings (Issue first), for the WSDL."""
+        names = {uri.rsplit("/", 1)[-1] for uri in self._bindings}
+        return tuple(name for name in wstrust.BINDINGS if name in names)
 
     def _supported(self, dialect: wstrust.Dialect | None = None) -> str:
         """The client-safe reason naming what is answered: the bindings, or the dialect's RequestType URIs."""
@@ -306,6 +347,18 @@ class TokenService:
         mine = sorted(uri for uri in self._bindings if uri.startswith(dialect.namespace + "/"))
         parts = [f"{uri.rsplit('/', 1)[-1]} request type ({uri})" for uri in mine]
         return f"Only the {', the '.join(parts)} {'are' if len(parts) > 1 else 'is'} supported."
+
+
+def _lifecycle(store: IssuedTokenStore | None, token_policy: TokenPolicy | None,
+               certificates: Callable[[], tuple[x509.Certificate, ...]]) -> IssuedTokens | None:
+    """The lifecycle bindings' shared state, when a store is given; a policy without a store is a mistake."""
+    if store is None:
+        if token_policy is not None:
+            raise ConfigurationError("token_policy: give issued_tokens too (Validate, Renew and Cancel need a store)")
+        return None
+    if token_policy is not None and not isinstance(token_policy, TokenPolicy):
+        raise ConfigurationError(f"token_policy: must be a TokenPolicy, not {_arguments.given(token_policy)}")
+    return IssuedTokens(store, certificates, token_policy or TokenPolicy())
 
 
 def _relying_parties(given: RelyingParty | Iterable[RelyingParty] | RelyingPartyStore) -> RelyingPartyStore:

@@ -14,7 +14,8 @@ What the document says, and nothing more than the STS does:
 * one service, ``SecurityTokenService``, with four ports at the same address
   (the STS tells the versions apart by Content-Type and body namespace):
   WS-Trust 1.3 and February 2005, each over SOAP 1.1 and SOAP 1.2;
-* one operation per port type, ``Issue``: a ``RequestSecurityToken`` in, a
+* one operation per binding the STS answers, ``Issue`` (and ``Validate``,
+  ``Renew``, ``Cancel`` with an issued-token store): a ``RequestSecurityToken`` in, a
   ``RequestSecurityTokenResponseCollection`` (1.3) or a
   ``RequestSecurityTokenResponse`` (2005) out. The elements are declared
   loosely (``xs:any`` content, any attribute) in an inline schema, so a client
@@ -39,6 +40,7 @@ from functools import lru_cache
 from lxml import etree
 
 from .. import _xml, ns, wstrust
+from ..wstrust.lifecycle import response_action
 
 WSDL, WSDL_SOAP11, WSDL_SOAP12 = ns.WSDL, ns.WSDL_SOAP11, ns.WSDL_SOAP12
 WSAM, SOAP_HTTP_TRANSPORT, SP12, SP11 = ns.WSAM, ns.SOAP_HTTP_TRANSPORT, ns.SP12, ns.SP11
@@ -79,12 +81,17 @@ def is_wsdl_query(query_string: str) -> bool:
     return query_string.strip().lower() == "wsdl"
 
 
-def document(address: str) -> bytes:
-    """The WSDL for an STS reached at ``address`` (absolute URL), UTF-8 with a declaration."""
-    return _document(address, False)
+def document(address: str, operations: tuple[str, ...] = (OPERATION,)) -> bytes:
+    """The WSDL for an STS reached at ``address`` (absolute URL), UTF-8 with a declaration.
+
+    ``operations``: the WS-Trust bindings the STS answers (``Issue``, and
+    ``Validate``, ``Renew``, ``Cancel`` when it keeps an issued-token store),
+    one operation each per port type, with their actions.
+    """
+    return _document(address, operations, False)
 
 
-def mex_document(address: str) -> bytes:
+def mex_document(address: str, operations: tuple[str, ...] = (OPERATION,)) -> bytes:
     """The same service as MEX clients read it (:mod:`.mex`): SOAP 1.2 ports only, as AD FS's MEX.
 
     msal's MEX reader (``msal.mex``) takes every ``wsdl:binding`` to have a
@@ -94,11 +101,18 @@ def mex_document(address: str) -> bytes:
     ``usernamemixed`` says: over the TLS of ``sp:TransportBinding`` the
     token is both signed and encrypted); so this flavour has those three.
     """
-    return _document(address, True)
+    return _document(address, operations, True)
+
+
+def _actions(dialect: wstrust.Dialect, operation: str) -> tuple[str, str]:
+    """The request and response actions of an operation."""
+    if operation == OPERATION:
+        return dialect.issue_action, dialect.issue_response_action
+    return dialect.action(operation), response_action(dialect, operation)
 
 
 @lru_cache(maxsize=16)  # the address comes from the Host header: keep a few, never grow
-def _document(address: str, mex: bool) -> bytes:
+def _document(address: str, operations: tuple[str, ...], mex: bool) -> bytes:
     q = _xml.qname
     root = etree.Element(q(WSDL, "definitions"), name=SERVICE_NAME, targetNamespace=TARGET_NAMESPACE, nsmap={
         "wsdl": WSDL, "soap": WSDL_SOAP11, "soap12": WSDL_SOAP12, "xs": ns.XS, "tns": TARGET_NAMESPACE,
@@ -112,20 +126,22 @@ def _document(address: str, mex: bool) -> bytes:
     for port in _TRUST_PORTS:
         types.append(_schema(port))
     for port in _TRUST_PORTS:
-        for direction, element in (("Request", "RequestSecurityToken"), ("Response", port.response_element)):
-            message = etree.SubElement(root, q(WSDL, "message"), name=f"{port.label}Issue{direction}")
-            part = etree.SubElement(message, q(WSDL, "part"), name=direction.lower())
-            part.set("element", _prefixed(root, port.dialect.namespace, element))
+        for name in operations:
+            for direction, element in (("Request", "RequestSecurityToken"), ("Response", port.response_element)):
+                message = etree.SubElement(root, q(WSDL, "message"), name=f"{port.label}{name}{direction}")
+                part = etree.SubElement(message, q(WSDL, "part"), name=direction.lower())
+                part.set("element", _prefixed(root, port.dialect.namespace, element))
     for port in _TRUST_PORTS:
         port_type = etree.SubElement(root, q(WSDL, "portType"), name=port.label)
-        operation = etree.SubElement(port_type, q(WSDL, "operation"), name=OPERATION)
-        for tag, direction, action in (("input", "Request", port.dialect.issue_action),
-                                       ("output", "Response", port.dialect.issue_response_action)):
-            io = etree.SubElement(operation, q(WSDL, tag), message=f"tns:{port.label}Issue{direction}")
-            io.set(q(WSAM, "Action"), action)
+        for name in operations:
+            operation = etree.SubElement(port_type, q(WSDL, "operation"), name=name)
+            for tag, direction, action in zip(("input", "output"), ("Request", "Response"),
+                                              _actions(port.dialect, name)):
+                io = etree.SubElement(operation, q(WSDL, tag), message=f"tns:{port.label}{name}{direction}")
+                io.set(q(WSAM, "Action"), action)
     for port in _TRUST_PORTS:
         for suffix, binding_ns in soap_bindings:
-            root.append(_binding(port, suffix, binding_ns))
+            root.append(_binding(port, suffix, binding_ns, operations))
     service = etree.SubElement(root, q(WSDL, "service"), name=SERVICE_NAME)
     for port in _TRUST_PORTS:
         for suffix, binding_ns in soap_bindings:
@@ -189,13 +205,15 @@ def _policy(port: _TrustPort, *, encrypted: bool = False) -> etree._Element:
     return policy
 
 
-def _binding(port: _TrustPort, suffix: str, binding_ns: str) -> etree._Element:
+def _binding(port: _TrustPort, suffix: str, binding_ns: str, operations: tuple[str, ...]) -> etree._Element:
     q = _xml.qname
     binding = etree.Element(q(WSDL, "binding"), name=f"{port.label}_{suffix}Binding", type=f"tns:{port.label}")
     etree.SubElement(binding, q(ns.WSP12, "PolicyReference"), URI=f"#{_policy_id(port)}")
     etree.SubElement(binding, q(binding_ns, "binding"), transport=SOAP_HTTP_TRANSPORT, style="document")
-    operation = etree.SubElement(binding, q(WSDL, "operation"), name=OPERATION)
-    etree.SubElement(operation, q(binding_ns, "operation"), soapAction=port.dialect.issue_action, style="document")
-    for tag in ("input", "output"):
-        etree.SubElement(etree.SubElement(operation, q(WSDL, tag)), q(binding_ns, "body"), use="literal")
+    for name in operations:
+        operation = etree.SubElement(binding, q(WSDL, "operation"), name=name)
+        etree.SubElement(operation, q(binding_ns, "operation"), soapAction=_actions(port.dialect, name)[0],
+                         style="document")
+        for tag in ("input", "output"):
+            etree.SubElement(etree.SubElement(operation, q(WSDL, tag)), q(binding_ns, "body"), use="literal")
     return binding

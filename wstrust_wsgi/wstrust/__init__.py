@@ -17,10 +17,13 @@ from .dialects import BINDINGS, DIALECTS, WSTRUST13, WSTRUST2005, Dialect, diale
 from .messages import (
     TOKEN_MARKER,
     TokenProfile,
+    RequestedClaims,
     TokenRequest,
     build_response,
+    delegation_of,
     parse_request,
     request_type_of,
+    requested_claims,
     response_envelope,
 )
 
@@ -28,14 +31,17 @@ __all__ = [
     "BINDINGS",
     "DIALECTS",
     "Dialect",
+    "RequestedClaims",
     "TOKEN_MARKER",
     "TokenProfile",
     "TokenRequest",
     "WSTRUST13",
     "WSTRUST2005",
     "build_response",
+    "delegation_of",
     "dialect_of",
     "parse_request",
     "request_type_of",
+    "requested_claims",
     "response_envelope",
 ]

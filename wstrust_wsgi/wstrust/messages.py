@@ -260,3 +260,89 @@ def response_envelope(
     if relates_to is not None:
         values["relates_to"] = relates_to.message_id
     return _template(_shape(soap_version, request, version, relates_to)).render(values, {"assertion": assertion})
+
+
+# ---------------------------------------------------------------------- wst:Claims (WS-Trust 1.3 section 4.1)
+
+#: WSO2's claim names (``http://wso2.org/claims/<name>``) and the identity-dialect claims they stand for.
+_WSO2_CLAIMS = {
+    "emailaddress": "emailaddress", "givenname": "givenname", "lastname": "surname", "fullname": "name",
+    "country": "country", "locality": "locality", "postalcode": "postalcode", "streetaddress": "streetaddress",
+    "stateorprovince": "stateorprovince", "mobile": "mobilephone", "telephone": "homephone",
+    "dob": "dateofbirth", "gender": "gender", "url": "webpage",
+    "privatePersonalIdentifier": "privatepersonalidentifier",
+}
+
+
+@dataclass(frozen=True)
+class RequestedClaims:
+    """What ``wst:Claims`` asks for: its dialect, and each claim URI (as the STS names it) and whether optional."""
+
+    dialect: str
+    claims: tuple[tuple[str, bool], ...]
+
+    @property
+    def known(self) -> bool:
+        """Whether the dialect is one the STS reads (identity, WSO2); other dialects' claims are unknown."""
+        return self.dialect in (ns.CLAIMS_IDENTITY, ns.CLAIMS_WSO2)
+
+
+def _claim_uri(dialect: str, uri: str) -> str:
+    """A claim URI of ``dialect`` as the STS names it: WSO2's are mapped to the identity claims, others kept."""
+    if dialect == ns.CLAIMS_WSO2 and uri.startswith(ns.CLAIMS_WSO2 + "/"):
+        name = uri[len(ns.CLAIMS_WSO2) + 1:]
+        if name == "role":
+            return ns.CLAIM_ROLE
+        if name in _WSO2_CLAIMS:
+            return ns.IDENTITY_CLAIM + _WSO2_CLAIMS[name]
+    return uri
+
+
+def requested_claims(rst: etree._Element) -> RequestedClaims | None:
+    """The RST's ``wst:Claims`` (a direct child, else the one in ``wst:SecondaryParameters``, as CXF reads them).
+
+    ``Dialect`` is unqualified, as the schema says, and read leniently when
+    ``wst:``-qualified (as Rahas and WSO2 write it). Each child with a ``Uri``
+    is a claim; ``Optional`` is an xs:boolean, absent meaning false in the
+    identity dialect (Information Card semantics) and true in WSO2's (WSO2
+    Identity Server reads it so). None when no claims are asked for.
+    """
+    t = _xml.namespace(rst)
+    claims = _xml.child(rst, t, "Claims")
+    if claims is None:
+        secondary = _xml.child(rst, t, "SecondaryParameters")
+        claims = _xml.child(secondary, t, "Claims") if secondary is not None else None
+    if claims is None:
+        return None
+    dialect = (claims.get("Dialect") or claims.get(_xml.qname(t, "Dialect")) or "").strip()
+    if not dialect:
+        raise InvalidRequest("wst:Claims without a Dialect", reason="wst:Claims must name its Dialect.")
+    found = []
+    for element in claims:
+        if not isinstance(element.tag, str) or element.get("Uri") is None:
+            continue
+        optional = (element.get("Optional") or ("true" if dialect == ns.CLAIMS_WSO2 else "false")).strip()
+        if optional not in ("true", "false", "1", "0"):
+            raise InvalidRequest(f"ClaimType Optional {optional!r} is not an xs:boolean",
+                                 reason="A ClaimType's Optional must be true or false.")
+        found.append((_claim_uri(dialect, element.get("Uri", "").strip()), optional in ("true", "1")))
+    return RequestedClaims(dialect, tuple(found))
+
+
+# ---------------------------------------------------------------------- OnBehalfOf (1.3, 2005) and ActAs (1.4)
+
+
+def delegation_of(rst: etree._Element) -> tuple[str, etree._Element | None] | None:
+    """``("OnBehalfOf" | "ActAs", the token it carries)`` when the RST asks to act for someone else, else None.
+
+    ``wst:OnBehalfOf`` is in the RST's own namespace; ``ActAs`` is WS-Trust
+    1.4's (``ns.WST14``), also found inside a 1.3 or 2005 RST (Rahas ignores it
+    there: notes section 6), and read in the RST's namespace too, so no
+    spelling of it is ever silently ignored.
+    """
+    t = _xml.namespace(rst)
+    for local, namespaces in (("OnBehalfOf", (t,)), ("ActAs", (ns.WST14, t))):
+        holder = _xml.child(rst, namespaces, local)
+        if holder is not None:
+            return local, next((c for c in holder if isinstance(c.tag, str)), None)
+    return None

@@ -8,7 +8,8 @@ transactional DDL), under SQLite's write lock or a PostgreSQL advisory lock, so
 that workers starting together upgrade once and a failed upgrade leaves the
 previous version intact. A database newer than this code is refused rather
 than used. Version 1 is the layout of :func:`_create_v1`; version 2 adds the lockout table;
-version 3 how relying parties' tokens are encrypted; version 4 the signing keys.
+version 3 how relying parties' tokens are encrypted; version 4 the signing keys; version 5 the issued
+tokens and the delegation rules.
 """
 
 from __future__ import annotations
@@ -152,14 +153,45 @@ def _create_v4(tx: Tx) -> None:
     tx.execute("CREATE UNIQUE INDEX signing_keys_one_primary ON signing_keys (state) WHERE state = 'primary'")
 
 
+def _create_v5(tx: Tx) -> None:
+    """Issued tokens (:mod:`wstrust_wsgi.stores.tokens`), by full ID, kept until their renewal window ends;
+    and the delegation rules (:mod:`wstrust_wsgi.stores.delegation`).
+
+    Times are whole microseconds since the epoch; ``state`` moves once, from
+    ``issued`` to ``renewed`` or ``cancelled``.
+    """
+    tx.execute("""CREATE TABLE issued_tokens (
+        id TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        relying_party TEXT NOT NULL,
+        token_type TEXT NOT NULL,
+        key_type TEXT NOT NULL,
+        issued_us BIGINT NOT NULL,
+        expires_us BIGINT NOT NULL,
+        renew_allowed BOOLEAN NOT NULL,
+        renew_after_expiry BOOLEAN NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('issued', 'renewed', 'cancelled')),
+        keep_until_us BIGINT NOT NULL
+    )""")
+    tx.execute("CREATE INDEX issued_tokens_keep_until ON issued_tokens (keep_until_us)")
+    # who may ask for tokens on behalf of (or acting as) whom, towards which relying party ('*': any)
+    tx.execute("""CREATE TABLE delegation_rules (
+        requester TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        relying_party TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('OnBehalfOf', 'ActAs', '*')),
+        PRIMARY KEY (requester, subject, relying_party, kind)
+    )""")
+
+
 #: Every schema version, in order. Append; never edit a released step.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "users, roles, claims, relying parties, settings", _create_v1),
     Migration(2, "failed-authentication lockout", _create_v2),
     Migration(3, "relying-party token encryption", _create_v3),
     Migration(4, "rolling signing keys", _create_v4),
+    Migration(5, "issued tokens for Validate, Renew and Cancel; delegation rules", _create_v5),
 )
-
 
 
 def latest_version() -> int:

@@ -1,0 +1,131 @@
+"""The issued-token store: the same rules in memory, the SQLite and PostgreSQL registry, and Redis."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from _support import ISSUER
+from _support.pg import PostgresServer, PostgresUnavailable
+from wstrust_wsgi.errors import ConfigurationError, StoreUnavailable
+from wstrust_wsgi.stores.sql import Registry
+from wstrust_wsgi.stores.tokens import (
+    CANCELLED,
+    ISSUED,
+    RENEWED,
+    IssuedTokenStore,
+    MemoryTokenStore,
+    RedisTokenStore,
+    RegistryTokenStore,
+    TokenRecord,
+    token_store_from_url,
+)
+
+if TYPE_CHECKING:
+    from _support.redis_server import RedisServer
+
+T0 = datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc)
+#: Two IDs that a 32-bit hash could confuse are kept apart: each is its own key, in full.
+LONG_ID = "_" + "a1" * 40
+
+
+def token(assertion_id: str = LONG_ID, **changes: object) -> TokenRecord:
+    values: dict[str, object] = dict(subject="admin", relying_party="http://127.0.0.1:8081/services/echo",
+                                     token_type="2.0", key_type="http://docs.oasis-open.org/ws-sx/ws-trust/200512/Bearer",
+                                     issued=T0, expires=T0 + timedelta(minutes=5), renew_allowed=False,
+                                     renew_after_expiry=True)
+    values.update(changes)
+    return TokenRecord(assertion_id, **values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"PostgreSQL is required for the token store tests: {exc}")
+    with server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IssuedTokenStore]:
+    if request.param == "memory":
+        yield MemoryTokenStore()
+    elif request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        server.client().flushdb()
+        redis_store = RedisTokenStore(server.url)
+        yield redis_store
+        redis_store.close()
+    else:
+        url = (f"sqlite://{tmp_path}/registry.db" if request.param == "sqlite"
+               else request.getfixturevalue("postgres").create_database())
+        registry = Registry.open(url)
+        registry.init_schema(issuer=ISSUER)
+        yield RegistryTokenStore(registry)
+        registry.close()
+
+
+def test_a_record_comes_back_whole_by_its_full_id_until_its_window_ends(store: IssuedTokenStore) -> None:
+    keep_until = T0 + timedelta(minutes=35)
+    store.record(token(), keep_until=keep_until, now=T0)
+    store.record(token(LONG_ID[:-1] + "b", subject="alice"), keep_until=keep_until, now=T0)
+    assert store.get(LONG_ID, T0) == token()
+    assert store.get(LONG_ID[:-1] + "b", T0).subject == "alice"  # type: ignore[union-attr]
+    assert store.get(LONG_ID[:-1], T0) is None and store.get(LONG_ID.upper(), T0) is None
+    assert store.get(LONG_ID, keep_until - timedelta(microseconds=1)) is not None
+    assert store.get(LONG_ID, keep_until) is None  # forgotten after the renewal window
+
+
+def test_the_state_moves_once_from_issued(store: IssuedTokenStore) -> None:
+    store.record(token(), keep_until=T0 + timedelta(minutes=35), now=T0)
+    assert store.get(LONG_ID, T0).state == ISSUED  # type: ignore[union-attr]
+    assert store.transition(LONG_ID, CANCELLED, now=T0)
+    assert not store.transition(LONG_ID, RENEWED, now=T0) and not store.transition(LONG_ID, CANCELLED, now=T0)
+    assert store.get(LONG_ID, T0).state == CANCELLED  # type: ignore[union-attr]
+    assert not store.transition("_unknown", CANCELLED, now=T0)
+    store.record(token("_other"), keep_until=T0 + timedelta(minutes=1), now=T0)
+    assert not store.transition("_other", RENEWED, now=T0 + timedelta(minutes=1))  # past its window
+    with pytest.raises(ValueError, match="state"):
+        store.transition(LONG_ID, ISSUED, now=T0)
+
+
+def test_racing_renewals_of_one_token_retire_it_once(store: IssuedTokenStore) -> None:
+    store.record(token(), keep_until=T0 + timedelta(minutes=35), now=T0)
+    barrier = threading.Barrier(6)
+    won: list[bool] = []
+
+    def renew() -> None:
+        barrier.wait(timeout=30)
+        won.append(store.transition(LONG_ID, RENEWED, now=T0))
+
+    threads = [threading.Thread(target=renew) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(won) == [False] * 5 + [True]
+
+
+def test_a_redis_that_is_down_fails_closed(redis_server: RedisServer) -> None:
+    store = RedisTokenStore("redis://127.0.0.1:1/0", socket_timeout=0.5)
+    with pytest.raises(StoreUnavailable, match="Redis token store unavailable"):
+        store.get(LONG_ID, T0)
+    with pytest.raises(StoreUnavailable):
+        store.record(token(), keep_until=T0 + timedelta(minutes=1), now=T0)
+
+
+def test_store_urls(tmp_path: Path) -> None:
+    assert isinstance(token_store_from_url("memory:"), MemoryTokenStore)
+    assert isinstance(token_store_from_url("redis://127.0.0.1:1/0"), RedisTokenStore)
+    with Registry.open(f"sqlite://{tmp_path}/r.db") as registry:
+        assert isinstance(token_store_from_url("registry", registry), RegistryTokenStore)
+    for bad in ("", "sqlite:///x.db", "registry"):
+        with pytest.raises(ConfigurationError, match="token store"):
+            token_store_from_url(bad)

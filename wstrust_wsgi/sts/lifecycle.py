@@ -1,0 +1,177 @@
+"""What Validate, Renew and Cancel share: the issued-token store, its policy, and checking a named token.
+
+The STS records every token it issues (:meth:`IssuedTokens.record_issue`,
+called by the Issue binding once the token is signed) in an
+:class:`~wstrust_wsgi.stores.tokens.IssuedTokenStore`. A request naming a token
+is then checked the way the relying-party middleware checks it, by the same
+code (:func:`wstrust_wsgi.saml.verify_assertion`: one enveloped signature by
+a trusted key, issuer, audience, time window, bearer confirmation; then the
+ID unique in the message), with this STS's own signing certificate as the only
+trusted key, its issuer, and the audience the record names; then against the
+record (same ID, subject and end; its state).
+
+This is stricter than the STSes the project follows (notes section 4): WSO2's
+Validate accepts an unsigned stored token and Rahas verifies with the key the
+token carries; here a token is ours only if our key signed it *and* we
+recorded it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from lxml import etree
+
+from .. import _arguments
+from .._time import format_datetime, parse_datetime
+from ..errors import ConfigurationError, InvalidRequest, InvalidSecurityToken, NotAuthorized
+from ..model import Principal
+from ..saml import AssertionContent, VerifiedAssertion, check_unique_id, policy, verify_assertion
+from ..stores.tokens import IssuedTokenStore, TokenRecord
+from ..wstrust.lifecycle import Target, read_target, renewing_of
+from .binding import TrustCall
+
+log = logging.getLogger("wstrust_wsgi.sts")
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, init=False)
+class TokenPolicy:
+    """Who may Validate and Cancel, and how late an expired token may be renewed.
+
+    :param renewal_window: how long after it expired a token issued with
+        ``wst:Renewing OK="true"`` may still be renewed (30 minutes, as CXF's
+        ``maxExpiry``); records are kept this long after their token expires.
+    :param validators: the roles whose holders may Validate; None (the
+        default): every authenticated requester (who already holds an allowed role).
+    :param administrators: the roles whose holders may Cancel anyone's token;
+        none by default: a token is cancelled by its own subject only.
+    """
+
+    renewal_window: timedelta = timedelta(minutes=30)
+    validators: frozenset[str] | None = None
+    administrators: frozenset[str] = field(default_factory=frozenset)
+
+    def __init__(self, *, renewal_window: timedelta | float = timedelta(minutes=30),
+                 validators: str | Iterable[str] | None = None, administrators: str | Iterable[str] = ()) -> None:
+        object.__setattr__(self, "renewal_window", _arguments.duration(renewal_window, "renewal_window"))
+        object.__setattr__(self, "validators", None if validators is None else frozenset(
+            _arguments.strings(validators, "validators", allow_empty=True)))
+        object.__setattr__(self, "administrators", frozenset(
+            _arguments.strings(administrators, "administrators", allow_empty=True)))
+
+
+class IssuedTokens:
+    """The store, the policy and our signing certificates, which the lifecycle bindings share.
+
+    ``certificates`` returns the STS's published signing certificates of the
+    moment (next, primary, previous: :class:`~wstrust_wsgi.keys.KeySet`), so a
+    token signed before a key rollover is still recognised as ours.
+    """
+
+    def __init__(self, store: IssuedTokenStore, certificates: Callable[[], tuple[x509.Certificate, ...]],
+                 token_policy: TokenPolicy) -> None:
+        self.store = _arguments.having(store, "issued_tokens", "transition", "an issued-token store")
+        self.policy = token_policy
+        self.certificates = certificates
+
+    def keep_until(self, expires: datetime, skew: timedelta) -> datetime:
+        """How long a record is kept: past its token's end by the renewal window and the clock skew.
+
+        The skew keeps it while a relying party may still admit the token; kept
+        past the window, a late renewal is told it came too late.
+        """
+        return expires + self.policy.renewal_window + skew
+
+    def record_issue(self, call: TrustCall, content: AssertionContent, token_type: str, key_type: str) -> None:
+        """Record a token just signed for ``call`` (an Issue), with the ``wst:Renewing`` flags it asked for."""
+        allow, ok = renewing_of(call.rst, call.dialect)
+        self.record(content, token_type, key_type, allow, ok, call)
+
+    def record(self, content: AssertionContent, token_type: str, key_type: str, allow: bool, ok: bool,
+               call: TrustCall) -> None:
+        record = TokenRecord(content.assertion_id, content.subject, content.audience, token_type, key_type,
+                             _as_signed(content.issue_instant), _as_signed(content.not_on_or_after), allow, ok)
+        self.store.record(record, keep_until=self.keep_until(record.expires, call.settings.clock_skew), now=call.now)
+
+    def target(self, call: TrustCall, binding: str) -> tuple[Target, TokenRecord | None]:
+        """The token the request names and its record (None: we never issued it, or forgot it)."""
+        target = read_target(call.rst, call.dialect, binding)
+        return target, self.store.get(target.assertion_id, call.now)
+
+    def verify(self, call: TrustCall, element: etree._Element, record: TokenRecord, *,
+               at: datetime) -> VerifiedAssertion:
+        """The middleware's verification of ``element`` at ``at``, with our key only, then matched to ``record``."""
+        settings = call.settings
+        accepted = policy(trusted_certs=self.certificates(), issuers=[settings.issuer],
+                          audiences=[record.relying_party], clock_skew=settings.clock_skew)
+        verified = verify_assertion(element, accepted, now=at)
+        check_unique_id(call.rst, verified.assertion_id, element)
+        if (verified.assertion_id, verified.subject, verified.not_on_or_after) != (
+                record.assertion_id, record.subject, record.expires):
+            raise InvalidSecurityToken(f"token {verified.assertion_id} does not match the record of its ID",
+                                       reason="The security token was not issued by this STS.")
+        return verified
+
+    @staticmethod
+    def before_end(record: TokenRecord) -> datetime:
+        """An instant the token was valid at: to verify an expired token as it was (Renew with OK, Cancel)."""
+        return record.expires - _MICROSECOND
+
+    def owner_or_administrator(self, principal: Principal, record: TokenRecord, what: str) -> None:
+        """NotAuthorized unless ``principal`` is the token's subject (or, for Cancel, an administrator)."""
+        if principal.name == record.subject:
+            return
+        if what == "cancel" and principal.roles & self.policy.administrators:
+            return
+        raise NotAuthorized(f"{principal.name!r} may not {what} token {record.assertion_id} of {record.subject!r}",
+                            reason=f"The requester may not {what} this token.")
+
+
+def _as_signed(moment: datetime) -> datetime:
+    """``moment`` as the token carries it (the wire format keeps milliseconds), so the record matches the token."""
+    return parse_datetime(format_datetime(moment))
+
+
+def unknown(target: Target) -> InvalidRequest:
+    """The fault for a token with no record: never issued here, or forgotten after its window."""
+    return InvalidRequest(f"no record of token {target.assertion_id!r}",
+                          reason="The token was not issued by this STS, or is no longer known.")
+
+
+#: The keys of the deployment file's ``[tokens]`` table.
+SETTINGS = ("enabled", "store", "renewal_window", "validators", "administrators")
+
+
+def settings_from_table(values: Mapping[str, object], where: str = "") -> tuple[TokenPolicy, str] | None:
+    """``[tokens]``: the policy and the store URL when ``enabled = true`` (off by default), else None.
+
+    The store is ``registry`` (the default: the registry's ``issued_tokens``
+    table), ``redis://host:port/db`` or ``memory:``; ``renewal_window`` whole
+    seconds; ``validators`` and ``administrators`` lists of roles. Called by
+    :func:`wstrust_wsgi.config.load_config`, which refuses unknown keys first.
+
+    :raises ConfigurationError: ``<where><key>: <problem>``.
+    """
+    enabled, store = values.get("enabled", False), values.get("store", "registry")
+    window, validators, administrators = (values.get(key) for key in SETTINGS[2:])
+    try:
+        if not isinstance(enabled, bool):
+            raise ConfigurationError(f"enabled: must be true or false, not {enabled!r}")
+        if not isinstance(store, str) or not store.strip():
+            raise ConfigurationError(f'store: must be "registry", "memory:" or a redis:// URL, not {store!r}')
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 0):
+            raise ConfigurationError(f"renewal_window: must be a whole number of seconds >= 0, not {window!r}")
+        for key, roles in (("validators", validators), ("administrators", administrators)):
+            if roles is not None and (not isinstance(roles, list) or not all(isinstance(r, str) for r in roles)):
+                raise ConfigurationError(f"{key}: must be a list of role names, not {roles!r}")
+        policy = TokenPolicy(renewal_window=timedelta(minutes=30) if window is None else timedelta(seconds=window),
+                             validators=validators, administrators=administrators or ())  # type: ignore[arg-type]
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}{exc}") from None
+    return (policy, store.strip()) if enabled else None
