@@ -437,3 +437,29 @@ def test_encrypted_tokens_are_named_by_id_and_a_renewed_token_is_encrypted_too(s
     assert renewed.encrypted and b"admin" not in renewed.assertion
     opened = xmlenc.Decrypter([rp_key]).decrypt(xmlenc.encrypted_data_of(etree.fromstring(renewed.assertion)))
     assert opened.element.get("ID") == renewed.assertion_id
+
+
+def test_validate_and_renew_follow_a_key_rollover(sts_keys, sts2_keys, clock, store):  # type: ignore[no-untyped-def]
+    """A token signed by the key that was primary stays ours while that key is published (previous), and
+    is no longer once it is retired: Validate asks the key set of the moment, not the key of start-up."""
+    from wstrust_wsgi.keys import KeySet
+
+    old, new = sts_keys.load(), sts2_keys.load()
+    keys = {"now": KeySet(old, (old.certificate, new.certificate))}
+
+    class Rolling:
+        def signing_keys(self) -> KeySet:
+            return keys["now"]
+
+    app = TokenService(issuer=ISSUER, signing_key=Rolling(), users=MemoryUserStore(USERS),
+                       relying_parties=[RelyingParty(SERVICE_URL)], clock=clock, issued_tokens=store, settings_ttl=0)
+    admin = StsClient(STS_URL, username="admin", password="admin", transport=WSGITransport(app), clock=clock)
+    token = admin.request_token(SERVICE_URL)
+    keys["now"] = KeySet(new, (new.certificate, old.certificate))  # promoted: the old key is previous
+    assert admin.validate(token).valid
+    renewed = admin.renew(token)
+    keys["now"] = KeySet(new, (new.certificate,))  # the old key retired
+    assert admin.validate(renewed).valid  # signed by the new key
+    other = admin.request_token(SERVICE_URL)
+    keys["now"] = KeySet(old, (old.certificate,))  # a set without the key that signed it
+    assert not admin.validate(other).valid
