@@ -33,6 +33,7 @@ from _support import (
 )
 
 if TYPE_CHECKING:
+    from _support.pg import PostgresServer
     from _support.redis_server import RedisServer
 
 
@@ -109,25 +110,27 @@ def _restore_logging() -> Iterator[None]:
     logger.propagate = propagate
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole run, started when a test first needs it; each test that uses it
+    makes a database of its own (``create_database``)."""
+    from _support.pg import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"PostgreSQL is required for the registry tests: {exc}")
+    with server:
+        yield server
+
+
 @pytest.fixture(scope="module")
 def demo_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     """Both demos under real gunicorn on free loopback ports, for one test module; stopped afterwards."""
-    from _support.net import free_port
-    from demo_sts import roundtrip
+    from _support.deployment import running_demos
 
-    logs = tmp_path_factory.mktemp("gunicorn")
-    sts_port, service_port = free_port(), free_port()
-    env = roundtrip.demo_env(sts_port, service_port)
-    processes = []
-    try:
-        for app, port in (("demo_sts.app:app", sts_port), ("demo_service.app:app", service_port)):
-            process = roundtrip.start_gunicorn(app, port, env, logs / f"{port}.log")
-            processes.append(process)
-            assert roundtrip.wait_ready(process, port), (logs / f"{port}.log").read_text()
-        yield f"http://127.0.0.1:{sts_port}/services/sts", env["WSTRUST_DEMO_SERVICE_URL"], logs
-    finally:
-        for process in processes:
-            roundtrip.stop(process)
+    with running_demos(tmp_path_factory.mktemp("gunicorn")) as servers:
+        yield servers
 
 
 @pytest.fixture(scope="module")

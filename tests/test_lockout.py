@@ -27,7 +27,6 @@ import pytest
 from webtest import TestApp
 
 from _support import ISSUER, SERVICE_URL, STS_URL, FixedClock, KeyFiles, key_files
-from _support.pg import PostgresServer, PostgresUnavailable
 from _support.deployment import (
     ADMIN_PASSWORD, SERVICE, Gunicorn, free_port, init_registry, sqlite_url, write_config,
 )
@@ -282,16 +281,6 @@ def test_a_policy_out_of_range_is_refused_at_construction(bad: dict[str, Any]) -
 
 
 # ----------------------------------------------------------------- every store follows the same rules
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer()
-    except PostgresUnavailable as exc:
-        pytest.fail(f"PostgreSQL is required for the registry lockout tests: {exc}")
-    with server:
-        yield server
 
 
 @pytest.fixture(params=["memory", "registry", "registry-postgresql", "redis"])

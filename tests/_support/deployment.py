@@ -17,6 +17,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +172,23 @@ def ldap_tables(good: Tables, registry_file: Path | None, tmp_path: Path, url: s
         "connect_timeout": 2, "receive_timeout": 2, **changes,
     }
     return good
+
+
+@contextmanager
+def running_demos(logs: Path, **env: str) -> Iterator[tuple[str, str, Path]]:
+    """Both demos under real gunicorn on free loopback ports (their environment plus ``env``), logging in
+    ``logs``: (the STS URL, the service URL, ``logs``); stopped on leaving."""
+    from demo_sts import roundtrip
+
+    sts_port, service_port = free_port(), free_port()
+    environment = {**roundtrip.demo_env(sts_port, service_port), **env}
+    processes = []
+    try:
+        for app, port in (("demo_sts.app:app", sts_port), ("demo_service.app:app", service_port)):
+            process = roundtrip.start_gunicorn(app, port, environment, logs / f"{port}.log")
+            processes.append(process)
+            assert roundtrip.wait_ready(process, port), (logs / f"{port}.log").read_text()
+        yield f"http://127.0.0.1:{sts_port}/services/sts", environment["WSTRUST_DEMO_SERVICE_URL"], logs
+    finally:
+        for process in processes:
+            roundtrip.stop(process)

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 
-from _support.pg import PostgresServer, PostgresUnavailable
 from wstrust_wsgi.errors import KeyPairError, RegistryError
 from wstrust_wsgi.keys import SigningKey
 from wstrust_wsgi.stores.sql import Registry
@@ -18,16 +17,6 @@ from wstrust_wsgi.sts.keyring import RegistryKeys, passphrase_from_environment
 
 PASS = b"correct horse battery staple"
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer()
-    except PostgresUnavailable as exc:
-        pytest.fail(f"PostgreSQL is required for the registry tests: {exc}")
-    with server:
-        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -34,7 +34,7 @@ import pytest
 from lxml import etree
 
 from _support import EMAIL, ISSUER, SERVICE_URL, STS_URL, FixedClock, KeyFiles
-from _support.pg import PostgresServer, PostgresUnavailable
+from _support.pg import PostgresServer
 from wstrust_wsgi import (
     ConfigurationError,
     MemoryUserStore,
@@ -65,17 +65,6 @@ DEPT = "urn:test:claims:department"
 
 
 # ---------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the session, started when a test first needs it."""
-    try:
-        server = PostgresServer()
-    except PostgresUnavailable as exc:
-        pytest.fail(f"PostgreSQL is required for the registry tests: {exc}")
-    with server:
-        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import pytest
 
 from _support import ISSUER
-from _support.pg import PostgresServer, PostgresUnavailable
 from wstrust_wsgi.errors import ConfigurationError, StoreUnavailable
 from wstrust_wsgi.stores.sql import Registry
 from wstrust_wsgi.stores.tokens import (
@@ -41,16 +40,6 @@ def token(assertion_id: str = LONG_ID, **changes: object) -> TokenRecord:
                                      renew_after_expiry=True)
     values.update(changes)
     return TokenRecord(assertion_id, **values)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer()
-    except PostgresUnavailable as exc:
-        pytest.fail(f"PostgreSQL is required for the token store tests: {exc}")
-    with server:
-        yield server
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql", "redis"])

@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from _support import ROOT
-from _support.deployment import ADMIN_PASSWORD, SERVICE, init_registry, sqlite_url, write_config
-from _support.net import free_port
-from demo_sts import roundtrip
+from _support.deployment import ADMIN_PASSWORD, SERVICE, init_registry, running_demos, sqlite_url, write_config
 from wstrust_wsgi import StsClient, UrllibTransport, WSGITransport, call_service
 from wstrust_wsgi.config import load_config
 from wstrust_wsgi.deploy import StartupError, make_app
@@ -32,20 +30,9 @@ HELLO = b'<Hello xmlns="urn:example"/>'
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -> Iterator[tuple[str, str, Path]]:
     """The demo STS recording tokens in Redis, the echo service refusing those cancelled there."""
-    logs = tmp_path_factory.mktemp("gunicorn")
-    sts_port, service_port = free_port(), free_port()
-    env = roundtrip.demo_env(sts_port, service_port)
-    env["WSTRUST_DEMO_TOKEN_STORE"] = env["WSTRUST_DEMO_REVOCATION_STORE"] = redis_server.url
-    processes = []
-    try:
-        for app, port in (("demo_sts.app:app", sts_port), ("demo_service.app:app", service_port)):
-            process = roundtrip.start_gunicorn(app, port, env, logs / f"{port}.log")
-            processes.append(process)
-            assert roundtrip.wait_ready(process, port), (logs / f"{port}.log").read_text()
-        yield f"http://127.0.0.1:{sts_port}/services/sts", env["WSTRUST_DEMO_SERVICE_URL"], logs
-    finally:
-        for process in processes:
-            roundtrip.stop(process)
+    with running_demos(tmp_path_factory.mktemp("gunicorn"), WSTRUST_DEMO_TOKEN_STORE=redis_server.url,
+                       WSTRUST_DEMO_REVOCATION_STORE=redis_server.url) as servers:
+        yield servers
 
 
 @pytest.mark.parametrize("trust, soap", [("1.3", "1.2"), ("1.3", "1.1"), ("2005", "1.2"), ("2005", "1.1")])
