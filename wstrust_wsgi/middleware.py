@@ -239,6 +239,9 @@ class RelyingPartyMiddleware:
         verified = self._fast.admit(body, content_type, now) if self._cutting else None
         if verified is None:
             verified = self._verify(body, content_type, now)
+        if verified.confirmation is None:  # holder-of-key only: no proof checked yet
+            raise InvalidSecurity("holder-of-key token without a checked proof of possession",
+                                  reason="A holder-of-key token needs a signature made with its proof key.")
         if self._check_address:
             check_client_address(verified, environ.get("REMOTE_ADDR"))
         if self._replay is not None:

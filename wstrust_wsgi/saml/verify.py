@@ -25,6 +25,7 @@ from .. import _xml, ns, xmldsig
 from .._time import parse_datetime
 from ..errors import FailedCheck, InvalidSecurityToken, MalformedMessage
 from .cache import VerificationCache, _Entry
+from .confirmation import BEARER, confirmations
 from .rules import ValidationPolicy, VerifiedAssertion, Window, check_audiences
 from .versions import SAML2, SamlVersion, version_of
 
@@ -324,8 +325,9 @@ def _read_claims(
         raise InvalidSecurityToken(f"issuer {issuer!r} is not trusted", reason="The security token's issuer is not trusted.")
     if not subject:
         raise InvalidSecurityToken("assertion has an empty subject")
-    if not bearer:
-        raise InvalidSecurityToken("subject confirmation is not bearer")
+    offered, _ = confirmations(signed, version)
+    if not offered:
+        raise InvalidSecurityToken("subject confirmation is neither bearer nor holder-of-key with a ds:KeyInfo")
     if conditions is None:
         raise InvalidSecurityToken("assertion has no Conditions")
     check_audiences(restrictions, policy)
@@ -356,5 +358,7 @@ def _read_claims(
         attributes=MappingProxyType(attributes),
         raw=raw,
         element=signed,
+        confirmations=offered,
+        confirmation=BEARER if BEARER in offered else None,
     )
     return verified, window, tuple(tuple(r) for r in restrictions)

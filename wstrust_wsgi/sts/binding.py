@@ -39,6 +39,8 @@ class TrustCall:
     relates_to: soap.RelatesTo | None
     #: The client's address and the request id, which the binding's log lines end with.
     request: RequestInfo = UNKNOWN_REQUEST
+    #: Whether the request came over TLS or from a loopback peer (a proof key may then be sent in clear).
+    protected: bool = False
 
 
 class Binding(Protocol):

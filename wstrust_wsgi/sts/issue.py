@@ -1,11 +1,12 @@
-"""The Issue binding (WS-Trust 1.3 section 4.1): a signed SAML bearer token for a registered relying party.
+"""The Issue binding (WS-Trust 1.3 section 4.1): a signed SAML token for a registered relying party.
 
 The RST names the relying party by endpoint address in ``wsp:AppliesTo``,
 which becomes the token's audience; the TokenType (or the party's own
 setting) picks SAML 2.0 or 1.1; the lifetime is the party's (or the STS
 default), shortened by the request's ``wst:Lifetime/wsu:Expires`` when that
 comes sooner. The answer is the RSTR (in a Collection for WS-Trust 1.3) with
-the signed assertion, its references, AppliesTo and Lifetime.
+the signed assertion, its references, AppliesTo and Lifetime. A SymmetricKey
+request gets a holder-of-key token and its proof key (:mod:`.proof`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from ..errors import InvalidRequest
 from ..model import Principal, RelyingParty
 from ..saml import SAML2, SAML11, AssertionContent, AssertionSigner, SamlVersion, version_for_token_type
 from ..stores import RelyingPartyStore
+from ..wstrust.proof import with_proof
 from .binding import TrustCall, uris
+from .proof import issue_proof
 
 log = logging.getLogger("wstrust_wsgi.sts")
 
@@ -44,6 +47,7 @@ class IssueBinding:
         request = wstrust.parse_request(call.rst)
         party = self._relying_party(request)
         version = self._saml_version(request, party)
+        proof = issue_proof(call.rst, party, protected=call.protected)
         lifetime = party.lifetime or settings.default_lifetime
         if request.lifetime_expires is not None and now < request.lifetime_expires < now + lifetime:
             lifetime = request.lifetime_expires - now
@@ -55,6 +59,7 @@ class IssueBinding:
             not_before=now,
             not_on_or_after=now + lifetime,
             attributes=self._attributes(principal, party),
+            proof_key_info=proof.key_info if proof is not None else None,
         )
         assertion = self._signer.sign(version, content, algorithm=settings.signature_algorithm)
         answer = wstrust.response_envelope(
@@ -68,10 +73,13 @@ class IssueBinding:
             expires=content.not_on_or_after,
             relates_to=call.relates_to,
         )
+        if proof is not None:
+            answer = with_proof(answer, request.dialect, proof.key)
         log.info(
-            "issued: SAML %s token %s to %r for %s (WS-Trust %s, SOAP %s, valid until %s) (%s)",
+            "issued: SAML %s token %s to %r for %s (WS-Trust %s, SOAP %s, valid until %s%s) (%s)",
             version.name, content.assertion_id, principal.name, party.address,
-            request.dialect.name, call.envelope.version.name, content.not_on_or_after.isoformat(), call.request,
+            request.dialect.name, call.envelope.version.name, content.not_on_or_after.isoformat(),
+            f", holder-of-key, symmetric key from {proof.key.mode} entropy" if proof else "", call.request,
             extra=call.request.extra,
         )
         return answer

@@ -32,7 +32,7 @@ from ..stores import RelyingPartyStore, ReplayCache, SettingsStore, UserStore
 from ..stores.lockout import LockoutStore, MemoryLockoutStore
 from ..stores.memory import MemoryRelyingPartyStore, MemoryReplayCache
 from . import wsdl
-from .authentication import UsernameAuthentication
+from .authentication import UsernameAuthentication, protected_transport
 from .lockout import Lockout, LockoutPolicy
 from .binding import Binding, TrustCall
 from .issue import IssueBinding
@@ -257,7 +257,7 @@ class TokenService:
             raise InvalidRequest(f"action {envelope.action!r} does not go with RequestType {request_type!r}",
                                  reason=self._supported(dialect))
         return binding.answer(TrustCall(envelope, rst, dialect, principal, settings, now, soap.RelatesTo.of(envelope),
-                                        about))
+                                        about, protected_transport(http)))
 
     def _supported(self, dialect: wstrust.Dialect | None = None) -> str:
         """The client-safe reason naming what is answered: the bindings, or the dialect's RequestType URIs."""
