@@ -19,7 +19,7 @@ import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 from xml.parsers import expat
@@ -29,8 +29,10 @@ from webob import Request
 
 from . import _arguments, _xml, ns, soap, wssecurity, wstrust
 from ._time import Clock, parse_datetime, utcnow
-from .errors import ConfigurationError, MalformedMessage, RemoteFault, SecurityWarning, TransportError
-from .saml import SAML2, SAML11, version_of
+from .errors import ConfigurationError, MalformedMessage, RemoteFault, SecurityWarning, TransportError, WsTrustError
+from .saml import SAML2, SAML11, version_for_token_type, version_of
+from .wstrust.proof import DEFAULT_KEY_SIZE, EntropyMode, KeyKind, key_type_uri, proof_key_of, request_elements
+from .xmldsig import HmacKey
 
 #: ``(url, body, headers) -> (status, content_type, body)``.
 Transport = Callable[[str, bytes, dict[str, str]], tuple[int, str, bytes]]
@@ -38,6 +40,11 @@ Transport = Callable[[str, bytes, dict[str, str]], tuple[int, str, bytes]]
 _SOAP_VERSIONS = {"1.1": soap.SOAP11, "1.2": soap.SOAP12}
 _DIALECTS = {"1.3": wstrust.WSTRUST13, "2005": wstrust.WSTRUST2005}
 _TOKEN_TYPES = {"2.0": SAML2.token_type, "1.1": SAML11.token_type}
+_KEY_TYPES: dict[str, KeyKind] = {"bearer": "bearer", "symmetric": "symmetric"}
+_ENTROPY: dict[str, EntropyMode] = {"both": "both", "client": "client", "sts": "sts"}
+#: Signature methods of a symmetric proof (HMAC-SHA1 for WCF and AD FS peers that use it).
+_PROOF_METHODS = {"hmac-sha256": ns.ALG_HMAC_SHA256, "hmac-sha1": ns.ALG_HMAC_SHA1, "hmac-sha384": ns.ALG_HMAC_SHA384,
+                  "hmac-sha512": ns.ALG_HMAC_SHA512}
 
 T = TypeVar("T")
 
@@ -104,6 +111,10 @@ class IssuedToken:
     created: datetime | None
     expires: datetime | None
     applies_to: str | None
+    #: The holder-of-key proof key (computed or received); None for a bearer token. Never shown.
+    proof_key: bytes | None = field(default=None, repr=False)
+    #: ``"bearer"`` or ``"symmetric"``: what was asked for, and what :func:`call_service` proves.
+    key_type: str = "bearer"
 
 
 def _element_span(data: bytes, parent_tag: tuple[str, str]) -> tuple[int, int] | None:
@@ -167,8 +178,13 @@ def _resolve_qname(element: etree._Element | None, value: str) -> str:
     return f"{{{uri}}}{local}" if uri else value
 
 
-def parse_response(data: bytes, *, status: int = 200) -> IssuedToken:
-    """Read an RSTR / RSTRC (WS-Trust 1.3 or 2005); raise RemoteFault for a fault."""
+def parse_response(data: bytes, *, status: int = 200, key_type: str = "bearer", client_entropy: bytes | None = None,
+                   key_size: int = DEFAULT_KEY_SIZE) -> IssuedToken:
+    """Read an RSTR / RSTRC (WS-Trust 1.3 or 2005); raise RemoteFault for a fault.
+
+    For a ``"symmetric"`` ``key_type`` the proof key is read or computed from
+    the RSTR and the ``client_entropy`` sent (see :mod:`wstrust_wsgi.wstrust.proof`).
+    """
     try:
         root = _xml.parse(data)
     except MalformedMessage as exc:
@@ -210,7 +226,13 @@ def parse_response(data: bytes, *, status: int = 200) -> IssuedToken:
         if applies is not None:
             address = next((a for wsa in (ns.WSA10, ns.WSA04) for a in applies.iter(_xml.qname(wsa, "Address"))), None)
             applies_to = _xml.text(address) if address is not None else None
-    return IssuedToken(assertion, token_type, assertion_id, created, expires, applies_to)
+    proof_key = None
+    if key_type == "symmetric":
+        try:
+            proof_key = proof_key_of(rstr, client_entropy, key_size)
+        except (ValueError, WsTrustError) as exc:
+            raise TransportError(f"the STS answer gives no usable proof key ({exc})", url="") from None
+    return IssuedToken(assertion, token_type, assertion_id, created, expires, applies_to, proof_key, key_type)
 
 
 def _headers(version: soap.SoapVersion, action: str) -> dict[str, str]:
@@ -277,8 +299,19 @@ class StsClient:
             warnings.warn(f"StsClient: PasswordText to {url} over plain HTTP: the password crosses the network in "
                           "clear (use https, or digest=True)", SecurityWarning, stacklevel=2)
 
-    def build_request(self, applies_to: str, *, token_type: str | None = None) -> bytes:
+    def build_request(self, applies_to: str, *, token_type: str | None = None, key_type: str = "bearer",
+                      key_size: int = DEFAULT_KEY_SIZE, entropy: str = "both") -> bytes:
         """The RST envelope, for inspection or for sending by other means."""
+        return self._build(applies_to, token_type, key_type, key_size, entropy)[0]
+
+    def _build(self, applies_to: str, token_type: str | None, key_type: str, key_size: int,
+               entropy: str) -> tuple[bytes, bytes | None]:
+        """The RST envelope and the client entropy it carries (None when it carries none)."""
+        kind: KeyKind = _choice(_KEY_TYPES, key_type, "key_type")
+        mode: EntropyMode = _choice(_ENTROPY, entropy, "entropy")
+        if not isinstance(key_size, int) or key_size % 8 or not 128 <= key_size <= 512:
+            raise ConfigurationError(f"key_size: must be a multiple of 8 from 128 to 512 bits, not "
+                                     f"{_arguments.given(key_size)}")
         if token_type is not None and not isinstance(token_type, str):
             raise ConfigurationError(f"token_type: must be '2.0', '1.1' or a URI (a string), "
                                      f"not {_arguments.given(token_type)}")
@@ -296,15 +329,23 @@ class StsClient:
         applies = etree.SubElement(rst, _xml.qname(ns.WSP12, "AppliesTo"), nsmap={"wsp": ns.WSP12})
         reference = etree.SubElement(applies, _xml.qname(ns.WSA10, "EndpointReference"), nsmap={"wsa": ns.WSA10})
         etree.SubElement(reference, _xml.qname(ns.WSA10, "Address")).text = applies_to
-        etree.SubElement(rst, _xml.qname(t, "KeyType")).text = self.dialect.bearer_key_types[0]
-        return soap.envelope(self.soap, rst, [security])
+        etree.SubElement(rst, _xml.qname(t, "KeyType")).text = key_type_uri(self.dialect, kind)
+        nonce = request_elements(rst, self.dialect, key_size=key_size, entropy=mode) if kind == "symmetric" else None
+        return soap.envelope(self.soap, rst, [security]), nonce
 
-    def request_token(self, applies_to: str, *, token_type: str | None = None) -> IssuedToken:
-        """Ask for a token for ``applies_to``; ``token_type`` is ``"2.0"``, ``"1.1"`` or a URI."""
-        body = self.build_request(applies_to, token_type=token_type)
+    def request_token(self, applies_to: str, *, token_type: str | None = None, key_type: str = "bearer",
+                      key_size: int = DEFAULT_KEY_SIZE, entropy: str = "both") -> IssuedToken:
+        """Ask for a token for ``applies_to``; ``token_type`` is ``"2.0"``, ``"1.1"`` or a URI.
+
+        ``key_type="symmetric"`` asks for a holder-of-key token whose proof key
+        (``key_size`` bits) the returned token holds: made from both sides'
+        entropy by P_SHA1 (``entropy="both"``, the default), the client's own
+        (``"client"``) or the STS's (``"sts"``, sent back in clear: TLS only).
+        """
+        body, nonce = self._build(applies_to, token_type, key_type, key_size, entropy)
         status, answer = _post(self.transport, self.url, self.soap, self.dialect.issue_action, body)
         try:
-            return parse_response(answer, status=status)
+            return parse_response(answer, status=status, key_type=key_type, client_entropy=nonce, key_size=key_size)
         except TransportError as exc:
             raise TransportError(f"{self.url}: {exc}", url=self.url) from None
 
@@ -337,8 +378,16 @@ def service_request(
     *,
     soap_version: str = "1.1",
     action: str = "",
+    signature_algorithm: str = "hmac-sha256",
+    clock: Clock = utcnow,
 ) -> tuple[bytes, dict[str, str]]:
     """The envelope and headers :func:`call_service` posts: ``payload`` in the Body, the token in ``wsse:Security``.
+
+    A token holding a proof key (holder-of-key) is proven: a fresh
+    ``wsu:Timestamp`` and a signature with the key over the Body and the
+    Timestamp (``signature_algorithm``: ``"hmac-sha256"``, or ``"hmac-sha1"``
+    for WCF and AD FS peers), its KeyInfo a reference to the assertion
+    (:func:`wstrust_wsgi.wssecurity.sign_message`).
 
     The assertion bytes are spliced in unchanged, since re-serializing a signed
     assertion can break its signature. With no token, the envelope has no
@@ -351,10 +400,31 @@ def service_request(
     if token is None:
         return soap.envelope(version, body_el), _headers(version, action)
     assertion = token.assertion if isinstance(token, IssuedToken) else token
+    if isinstance(token, IssuedToken) and token.proof_key is not None:
+        method = _choice(_PROOF_METHODS, signature_algorithm, "signature_algorithm")
+        return _proven(version, body_el, token, method, clock()), _headers(version, action)
     security = wssecurity.security_element(version.namespace)
     security.append(etree.Comment(wstrust.TOKEN_MARKER[4:-3].decode()))
     envelope = soap.envelope(version, body_el, [security]).replace(wstrust.TOKEN_MARKER, assertion, 1)
     return envelope, _headers(version, action)
+
+
+def _proven(version: soap.SoapVersion, body: etree._Element, token: IssuedToken, method: str,
+            now: datetime) -> bytes:
+    """The envelope of :func:`service_request` for a holder-of-key token: signed with its proof key."""
+    saml_version = version_for_token_type(token.token_type)
+    if saml_version is None or token.proof_key is None:
+        raise ConfigurationError(f"token: a proof key is used with SAML 2.0 or 1.1 tokens, not {token.token_type!r}")
+    envelope = etree.Element(_xml.qname(version.namespace, "Envelope"), nsmap={"s": version.namespace, "wsu": ns.WSU})
+    security = wssecurity.security_element(version.namespace, wssecurity.build_timestamp(now))
+    security.append(etree.Comment(wstrust.TOKEN_MARKER[4:-3].decode()))
+    etree.SubElement(envelope, _xml.qname(version.namespace, "Header")).append(security)
+    etree.SubElement(envelope, _xml.qname(version.namespace, "Body")).append(body)
+    wssecurity.sign_message(envelope, security, HmacKey(token.proof_key), method=method,
+                            token_type=saml_version.profile_token_type,
+                            value_type=saml_version.key_identifier_value_type, token_id=token.assertion_id)
+    serialized = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+    return serialized.replace(wstrust.TOKEN_MARKER, token.assertion, 1)
 
 
 def call_service(
@@ -365,13 +435,16 @@ def call_service(
     soap_version: str = "1.1",
     action: str = "",
     transport: Transport | None = None,
+    signature_algorithm: str = "hmac-sha256",
 ) -> etree._Element:
     """Call a SOAP service with the token in ``wsse:Security``; the response Body's first child.
 
-    The assertion bytes are spliced into the envelope unchanged (:func:`service_request`).
+    The assertion bytes are spliced into the envelope unchanged (:func:`service_request`);
+    a holder-of-key token's request is signed with its proof key.
     """
     version = _choice(_SOAP_VERSIONS, soap_version, "soap_version")
-    envelope, _ = service_request(token, payload, soap_version=soap_version, action=action)
+    envelope, _ = service_request(token, payload, soap_version=soap_version, action=action,
+                                  signature_algorithm=signature_algorithm)
     status, answer = _post(transport or UrllibTransport(), url, version, action, envelope)
     try:
         root = _xml.parse(answer)

@@ -25,6 +25,7 @@ from .proof import issue_proof
 log = logging.getLogger("wstrust_wsgi.sts")
 
 _SAML_BY_NAME = {SAML2.name: SAML2, SAML11.name: SAML11}
+_SOURCES = {"both": "both entropies (P_SHA1)", "client": "the client's entropy", "sts": "the STS's entropy"}
 
 
 class IssueBinding:
@@ -79,7 +80,7 @@ class IssueBinding:
             "issued: SAML %s token %s to %r for %s (WS-Trust %s, SOAP %s, valid until %s%s) (%s)",
             version.name, content.assertion_id, principal.name, party.address,
             request.dialect.name, call.envelope.version.name, content.not_on_or_after.isoformat(),
-            f", holder-of-key, symmetric key from {proof.key.mode} entropy" if proof else "", call.request,
+            f", holder-of-key, symmetric key from {_SOURCES[proof.key.mode]}" if proof else "", call.request,
             extra=call.request.extra,
         )
         return answer
