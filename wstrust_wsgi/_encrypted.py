@@ -139,6 +139,8 @@ class EncryptedTokens:
                 self._bound[spki] = dataclasses.replace(policy, issuers=frozenset({issuer}))
         self._policy = policy
         self._cache = cache
+        #: The GCM peers' keys, which also unwrap holder-of-key proof keys (:mod:`wstrust_wsgi._proof`).
+        self.keys = tuple(plain)
         self._policies = (policy, *self._bound.values())
         # GCM from anyone with any key; CBC only with the keys of named peers (the route is public: the
         # EncryptedData's EncryptionMethod), so a GCM peer's wrapped content key never meets CBC.

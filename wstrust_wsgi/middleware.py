@@ -43,6 +43,7 @@ from . import _arguments, _wsgi, _xml, soap, wssecurity
 from ._encrypted import DecryptionKeys, encrypted_tokens, is_encrypted_token, refuse_encrypted
 from ._health import Health, Probe, replay_probe
 from ._log import TrustedProxies
+from ._proof import ProofOfPossession
 from ._reuse import FastAdmission
 from .soap import UNDERSTOOD_HEADERS
 from ._time import Clock, utcnow
@@ -127,6 +128,9 @@ class RelyingPartyMiddleware:
         peer. A decrypted token is verified as a plain one; every refusal of an
         encrypted token is the same ``DecryptionFailed`` fault. See :mod:`wstrust_wsgi._encrypted`.
     :param require_encryption: refuse plaintext tokens (needs ``decryption_keys``).
+    :param confirmation: ``"any"`` (bearer, or holder-of-key with a proof), ``"bearer"`` or
+        ``"holder-of-key"``. A holder-of-key token is admitted only with a signature made with
+        its proof key, which ``decryption_keys`` unwrap; see :mod:`wstrust_wsgi._proof`.
     """
 
     def __init__(
@@ -149,6 +153,7 @@ class RelyingPartyMiddleware:
         trusted_proxies: Iterable[str] = (),
         decryption_keys: DecryptionKeys = (),
         require_encryption: bool = False,
+        confirmation: str = "any",
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
         # TypeError at the first request (see wstrust_wsgi._arguments).
@@ -183,6 +188,9 @@ class RelyingPartyMiddleware:
         self._fast = FastAdmission(security=self._security, policy=self.policy, verified=self._verified,
                                    max_entries=verified_cache_size, encrypted=encrypted, plain=not require_encryption)
         self._check_address = check_address
+        self._proofs = ProofOfPossession(confirmation=confirmation, keys=encrypted.keys if encrypted else (),
+                                         allow_sha1=allow_sha1, clock_skew=skew, replay=self._replay,
+                                         max_body=self._max_body)
         #: Off only in tests, to compare with the path that parses the token with its envelope.
         self._cutting = True
         if health_path is not None and not (isinstance(health_path, str) and health_path.startswith("/")):
@@ -224,8 +232,9 @@ class RelyingPartyMiddleware:
             return _wsgi.fault_answer(version, error, log, request=about)(environ, start_response)
         environ["REMOTE_USER"] = verified.subject
         environ[ENVIRON_KEY] = verified
-        log.info("admitted: %r with SAML %s token %s from %s (%s)",
-                 verified.subject, verified.version, verified.assertion_id, verified.issuer, about, extra=about.extra)
+        log.info("admitted: %r with SAML %s token %s from %s%s (%s)", verified.subject, verified.version,
+                 verified.assertion_id, verified.issuer, ", holder-of-key proven" if verified.proof_key else "",
+                 about, extra=about.extra)
         return self.app(environ, start_response)
 
     def check(self, request: Request) -> VerifiedAssertion:
@@ -239,9 +248,7 @@ class RelyingPartyMiddleware:
         verified = self._fast.admit(body, content_type, now) if self._cutting else None
         if verified is None:
             verified = self._verify(body, content_type, now)
-        if verified.confirmation is None:  # holder-of-key only: no proof checked yet
-            raise InvalidSecurity("holder-of-key token without a checked proof of possession",
-                                  reason="A holder-of-key token needs a signature made with its proof key.")
+        verified = self._proofs.check(verified, body, content_type, now)  # bearer, or holder-of-key proven
         if self._check_address:
             check_client_address(verified, environ.get("REMOTE_ADDR"))
         if self._replay is not None:

@@ -41,7 +41,7 @@ class HokWorld:
         return StsClient(STS_URL, username="admin", password="admin", **kwargs)
 
 
-def hok_world(sts_keys: KeyFiles, rp: KeyFiles, users: MemoryUserStore, clock: FixedClock,
+def hok_world(sts_keys: KeyFiles, rp: KeyFiles, users: MemoryUserStore, clock: FixedClock, app: Any = echo,
               **middleware: Any) -> HokWorld:
     """SAML 2.0 for :data:`SERVICE_URL` and SAML 1.1 for :data:`OTHER_URL`, both with the rp certificate."""
     cert = Path(rp.cert).read_bytes()
@@ -49,6 +49,6 @@ def hok_world(sts_keys: KeyFiles, rp: KeyFiles, users: MemoryUserStore, clock: F
                        relying_parties=[RelyingParty(SERVICE_URL, certificate_pem=cert),
                                         RelyingParty(OTHER_URL, token_type="1.1", certificate_pem=cert)])
     middleware.setdefault("decryption_keys", [(rp.key, rp.cert)])
-    service = RelyingPartyMiddleware(echo, audience=[SERVICE_URL, OTHER_URL], issuer=ISSUER,
+    service = RelyingPartyMiddleware(app, audience=[SERVICE_URL, OTHER_URL], issuer=ISSUER,
                                      trusted_certs=[sts_keys.cert], clock=clock, **middleware)
     return HokWorld(sts, service, rp)
