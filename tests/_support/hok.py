@@ -52,3 +52,19 @@ def hok_world(sts_keys: KeyFiles, rp: KeyFiles, users: MemoryUserStore, clock: F
     service = RelyingPartyMiddleware(app, audience=[SERVICE_URL, OTHER_URL], issuer=ISSUER,
                                      trusted_certs=[sts_keys.cert], clock=clock, **middleware)
     return HokWorld(sts, service, rp)
+
+
+def gunicorn_sts(keydir: str, service_url: str) -> TokenService:
+    """The STS gunicorn serves in the deployment test: ``service_url`` registered with rp.crt, SAML 2.0."""
+    keys = Path(keydir)
+    from wstrust_wsgi import SigningKey, User
+    return TokenService(issuer=ISSUER, signing_key=SigningKey.from_files(keys / "sts.key", keys / "sts.crt"),
+                        users=MemoryUserStore([User("admin", "admin", roles=["admin"])]),
+                        relying_parties=[RelyingParty(service_url, certificate_pem=(keys / "rp.crt").read_bytes())])
+
+
+def gunicorn_service(keydir: str, service_url: str) -> RelyingPartyMiddleware:
+    """The echo service gunicorn serves in the deployment test: holder-of-key only, proof keys read with rp.key."""
+    keys = Path(keydir)
+    return RelyingPartyMiddleware(echo, audience=service_url, issuer=ISSUER, trusted_certs=[keys / "sts.crt"],
+                                  decryption_keys=[(keys / "rp.key", keys / "rp.crt")], confirmation="holder-of-key")

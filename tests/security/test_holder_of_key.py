@@ -239,3 +239,26 @@ def test_a_service_without_decryption_keys_cannot_admit_holder_of_key(make_world
     world = make_world(decryption_keys=())
     refused(post(world, service_request(symmetric(world), PAYLOAD)[0]), recorder, "InvalidSecurityToken",
             "This service cannot read holder-of-key proof keys.")
+
+
+def _addressed(token: IssuedToken, sign_it: bool) -> bytes:
+    """The client's signed request with a wsa:To header added, re-signed over it when ``sign_it``."""
+    from wstrust_wsgi import wssecurity
+    root = signed_tree(token)
+    to = etree.SubElement(root.find(f"{{{ns.SOAP11}}}Header"), f"{{{ns.WSA10}}}To", nsmap={"wsa": ns.WSA10})
+    to.text = SERVICE_URL
+    if sign_it:
+        old = proof_signature(root)
+        security = old.getparent()
+        security.remove(old)
+        wssecurity.sign_message(root, security, xmldsig.HmacKey(token.proof_key), method="hmac-sha256",  # type: ignore[arg-type]
+                                token_type=ns.SAML20_TOKEN_PROFILE_TYPE, value_type=ns.SAML20_KEYID_VALUE_TYPE,
+                                token_id=token.assertion_id)
+    return serialized(root)
+
+
+def test_addressing_headers_must_be_covered_when_present(world, recorder) -> None:  # type: ignore[no-untyped-def]
+    token = symmetric(world)
+    refused(post(world, _addressed(token, sign_it=False)), recorder, "FailedCheck", NOT_COVERED)
+    assert post(world, _addressed(symmetric(world), sign_it=True)).status_int == 200
+    assert recorder.calls[0]["assertion"].confirmation == "holder-of-key"
