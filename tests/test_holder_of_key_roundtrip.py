@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
-from _support import OTHER_URL, SERVICE_URL
+from _support import OTHER_URL, ROOT, SERVICE_URL
 from _support.deployment import Gunicorn
 from _support.hok import hok_world, rp_key_files
 from _support.net import free_port, wait_listening
@@ -78,6 +81,16 @@ def test_under_gunicorn(tmp_path: Path) -> None:
             token = client.request_token(service_url, key_type="symmetric", entropy=entropy)
             reply = call_service(service_url, token, echo_payload(entropy), transport=UrllibTransport())
             assert reply.findtext(f"{{{ECHO_NS}}}Message") == entropy
+        command = subprocess.run(
+            [sys.executable, "-m", "wstrust_wsgi", "client", "--sts", f"http://127.0.0.1:{sts_port}/sts",
+             "--service", service_url, "--password", "admin", "--key-type", "symmetric", "--entropy", "sts",
+             "--show-messages", "--message", "from the command"],
+            capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert command.returncode == 0, command.stderr
+        assert "holder-of-key (256-bit proof key held, not shown)" in command.stdout
+        assert "from the command" in command.stdout and "Caller>admin<" in command.stdout.replace("echo:", "")
+        secret = re.search(r"BinarySecret[^>]*>([^<]*)<", command.stdout)
+        assert secret is not None and len(secret.group(1)) < 40, secret  # masked, not the 44-character key
         bearer = client.request_token(service_url)
         with pytest.raises(RemoteFault) as refused:
             call_service(service_url, bearer, echo_payload("x"), transport=UrllibTransport())
@@ -86,4 +99,4 @@ def test_under_gunicorn(tmp_path: Path) -> None:
         for server in servers:
             server.stop()
     log = servers[1].text()
-    assert log.count("holder-of-key proven") == 3 and "requires holder-of-key" in log, log
+    assert log.count("holder-of-key proven") == 4 and "requires holder-of-key" in log, log

@@ -74,7 +74,8 @@ def _client(args: argparse.Namespace) -> int:
         soap_version=args.soap, trust_version=args.trust, transport=transport,
     )
     try:
-        token = client.request_token(applies_to, token_type=args.token_type)
+        token = client.request_token(applies_to, token_type=args.token_type, key_type=args.key_type,
+                                     entropy=args.entropy)
     except RemoteFault as fault:
         hint = (f"; {args.sts} answers like a service protected by SAML tokens, not like an STS: "
                 "give --sts the STS endpoint (--service is the protected service)") if _not_an_sts(fault) else ""
@@ -84,13 +85,15 @@ def _client(args: argparse.Namespace) -> int:
     except TransportError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    held = f", holder-of-key ({len(token.proof_key) * 8}-bit proof key held, not shown)" if token.proof_key else ""
     print(f"Issued token ({token.token_type}), id {token.assertion_id}, valid until "
-          f"{token.expires.isoformat() if token.expires else 'unknown'}:")
+          f"{token.expires.isoformat() if token.expires else 'unknown'}{held}:")
     print(exchange.token_text_from_args(args, token.assertion))
     if args.no_call:
         return 0
     try:
-        reply = call_service(args.service, token, payload, soap_version=args.soap, transport=transport)
+        reply = call_service(args.service, token, payload, soap_version=args.soap, transport=transport,
+                             signature_algorithm=args.signature_algorithm)
     except RemoteFault as fault:
         print(f"The service at {args.service} refused the request: {fault.reason} ({fault.local_code})",
               file=sys.stderr)
@@ -115,6 +118,12 @@ def add_client_command(commands: Any) -> None:
     client.add_argument("--soap", choices=["1.1", "1.2"], default="1.2")
     client.add_argument("--trust", choices=["1.3", "2005"], default="1.3")
     client.add_argument("--token-type", choices=TOKEN_TYPES, help="SAML version (default: the STS decides)")
+    client.add_argument("--key-type", choices=["bearer", "symmetric"], default="bearer",
+                        help="bearer, or symmetric: a holder-of-key token whose proof key signs the service call")
+    client.add_argument("--entropy", choices=["both", "client", "sts"], default="both",
+                        help="who makes a symmetric proof key (default both, by P_SHA1; sts: over TLS only)")
+    client.add_argument("--signature-algorithm", choices=["hmac-sha256", "hmac-sha1"], default="hmac-sha256",
+                        help="how a symmetric proof key signs (hmac-sha1 for WCF and AD FS peers)")
     client.add_argument("--message", default="Hello from wstrust-wsgi", help="text for the demo echo service")
     client.add_argument("--payload", help="file holding the SOAP Body child to send instead of the echo")
     client.add_argument("--no-call", action="store_true", help="only request and print the token")
