@@ -99,7 +99,8 @@ def test_a_bearer_token_is_sent_unsigned_as_before(world) -> None:  # type: igno
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"key_type": "public"}, "key_type: must be 'bearer' or 'symmetric'"),
+    ({"key_type": "public"}, "client_key: key_type='public' needs the client's SigningKey"),
+    ({"key_type": "secret"}, "key_type: must be 'bearer' or 'symmetric' or 'public'"),
     ({"key_type": "symmetric", "key_size": 100}, "key_size: must be a multiple of 8 from 128 to 512"),
     ({"key_type": "symmetric", "entropy": "none"}, "entropy: must be 'both' or 'client' or 'sts'"),
 ])

@@ -64,7 +64,7 @@ def test_hmac_sha1_is_refused_unless_allowed(world) -> None:  # type: ignore[no-
 def test_under_gunicorn(tmp_path: Path) -> None:
     keydir = tmp_path / "keys"
     keydir.mkdir()
-    for stem in ("sts", "rp"):
+    for stem in ("sts", "rp", "client"):
         generate_demo_key_pair(f"test {stem}", keydir, stem)
     sts_port, service_port = free_port(), free_port()
     service_url = f"http://127.0.0.1:{service_port}/soap"
@@ -91,6 +91,12 @@ def test_under_gunicorn(tmp_path: Path) -> None:
         assert "from the command" in command.stdout and "Caller>admin<" in command.stdout.replace("echo:", "")
         secret = re.search(r"BinarySecret[^>]*>([^<]*)<", command.stdout)
         assert secret is not None and len(secret.group(1)) < 40, secret  # masked, not the 44-character key
+        public = subprocess.run(
+            [sys.executable, "-m", "wstrust_wsgi", "client", "--sts", f"http://127.0.0.1:{sts_port}/sts",
+             "--service", service_url, "--password", "admin", "--key-type", "public",
+             "--client-key", str(keydir / "client.key"), "--client-cert", str(keydir / "client.crt")],
+            capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert public.returncode == 0 and "holder-of-key (your public key)" in public.stdout, public.stderr
         bearer = client.request_token(service_url)
         with pytest.raises(RemoteFault) as refused:
             call_service(service_url, bearer, echo_payload("x"), transport=UrllibTransport())
@@ -99,4 +105,4 @@ def test_under_gunicorn(tmp_path: Path) -> None:
         for server in servers:
             server.stop()
     log = servers[1].text()
-    assert log.count("holder-of-key proven") == 4 and "requires holder-of-key" in log, log
+    assert log.count("holder-of-key proven") == 5 and "requires holder-of-key" in log, log

@@ -34,9 +34,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from base64 import b64decode
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
 from . import _xml, ns, soap, wssecurity
@@ -57,6 +60,23 @@ MAX_AGE = timedelta(minutes=5)
 KEY_BYTES = range(16, 65)
 _ENCRYPTED_KEY = _xml.qname(ns.XENC, "EncryptedKey")
 _STR = _xml.qname(ns.WSSE, "SecurityTokenReference")
+_X509_DATA = _xml.qname(ns.DS, "X509Data")
+
+
+def _public_key(x509_data: etree._Element) -> rsa.RSAPublicKey:
+    """The RSA key of the one X509Certificate a holder-of-key KeyInfo names (PublicKey tokens)."""
+    certificates = x509_data.findall(_xml.qname(ns.DS, "X509Certificate"))
+    try:
+        if len(certificates) != 1:
+            raise ValueError(f"{len(certificates)} certificates")
+        key = x509.load_der_x509_certificate(b64decode("".join(_xml.text(certificates[0]).split()))).public_key()
+    except ValueError as exc:
+        raise InvalidSecurityToken(f"holder-of-key X509Data unusable: {exc}",
+                                   reason="The holder-of-key token's key cannot be read.") from None
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size < 2048:
+        raise InvalidSecurityToken("holder-of-key certificate key is not RSA of 2048 bits or more",
+                                   reason="The holder-of-key token's key cannot be read.")
+    return key
 _NO_PROOF = "A holder-of-key token needs a signature made with its proof key over the body and timestamp."
 
 
@@ -88,6 +108,7 @@ class ProofOfPossession:
         methods = [ns.ALG_HMAC_SHA256, ns.ALG_HMAC_SHA384, ns.ALG_HMAC_SHA512, ns.ALG_SHA256, ns.ALG_SHA384,
                    ns.ALG_SHA512] + ([ns.ALG_HMAC_SHA1, ns.ALG_SHA1] if allow_sha1 else [])
         self._algorithms = AlgorithmPolicy.of(methods)
+        self._rsa = AlgorithmPolicy.default(allow_sha1=allow_sha1)
         self._skew = clock_skew
         self._replay = replay
         self._max_body = max_body
@@ -106,20 +127,23 @@ class ProofOfPossession:
                                        reason="This service accepts bearer tokens only.")
         key = self._proof_key(verified)
         self._check_signature(verified, key, body, content_type, now)
-        return dataclasses.replace(verified, confirmation=HOLDER_OF_KEY, proof_key="symmetric")
+        kind = "public" if isinstance(key, rsa.RSAPublicKey) else "symmetric"
+        return dataclasses.replace(verified, confirmation=HOLDER_OF_KEY, proof_key=kind)
 
-    def _proof_key(self, verified: VerifiedAssertion) -> HmacKey:
+    def _proof_key(self, verified: VerifiedAssertion) -> HmacKey | rsa.RSAPublicKey:
         version = version_of(verified.element)
         assert version is not None
         _, key_infos = confirmations(verified.element, version)
         encrypted = [child for key_info in key_infos for child in key_info if isinstance(child.tag, str)]
+        if len({etree.tostring(child, method="c14n", exclusive=True) for child in encrypted}) > 1:
+            raise InvalidSecurityToken("holder-of-key confirmations name different keys",
+                                       reason="The holder-of-key token names more than one proof key.")
+        if encrypted and encrypted[0].tag == _X509_DATA:
+            return _public_key(encrypted[0])
         if not encrypted or any(child.tag != _ENCRYPTED_KEY for child in encrypted):
             raise InvalidSecurityToken("holder-of-key KeyInfo holds something other than an xenc:EncryptedKey "
                                        f"({sorted({etree.QName(c).localname for c in encrypted})})",
                                        reason="The holder-of-key token's proof key is not an encrypted key.")
-        if len({etree.tostring(child, method="c14n", exclusive=True) for child in encrypted}) != 1:
-            raise InvalidSecurityToken("holder-of-key confirmations name different keys",
-                                       reason="The holder-of-key token names more than one proof key.")
         if self._decrypter is None:
             raise InvalidSecurityToken("holder-of-key token, and no decryption_keys to read its proof key with",
                                        reason="This service cannot read holder-of-key proof keys.")
@@ -129,8 +153,8 @@ class ProofOfPossession:
         except ValueError as exc:
             raise InvalidSecurityToken(f"proof key refused: {exc}") from None
 
-    def _check_signature(self, verified: VerifiedAssertion, key: HmacKey, body: bytes, content_type: str | None,
-                         now: datetime) -> None:
+    def _check_signature(self, verified: VerifiedAssertion, key: HmacKey | rsa.RSAPublicKey, body: bytes,
+                         content_type: str | None, now: datetime) -> None:
         envelope = soap.parse_envelope(body, content_type=content_type, max_bytes=self._max_body)
         security = wssecurity.security_header(envelope.header_blocks(), envelope.version.namespace)
         assert security is not None  # the token was found in it
@@ -148,8 +172,8 @@ class ProofOfPossession:
             raise MessageExpired(f"wsu:Timestamp Created {stamp.created.isoformat()} is older than {MAX_AGE}")
         cover = [envelope.body, timestamps[0]] + [h for h in envelope.header_blocks()
                                                   if h.tag in ADDRESSING]
-        proof = wssecurity.verify_message(signatures[0], key=key, algorithms=self._algorithms, must_cover=cover,
-                                          now=now)
+        algorithms = self._rsa if isinstance(key, rsa.RSAPublicKey) else self._algorithms
+        proof = wssecurity.verify_message(signatures[0], key=key, algorithms=algorithms, must_cover=cover, now=now)
         if self._replay is not None:
             entry = "proof:" + hashlib.sha256(proof.signature_value).hexdigest()
             try:

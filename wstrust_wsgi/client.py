@@ -10,7 +10,9 @@ Transport is a parameter: :class:`UrllibTransport` speaks real HTTP,
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
+import uuid
 import ipaddress
 import os
 import ssl
@@ -24,6 +26,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from xml.parsers import expat
 
+from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from webob import Request
 
@@ -31,8 +34,10 @@ from . import _arguments, _xml, ns, soap, wssecurity, wstrust
 from ._time import Clock, parse_datetime, utcnow
 from .errors import ConfigurationError, MalformedMessage, RemoteFault, SecurityWarning, TransportError, WsTrustError
 from .saml import SAML2, SAML11, version_for_token_type, version_of
-from .wstrust.proof import DEFAULT_KEY_SIZE, EntropyMode, KeyKind, key_type_uri, proof_key_of, request_elements
-from .xmldsig import HmacKey
+from .wstrust.proof import (DEFAULT_KEY_SIZE, EntropyMode, KeyKind, key_type_uri, proof_key_of, request_elements,
+                            use_key_element)
+from .keys import SigningKey
+from .xmldsig import HmacKey, certificate_base64
 
 #: ``(url, body, headers) -> (status, content_type, body)``.
 Transport = Callable[[str, bytes, dict[str, str]], tuple[int, str, bytes]]
@@ -40,7 +45,7 @@ Transport = Callable[[str, bytes, dict[str, str]], tuple[int, str, bytes]]
 _SOAP_VERSIONS = {"1.1": soap.SOAP11, "1.2": soap.SOAP12}
 _DIALECTS = {"1.3": wstrust.WSTRUST13, "2005": wstrust.WSTRUST2005}
 _TOKEN_TYPES = {"2.0": SAML2.token_type, "1.1": SAML11.token_type}
-_KEY_TYPES: dict[str, KeyKind] = {"bearer": "bearer", "symmetric": "symmetric"}
+_KEY_TYPES: dict[str, KeyKind] = {"bearer": "bearer", "symmetric": "symmetric", "public": "public"}
 _ENTROPY: dict[str, EntropyMode] = {"both": "both", "client": "client", "sts": "sts"}
 #: Signature methods of a symmetric proof (HMAC-SHA1 for WCF and AD FS peers that use it).
 _PROOF_METHODS = {"hmac-sha256": ns.ALG_HMAC_SHA256, "hmac-sha1": ns.ALG_HMAC_SHA1, "hmac-sha384": ns.ALG_HMAC_SHA384,
@@ -113,8 +118,10 @@ class IssuedToken:
     applies_to: str | None
     #: The holder-of-key proof key (computed or received); None for a bearer token. Never shown.
     proof_key: bytes | None = field(default=None, repr=False)
-    #: ``"bearer"`` or ``"symmetric"``: what was asked for, and what :func:`call_service` proves.
+    #: ``"bearer"``, ``"symmetric"`` or ``"public"``: what was asked for, and what :func:`call_service` proves.
     key_type: str = "bearer"
+    #: PublicKey: the client's own private key, which the token names and the calls are signed with.
+    private_key: rsa.RSAPrivateKey | None = field(default=None, repr=False)
 
 
 def _element_span(data: bytes, parent_tag: tuple[str, str]) -> tuple[int, int] | None:
@@ -300,12 +307,13 @@ class StsClient:
                           "clear (use https, or digest=True)", SecurityWarning, stacklevel=2)
 
     def build_request(self, applies_to: str, *, token_type: str | None = None, key_type: str = "bearer",
-                      key_size: int = DEFAULT_KEY_SIZE, entropy: str = "both") -> bytes:
+                      key_size: int = DEFAULT_KEY_SIZE, entropy: str = "both",
+                      client_key: SigningKey | None = None) -> bytes:
         """The RST envelope, for inspection or for sending by other means."""
-        return self._build(applies_to, token_type, key_type, key_size, entropy)[0]
+        return self._build(applies_to, token_type, key_type, key_size, entropy, client_key)[0]
 
     def _build(self, applies_to: str, token_type: str | None, key_type: str, key_size: int,
-               entropy: str) -> tuple[bytes, bytes | None]:
+               entropy: str, client_key: SigningKey | None = None) -> tuple[bytes, bytes | None]:
         """The RST envelope and the client entropy it carries (None when it carries none)."""
         kind: KeyKind = _choice(_KEY_TYPES, key_type, "key_type")
         mode: EntropyMode = _choice(_ENTROPY, entropy, "entropy")
@@ -331,21 +339,47 @@ class StsClient:
         etree.SubElement(reference, _xml.qname(ns.WSA10, "Address")).text = applies_to
         etree.SubElement(rst, _xml.qname(t, "KeyType")).text = key_type_uri(self.dialect, kind)
         nonce = request_elements(rst, self.dialect, key_size=key_size, entropy=mode) if kind == "symmetric" else None
+        if kind == "public":
+            return self._signed_with_use_key(rst, security, client_key, now), None
         return soap.envelope(self.soap, rst, [security]), nonce
 
+    def _signed_with_use_key(self, rst: etree._Element, security: etree._Element, client_key: SigningKey | None,
+                             now: datetime) -> bytes:
+        """A PublicKey RST: UseKey names ``client_key``'s certificate, and a signature with it over the Body
+        (holding the UseKey) and a Timestamp proves possession (UseKey/@Sig names that signature)."""
+        if not isinstance(client_key, SigningKey):
+            raise ConfigurationError(f"client_key: key_type='public' needs the client's SigningKey "
+                                     f"(SigningKey.from_files(key, cert)), not {_arguments.given(client_key)}")
+        signature_id = f"SIG-{uuid.uuid4().hex}"
+        use_key_element(rst, self.dialect, certificate_base64(client_key.certificate), signature_id)
+        if security.find(_xml.qname(ns.WSU, "Timestamp")) is None:
+            security.insert(0, wssecurity.build_timestamp(now))
+        envelope = _envelope_tree(self.soap, security, rst)
+        wssecurity.sign_message(envelope, security, client_key.private_key, method="rsa-sha256",
+                                certificate=client_key.certificate, signature_id=signature_id)
+        return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+
     def request_token(self, applies_to: str, *, token_type: str | None = None, key_type: str = "bearer",
-                      key_size: int = DEFAULT_KEY_SIZE, entropy: str = "both") -> IssuedToken:
+                      key_size: int = DEFAULT_KEY_SIZE, entropy: str = "both",
+                      client_key: SigningKey | None = None) -> IssuedToken:
         """Ask for a token for ``applies_to``; ``token_type`` is ``"2.0"``, ``"1.1"`` or a URI.
 
         ``key_type="symmetric"`` asks for a holder-of-key token whose proof key
         (``key_size`` bits) the returned token holds: made from both sides'
         entropy by P_SHA1 (``entropy="both"``, the default), the client's own
         (``"client"``) or the STS's (``"sts"``, sent back in clear: TLS only).
+        ``key_type="public"`` binds the token to ``client_key`` (a
+        :class:`~wstrust_wsgi.SigningKey`: the client's RSA key and certificate),
+        whose possession the request proves by a signature; calls are then
+        signed with that key (RSA-SHA256).
         """
-        body, nonce = self._build(applies_to, token_type, key_type, key_size, entropy)
+        body, nonce = self._build(applies_to, token_type, key_type, key_size, entropy, client_key)
         status, answer = _post(self.transport, self.url, self.soap, self.dialect.issue_action, body)
         try:
-            return parse_response(answer, status=status, key_type=key_type, client_entropy=nonce, key_size=key_size)
+            token = parse_response(answer, status=status, key_type=key_type, client_entropy=nonce, key_size=key_size)
+            if key_type == "public" and client_key is not None:
+                return dataclasses.replace(token, private_key=client_key.private_key)
+            return token
         except TransportError as exc:
             raise TransportError(f"{self.url}: {exc}", url=self.url) from None
 
@@ -400,8 +434,9 @@ def service_request(
     if token is None:
         return soap.envelope(version, body_el), _headers(version, action)
     assertion = token.assertion if isinstance(token, IssuedToken) else token
-    if isinstance(token, IssuedToken) and token.proof_key is not None:
-        method = _choice(_PROOF_METHODS, signature_algorithm, "signature_algorithm")
+    if isinstance(token, IssuedToken) and (token.proof_key is not None or token.private_key is not None):
+        method = (ns.ALG_RSA_SHA256 if token.private_key is not None
+                  else _choice(_PROOF_METHODS, signature_algorithm, "signature_algorithm"))
         return _proven(version, body_el, token, method, clock()), _headers(version, action)
     security = wssecurity.security_element(version.namespace)
     security.append(etree.Comment(wstrust.TOKEN_MARKER[4:-3].decode()))
@@ -413,18 +448,25 @@ def _proven(version: soap.SoapVersion, body: etree._Element, token: IssuedToken,
             now: datetime) -> bytes:
     """The envelope of :func:`service_request` for a holder-of-key token: signed with its proof key."""
     saml_version = version_for_token_type(token.token_type)
-    if saml_version is None or token.proof_key is None:
+    if saml_version is None:
         raise ConfigurationError(f"token: a proof key is used with SAML 2.0 or 1.1 tokens, not {token.token_type!r}")
-    envelope = etree.Element(_xml.qname(version.namespace, "Envelope"), nsmap={"s": version.namespace, "wsu": ns.WSU})
     security = wssecurity.security_element(version.namespace, wssecurity.build_timestamp(now))
     security.append(etree.Comment(wstrust.TOKEN_MARKER[4:-3].decode()))
-    etree.SubElement(envelope, _xml.qname(version.namespace, "Header")).append(security)
-    etree.SubElement(envelope, _xml.qname(version.namespace, "Body")).append(body)
-    wssecurity.sign_message(envelope, security, HmacKey(token.proof_key), method=method,
+    envelope = _envelope_tree(version, security, body)
+    key = token.private_key if token.private_key is not None else HmacKey(token.proof_key)  # type: ignore[arg-type]
+    wssecurity.sign_message(envelope, security, key, method=method,
                             token_type=saml_version.profile_token_type,
                             value_type=saml_version.key_identifier_value_type, token_id=token.assertion_id)
     serialized = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
     return serialized.replace(wstrust.TOKEN_MARKER, token.assertion, 1)
+
+
+def _envelope_tree(version: soap.SoapVersion, security: etree._Element, body: etree._Element) -> etree._Element:
+    """An envelope with ``security`` as its one header and ``body`` in its Body, declaring wsu for the Ids."""
+    envelope = etree.Element(_xml.qname(version.namespace, "Envelope"), nsmap={"s": version.namespace, "wsu": ns.WSU})
+    etree.SubElement(envelope, _xml.qname(version.namespace, "Header")).append(security)
+    etree.SubElement(envelope, _xml.qname(version.namespace, "Body")).append(body)
+    return envelope
 
 
 def call_service(

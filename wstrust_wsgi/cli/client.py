@@ -22,6 +22,7 @@ from lxml import etree
 from .. import _xml, exchange, ns
 from ..client import StsClient, UrllibTransport, call_service
 from ..errors import ConfigurationError, MalformedMessage, RemoteFault, TransportError
+from ..keys import SigningKey
 from ..model import TOKEN_TYPES
 from .demo import DEMO_SERVICE, DEMO_STS, echo_payload
 
@@ -68,6 +69,11 @@ def _client(args: argparse.Namespace) -> int:
     if password is None:
         password = getpass.getpass(f"Password for {args.username}: ")
     applies_to = args.applies_to or args.service
+    client_key = None
+    if args.key_type == "public":
+        if not (args.client_key and args.client_cert):
+            raise ConfigurationError("--key-type public: give --client-key and --client-cert (the key the token binds)")
+        client_key = SigningKey.from_files(args.client_key, args.client_cert)
     transport = exchange.transport_from_args(args, transport, secrets=[password])
     client = StsClient(
         args.sts, username=args.username, password=password, digest=args.digest,
@@ -75,7 +81,7 @@ def _client(args: argparse.Namespace) -> int:
     )
     try:
         token = client.request_token(applies_to, token_type=args.token_type, key_type=args.key_type,
-                                     entropy=args.entropy)
+                                     entropy=args.entropy, client_key=client_key)
     except RemoteFault as fault:
         hint = (f"; {args.sts} answers like a service protected by SAML tokens, not like an STS: "
                 "give --sts the STS endpoint (--service is the protected service)") if _not_an_sts(fault) else ""
@@ -85,7 +91,8 @@ def _client(args: argparse.Namespace) -> int:
     except TransportError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    held = f", holder-of-key ({len(token.proof_key) * 8}-bit proof key held, not shown)" if token.proof_key else ""
+    held = (f", holder-of-key ({len(token.proof_key) * 8}-bit proof key held, not shown)" if token.proof_key
+            else ", holder-of-key (your public key)" if token.key_type == "public" else "")
     print(f"Issued token ({token.token_type}), id {token.assertion_id}, valid until "
           f"{token.expires.isoformat() if token.expires else 'unknown'}{held}:")
     print(exchange.token_text_from_args(args, token.assertion))
@@ -118,8 +125,10 @@ def add_client_command(commands: Any) -> None:
     client.add_argument("--soap", choices=["1.1", "1.2"], default="1.2")
     client.add_argument("--trust", choices=["1.3", "2005"], default="1.3")
     client.add_argument("--token-type", choices=TOKEN_TYPES, help="SAML version (default: the STS decides)")
-    client.add_argument("--key-type", choices=["bearer", "symmetric"], default="bearer",
-                        help="bearer, or symmetric: a holder-of-key token whose proof key signs the service call")
+    client.add_argument("--key-type", choices=["bearer", "symmetric", "public"], default="bearer",
+                        help="bearer; symmetric or public: a holder-of-key token whose key signs the service call")
+    client.add_argument("--client-key", help="--key-type public: the client's PEM private key")
+    client.add_argument("--client-cert", help="--key-type public: the client's PEM certificate")
     client.add_argument("--entropy", choices=["both", "client", "sts"], default="both",
                         help="who makes a symmetric proof key (default both, by P_SHA1; sts: over TLS only)")
     client.add_argument("--signature-algorithm", choices=["hmac-sha256", "hmac-sha1"], default="hmac-sha256",

@@ -25,7 +25,6 @@ from .proof import issue_proof
 log = logging.getLogger("wstrust_wsgi.sts")
 
 _SAML_BY_NAME = {SAML2.name: SAML2, SAML11.name: SAML11}
-_SOURCES = {"both": "both entropies (P_SHA1)", "client": "the client's entropy", "sts": "the STS's entropy"}
 
 
 class IssueBinding:
@@ -48,7 +47,7 @@ class IssueBinding:
         request = wstrust.parse_request(call.rst)
         party = self._relying_party(request)
         version = self._saml_version(request, party)
-        proof = issue_proof(call.rst, party, protected=call.protected)
+        proof = issue_proof(call, party)
         lifetime = party.lifetime or settings.default_lifetime
         if request.lifetime_expires is not None and now < request.lifetime_expires < now + lifetime:
             lifetime = request.lifetime_expires - now
@@ -74,13 +73,13 @@ class IssueBinding:
             expires=content.not_on_or_after,
             relates_to=call.relates_to,
         )
-        if proof is not None:
+        if proof is not None and proof.key is not None:
             answer = with_proof(answer, request.dialect, proof.key)
         log.info(
             "issued: SAML %s token %s to %r for %s (WS-Trust %s, SOAP %s, valid until %s%s) (%s)",
             version.name, content.assertion_id, principal.name, party.address,
             request.dialect.name, call.envelope.version.name, content.not_on_or_after.isoformat(),
-            f", holder-of-key, symmetric key from {_SOURCES[proof.key.mode]}" if proof else "", call.request,
+            f", holder-of-key of {proof.described}" if proof else "", call.request,
             extra=call.request.extra,
         )
         return answer

@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
 from .. import _xml, ns, xmldsig
@@ -54,14 +56,16 @@ def _id_of(element: etree._Element, prefix: str) -> str:
     return element.get(WSU_ID, "")
 
 
-def sign_message(envelope: etree._Element, security: etree._Element, key: xmldsig.HmacKey, *, method: str,
-                 token_type: str, value_type: str, token_id: str) -> etree._Element:
+def sign_message(envelope: etree._Element, security: etree._Element, key: xmldsig.HmacKey | rsa.RSAPrivateKey, *,
+                 method: str, token_type: str = "", value_type: str = "", token_id: str = "",
+                 certificate: x509.Certificate | None = None, signature_id: str | None = None) -> etree._Element:
     """Sign the Body, the Timestamp of ``security`` and the addressing headers; append the Signature.
 
-    ``envelope`` declares ``wsu`` (so the Ids carry that prefix); the
+    ``envelope`` declares ``wsu`` (so the Ids carry that prefix). The
     Signature's KeyInfo references the token by KeyIdentifier (``value_type``
     ``#SAMLID`` or ``#SAMLAssertionID``, ``token_type`` the profile's
-    ``wsse11:TokenType``).
+    ``wsse11:TokenType``), or, with ``certificate`` (an RSA key proving
+    possession of itself, as a PublicKey RST does), holds that certificate.
     """
     soap_ns = _xml.namespace(envelope)
     body = _xml.child(envelope, soap_ns, "Body")
@@ -72,10 +76,11 @@ def sign_message(envelope: etree._Element, security: etree._Element, key: xmldsi
     targets = [(_id_of(body, "Body"), body), (_id_of(timestamp, "TS"), timestamp)]
     targets += [(_id_of(block, "WSA"), block) for block in (header if header is not None else [])
                 if block.tag in ADDRESSING]
-    signature = xmldsig.Signer(key, method).detached(targets)
-    signature.set("Id", f"SIG-{uuid.uuid4().hex}")
-    key_identifier_reference(etree.SubElement(signature, _KEY_INFO), token_type=token_type, value_type=value_type,
-                             identifier=token_id)
+    signature = xmldsig.Signer(key, method, certificate=certificate).detached(targets)
+    signature.set("Id", signature_id or f"SIG-{uuid.uuid4().hex}")
+    if certificate is None:
+        key_identifier_reference(etree.SubElement(signature, _KEY_INFO), token_type=token_type,
+                                 value_type=value_type, identifier=token_id)
     security.append(signature)
     return signature
 
@@ -88,8 +93,9 @@ class MessageProof:
     signature_value: bytes
 
 
-def verify_message(signature: etree._Element, *, key: xmldsig.HmacKey, algorithms: xmldsig.AlgorithmPolicy,
-                   must_cover: Sequence[etree._Element], now: datetime) -> MessageProof:
+def verify_message(signature: etree._Element, *, key: xmldsig.HmacKey | rsa.RSAPublicKey,
+                   algorithms: xmldsig.AlgorithmPolicy, must_cover: Sequence[etree._Element],
+                   now: datetime) -> MessageProof:
     """Verify a proof signature with ``key`` and check that it covers each element of ``must_cover``.
 
     Raises FailedCheck (bad value, a Reference that does not resolve to one
@@ -97,7 +103,7 @@ def verify_message(signature: etree._Element, *, key: xmldsig.HmacKey, algorithm
     allowed, ``HMACOutputLength``).
     """
     verified = xmldsig.verify_detached(signature, id_attributes=[WSU_ID], algorithms=algorithms,
-                                       keys=xmldsig.shared_secrets([key]), now=now)
+                                       keys=lambda _: (xmldsig.Candidate(key),), now=now)
     for element in must_cover:
         if not any(signed is element for signed in verified.signed):
             raise FailedCheck(f"the proof signature does not cover the message's {etree.QName(element).localname}",

@@ -32,7 +32,7 @@ from typing import Literal
 
 from lxml import etree
 
-from .. import _xml
+from .. import _xml, ns
 from ..errors import InvalidRequest
 from .dialects import Dialect, dialect_of
 
@@ -103,6 +103,8 @@ class ProofRequest:
     client_entropy: bytes | None = field(repr=False)
     #: Whether the request names ComputedKeyAlgorithm P_SHA1 (combine both entropies).
     computed: bool
+    #: PublicKey: the ``wst:UseKey`` element naming the requester's key (its ``Sig`` names the proof).
+    use_key: etree._Element | None = field(default=None, repr=False)
 
 
 def parse_proof_request(rst: etree._Element) -> ProofRequest:
@@ -130,7 +132,10 @@ def parse_proof_request(rst: etree._Element) -> ProofRequest:
     if kind == "symmetric" and entropy is not None and len(entropy) * 8 < key_size:
         raise InvalidRequest(f"client entropy of {len(entropy) * 8} bits for a {key_size}-bit key",
                              reason=f"The client entropy is shorter than the {key_size}-bit key.")
-    return ProofRequest(kind, key_size, entropy, algorithm is not None)
+    use_key = _xml.child(rst, t, "UseKey")
+    if kind == "public" and use_key is None:
+        raise InvalidRequest("PublicKey without wst:UseKey", reason="A PublicKey request must name its key in wst:UseKey.")
+    return ProofRequest(kind, key_size, entropy, algorithm is not None, use_key)
 
 
 @dataclass(frozen=True)
@@ -239,3 +244,12 @@ def proof_key_of(rstr: etree._Element, client_entropy: bytes | None, key_size: i
     if client_entropy is None:
         raise ValueError("no RequestedProofToken and no entropy of ours to use as the key")
     return client_entropy[:size]
+
+
+def use_key_element(rst: etree._Element, dialect: Dialect, certificate_b64: str, signature_id: str) -> None:
+    """Add ``wst:UseKey Sig="#signature_id"`` holding ``ds:KeyInfo/ds:X509Data/ds:X509Certificate`` to ``rst``."""
+    use_key = _sub(rst, dialect.namespace, "UseKey")
+    use_key.set("Sig", "#" + signature_id)
+    key_info = etree.SubElement(use_key, _xml.qname(ns.DS, "KeyInfo"), nsmap={"ds": ns.DS})
+    x509_data = etree.SubElement(key_info, _xml.qname(ns.DS, "X509Data"))
+    etree.SubElement(x509_data, _xml.qname(ns.DS, "X509Certificate")).text = certificate_b64
