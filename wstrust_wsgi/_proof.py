@@ -99,7 +99,7 @@ class ProofOfPossession:
     """Applies the confirmation policy and checks holder-of-key proofs; built once by the middleware."""
 
     def __init__(self, *, confirmation: str, keys: Sequence[KeyPair], allow_sha1: bool, clock_skew: timedelta,
-                 replay: ReplayCache | None, max_body: int) -> None:
+                 replay: ReplayCache | None, max_body: int, remember: int = 10_000) -> None:
         if confirmation not in POLICIES:
             raise ConfigurationError(f"confirmation: must be one of {', '.join(map(repr, POLICIES))}, "
                                      f"not {confirmation!r}")
@@ -109,6 +109,10 @@ class ProofOfPossession:
                    ns.ALG_SHA512] + ([ns.ALG_HMAC_SHA1, ns.ALG_SHA1] if allow_sha1 else [])
         self._algorithms = AlgorithmPolicy.of(methods)
         self._rsa = AlgorithmPolicy.default(allow_sha1=allow_sha1)
+        #: Proof keys already unwrapped, by their signed EncryptedKey's canonical bytes (the same
+        #: ciphertext always unwraps to the same key, so a reused token costs no RSA decryption).
+        self._unwrapped: dict[bytes, bytes] = {}
+        self._remember = remember  # the middleware's verified_cache_size: 0 remembers nothing
         self._skew = clock_skew
         self._replay = replay
         self._max_body = max_body
@@ -147,7 +151,14 @@ class ProofOfPossession:
         if self._decrypter is None:
             raise InvalidSecurityToken("holder-of-key token, and no decryption_keys to read its proof key with",
                                        reason="This service cannot read holder-of-key proof keys.")
-        secret = self._decrypter.unwrap(encrypted[0], sizes=KEY_BYTES)
+        wrapped = etree.tostring(encrypted[0], method="c14n", exclusive=True)
+        secret = self._unwrapped.get(wrapped)
+        if secret is None:  # an RSA private-key operation: once per token, not per request
+            secret = self._decrypter.unwrap(encrypted[0], sizes=KEY_BYTES)
+            if len(self._unwrapped) >= self._remember:
+                self._unwrapped.clear()
+            if self._remember:
+                self._unwrapped[wrapped] = secret
         try:
             return HmacKey(secret)
         except ValueError as exc:

@@ -190,7 +190,7 @@ class RelyingPartyMiddleware:
         self._check_address = check_address
         self._proofs = ProofOfPossession(confirmation=confirmation, keys=encrypted.keys if encrypted else (),
                                          allow_sha1=allow_sha1, clock_skew=skew, replay=self._replay,
-                                         max_body=self._max_body)
+                                         max_body=self._max_body, remember=verified_cache_size)
         #: Off only in tests, to compare with the path that parses the token with its envelope.
         self._cutting = True
         if health_path is not None and not (isinstance(health_path, str) and health_path.startswith("/")):
