@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -25,6 +26,7 @@ from ..client import IssuedToken
 from ..errors import ConfigurationError
 from ..keys import SigningKey
 from ..saml import SAML2, SAML11, AssertionContent, AssertionSigner, SamlVersion, build_saml2, build_saml11
+from ..xmlenc import encrypt_key
 
 #: Issuer and audience of the kit's tokens unless a test names its own (``.test`` is a reserved name).
 DEFAULT_ISSUER = "https://sts.test/services/sts"
@@ -143,6 +145,7 @@ class TokenFactory:
         algorithm: str = "rsa-sha256",
         confirmation: str = "bearer",
         encrypt_for: x509.Certificate | None = None,
+        proof_key_for: x509.Certificate | None = None,
     ) -> IssuedToken:
         """A signed token, valid from ``not_before`` (default: ``issued_at``, default: now) for ``lifetime``.
 
@@ -150,12 +153,17 @@ class TokenFactory:
         which :attr:`VerifiedAssertion.roles <wstrust_wsgi.VerifiedAssertion.roles>`
         reads; ``attributes`` maps claim URIs to one value or several.
         ``algorithm`` is the signature setting (``rsa-sha256``, ``rsa-sha384``,
-        ``rsa-sha512``, ``rsa-sha1``).
+        ``rsa-sha512``, ``rsa-sha1``). ``confirmation="holder-of-key"`` with
+        ``proof_key_for`` (the service's certificate, whose key is in its
+        ``decryption_keys``) mints a symmetric holder-of-key token: a fresh
+        256-bit proof key in the confirmation, encrypted for that certificate,
+        and held by the returned token, so that :func:`soap_request` signs the
+        request with it as :class:`~wstrust_wsgi.StsClient` would.
         """
         return self._mint(self._signer, subject, roles=roles, attributes=attributes, audience=audience,
                           issuer=issuer, version=version, lifetime=lifetime, issued_at=issued_at,
                           not_before=not_before, assertion_id=assertion_id, algorithm=algorithm,
-                          confirmation=confirmation, encrypt_for=encrypt_for)
+                          confirmation=confirmation, encrypt_for=encrypt_for, proof_key_for=proof_key_for)
 
     def content(
         self,
@@ -243,21 +251,28 @@ class TokenFactory:
 
     def _mint(self, signer: AssertionSigner, subject: str | None, *, version: str | None = None,
               algorithm: str = "rsa-sha256", confirmation: str = "bearer",
-              encrypt_for: x509.Certificate | None = None, **content_options: Any) -> IssuedToken:
+              encrypt_for: x509.Certificate | None = None, proof_key_for: x509.Certificate | None = None,
+              **content_options: Any) -> IssuedToken:
         content = self.content(subject, **content_options)
-        # EXTENSION POINT (holder-of-key): once the package issues holder-of-key tokens, a
-        # "holder-of-key" confirmation makes a proof key here and the token carries it, so that
-        # soap_request can sign the message with it. Until then only bearer exists.
-        if confirmation != "bearer":
-            raise ConfigurationError(f"confirmation: only 'bearer' tokens can be minted so far, not {confirmation!r} "
-                                     "(holder-of-key arrives with proof keys)")
+        proof_key = None
+        if confirmation == "holder-of-key":
+            if proof_key_for is None:
+                raise ConfigurationError("confirmation: 'holder-of-key' needs proof_key_for=<the service's "
+                                         "certificate>, which the proof key is encrypted for")
+            proof_key = os.urandom(32)
+            key_info = etree.Element(_xml.qname(ns.DS, "KeyInfo"), nsmap={"ds": ns.DS})
+            key_info.append(encrypt_key(proof_key, proof_key_for))
+            content = dataclasses.replace(content, proof_key_info=key_info)
+        elif confirmation != "bearer":
+            raise ConfigurationError(f"confirmation: 'bearer' or 'holder-of-key', not {confirmation!r}")
         # EXTENSION POINT (encryption): once XML Encryption lands, the signed assertion is
         # encrypted here for ``encrypt_for`` (the relying party's certificate).
         if encrypt_for is not None:
             raise ConfigurationError("encrypt_for: encrypted tokens cannot be minted yet (XML Encryption is not "
                                      "implemented)")
         saml_version = _version(version or self.version)
-        return _issued(signer.sign(saml_version, content, algorithm=algorithm), saml_version, content)
+        issued = _issued(signer.sign(saml_version, content, algorithm=algorithm), saml_version, content)
+        return issued if proof_key is None else dataclasses.replace(issued, proof_key=proof_key, key_type="symmetric")
 
 
 def _issued(assertion: bytes, version: SamlVersion, content: AssertionContent) -> IssuedToken:
