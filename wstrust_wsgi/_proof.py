@@ -168,7 +168,8 @@ class ProofOfPossession:
                          content_type: str | None, now: datetime) -> None:
         envelope = soap.parse_envelope(body, content_type=content_type, max_bytes=self._max_body)
         security = wssecurity.security_header(envelope.header_blocks(), envelope.version.namespace)
-        assert security is not None  # the token was found in it
+        if security is None:  # the token was found in it, so only a message changed under us gets here
+            raise InvalidSecurity("no wsse:Security header on the second parse", reason=_NO_PROOF)
         signatures = [s for s in security.iterchildren(SIGNATURE)
                       if _references(s, verified.assertion_id, verified.version)]
         if len(signatures) != 1:

@@ -133,6 +133,9 @@ def _public(call: TrustCall, request: ProofRequest) -> IssuedProof:
                              f"(UseKey Sig {named!r}) and {'a' if stamp is not None else 'no'} Timestamp",
                              reason=_REFUSED_PROOF)
     try:
+        timestamp = wssecurity.read_timestamp(security)  # type: ignore[arg-type]
+        assert timestamp is not None
+        wssecurity.check_timestamp(timestamp, now=call.now, skew=call.settings.clock_skew)
         wssecurity.verify_message(signatures[0], key=certificate.public_key(),  # type: ignore[arg-type]
                                   algorithms=AlgorithmPolicy.default(), must_cover=[envelope.body, stamp],
                                   now=call.now)
