@@ -38,7 +38,10 @@ class RelyingParty:
     request names none. ``lifetime``: None means the STS default
     (:attr:`StsSettings.default_lifetime`). ``claims`` limits which user claims
     are released (None: all of them); roles are always released.
-    ``certificate_pem`` is kept for token encryption (not used yet).
+    ``certificate_pem`` is the party's certificate: a symmetric holder-of-key
+    proof key is encrypted for it. ``key_types`` limits which WS-Trust key types
+    the party's tokens may have (:data:`KEY_TYPES`; None: every one the STS
+    issues), so that a party can require holder-of-key (``{"symmetric"}``).
     """
 
     address: str
@@ -46,6 +49,7 @@ class RelyingParty:
     lifetime: timedelta | None = None
     claims: frozenset[str] | None = None
     certificate_pem: bytes | None = None
+    key_types: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,21 @@ class StsSettings:
 
 
 # ---------------------------------------------------------------------------- rules
+
+#: Key types a relying party's tokens may have (WS-Trust 1.3 section 4.4: Bearer, SymmetricKey, PublicKey).
+KEY_TYPES = ("bearer", "symmetric", "public")
+
+
+def check_key_types(values: object, what: str) -> frozenset[str]:
+    """A non-empty set of :data:`KEY_TYPES` names (a string is one name, not its letters)."""
+    given = [values] if isinstance(values, str) else values
+    if not isinstance(given, (list, tuple, set, frozenset)) or not given:
+        raise BadValue(f"{what}: give one or more of {', '.join(KEY_TYPES)}, not {values!r}")
+    wrong = [value for value in given if value not in KEY_TYPES]
+    if wrong:
+        raise BadValue(f"{what}: {wrong[0]!r} is not one of {', '.join(KEY_TYPES)}")
+    return frozenset(given)
+
 
 #: SAML versions a relying party can be given, by the names the registry, the CLI and the
 #: deployment file use (``wstrust_wsgi.saml`` names its versions the same; a test pins it).

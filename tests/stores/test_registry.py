@@ -143,7 +143,8 @@ def test_init_schema_needs_an_issuer_first_then_creates_admin_and_default_settin
         assert registry.get_settings().issuer == ISSUER
         registry.init_schema(issuer="urn:example:sts")
         assert registry.get_settings().issuer == "urn:example:sts"
-    assert [row[0] for row in raw(url, "SELECT version FROM schema_version")] == [1, 2]
+    assert [row[0] for row in raw(url, "SELECT version FROM schema_version")] == [
+        migration.version for migration in schema.MIGRATIONS]
 
 
 @pytest.mark.parametrize("bad", [
@@ -649,10 +650,12 @@ def test_an_older_schema_is_upgraded_once_on_open_even_by_racing_workers(
     with Registry.open(url) as registry:
         registry.init_schema(issuer=ISSUER)
         registry.add_user("bob", "pw", roles=["admin"])
-    assert [row[0] for row in raw(url, "SELECT version FROM schema_version")] == [1, 2]
+    shipped = [migration.version for migration in schema.MIGRATIONS]  # 1, 2, then each branch's own
+    assert [row[0] for row in raw(url, "SELECT version FROM schema_version")] == shipped
+    nxt = shipped[-1] + 1
 
-    # This code now ships version 3; eight workers open the version-2 database at once.
-    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + (schema.Migration(3, "user notes", _v2),))
+    # This code now ships one more version; eight workers open the older database at once.
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + (schema.Migration(nxt, "user notes", _v2),))
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
 
@@ -670,14 +673,15 @@ def test_an_older_schema_is_upgraded_once_on_open_even_by_racing_workers(
     for thread in threads:
         thread.join(timeout=60)
     assert not errors, errors
-    assert sorted(row[0] for row in raw(url, "SELECT version FROM schema_version")) == [1, 2, 3]
+    assert sorted(row[0] for row in raw(url, "SELECT version FROM schema_version")) == [*shipped, nxt]
     assert raw(url, "SELECT name, note FROM users") == [("bob", "migrated")]
 
-    # A failing migration leaves version 3 exactly as it was.
-    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + (schema.Migration(4, "doomed", _v3_fails_half_way),))
+    # A failing migration leaves the last version exactly as it was.
+    monkeypatch.setattr(schema, "MIGRATIONS",
+                        schema.MIGRATIONS + (schema.Migration(nxt + 1, "doomed", _v3_fails_half_way),))
     with pytest.raises(RuntimeError, match="half-way"):
         Registry.open(url)
-    assert sorted(row[0] for row in raw(url, "SELECT version FROM schema_version")) == [1, 2, 3]
+    assert sorted(row[0] for row in raw(url, "SELECT version FROM schema_version")) == [*shipped, nxt]
     assert "doomed" not in columns(url, "users") and "note" in columns(url, "users")
 
 

@@ -192,3 +192,37 @@ def test_bearer_requests_are_unchanged(sts, make_client) -> None:  # type: ignor
     assert rstr.find(f"{{{ns.WST13}}}RequestedProofToken") is None and rstr.find(f"{{{ns.WST13}}}KeySize") is None
     [confirmation] = assertion.iter(f"{{{ns.SAML2}}}SubjectConfirmation")
     assert confirmation.get("Method") == ns.SAML2_BEARER
+
+
+@pytest.mark.parametrize(("allowed", "asked", "admitted"), [
+    (frozenset({"symmetric"}), "symmetric", True),
+    (frozenset({"symmetric"}), "bearer", False),
+    (frozenset({"bearer"}), "symmetric", False),
+    (None, "bearer", True),
+])
+def test_a_relying_party_limits_the_key_types_of_its_tokens(sts_keys, rp_keys, users, clock, make_client,
+                                                             allowed, asked, admitted) -> None:  # type: ignore[no-untyped-def]
+    app = webtest.TestApp(TokenService(
+        issuer=ISSUER, signing_key=sts_keys.load(), users=users, clock=clock,
+        relying_parties=[RelyingParty(SERVICE_URL, certificate_pem=Path(rp_keys.cert).read_bytes(),
+                                      key_types=allowed)]))
+    body = (symmetric_rst(make_client, "1.3")[0] if asked == "symmetric"
+            else make_client().build_request(SERVICE_URL))
+    response = post(app, body)
+    assert (response.status_int == 200) is admitted, response.body
+    if not admitted:
+        assert "The relying party accepts only these key types: " + ", ".join(sorted(allowed)) in fault_reason(
+            response)
+
+
+def test_the_registry_keeps_a_partys_key_types(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from wstrust_wsgi.stores.sql import Registry
+    from wstrust_wsgi import ConfigurationError
+    with Registry.open(f"sqlite://{tmp_path}/registry.db") as registry:
+        registry.init_schema(issuer=ISSUER)
+        registry.add_relying_party(RelyingParty(SERVICE_URL, key_types=frozenset({"symmetric", "public"})))
+        registry.add_relying_party(RelyingParty("https://other.example/soap"))
+        assert registry.get(SERVICE_URL).key_types == frozenset({"symmetric", "public"})  # type: ignore[union-attr]
+        assert registry.get("https://other.example/soap").key_types is None  # type: ignore[union-attr]
+        with pytest.raises(ConfigurationError, match="'secret' is not one of bearer, symmetric, public"):
+            registry.add_relying_party(RelyingParty("https://third.example/soap", key_types=frozenset({"secret"})))

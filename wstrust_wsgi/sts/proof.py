@@ -68,6 +68,11 @@ def issue_proof(call: TrustCall, party: RelyingParty) -> IssuedProof | None:
     """
     request: ProofRequest = parse_proof_request(call.rst)
     protected = call.protected
+    if party.key_types is not None and request.kind not in party.key_types:
+        raise InvalidRequest(f"key type {request.kind} is not allowed for {party.address!r} "
+                             f"(allowed: {sorted(party.key_types)})",
+                             reason=f"The relying party accepts only these key types: "
+                                    f"{', '.join(sorted(party.key_types))}.")
     if request.kind == "bearer":
         return None
     if request.kind == "public":

@@ -22,7 +22,8 @@ from datetime import timedelta
 from cryptography import x509
 
 from ...errors import ConfigurationError
-from ...model import TOKEN_TYPES, RelyingParty, check_address, check_claim_uri, check_claim_value, check_name
+from ...model import (TOKEN_TYPES, RelyingParty, check_address, check_claim_uri, check_claim_value, check_key_types,
+                      check_name)
 
 __all__ = ["claims", "duration", "findable", "names", "party", "password", "reference"]
 
@@ -95,6 +96,8 @@ def party(given: object) -> RelyingParty:
                                      f"not {given.claims!r}")
         for claim in given.claims:
             check_claim_uri(claim)
+    if given.key_types is not None:
+        check_key_types(given.key_types, f"relying party {address}: key_types")
     if given.certificate_pem is not None:
         if not isinstance(given.certificate_pem, bytes):
             raise ConfigurationError(f"relying party {address}: certificate_pem must be PEM bytes")

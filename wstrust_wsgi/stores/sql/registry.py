@@ -36,6 +36,9 @@ class UserInfo:
     digest_secret: bool
 
 
+#: What a relying party is read from, in the order ``Registry._party`` unpacks.
+_PARTY_COLUMNS = "address, token_type, lifetime_us, claims, certificate_pem, key_types"
+
 def _microseconds(value: int) -> timedelta:
     """A duration as stored (whole microseconds) back as a timedelta."""
     return timedelta(microseconds=int(value))
@@ -360,12 +363,13 @@ class Registry:
         checks.party(party)
         lifetime = None if party.lifetime is None else party.lifetime // timedelta(microseconds=1)
         claims = None if party.claims is None else json.dumps(sorted(party.claims))
+        key_types = None if party.key_types is None else json.dumps(sorted(party.key_types))
 
         def work(tx: Tx) -> None:
             inserted = tx.execute(
-                "INSERT INTO relying_parties (address, token_type, lifetime_us, claims, certificate_pem) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (address) DO NOTHING",
-                (party.address, party.token_type, lifetime, claims, party.certificate_pem),
+                "INSERT INTO relying_parties (address, token_type, lifetime_us, claims, certificate_pem, key_types) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (address) DO NOTHING",
+                (party.address, party.token_type, lifetime, claims, party.certificate_pem, key_types),
             ).rowcount
             if inserted == 0:
                 raise RegistryError(f"relying party {party.address!r} is already registered")
@@ -385,7 +389,7 @@ class Registry:
     def list_relying_parties(self) -> list[RelyingParty]:
         """Every relying party, sorted by address."""
         rows = self._db.run(Kind.READ, lambda tx: tx.all(
-            "SELECT address, token_type, lifetime_us, claims, certificate_pem FROM relying_parties"))
+            f"SELECT {_PARTY_COLUMNS} FROM relying_parties"))
         return sorted((self._party(row) for row in rows), key=lambda party: party.address)
 
     def get(self, address: str) -> RelyingParty | None:
@@ -393,7 +397,7 @@ class Registry:
         if not checks.findable(address):
             return None
         row = self._db.run(Kind.READ, lambda tx: tx.one(
-            "SELECT address, token_type, lifetime_us, claims, certificate_pem FROM relying_parties WHERE address = ?",
+            f"SELECT {_PARTY_COLUMNS} FROM relying_parties WHERE address = ?",
             (address,)))
         return None if row is None else self._party(row)
 
@@ -565,8 +569,9 @@ class Registry:
 
     @staticmethod
     def _party(row: tuple[Any, ...]) -> RelyingParty:
-        address, token_type, lifetime, claims, pem = row
+        address, token_type, lifetime, claims, pem, key_types = row
         return RelyingParty(
+            key_types=None if key_types is None else frozenset(json.loads(key_types)),
             address=address,
             token_type=token_type,
             lifetime=None if lifetime is None else _microseconds(lifetime),

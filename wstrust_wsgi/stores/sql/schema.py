@@ -102,10 +102,16 @@ def _create_v2(tx: Tx) -> None:
     tx.execute("CREATE INDEX lockout_expires ON lockout (expires_us)")
 
 
+def _create_v6(tx: Tx) -> None:
+    """The key types a relying party's tokens may have: a JSON array of names, NULL for every one."""
+    tx.execute("ALTER TABLE relying_parties ADD COLUMN key_types TEXT")
+
+
 #: Every schema version, in order. Append; never edit a released step.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "users, roles, claims, relying parties, settings", _create_v1),
     Migration(2, "failed-authentication lockout", _create_v2),
+    Migration(6, "relying parties' allowed key types (holder-of-key)", _create_v6),
 )
 
 
