@@ -30,7 +30,7 @@ from ..errors import BadValue, ConfigurationError, RegistryError
 from ..keys import SigningKey, generate_key_pair, load_certificate
 from ..model import (
     SIGNATURE_ALGORITHMS, TOKEN_TYPES, RelyingParty, check_address, check_claim_uri, check_claim_value,
-    check_name, shown,
+    check_key_types, check_name, shown,
 )
 from .lockout import unlock_user
 from .output import (
@@ -432,10 +432,9 @@ def _rp_add(args: argparse.Namespace, url: str) -> Result:
     lifetime = (None if args.lifetime is None
                 else _seconds(args.lifetime, "--lifetime", minimum=1, maximum=MAX_LIFETIME))
     claims = None if args.claim is None else frozenset(check_claim_uri(c) for c in args.claim)
-    pem = None
-    if args.cert is not None:
-        pem = load_certificate(args.cert).public_bytes(serialization.Encoding.PEM)
-    party = RelyingParty(address, token_type=args.token_type, lifetime=lifetime, claims=claims, certificate_pem=pem)
+    pem = None if args.cert is None else load_certificate(args.cert).public_bytes(serialization.Encoding.PEM)
+    party = RelyingParty(address, token_type=args.token_type, lifetime=lifetime, claims=claims, certificate_pem=pem,
+                         key_types=None if args.key_types is None else check_key_types(args.key_types, "--key-types"))
     with _registry(url) as registry:
         if registry.get(address) is not None:
             raise RegistryError(f"relying party {address!r} already exists (remove it first to change it)")
@@ -592,6 +591,7 @@ def add_admin_commands(commands: Any) -> None:
     rp_add.add_argument("--claim", action="append", metavar="URI",
                         help="release only these claims (repeatable; default: all of the user's)")
     rp_add.add_argument("--cert", metavar="PEMFILE", help="the relying party's certificate (kept for encryption)")
+    rp_add.add_argument("--key-types", type=lambda v: v.split(","), help="e.g. symmetric,public (default: all)")
     _add_command(rps, "list", _rp_list, "list relying parties", "rp list")
     _add_command(rps, "show", _rp_show, "show one relying party", "rp show").add_argument("address", metavar="ADDRESS")
     _add_command(rps, "remove", _rp_remove, "remove a relying party", "rp remove").add_argument(

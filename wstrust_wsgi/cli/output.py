@@ -139,7 +139,8 @@ def party_data(party: RelyingParty) -> dict[str, Any]:
     return {"address": party.address, "token_type": party.token_type,
             "lifetime": None if party.lifetime is None else as_seconds(party.lifetime),
             "claims": None if party.claims is None else sorted(party.claims),
-            "certificate": certificate_data(party.certificate_pem)}
+            "certificate": certificate_data(party.certificate_pem),
+            "key_types": None if party.key_types is None else sorted(party.key_types)}
 
 
 def party_text(party: RelyingParty, settings: StsSettings) -> str:
@@ -153,6 +154,7 @@ def party_text(party: RelyingParty, settings: StsSettings) -> str:
         ("claims released", "all of the user's" if party.claims is None else sorted(party.claims) or ["none"]),
         ("certificate", "-" if cert is None else cert.get("error") or
          [cert["subject"], f"SHA-256 {cert['sha256']}", f"valid until {cert['not_after']}"]),
+        ("key types", "all" if party.key_types is None else sorted(party.key_types)),
     ])
 
 
