@@ -262,3 +262,13 @@ def test_addressing_headers_must_be_covered_when_present(world, recorder) -> Non
     refused(post(world, _addressed(token, sign_it=False)), recorder, "FailedCheck", NOT_COVERED)
     assert post(world, _addressed(symmetric(world), sign_it=True)).status_int == 200
     assert recorder.calls[0]["assertion"].confirmation == "holder-of-key"
+
+
+def test_a_replayed_proof_signature_re_encoded_is_still_a_replay(make_world, recorder) -> None:  # type: ignore[no-untyped-def]
+    world = make_world(replay_cache=MemoryReplayCache())
+    root = signed_tree(symmetric(world))
+    assert post(world, serialized(root)).status_int == 200
+    recorder.calls.clear()
+    value = proof_signature(root).find(f"{{{ns.DS}}}SignatureValue")
+    value.text = "\n".join(value.text[i:i + 8] for i in range(0, len(value.text), 8))  # same bytes, other text
+    refused(post(world, serialized(root)), recorder, "FailedCheck", "The message has already been received.")

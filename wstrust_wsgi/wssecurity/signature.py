@@ -29,6 +29,7 @@ elsewhere covers nothing (XML Signature Wrapping).
 from __future__ import annotations
 
 import uuid
+from base64 import b64decode
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,7 +88,7 @@ def sign_message(envelope: etree._Element, security: etree._Element, key: xmldsi
 
 @dataclass(frozen=True)
 class MessageProof:
-    """A verified proof signature: what it covered and its SignatureValue (the replay cache's key)."""
+    """A verified proof signature: what it covered and its SignatureValue's bytes (the replay cache's key)."""
 
     verified: xmldsig.Verified
     signature_value: bytes
@@ -109,5 +110,6 @@ def verify_message(signature: etree._Element, *, key: xmldsig.HmacKey | rsa.RSAP
             raise FailedCheck(f"the proof signature does not cover the message's {etree.QName(element).localname}",
                               reason="The signature does not cover the message body, timestamp and addressing "
                                      "headers.")
-    value = _xml.text(signature.find(_xml.qname(ns.DS, "SignatureValue")))
-    return MessageProof(verified, "".join(value.split()).encode())
+    # The decoded bytes, not the text: a replay re-encoded (whitespace, other padding bits) is the same value.
+    value = b64decode(_xml.text(signature.find(_xml.qname(ns.DS, "SignatureValue"))))
+    return MessageProof(verified, value)
