@@ -226,3 +226,27 @@ def test_the_registry_keeps_a_partys_key_types(tmp_path) -> None:  # type: ignor
         assert registry.get("https://other.example/soap").key_types is None  # type: ignore[union-attr]
         with pytest.raises(ConfigurationError, match="'secret' is not one of bearer, symmetric, public"):
             registry.add_relying_party(RelyingParty("https://third.example/soap", key_types=frozenset({"secret"})))
+
+
+def _first(path: str, local: str) -> etree._Element:
+    root = etree.parse(str(vector(path))).getroot()
+    return next(el for el in root.iter() if isinstance(el.tag, str) and etree.QName(el).localname == local)
+
+
+def test_the_real_feb_2005_symmetric_rst_shape_is_read() -> None:
+    """WIF's DAuth RST: SymmetricKey, KeySize 256, CK/PSHA1, no Entropy (the STS makes the key)."""
+    request = parse_proof_request(_first("breadth/identitymodel-dotnet_dauth-rst-symmetric-onbehalfof.xml",
+                                         "RequestSecurityToken"))
+    assert (request.kind, request.key_size, request.computed, request.client_entropy) == ("symmetric", 256, True,
+                                                                                         None)
+
+
+def test_the_real_rstr_proof_token_shapes_give_their_keys() -> None:
+    """The Microsoft gateway's RSTR: a 24-byte BinarySecret for 256 bits asked and no KeySize, so the key is
+    the secret as sent; PicketLink's: ComputedKey with the STS entropy and KeySize 128."""
+    dauth = _first("breadth/identitymodel-dotnet_dauth-rstr-symmetric-encrypted-saml11.xml",
+                   "RequestSecurityTokenResponse")
+    assert proof_key_of(dauth, None, 256) == b64decode("5p76ToaxZXMFm4W6fmCcFXfDPd9WgJIM")
+    picketlink = _first("breadth/picketlink_rstr-hok-symmetric-computedkey.xml", "RequestSecurityTokenResponse")
+    ours = bytes(range(16))
+    assert proof_key_of(picketlink, ours, 256) == p_sha1(ours, b64decode("dSRCR4Abu6c="), 16)
