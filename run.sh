@@ -8,7 +8,8 @@
 # Needs only python3 (3.11+) on Debian. What is missing is installed with apt-get
 # when run as root: python3-venv (both commands) and, for test, xmlsec1,
 # redis-server, slapd, ldap-utils, postgresql, opensaml-tools, opensaml-schemas,
-# xmltooling-schemas, libxml2-utils, nodejs and npm. Otherwise it prints the one
+# xmltooling-schemas, libxml2-utils, nodejs, npm, default-jdk-headless and
+# libwss4j-java (WSS4J, for the P_SHA1 cross-check). Otherwise it prints the one
 # apt-get command that installs everything missing. .ci/run installs the same list;
 # tests/test_readme.py holds README.md, this file and .ci/run to one list.
 set -eu
@@ -80,6 +81,8 @@ case "${1:-}" in
         [ -f /usr/share/xml/xmltooling/xmldsig-core-schema.xsd ] || missing="$missing xmltooling-schemas"
         command -v xmllint >/dev/null 2>&1 || missing="$missing libxml2-utils"
         command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
+        command -v javac >/dev/null 2>&1 || missing="$missing default-jdk-headless"
+        [ -f /usr/share/java/wss4j.jar ] || missing="$missing libwss4j-java"
         [ -z "$missing" ] || apt_install $missing
         # the Node clients and verifiers of the interop tests, at the versions package-lock.json pins
         if [ ! -f tests/interop/node/node_modules/.package-lock.json ] ||

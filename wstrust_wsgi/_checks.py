@@ -29,8 +29,8 @@ class Check:
 
 
 #: Every check, in the order the middleware makes them (the token's own checks in the order of
-#: wstrust_wsgi.saml.verify; decryption only for an encrypted token; client-address and replay only
-#: when configured).
+#: wstrust_wsgi.saml.verify; decryption only for an encrypted token; the proof only for a holder-of-key
+#: token; client-address, revocation and replay only when configured).
 CHECKS: tuple[Check, ...] = (
     Check("envelope", "the request is a well-formed SOAP envelope of the announced version"),
     Check("must-understand", "every mustUnderstand header for this node is understood"),
@@ -47,7 +47,7 @@ CHECKS: tuple[Check, ...] = (
     Check("assertion-shape", "the assertion's structure is unambiguous"),
     Check("issuer", "the issuer is trusted"),
     Check("subject", "the subject is not empty"),
-    Check("confirmation", "the subject confirmation is bearer"),
+    Check("confirmation", "the subject confirmation is bearer, or holder-of-key with a key"),
     Check("conditions", "Conditions with NotOnOrAfter are present"),
     Check("audience", "every AudienceRestriction names this service"),
     Check("bearer-data", "bearer SubjectConfirmationData as SAML 2.0 profiles require"),
@@ -56,7 +56,9 @@ CHECKS: tuple[Check, ...] = (
     Check("confirmation-expiry", "SubjectConfirmationData NotOnOrAfter has not passed"),
     Check("issue-instant", "IssueInstant is not in the future"),
     Check("unique-id", "no other element of the message holds the assertion's ID"),
+    Check("proof", "a holder-of-key token is proven by a signature with its key"),
     Check("client-address", "the bearer Address is the client's address"),
+    Check("revocation", "the token was not cancelled (or renewed) at the STS"),
     Check("replay", "the assertion was not used before"),
 )
 BY_NAME = {check.name: check for check in CHECKS}

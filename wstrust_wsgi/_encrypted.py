@@ -138,6 +138,8 @@ class EncryptedTokens:
             if issuer is not None:
                 self._peers[spki] = issuer
         self._cache = cache
+        #: The GCM peers' keys, which also unwrap holder-of-key proof keys (:mod:`wstrust_wsgi._proof`).
+        self.keys = tuple(plain)
         self.use_policy(policy)
         # GCM from anyone with any key; CBC only with the keys of named peers (the route is public: the
         # EncryptedData's EncryptionMethod), so a GCM peer's wrapped content key never meets CBC.

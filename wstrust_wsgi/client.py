@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import http.client
 import ipaddress
@@ -20,21 +21,27 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 from xml.parsers import expat
 
+from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from webob import Request
 
 from . import _arguments, _xml, ns, soap, wssecurity, wstrust
 from ._time import Clock, parse_datetime, utcnow
-from .errors import ConfigurationError, MalformedMessage, RemoteFault, SecurityWarning, TransportError
+from .errors import ConfigurationError, MalformedMessage, RemoteFault, SecurityWarning, TransportError, WsTrustError
 from .saml import SAML2, SAML11, version_for_token_type, version_of
 from .wstrust import lifecycle
+from .wstrust.proof import (DEFAULT_KEY_SIZE, EntropyMode, KeyKind, key_type_uri, proof_key_of, request_elements,
+                            use_key_element)
+from .keys import SigningKey
+from .xmldsig import HmacKey, certificate_base64
 
 #: ``(url, body, headers) -> (status, content_type, body)``.
 Transport = Callable[[str, bytes, dict[str, str]], tuple[int, str, bytes]]
@@ -42,6 +49,11 @@ Transport = Callable[[str, bytes, dict[str, str]], tuple[int, str, bytes]]
 _SOAP_VERSIONS = {"1.1": soap.SOAP11, "1.2": soap.SOAP12}
 _DIALECTS = {"1.3": wstrust.WSTRUST13, "2005": wstrust.WSTRUST2005}
 _TOKEN_TYPES = {"2.0": SAML2.token_type, "1.1": SAML11.token_type}
+_KEY_TYPES: dict[str, KeyKind] = {"bearer": "bearer", "symmetric": "symmetric", "public": "public"}
+_ENTROPY: dict[str, EntropyMode] = {"both": "both", "client": "client", "sts": "sts"}
+#: Signature methods of a symmetric proof (HMAC-SHA1 for WCF and AD FS peers that use it).
+_PROOF_METHODS = {"hmac-sha256": ns.ALG_HMAC_SHA256, "hmac-sha1": ns.ALG_HMAC_SHA1, "hmac-sha384": ns.ALG_HMAC_SHA384,
+                  "hmac-sha512": ns.ALG_HMAC_SHA512}
 
 T = TypeVar("T")
 
@@ -120,6 +132,12 @@ class IssuedToken:
     #: Whom it is encrypted for, as its EncryptedKey names the certificate (a SHA-1 thumbprint
     #: where it can be known, else the issuer and serial or the SKI); None when not named.
     encrypted_for: str | None = None
+    #: The holder-of-key proof key (computed or received); None for a bearer token. Never shown.
+    proof_key: bytes | None = field(default=None, repr=False)
+    #: ``"bearer"``, ``"symmetric"`` or ``"public"``: what was asked for, and what :func:`call_service` proves.
+    key_type: str = "bearer"
+    #: PublicKey: the client's own private key, which the token names and the calls are signed with.
+    private_key: rsa.RSAPrivateKey | None = field(default=None, repr=False)
 
 
 def _element_span(data: bytes, parent_tag: tuple[str, str]) -> tuple[int, int] | None:
@@ -183,8 +201,13 @@ def _resolve_qname(element: etree._Element | None, value: str) -> str:
     return f"{{{uri}}}{local}" if uri else value
 
 
-def parse_response(data: bytes, *, status: int = 200) -> IssuedToken:
-    """Read an RSTR / RSTRC (WS-Trust 1.3 or 2005); raise RemoteFault for a fault."""
+def parse_response(data: bytes, *, status: int = 200, key_type: str = "bearer", client_entropy: bytes | None = None,
+                   key_size: int = DEFAULT_KEY_SIZE) -> IssuedToken:
+    """Read an RSTR / RSTRC (WS-Trust 1.3 or 2005); raise RemoteFault for a fault.
+
+    For a ``"symmetric"`` ``key_type`` the proof key is read or computed from
+    the RSTR and the ``client_entropy`` sent (see :mod:`wstrust_wsgi.wstrust.proof`).
+    """
     try:
         root = _xml.parse(data)
     except MalformedMessage as exc:
@@ -229,8 +252,15 @@ def parse_response(data: bytes, *, status: int = 200) -> IssuedToken:
         if applies is not None:
             address = next((a for wsa in (ns.WSA10, ns.WSA04) for a in applies.iter(_xml.qname(wsa, "Address"))), None)
             applies_to = _xml.text(address) if address is not None else None
-    return IssuedToken(assertion, token_type, assertion_id, created, expires, applies_to, encrypted,
-                       _recipient(token_el) if encrypted else None)
+    proof_key = None
+    if key_type == "symmetric":
+        try:
+            proof_key = proof_key_of(rstr, client_entropy, key_size)
+        except (ValueError, WsTrustError) as exc:
+            raise TransportError(f"the STS answer gives no usable proof key ({exc})", url="") from None
+    return IssuedToken(assertion, token_type, assertion_id, created, expires, applies_to, encrypted=encrypted,
+                       encrypted_for=_recipient(token_el) if encrypted else None, proof_key=proof_key,
+                       key_type=key_type)
 
 
 #: What an encrypted token is: SAML 2.0's EncryptedAssertion, or (SAML 1.1, as AD FS sends it) the EncryptedData.
@@ -355,10 +385,12 @@ class StsClient:
             warnings.warn(f"StsClient: PasswordText to {url} over plain HTTP: the password crosses the network in "
                           "clear (use https, or digest=True)", SecurityWarning, stacklevel=2)
 
-    def build_request(self, applies_to: str, *, token_type: str | None = None, allow_renewal: bool | None = None,
-                      renew_after_expiry: bool | None = None, claims: Iterable[str | tuple[str, bool]] | None = None,
+    def build_request(self, applies_to: str, *, token_type: str | None = None, key_type: str = "bearer",
+                      key_size: int = DEFAULT_KEY_SIZE, entropy: str = "both", client_key: SigningKey | None = None,
+                      allow_renewal: bool | None = None, renew_after_expiry: bool | None = None,
+                      claims: Iterable[str | tuple[str, bool]] | None = None,
                       claims_dialect: str = ns.CLAIMS_IDENTITY) -> bytes:
-        """The RST envelope, for inspection or for sending by other means.
+        """The RST envelope, for inspection or for sending by other means (see :meth:`request_token`).
 
         ``allow_renewal`` and ``renew_after_expiry``, when given, ask for
         ``wst:Renewing Allow= OK=``: whether the token may be renewed, and
@@ -367,6 +399,20 @@ class StsClient:
         identity dialect by default): each a required URI, or a ``(URI,
         optional)`` pair.
         """
+        return self._build(applies_to, token_type, key_type, key_size, entropy, client_key,
+                           renewing=(allow_renewal, renew_after_expiry), claims=claims, claims_dialect=claims_dialect)[0]
+
+    def _build(self, applies_to: str, token_type: str | None, key_type: str, key_size: int,
+               entropy: str, client_key: SigningKey | None = None, *,
+               renewing: tuple[bool | None, bool | None] = (None, None),
+               claims: Iterable[str | tuple[str, bool]] | None = None,
+               claims_dialect: str = ns.CLAIMS_IDENTITY) -> tuple[bytes, bytes | None]:
+        """The RST envelope and the client entropy it carries (None when it carries none)."""
+        kind: KeyKind = _choice(_KEY_TYPES, key_type, "key_type")
+        mode: EntropyMode = _choice(_ENTROPY, entropy, "entropy")
+        if not isinstance(key_size, int) or key_size % 8 or not 128 <= key_size <= 512:
+            raise ConfigurationError(f"key_size: must be a multiple of 8 from 128 to 512 bits, not "
+                                     f"{_arguments.given(key_size)}")
         if token_type is not None and not isinstance(token_type, str):
             raise ConfigurationError(f"token_type: must be '2.0', '1.1' or a URI (a string), "
                                      f"not {_arguments.given(token_type)}")
@@ -384,12 +430,14 @@ class StsClient:
         applies = etree.SubElement(rst, _xml.qname(ns.WSP12, "AppliesTo"), nsmap={"wsp": ns.WSP12})
         reference = etree.SubElement(applies, _xml.qname(ns.WSA10, "EndpointReference"), nsmap={"wsa": ns.WSA10})
         etree.SubElement(reference, _xml.qname(ns.WSA10, "Address")).text = applies_to
-        etree.SubElement(rst, _xml.qname(t, "KeyType")).text = self.dialect.bearer_key_types[0]
+        etree.SubElement(rst, _xml.qname(t, "KeyType")).text = key_type_uri(self.dialect, kind)
+        nonce = request_elements(rst, self.dialect, key_size=key_size, entropy=mode) if kind == "symmetric" else None
+        allow_renewal, renew_after_expiry = renewing
         if allow_renewal is not None or renew_after_expiry is not None:
-            renewing = etree.SubElement(rst, _xml.qname(t, "Renewing"))
+            asked = etree.SubElement(rst, _xml.qname(t, "Renewing"))
             for name, flag in (("Allow", allow_renewal), ("OK", renew_after_expiry)):
                 if flag is not None:
-                    renewing.set(name, "true" if _arguments.flag(flag, name) else "false")
+                    asked.set(name, "true" if _arguments.flag(flag, name) else "false")
         if claims is not None:
             wanted = etree.SubElement(rst, _xml.qname(t, "Claims"), Dialect=claims_dialect,
                                       nsmap={"ic": ns.CLAIMS_IDENTITY})
@@ -397,23 +445,53 @@ class StsClient:
                 uri, optional = (claim, False) if isinstance(claim, str) else claim
                 etree.SubElement(wanted, _xml.qname(ns.CLAIMS_IDENTITY, "ClaimType"), Uri=uri,
                                  Optional="true" if optional else "false")
-        return soap.envelope(self.soap, rst, [security])
+        if kind == "public":  # signed last: the signature covers the whole Body
+            return self._signed_with_use_key(rst, security, client_key, now), None
+        return soap.envelope(self.soap, rst, [security]), nonce
+    def _signed_with_use_key(self, rst: etree._Element, security: etree._Element, client_key: SigningKey | None,
+                             now: datetime) -> bytes:
+        """A PublicKey RST: UseKey names ``client_key``'s certificate, and a signature with it over the Body
+        (holding the UseKey) and a Timestamp proves possession (UseKey/@Sig names that signature)."""
+        if not isinstance(client_key, SigningKey):
+            raise ConfigurationError(f"client_key: key_type='public' needs the client's SigningKey "
+                                     f"(SigningKey.from_files(key, cert)), not {_arguments.given(client_key)}")
+        signature_id = f"SIG-{uuid.uuid4().hex}"
+        use_key_element(rst, self.dialect, certificate_base64(client_key.certificate), signature_id)
+        if security.find(_xml.qname(ns.WSU, "Timestamp")) is None:
+            security.insert(0, wssecurity.build_timestamp(now))
+        envelope = _envelope_tree(self.soap, security, rst)
+        wssecurity.sign_message(envelope, security, client_key.private_key, method="rsa-sha256",
+                                certificate=client_key.certificate, signature_id=signature_id)
+        return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
 
-    def request_token(self, applies_to: str, *, token_type: str | None = None, allow_renewal: bool | None = None,
-                      renew_after_expiry: bool | None = None, claims: Iterable[str | tuple[str, bool]] | None = None,
+    def request_token(self, applies_to: str, *, token_type: str | None = None, key_type: str = "bearer",
+                      key_size: int = DEFAULT_KEY_SIZE, entropy: str = "both", client_key: SigningKey | None = None,
+                      allow_renewal: bool | None = None, renew_after_expiry: bool | None = None,
+                      claims: Iterable[str | tuple[str, bool]] | None = None,
                       claims_dialect: str = ns.CLAIMS_IDENTITY) -> IssuedToken:
         """Ask for a token for ``applies_to``; ``token_type`` is ``"2.0"``, ``"1.1"`` or a URI.
 
-        ``allow_renewal=False`` asks for a token that cannot be renewed,
-        ``renew_after_expiry=True`` for one that can be renewed for a while
-        after it expired (see :meth:`renew`); ``claims`` asks for those
-        claims only (see :meth:`build_request`).
+        ``key_type="symmetric"`` asks for a holder-of-key token whose proof key
+        (``key_size`` bits) the returned token holds: made from both sides'
+        entropy by P_SHA1 (``entropy="both"``, the default), the client's own
+        (``"client"``) or the STS's (``"sts"``, sent back in clear: TLS only).
+        ``key_type="public"`` binds the token to ``client_key`` (a
+        :class:`~wstrust_wsgi.SigningKey`: the client's RSA key and certificate),
+        whose possession the request proves by a signature; calls are then
+        signed with that key (RSA-SHA256). ``allow_renewal=False`` asks for a
+        token that cannot be renewed, ``renew_after_expiry=True`` for one that
+        can be renewed for a while after it expired (see :meth:`renew`);
+        ``claims`` asks for those claims only (see :meth:`build_request`).
         """
-        body = self.build_request(applies_to, token_type=token_type, allow_renewal=allow_renewal,
-                                  renew_after_expiry=renew_after_expiry, claims=claims, claims_dialect=claims_dialect)
+        body, nonce = self._build(applies_to, token_type, key_type, key_size, entropy, client_key,
+                                  renewing=(allow_renewal, renew_after_expiry), claims=claims,
+                                  claims_dialect=claims_dialect)
         status, answer = _post(self.transport, self.url, self.soap, self.dialect.issue_action, body)
         try:
-            return parse_response(answer, status=status)
+            token = parse_response(answer, status=status, key_type=key_type, client_entropy=nonce, key_size=key_size)
+            if key_type == "public" and client_key is not None:
+                return dataclasses.replace(token, private_key=client_key.private_key)
+            return token
         except TransportError as exc:
             raise TransportError(f"{self.url}: {exc}", url=self.url) from None
 
@@ -491,8 +569,16 @@ def service_request(
     *,
     soap_version: str = "1.1",
     action: str = "",
+    signature_algorithm: str = "hmac-sha256",
+    clock: Clock = utcnow,
 ) -> tuple[bytes, dict[str, str]]:
     """The envelope and headers :func:`call_service` posts: ``payload`` in the Body, the token in ``wsse:Security``.
+
+    A token holding a proof key (holder-of-key) is proven: a fresh
+    ``wsu:Timestamp`` and a signature with the key over the Body and the
+    Timestamp (``signature_algorithm``: ``"hmac-sha256"``, or ``"hmac-sha1"``
+    for WCF and AD FS peers), its KeyInfo a reference to the assertion
+    (:func:`wstrust_wsgi.wssecurity.sign_message`).
 
     The assertion bytes are spliced in unchanged, since re-serializing a signed
     assertion can break its signature. With no token, the envelope has no
@@ -505,10 +591,39 @@ def service_request(
     if token is None:
         return soap.envelope(version, body_el), _headers(version, action)
     assertion = token.assertion if isinstance(token, IssuedToken) else token
+    if isinstance(token, IssuedToken) and (token.proof_key is not None or token.private_key is not None):
+        method = (ns.ALG_RSA_SHA256 if token.private_key is not None
+                  else _choice(_PROOF_METHODS, signature_algorithm, "signature_algorithm"))
+        return _proven(version, body_el, token, method, clock()), _headers(version, action)
     security = wssecurity.security_element(version.namespace)
     security.append(etree.Comment(wstrust.TOKEN_MARKER[4:-3].decode()))
     envelope = soap.envelope(version, body_el, [security]).replace(wstrust.TOKEN_MARKER, assertion, 1)
     return envelope, _headers(version, action)
+
+
+def _proven(version: soap.SoapVersion, body: etree._Element, token: IssuedToken, method: str,
+            now: datetime) -> bytes:
+    """The envelope of :func:`service_request` for a holder-of-key token: signed with its proof key."""
+    saml_version = version_for_token_type(token.token_type)
+    if saml_version is None:
+        raise ConfigurationError(f"token: a proof key is used with SAML 2.0 or 1.1 tokens, not {token.token_type!r}")
+    security = wssecurity.security_element(version.namespace, wssecurity.build_timestamp(now))
+    security.append(etree.Comment(wstrust.TOKEN_MARKER[4:-3].decode()))
+    envelope = _envelope_tree(version, security, body)
+    key = token.private_key if token.private_key is not None else HmacKey(token.proof_key)  # type: ignore[arg-type]
+    wssecurity.sign_message(envelope, security, key, method=method,
+                            token_type=saml_version.profile_token_type,
+                            value_type=saml_version.key_identifier_value_type, token_id=token.assertion_id)
+    serialized = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+    return serialized.replace(wstrust.TOKEN_MARKER, token.assertion, 1)
+
+
+def _envelope_tree(version: soap.SoapVersion, security: etree._Element, body: etree._Element) -> etree._Element:
+    """An envelope with ``security`` as its one header and ``body`` in its Body, declaring wsu for the Ids."""
+    envelope = etree.Element(_xml.qname(version.namespace, "Envelope"), nsmap={"s": version.namespace, "wsu": ns.WSU})
+    etree.SubElement(envelope, _xml.qname(version.namespace, "Header")).append(security)
+    etree.SubElement(envelope, _xml.qname(version.namespace, "Body")).append(body)
+    return envelope
 
 
 def call_service(
@@ -519,13 +634,16 @@ def call_service(
     soap_version: str = "1.1",
     action: str = "",
     transport: Transport | None = None,
+    signature_algorithm: str = "hmac-sha256",
 ) -> etree._Element:
     """Call a SOAP service with the token in ``wsse:Security``; the response Body's first child.
 
-    The assertion bytes are spliced into the envelope unchanged (:func:`service_request`).
+    The assertion bytes are spliced into the envelope unchanged (:func:`service_request`);
+    a holder-of-key token's request is signed with its proof key.
     """
     version = _choice(_SOAP_VERSIONS, soap_version, "soap_version")
-    envelope, _ = service_request(token, payload, soap_version=soap_version, action=action)
+    envelope, _ = service_request(token, payload, soap_version=soap_version, action=action,
+                                  signature_algorithm=signature_algorithm)
     status, answer = _post(transport or UrllibTransport(), url, version, action, envelope)
     try:
         root = _xml.parse(answer)

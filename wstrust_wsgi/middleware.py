@@ -44,6 +44,7 @@ from ._checks import Trace, record
 from ._encrypted import DecryptionKeys, encrypted_tokens, is_encrypted_token, refuse_encrypted
 from ._health import Health, Probe, replay_probe
 from ._log import TrustedProxies
+from ._proof import ProofOfPossession
 from ._reuse import FastAdmission
 from .soap import UNDERSTOOD_HEADERS
 from ._time import Clock, utcnow
@@ -146,6 +147,9 @@ class RelyingPartyMiddleware:
         Redis): a token cancelled (or renewed) at the STS is refused on every
         request after that, a reused one included; fails closed. Without it a
         cancelled bearer token is admitted until it expires.
+    :param confirmation: ``"any"`` (bearer, or holder-of-key with a proof), ``"bearer"`` or
+        ``"holder-of-key"``. A holder-of-key token is admitted only with a signature made with
+        its proof key, which ``decryption_keys`` unwrap; see :mod:`wstrust_wsgi._proof`.
     """
 
     def __init__(
@@ -175,6 +179,7 @@ class RelyingPartyMiddleware:
         metadata_max_age: timedelta | float | None = timedelta(days=7),
         metadata_when_stale: str = "refuse",
         revocation_store: IssuedTokenStore | None = None,
+        confirmation: str = "any",
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
         # TypeError at the first request (see wstrust_wsgi._arguments).
@@ -212,6 +217,9 @@ class RelyingPartyMiddleware:
         self._check_address = check_address
         self._revoked = (None if revocation_store is None
                          else _arguments.having(revocation_store, "revocation_store", "get", "an issued-token store"))
+        self._proofs = ProofOfPossession(confirmation=confirmation, keys=encrypted.keys if encrypted else (),
+                                         allow_sha1=allow_sha1, clock_skew=skew, replay=self._replay,
+                                         max_body=self._max_body, remember=verified_cache_size)
         #: Off only in tests, to compare with the path that parses the token with its envelope.
         self._cutting = True
         if health_path is not None and not (isinstance(health_path, str) and health_path.startswith("/")):
@@ -257,8 +265,9 @@ class RelyingPartyMiddleware:
             return _wsgi.fault_answer(version, error, log, request=about)(environ, start_response)
         environ["REMOTE_USER"] = verified.subject
         environ[ENVIRON_KEY] = verified
-        log.info("admitted: %r with SAML %s token %s from %s (%s)",
-                 verified.subject, verified.version, verified.assertion_id, verified.issuer, about, extra=about.extra)
+        log.info("admitted: %r with SAML %s token %s from %s%s (%s)", verified.subject, verified.version,
+                 verified.assertion_id, verified.issuer, ", holder-of-key proven" if verified.proof_key else "",
+                 about, extra=about.extra)
         return self.app(environ, start_response)
 
     def check(self, request: Request) -> VerifiedAssertion:
@@ -276,6 +285,7 @@ class RelyingPartyMiddleware:
         verified = self._fast.admit(body, content_type, now) if self._cutting else None
         if verified is None:
             verified = self._verify(body, content_type, now)
+        verified = self._prove(verified, body, content_type, now)  # bearer, or holder-of-key proven
         if self._check_address:
             check_client_address(verified, environ.get("REMOTE_ADDR"))
         if self._revoked is not None:
@@ -347,6 +357,16 @@ class RelyingPartyMiddleware:
         record(trace, "unique-id", "held by the assertion only", "held by the assertion only")
         return verified
 
+    def _prove(self, verified: VerifiedAssertion, body: bytes, content_type: str | None, now: datetime, *,
+               consume: bool = True) -> VerifiedAssertion:
+        """The proof-of-possession rules (:mod:`wstrust_wsgi._proof`); their faults name the ``proof`` check."""
+        try:
+            return self._proofs.check(verified, body, content_type, now, consume=consume)
+        except SoapFault as fault:
+            if not fault.check:
+                fault.check = "proof"
+            raise
+
     def explain(self, body: bytes, content_type: str | None, *, now: datetime | None = None,
                 client_address: str | None = None) -> tuple[Trace, VerifiedAssertion | None]:
         """Verify ``body`` as a request, recording every check (what ``wstrust-wsgi diagnose`` prints).
@@ -357,11 +377,16 @@ class RelyingPartyMiddleware:
         ``check_address`` on), as it would against that REMOTE_ADDR.
         """
         trace = Trace()
+        at = self._clock() if now is None else now
         try:
-            verified = self._verify(body, content_type, self._clock() if now is None else now, trace)
+            verified = self._verify(body, content_type, at, trace)
+            verified = self._prove(verified, body, content_type, at, consume=False)
         except Exception as fault:  # the fault the middleware would answer (or an internal error)
             trace.failed(fault)
             return trace, None
+        trace.passed("proof", "a signature with the token's key, for a holder-of-key token",
+                     f"proven with its {verified.proof_key} key" if verified.confirmation == "holder-of-key"
+                     else "a bearer token: no proof needed")
         if self._check_address and client_address is None:
             trace.skipped("client-address", "checked per request against REMOTE_ADDR (give the client's address)")
         elif self._check_address:
@@ -371,6 +396,15 @@ class RelyingPartyMiddleware:
                 trace.failed(fault)
                 return trace, None
             trace.passed("client-address", "the client's address, if the token names one", client_address)
+        if self._revoked is None:
+            trace.skipped("revocation", "no revocation_store")
+        else:
+            try:
+                refuse_revoked(self._revoked, verified.assertion_id, at)
+            except Exception as fault:
+                trace.failed(fault)
+                return trace, None
+            trace.passed("revocation", "not cancelled or renewed at the STS", "not cancelled or renewed")
         if self._replay is not None:
             trace.skipped("replay", "not consulted, so that diagnosing a token does not use it up")
         return trace, verified

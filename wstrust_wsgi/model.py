@@ -45,10 +45,15 @@ class RelyingParty:
     ``certificate_pem`` is the party's encryption certificate (PEM): when set,
     every token for it is signed, then encrypted for that certificate's key
     (XML Encryption, :mod:`wstrust_wsgi.xmlenc`); None sends tokens in clear.
-    ``encryption`` (one of :data:`ENCRYPTION_ALGORITHMS`), ``key_transport``
+    ``encryption`` (one of :data:`ENCRYPTION_ALGORITHMS`, or ``"none"`` to keep
+    the certificate for holder-of-key proof keys only), ``key_transport``
     (:data:`KEY_TRANSPORTS`) and ``key_reference`` (:data:`KEY_REFERENCES`, how
     the EncryptedKey names the certificate) say how; they matter only with a
     certificate, and are checked here.
+    The same certificate is the one a symmetric holder-of-key proof key is
+    encrypted for. ``key_types`` limits which WS-Trust key types the party's
+    tokens may have (:data:`KEY_TYPES`; None: every one the STS issues), so that
+    a party can require holder-of-key (``{"symmetric"}``).
     """
 
     address: str
@@ -59,9 +64,15 @@ class RelyingParty:
     encryption: str = "aes256-gcm"
     key_transport: str = "rsa-oaep-mgf1p"
     key_reference: str = "issuer-serial"
+    key_types: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         check_encryption(self.encryption, self.key_transport, self.key_reference, f"relying party {self.address}")
+
+    @property
+    def encrypts_tokens(self) -> bool:
+        """Whether its tokens are encrypted: it has a certificate, and ``encryption`` is not ``"none"``."""
+        return self.certificate_pem is not None and self.encryption != NO_ENCRYPTION
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,9 @@ class StsSettings:
 #: GCM (the .NET Framework's WIF): CBC has no integrity, which is what the published attacks on
 #: XML Encryption exploit at the receiver (Jager and Somorovsky, CCS 2011).
 ENCRYPTION_ALGORITHMS = ("aes256-gcm", "aes128-gcm", "aes256-cbc", "aes128-cbc")
+#: ``encryption="none"``: the certificate serves holder-of-key proof keys only and tokens go in clear, for a
+#: party that proves keys but cannot decrypt tokens (CXF's STS encrypts issued tokens only when told to).
+NO_ENCRYPTION = "none"
 #: The legacy subset of :data:`ENCRYPTION_ALGORITHMS`.
 LEGACY_ENCRYPTION_ALGORITHMS = ("aes256-cbc", "aes128-cbc")
 #: Key transport: ``rsa-oaep-mgf1p`` (XML Encryption 1.0, what AD FS, WIF and xmlsec1 read) or
@@ -187,11 +201,26 @@ def encryption_certificate(pem: bytes, what: str, *, now: datetime | None = None
 
 def check_encryption(encryption: str, key_transport: str, key_reference: str, what: str) -> None:
     """A relying party's encryption choice: each value one of its short list (names, not URIs)."""
-    for value, allowed, name in ((encryption, ENCRYPTION_ALGORITHMS, "encryption"),
+    for value, allowed, name in ((encryption, (*ENCRYPTION_ALGORITHMS, NO_ENCRYPTION), "encryption"),
                                  (key_transport, KEY_TRANSPORTS, "key transport"),
                                  (key_reference, KEY_REFERENCES, "key reference")):
         if value not in allowed:
             raise BadValue(f"{what}: {name} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+#: Key types a relying party's tokens may have (WS-Trust 1.3 section 4.4: Bearer, SymmetricKey, PublicKey).
+KEY_TYPES = ("bearer", "symmetric", "public")
+
+
+def check_key_types(values: object, what: str) -> frozenset[str]:
+    """A non-empty set of :data:`KEY_TYPES` names (a string is one name, not its letters)."""
+    given = [values] if isinstance(values, str) else values
+    if not isinstance(given, (list, tuple, set, frozenset)) or not given:
+        raise BadValue(f"{what}: give one or more of {', '.join(KEY_TYPES)}, not {values!r}")
+    wrong = [value for value in given if value not in KEY_TYPES]
+    if wrong:
+        raise BadValue(f"{what}: {wrong[0]!r} is not one of {', '.join(KEY_TYPES)}")
+    return frozenset(given)
 
 
 #: SAML versions a relying party can be given, by the names the registry, the CLI and the

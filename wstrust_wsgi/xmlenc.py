@@ -218,21 +218,29 @@ def encrypt(
     declared), as the recipient parses them alone. A fresh content key is
     made per call and sent RSA-OAEP encrypted in an inline EncryptedKey.
     """
-    public_key = certificate.public_key()
-    if not isinstance(public_key, rsa.RSAPublicKey):
-        raise ConfigurationError("encryption certificate: not an RSA key; XML Encryption here needs RSA-OAEP")
     data = plaintext if isinstance(plaintext, bytes) else etree.tostring(plaintext)
     content_key = os.urandom(_CONTENT[settings.algorithm][0])
     cipher_value = _encrypt_content(settings.algorithm, content_key, data)
-    wrapped = public_key.encrypt(content_key, _oaep(settings.digest, settings.mgf, None))
-
     encrypted_data = etree.Element(_XENC["EncryptedData"], nsmap={"xenc": ns.XENC, "ds": ns.DS})
     if data_id is not None:
         encrypted_data.set("Id", data_id)
     encrypted_data.set("Type", ns.XENC_TYPE_ELEMENT)
     etree.SubElement(encrypted_data, _XENC["EncryptionMethod"]).set("Algorithm", settings.algorithm)
-    key_info = etree.SubElement(encrypted_data, _DS["KeyInfo"])
-    encrypted_key = etree.SubElement(key_info, _XENC["EncryptedKey"])
+    etree.SubElement(encrypted_data, _DS["KeyInfo"]).append(encrypt_key(content_key, certificate, settings))
+    cipher_data = etree.SubElement(encrypted_data, _XENC["CipherData"])
+    etree.SubElement(cipher_data, _XENC["CipherValue"]).text = _b64(cipher_value)
+    return encrypted_data
+
+
+def encrypt_key(key: bytes, certificate: x509.Certificate,
+                settings: EncryptionSettings = EncryptionSettings()) -> etree._Element:
+    """``key`` RSA-OAEP encrypted for ``certificate``'s holder, an ``xenc:EncryptedKey`` (section 3.5.1);
+    also how a holder-of-key assertion carries its symmetric proof key."""
+    public_key = certificate.public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise ConfigurationError("encryption certificate: not an RSA key; XML Encryption here needs RSA-OAEP")
+    wrapped = public_key.encrypt(key, _oaep(settings.digest, settings.mgf, None))
+    encrypted_key = etree.Element(_XENC["EncryptedKey"], nsmap={"xenc": ns.XENC, "ds": ns.DS})
     method = etree.SubElement(encrypted_key, _XENC["EncryptionMethod"])
     method.set("Algorithm", settings.key_transport)
     etree.SubElement(method, _DS["DigestMethod"]).set("Algorithm", settings.digest)
@@ -241,9 +249,7 @@ def encrypt(
     _name_certificate(etree.SubElement(encrypted_key, _DS["KeyInfo"]), certificate, settings)
     cipher_data = etree.SubElement(encrypted_key, _XENC["CipherData"])
     etree.SubElement(cipher_data, _XENC["CipherValue"]).text = _b64(wrapped)
-    cipher_data = etree.SubElement(encrypted_data, _XENC["CipherData"])
-    etree.SubElement(cipher_data, _XENC["CipherValue"]).text = _b64(cipher_value)
-    return encrypted_data
+    return encrypted_key
 
 
 # ------------------------------------------------------------------ decryption policy and keys
@@ -541,6 +547,22 @@ class Decrypter:
         good = 1 <= pad <= _BLOCK  # section 5.2: only the last octet is defined; the others are arbitrary
         return padded[:-pad] if good else padded, good
 
+    def unwrap(self, encrypted_key: etree._Element, *, sizes: range) -> bytes:
+        """The key an ``xenc:EncryptedKey`` carries (a proof key), of a length in ``sizes``: the content
+        keys' allow-list (RSA-OAEP only), one DecryptionFailed for every failure."""
+        try:
+            found = self._encrypted_key(encrypted_key) if encrypted_key.tag == _XENC["EncryptedKey"] else None
+        except MalformedMessage as exc:
+            raise _refuse(f"malformed EncryptedKey: {exc}") from None
+        for key in found.named if found is not None else ():
+            try:
+                value = key.private_key.decrypt(found.wrapped, found.oaep)  # type: ignore[union-attr]
+            except ValueError:
+                continue
+            if len(value) in sizes:
+                return value
+        raise _refuse("no configured key unwraps the EncryptedKey to a key of an allowed length")
+
     def decrypt(self, encrypted_data: etree._Element, *, scope: etree._Element | None = None) -> Decrypted:
         """Decrypt ``encrypted_data`` (see :func:`encrypted_data_of`) or raise :class:`DecryptionFailed`.
 
@@ -571,5 +593,6 @@ def decrypt(encrypted_data: etree._Element, keys: Sequence[KeyPair], *, policy: 
 
 __all__ = [
     "CBC_ALGORITHMS", "GCM_ALGORITHMS", "KEY_TRANSPORTS", "MAX_ENCRYPTED_KEYS", "Decrypted", "Decrypter",
-    "DecryptionPolicy", "EncryptionSettings", "KeyPair", "KeyReference", "decrypt", "encrypt", "encrypted_data_of",
+    "DecryptionPolicy", "EncryptionSettings", "KeyPair", "KeyReference", "decrypt", "encrypt", "encrypt_key",
+    "encrypted_data_of",
 ]

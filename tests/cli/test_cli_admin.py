@@ -588,11 +588,22 @@ def test_rp_add_list_show_remove(admin, tmp_path):
     assert legacy["token_type"] == "1.1" and legacy["lifetime"] == 120 and legacy["claims"] == [EMAIL]
     assert legacy["certificate"]["pem"].startswith("-----BEGIN CERTIFICATE-----")
     assert admin.json("rp", "show", SERVICE) == {"address": SERVICE, "token_type": "2.0", "lifetime": None,
-                                                 "claims": None, "certificate": None, "encryption": None}
+                                                 "claims": None, "certificate": None, "encryption": None,
+                                                 "key_types": None}
     shown = admin.ok("rp", "show", "https://legacy.example.org/svc")
     assert re.search(r"^token type\s+SAML 1\.1$", shown, re.M) and "SHA-256" in shown
     admin.ok("rp", "remove", SERVICE)
     assert [p["address"] for p in admin.json("rp", "list")] == ["https://legacy.example.org/svc"]
+
+
+def test_rp_add_key_types_limits_what_the_party_is_issued(admin):
+    admin.ok("rp", "add", "https://hok.example.org/svc", "--key-types", "symmetric,public")
+    assert admin.json("rp", "show", "https://hok.example.org/svc")["key_types"] == ["public", "symmetric"]
+    assert re.search(r"^key types\s+public\n\s+symmetric$", admin.ok("rp", "show", "https://hok.example.org/svc"),
+                     re.M)
+    refused = admin("rp", "add", "https://other.example.org/svc", "--key-types", "secret")
+    assert refused.returncode == 2 and "'secret' is not one of bearer, symmetric, public" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_rp_add_accepts_a_urn(admin):

@@ -351,3 +351,30 @@ def test_nothing_in_the_library_imports_the_testing_kit():
             if "testing" in module.split(".") or any("testing" in n.split(".") for n in names):
                 importers.append(str(path.relative_to(PACKAGE)))
     assert importers == []
+
+
+def test_holder_of_key_tokens_are_minted_and_soap_request_proves_them(tmp_path):
+    import webtest
+    from wstrust_wsgi import RelyingPartyMiddleware, SigningKey, generate_demo_key_pair
+    from wstrust_wsgi.testing import soap_request
+    generate_demo_key_pair("test service", tmp_path, "rp")
+    tokens = TokenFactory()
+    seen = []
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        seen.append(environ["wstrust_wsgi.assertion"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    service = webtest.TestApp(RelyingPartyMiddleware(
+        app, audience=tokens.audience, issuer=tokens.issuer, trusted_certs=tokens.trusted_certs,
+        decryption_keys=[(tmp_path / "rp.key", tmp_path / "rp.crt")], confirmation="holder-of-key"))
+    certificate = SigningKey.from_files(tmp_path / "rp.key", tmp_path / "rp.crt").certificate
+    for version in ("2.0", "1.1"):
+        token = tokens.mint(confirmation="holder-of-key", proof_key_for=certificate, version=version)
+        assert token.key_type == "symmetric" and len(token.proof_key) == 32
+        body, headers = soap_request(token, b"<Ping xmlns='urn:example'/>")
+        assert service.post("/", body, headers=headers).status_int == 200
+        bare, headers = soap_request(token.assertion, b"<Ping xmlns='urn:example'/>")  # no proof
+        assert service.post("/", bare, headers=headers, expect_errors=True).status_int == 500
+    assert [(v.confirmation, v.proof_key) for v in seen] == [("holder-of-key", "symmetric")] * 2

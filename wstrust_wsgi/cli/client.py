@@ -23,6 +23,7 @@ from lxml import etree
 from .. import _xml, exchange, ns
 from ..client import StsClient, UrllibTransport, call_service
 from ..errors import ConfigurationError, MalformedMessage, RemoteFault, TransportError
+from ..keys import SigningKey
 from ..model import TOKEN_TYPES
 from . import lifecycle
 from .demo import DEMO_SERVICE, DEMO_STS, echo_payload
@@ -71,13 +72,19 @@ def _client(args: argparse.Namespace) -> int:
     if password is None:
         password = getpass.getpass(f"Password for {args.username}: ")
     applies_to = args.applies_to or args.service
+    client_key = None
+    if args.key_type == "public":
+        if not (args.client_key and args.client_cert):
+            raise ConfigurationError("--key-type public: give --client-key and --client-cert (the key the token binds)")
+        client_key = SigningKey.from_files(args.client_key, args.client_cert)
     transport = exchange.transport_from_args(args, transport, secrets=[password])
     client = StsClient(
         args.sts, username=args.username, password=password, digest=args.digest,
         soap_version=args.soap, trust_version=args.trust, transport=transport,
     )
     try:
-        token = saved or client.request_token(applies_to, token_type=args.token_type, **lifecycle.claims(args))
+        token = saved or client.request_token(applies_to, token_type=args.token_type, key_type=args.key_type,
+                                              entropy=args.entropy, client_key=client_key, **lifecycle.claims(args))
     except RemoteFault as fault:
         hint = (f"; {args.sts} answers like a service protected by SAML tokens, not like an STS: "
                 "give --sts the STS endpoint (--service is the protected service)") if _not_an_sts(fault) else ""
@@ -89,12 +96,15 @@ def _client(args: argparse.Namespace) -> int:
         return 2
     if saved is None:
         valid = token.expires.isoformat() if token.expires else "unknown"
+        proof = (f", holder-of-key ({len(token.proof_key) * 8}-bit proof key held, not shown)" if token.proof_key
+                 else ", holder-of-key (your public key)" if token.key_type == "public" else "")
         if token.encrypted:  # ciphertext: printing it would show nothing, and the claims are not ours to read
             whom = f" ({token.encrypted_for})" if token.encrypted_for else ""
-            print(f"Issued token ({token.token_type}), id {token.assertion_id}, valid until {valid}: encrypted for "
-                  f"the service{whom}; only the service can read its claims, and it is passed on unchanged.")
+            print(f"Issued token ({token.token_type}), id {token.assertion_id}, valid until {valid}{proof}: "
+                  f"encrypted for the service{whom}; only the service can read its claims, and it is passed on "
+                  "unchanged.")
         else:
-            print(f"Issued token ({token.token_type}), id {token.assertion_id}, valid until {valid}:")
+            print(f"Issued token ({token.token_type}), id {token.assertion_id}, valid until {valid}{proof}:")
             print(exchange.token_text_from_args(args, token.assertion))
     held = lifecycle.before_call(args, client, token)
     if isinstance(held, int):
@@ -103,7 +113,8 @@ def _client(args: argparse.Namespace) -> int:
     if args.no_call:
         return lifecycle.after_call(args, client, token)
     try:
-        reply = call_service(args.service, token, payload, soap_version=args.soap, transport=transport)
+        reply = call_service(args.service, token, payload, soap_version=args.soap, transport=transport,
+                             signature_algorithm=args.signature_algorithm)
     except RemoteFault as fault:
         print(f"The service at {args.service} refused the request: {fault.reason} ({fault.local_code})",
               file=sys.stderr)
@@ -128,6 +139,14 @@ def add_client_command(commands: Any) -> None:
     client.add_argument("--soap", choices=["1.1", "1.2"], default="1.2")
     client.add_argument("--trust", choices=["1.3", "2005"], default="1.3")
     client.add_argument("--token-type", choices=TOKEN_TYPES, help="SAML version (default: the STS decides)")
+    client.add_argument("--key-type", choices=["bearer", "symmetric", "public"], default="bearer",
+                        help="bearer; symmetric or public: a holder-of-key token whose key signs the service call")
+    client.add_argument("--client-key", help="--key-type public: the client's PEM private key")
+    client.add_argument("--client-cert", help="--key-type public: the client's PEM certificate")
+    client.add_argument("--entropy", choices=["both", "client", "sts"], default="both",
+                        help="who makes a symmetric proof key (default both, by P_SHA1; sts: over TLS only)")
+    client.add_argument("--signature-algorithm", choices=["hmac-sha256", "hmac-sha1"], default="hmac-sha256",
+                        help="how a symmetric proof key signs (hmac-sha1 for WCF and AD FS peers)")
     client.add_argument("--message", default="Hello from wstrust-wsgi", help="text for the demo echo service")
     client.add_argument("--payload", help="file holding the SOAP Body child to send instead of the echo")
     client.add_argument("--no-call", action="store_true", help="only request and print the token")

@@ -143,7 +143,8 @@ def party_data(party: RelyingParty) -> dict[str, Any]:
             "certificate": certificate_data(party.certificate_pem),
             "encryption": None if party.certificate_pem is None else {
                 "algorithm": party.encryption, "key_transport": party.key_transport,
-                "key_reference": party.key_reference}}
+                "key_reference": party.key_reference},
+            "key_types": None if party.key_types is None else sorted(party.key_types)}
 
 
 def party_text(party: RelyingParty, settings: StsSettings) -> str:
@@ -162,6 +163,7 @@ def party_text(party: RelyingParty, settings: StsSettings) -> str:
         ("certificate", "-" if cert is None else cert.get("error") or
          [cert["subject"], f"SHA-1 thumbprint {cert['sha1']}", f"SHA-256 {cert['sha256']}",
           f"valid until {cert['not_after']}"]),
+        ("key types", "all" if party.key_types is None else sorted(party.key_types)),
     ])
 
 

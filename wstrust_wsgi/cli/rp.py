@@ -25,8 +25,9 @@ from .._time import utcnow
 from ..errors import BadValue, RegistryError
 from ..keys import load_certificate
 from ..model import (
-    ENCRYPTION_ALGORITHMS, KEY_REFERENCES, KEY_TRANSPORTS, LEGACY_ENCRYPTION_ALGORITHMS, TOKEN_TYPES, RelyingParty,
-    check_address, check_claim_uri, encryption_certificate, shown,
+    ENCRYPTION_ALGORITHMS, KEY_REFERENCES, KEY_TRANSPORTS, LEGACY_ENCRYPTION_ALGORITHMS, NO_ENCRYPTION, TOKEN_TYPES,
+    RelyingParty,
+    check_address, check_claim_uri, check_key_types, encryption_certificate, shown,
 )
 from .admin import MAX_LIFETIME, _add_command, _party, _registry, _seconds
 from .output import Result, as_seconds, duration, party_data, party_text, table
@@ -79,7 +80,9 @@ def _rp_add(args: argparse.Namespace, url: str) -> Result:
     if "certificate_pem" not in encryption and encryption:
         raise BadValue(f"--{next(iter(encryption)).replace('_', '-')} says how tokens are encrypted: give "
                        "--encrypt-cert PEM too")
-    party = RelyingParty(address, token_type=args.token_type, lifetime=lifetime, claims=claims, **encryption)
+    key_types = None if args.key_types is None else check_key_types(args.key_types, "--key-types")
+    party = RelyingParty(address, token_type=args.token_type, lifetime=lifetime, claims=claims, key_types=key_types,
+                         **encryption)
     with _registry(url) as registry:
         if registry.get(address) is not None:
             raise RegistryError(f"relying party {address!r} already exists (remove it first, or change its "
@@ -95,17 +98,20 @@ def _rp_add(args: argparse.Namespace, url: str) -> Result:
 def _rp_set(args: argparse.Namespace, url: str) -> Result:
     warnings: list[str] = []
     changes = _encryption_changes(args, warnings)
+    if args.key_types is not None:
+        changes["key_types"] = None if args.key_types == ["all"] else check_key_types(args.key_types, "--key-types")
     if not changes:
-        raise BadValue("nothing to change: give --encrypt-cert PEM, --no-encrypt, --encryption, --key-transport "
-                       "or --key-reference")
+        raise BadValue("nothing to change: give --encrypt-cert PEM, --no-encrypt, --encryption, --key-transport, "
+                       "--key-reference or --key-types")
     with _registry(url) as registry:
         party = _party(registry, args.address)
-        if changes.get("certificate_pem", party.certificate_pem) is None and set(changes) - {"certificate_pem"}:
+        if (changes.get("certificate_pem", party.certificate_pem) is None
+                and set(changes) - {"certificate_pem", "key_types"}):
             raise BadValue(f"relying party {shown(args.address)} has no encryption certificate: give "
                            "--encrypt-cert PEM with the algorithm options")
         stored = registry.update_relying_party(party.address, **changes)
         settings = registry.get_settings()
-    said = ("tokens for it are now sent in clear" if stored.certificate_pem is None
+    said = ("tokens for it are now sent in clear" if not stored.encrypts_tokens
             else "its tokens are now encrypted as shown")
     text = (f"Changed relying party {stored.address}: {said} (a running STS applies this at its next request).\n"
             + party_text(stored, settings))
@@ -140,9 +146,10 @@ def _rp_remove(args: argparse.Namespace, url: str) -> Result:
 
 
 def _encryption_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--encryption", choices=ENCRYPTION_ALGORITHMS, metavar="ALG",
+    parser.add_argument("--encryption", choices=(*ENCRYPTION_ALGORITHMS, NO_ENCRYPTION), metavar="ALG",
                         help=f"content encryption: {', '.join(ENCRYPTION_ALGORITHMS)} (default aes256-gcm; the "
-                             "CBC ones only for parties that cannot read GCM)")
+                             "CBC ones only for parties that cannot read GCM), or none (the certificate then serves "
+                             "holder-of-key proof keys only; tokens go in clear)")
     parser.add_argument("--key-transport", choices=KEY_TRANSPORTS, metavar="ALG",
                         help="RSA-OAEP URI: rsa-oaep-mgf1p (default, XML Encryption 1.0) or rsa-oaep (1.1)")
     parser.add_argument("--key-reference", choices=KEY_REFERENCES, metavar="HOW",
@@ -165,12 +172,18 @@ def add_rp_commands(commands: Any) -> None:
                      help="the party's encryption certificate: its tokens are signed, then encrypted for it")
     add.add_argument("--cert", metavar="PEMFILE", help=argparse.SUPPRESS)  # deprecated: see the module docstring
     _encryption_options(add)
-    set_ = _add_command(rps, "set", _rp_set, "change how a relying party's tokens are encrypted", "rp set")
+    add.add_argument("--key-types", type=lambda v: v.split(","), metavar="TYPES",
+                     help="the key types its tokens may have, e.g. symmetric,public (default: all; symmetric "
+                          "needs --encrypt-cert, which the proof key is encrypted for)")
+    set_ = _add_command(rps, "set", _rp_set, "change how a relying party's tokens are encrypted, or its key types",
+                        "rp set")
     set_.add_argument("address", metavar="ADDRESS")
     which = set_.add_mutually_exclusive_group()
     which.add_argument("--encrypt-cert", metavar="PEMFILE", help="encrypt its tokens for this certificate")
     which.add_argument("--no-encrypt", action="store_true", help="send its tokens in clear (forget the certificate)")
     _encryption_options(set_)
+    set_.add_argument("--key-types", type=lambda v: v.split(","), metavar="TYPES",
+                      help="the key types its tokens may have, e.g. bearer,symmetric, or all")
     _add_command(rps, "list", _rp_list, "list relying parties", "rp list")
     _add_command(rps, "show", _rp_show, "show one relying party", "rp show").add_argument("address", metavar="ADDRESS")
     _add_command(rps, "remove", _rp_remove, "remove a relying party", "rp remove").add_argument(

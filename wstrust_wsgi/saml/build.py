@@ -44,6 +44,29 @@ class AssertionContent:
     name_format: str = ns.SAML_NAMEID_UNSPECIFIED
     #: ActAs: who acts as the subject, one ``del:Delegate`` each in a SAML 2.0 DelegationRestriction condition.
     actors: tuple[str, ...] = ()
+    #: A ``ds:KeyInfo`` naming the proof key: the subject is then confirmed holder-of-key, not bearer.
+    proof_key_info: etree._Element | None = field(default=None, repr=False, compare=False)
+
+
+def holder_of_key(root: etree._Element, key_info: etree._Element) -> None:
+    """Turn every bearer SubjectConfirmation of an unsigned assertion into holder-of-key of ``key_info``.
+
+    SAML 2.0 (core 2.4.1.3, profiles 3.1): Method ``cm:holder-of-key`` and a
+    SubjectConfirmationData of ``xsi:type`` KeyInfoConfirmationDataType
+    holding the KeyInfo. The type's prefix is the assertion's default
+    namespace, which exclusive c14n keeps (the root uses it). SAML 1.1 (core
+    2.4.2.3): ConfirmationMethod ``cm:holder-of-key`` and ds:KeyInfo after it.
+    """
+    if root.tag == _xml.qname(ns.SAML2, "Assertion"):
+        for confirmation in root.iter(_xml.qname(ns.SAML2, "SubjectConfirmation")):
+            confirmation.set("Method", ns.SAML2_HOLDER_OF_KEY)
+            for data in confirmation.iterchildren(_xml.qname(ns.SAML2, "SubjectConfirmationData")):
+                data.set(_xml.qname(ns.XSI, "type"), "KeyInfoConfirmationDataType")
+                data.append(copy.deepcopy(key_info))
+        return
+    for method in root.iter(_xml.qname(ns.SAML1, "ConfirmationMethod")):
+        method.text = ns.SAML1_HOLDER_OF_KEY
+        method.addnext(copy.deepcopy(key_info))
 
 
 def _sub(parent: etree._Element, namespace: str, local: str, text: str | None = None, **attrs: str) -> etree._Element:
@@ -114,6 +137,8 @@ def build_saml2(content: AssertionContent) -> etree._Element:
     _sub(_sub(authn, s, "AuthnContext"), s, "AuthnContextClassRef", ns.SAML2_AC_PASSWORD)
     if any(content.attributes.values()):
         _saml2_attributes(_sub(root, s, "AttributeStatement"), content.attributes)
+    if content.proof_key_info is not None:
+        holder_of_key(root, content.proof_key_info)
     return root
 
 
@@ -152,6 +177,8 @@ def build_saml11(content: AssertionContent) -> etree._Element:
                  AuthenticationInstant=issued)
     _saml1_subject(authn, content)
     _placeholder(root)
+    if content.proof_key_info is not None:
+        holder_of_key(root, content.proof_key_info)
     return root
 
 
@@ -236,6 +263,8 @@ class _Skeleton:
                 root.insert(root.index(nodes[w["authn"]]), statement)
                 _saml1_subject(statement, content)
                 _saml11_attributes(statement, content.attributes)
+        if content.proof_key_info is not None:
+            holder_of_key(root, content.proof_key_info)
         return root
 
 

@@ -43,6 +43,13 @@ class VerifiedAssertion:
     element: etree._Element = field(repr=False, compare=False)
     #: Whether the token arrived encrypted (``raw`` is then the decrypted assertion).
     encrypted: bool = False
+    #: The subject confirmations the token offers: ``"bearer"``, ``"holder-of-key"`` (with a key).
+    confirmations: frozenset[str] = frozenset({"bearer"})
+    #: The confirmation this request satisfied: ``"bearer"``, or ``"holder-of-key"`` once the
+    #: middleware has checked the proof signature; None until one is (a holder-of-key-only token).
+    confirmation: str | None = "bearer"
+    #: The kind of key the holder-of-key proof was made with (``"symmetric"``); None for bearer.
+    proof_key: str | None = None
 
     @property
     def roles(self) -> tuple[str, ...]:

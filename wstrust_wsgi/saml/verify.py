@@ -26,6 +26,7 @@ from .._checks import Trace
 from .._time import parse_datetime
 from ..errors import FailedCheck, InvalidSecurityToken, MalformedMessage
 from .cache import VerificationCache, _Entry
+from .confirmation import BEARER, confirmations
 from .rules import ValidationPolicy, VerifiedAssertion, Window, check_audiences
 from .versions import SAML2, SamlVersion, version_of
 
@@ -361,12 +362,13 @@ def _read_claims(
                                    actual="empty")
     if trace is not None:
         trace.passed("subject", "a subject name", repr(subject))
-    if not bearer:
-        method = ns.SAML2_BEARER if version is SAML2 else ns.SAML1_BEARER
-        raise InvalidSecurityToken("subject confirmation is not bearer", check="confirmation",
-                                   expected=f"confirmation method {method}", actual="no bearer confirmation")
+    offered, _ = confirmations(signed, version)
+    if not offered:
+        raise InvalidSecurityToken("subject confirmation is neither bearer nor holder-of-key with a ds:KeyInfo",
+                                   check="confirmation", expected="bearer, or holder-of-key with a ds:KeyInfo",
+                                   actual="neither")
     if trace is not None:
-        trace.passed("confirmation", "bearer", "bearer")
+        trace.passed("confirmation", "bearer, or holder-of-key with a ds:KeyInfo", ", ".join(sorted(offered)))
     if conditions is None:
         raise InvalidSecurityToken("assertion has no Conditions", check="conditions",
                                    expected="Conditions with NotOnOrAfter", actual="no Conditions")
@@ -406,6 +408,8 @@ def _read_claims(
         attributes=MappingProxyType(attributes),
         raw=raw,
         element=signed,
+        confirmations=offered,
+        confirmation=BEARER if BEARER in offered else None,
     )
     return verified, window, tuple(tuple(r) for r in restrictions)
 

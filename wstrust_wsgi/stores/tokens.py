@@ -263,7 +263,9 @@ def refuse_revoked(store: IssuedTokenStore, assertion_id: str, now: datetime) ->
     if record is not None and record.state != ISSUED:
         raise InvalidSecurityToken(f"assertion {assertion_id} is {record.state} in the revocation store",
                                    reason="The security token has been cancelled." if record.state == CANCELLED
-                                   else "The security token has been renewed and replaced.")
+                                   else "The security token has been renewed and replaced.",
+                                   check="revocation", expected="issued (neither cancelled nor renewed)",
+                                   actual=record.state)
 
 
 def token_store_from_url(url: str, registry: Registry | None = None) -> IssuedTokenStore:

@@ -39,8 +39,10 @@ class TrustCall:
     relates_to: soap.RelatesTo | None
     #: The client's address and the request id, which the binding's log lines end with.
     request: RequestInfo = UNKNOWN_REQUEST
-    #: Whether the request came over HTTPS, from loopback or in-process (PasswordText may cross it).
-    secure: bool = True
+    #: Whether the request came over TLS, from a loopback peer or in-process (what
+    #: :func:`~wstrust_wsgi.sts.authentication.protected_transport` says): PasswordText may cross it, and a
+    #: proof key may be sent in clear over it.
+    protected: bool = False
 
 
 class Binding(Protocol):

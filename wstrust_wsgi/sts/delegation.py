@@ -109,7 +109,7 @@ class Delegation:
             assert username is not None
             if not username.password:
                 raise FailedAuthentication(f"{kind} UsernameToken of {username.username!r} has no password")
-            return self._authentication.check(username, secure=call.secure, now=call.now, settings=call.settings,
+            return self._authentication.check(username, secure=call.protected, now=call.now, settings=call.settings,
                                               address=call.request.client)
         version = version_of(token)
         if version is None:

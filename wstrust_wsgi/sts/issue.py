@@ -1,13 +1,15 @@
-"""The Issue binding (WS-Trust 1.3 section 4.1): a signed SAML bearer token for a registered relying party.
+"""The Issue binding (WS-Trust 1.3 section 4.1): a signed SAML token for a registered relying party.
 
 The RST names the relying party by endpoint address in ``wsp:AppliesTo``,
 which becomes the token's audience; the TokenType (or the party's own
 setting) picks SAML 2.0 or 1.1; the lifetime is the party's (or the STS
 default), shortened by the request's ``wst:Lifetime/wsu:Expires`` when that
 comes sooner. The answer is the RSTR (in a Collection for WS-Trust 1.3) with
-the signed assertion, its references, AppliesTo and Lifetime. For a party with
-an encryption certificate the signed assertion is then encrypted for it
-(:mod:`.encryption`); the references still name the assertion's ID.
+the signed assertion, its references, AppliesTo and Lifetime. A SymmetricKey
+or PublicKey request gets a holder-of-key token and its proof key
+(:mod:`.proof`). For a party with an encryption certificate the signed
+assertion is then encrypted for it (:mod:`.encryption`); the references still
+name the assertion's ID.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from ..errors import InvalidRequest
 from ..model import Principal, RelyingParty, StsSettings
 from ..saml import SAML2, SAML11, AssertionContent, AssertionSigner, SamlVersion, version_for_token_type
 from ..stores import RelyingPartyStore
+from ..wstrust.proof import with_proof
 from .binding import TrustCall, uris
 from .encryption import encrypt_token
 from .signing import KeyFollower
+from .proof import issue_proof
 
 log = logging.getLogger("wstrust_wsgi.sts")
 
@@ -58,6 +62,7 @@ class IssueBinding:
         party = self._relying_party(request)
         principal, actor = self._delegation(call, party) if self._delegation is not None else _no_delegation(call)
         version = self._saml_version(request, party)
+        proof = issue_proof(call, party)
         lifetime = party.lifetime or settings.default_lifetime
         if request.lifetime_expires is not None and now < request.lifetime_expires < now + lifetime:
             lifetime = request.lifetime_expires - now
@@ -70,9 +75,10 @@ class IssueBinding:
             not_on_or_after=now + lifetime,
             attributes=self._attributes(principal, party, wstrust.requested_claims(call.rst), actor),
             actors=(actor,) if actor is not None else (),
+            proof_key_info=proof.key_info if proof is not None else None,
         )
         assertion = self._signer.sign(version, content, algorithm=settings.signature_algorithm)
-        if party.certificate_pem is not None:  # sign, then encrypt exactly the signed bytes
+        if party.encrypts_tokens:  # sign, then encrypt exactly the signed bytes
             assertion = encrypt_token(version, assertion, party, now)
         if self._record is not None:
             self._record(call, content, version.name, request.key_type or request.dialect.bearer_key_types[0])
@@ -87,12 +93,15 @@ class IssueBinding:
             expires=content.not_on_or_after,
             relates_to=call.relates_to,
         )
+        if proof is not None and proof.key is not None:
+            answer = with_proof(answer, request.dialect, proof.key)
         log.info(
-            "issued: SAML %s token %s%s to %r for %s (WS-Trust %s, SOAP %s, valid until %s) (%s)",
+            "issued: SAML %s token %s%s to %r for %s (WS-Trust %s, SOAP %s, valid until %s%s) (%s)",
             version.name, content.assertion_id,
-            "" if party.certificate_pem is None else f" encrypted ({party.encryption}, {party.key_transport})",
+            f" encrypted ({party.encryption}, {party.key_transport})" if party.encrypts_tokens else "",
             principal.name, party.address,
-            request.dialect.name, call.envelope.version.name, content.not_on_or_after.isoformat(), call.request,
+            request.dialect.name, call.envelope.version.name, content.not_on_or_after.isoformat(),
+            f", holder-of-key of {proof.described}" if proof else "", call.request,
             extra=call.request.extra,
         )
         return answer
@@ -135,7 +144,7 @@ class IssueBinding:
                                    not_on_or_after=now + (party.lifetime or settings.default_lifetime),
                                    attributes=self._attributes(principal, party))
         assertion = self._signer.sign(version, content, algorithm=settings.signature_algorithm)
-        if party.certificate_pem is not None:  # a renewed token is as confidential as the first one
+        if party.encrypts_tokens:  # a renewed token is as confidential as the first one
             assertion = encrypt_token(version, assertion, party, now)
         return content, assertion
 

@@ -331,7 +331,7 @@ class TokenService:
             raise InvalidRequest(f"action {envelope.action!r} does not go with RequestType {request_type!r}",
                                  reason=self._supported(dialect))
         return binding.answer(TrustCall(envelope, rst, dialect, principal, settings, now, soap.RelatesTo.of(envelope),
-                                        about, secure=protected_transport(http)))
+                                        about, protected=protected_transport(http)))
 
     def _operations(self) -> tuple[str, ...]:
         """The names of the registered bindings of the WS-Trust bindings (Issue first), for the WSDL."""

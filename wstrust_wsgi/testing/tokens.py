@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -25,6 +26,7 @@ from ..client import IssuedToken
 from ..errors import ConfigurationError
 from ..keys import SigningKey
 from ..saml import SAML2, SAML11, AssertionContent, AssertionSigner, SamlVersion, build_saml2, build_saml11
+from ..xmlenc import encrypt_key
 
 #: Issuer and audience of the kit's tokens unless a test names its own (``.test`` is a reserved name).
 DEFAULT_ISSUER = "https://sts.test/services/sts"
@@ -143,6 +145,7 @@ class TokenFactory:
         algorithm: str = "rsa-sha256",
         confirmation: str = "bearer",
         encrypt_for: x509.Certificate | None = None,
+        proof_key_for: x509.Certificate | None = None,
     ) -> IssuedToken:
         """A signed token, valid from ``not_before`` (default: ``issued_at``, default: now) for ``lifetime``.
 
@@ -153,12 +156,17 @@ class TokenFactory:
         ``rsa-sha512``, ``rsa-sha1``). ``encrypt_for`` (the service's
         certificate) encrypts the signed token for it (:func:`encrypted_token`):
         a ``saml2:EncryptedAssertion``, or for SAML 1.1 an ``xenc:EncryptedData``.
-        ``confirmation`` is ``"bearer"``; ``"holder-of-key"`` arrives with proof keys.
+        ``confirmation="holder-of-key"`` with
+        ``proof_key_for`` (the service's certificate, whose key is in its
+        ``decryption_keys``) mints a symmetric holder-of-key token: a fresh
+        256-bit proof key in the confirmation, encrypted for that certificate,
+        and held by the returned token, so that :func:`soap_request` signs the
+        request with it as :class:`~wstrust_wsgi.StsClient` would.
         """
         return self._mint(self._signer, subject, roles=roles, attributes=attributes, audience=audience,
                           issuer=issuer, version=version, lifetime=lifetime, issued_at=issued_at,
                           not_before=not_before, assertion_id=assertion_id, algorithm=algorithm,
-                          confirmation=confirmation, encrypt_for=encrypt_for)
+                          confirmation=confirmation, encrypt_for=encrypt_for, proof_key_for=proof_key_for)
 
     def content(
         self,
@@ -246,20 +254,26 @@ class TokenFactory:
 
     def _mint(self, signer: AssertionSigner, subject: str | None, *, version: str | None = None,
               algorithm: str = "rsa-sha256", confirmation: str = "bearer",
-              encrypt_for: x509.Certificate | None = None, **content_options: Any) -> IssuedToken:
+              encrypt_for: x509.Certificate | None = None, proof_key_for: x509.Certificate | None = None,
+              **content_options: Any) -> IssuedToken:
         content = self.content(subject, **content_options)
-        # EXTENSION POINT (holder-of-key, issue 12): a "holder-of-key" confirmation will make a
-        # proof key here (wstrust/ proof-key material), put its KeyInfo in the SubjectConfirmation
-        # (AssertionContent) and return it on the IssuedToken, so that soap_request signs the
-        # message with it (wssecurity/ message signatures). Until then only bearer exists.
-        if confirmation != "bearer":
-            raise ConfigurationError(f"confirmation: only 'bearer' tokens can be minted so far, not {confirmation!r} "
-                                     "(holder-of-key arrives with proof keys)")
+        proof_key = None
+        if confirmation == "holder-of-key":
+            if proof_key_for is None:
+                raise ConfigurationError("confirmation: 'holder-of-key' needs proof_key_for=<the service's "
+                                         "certificate>, which the proof key is encrypted for")
+            proof_key = os.urandom(32)
+            key_info = etree.Element(_xml.qname(ns.DS, "KeyInfo"), nsmap={"ds": ns.DS})
+            key_info.append(encrypt_key(proof_key, proof_key_for))
+            content = dataclasses.replace(content, proof_key_info=key_info)
+        elif confirmation != "bearer":
+            raise ConfigurationError(f"confirmation: 'bearer' or 'holder-of-key', not {confirmation!r}")
         saml_version = _version(version or self.version)
         signed = signer.sign(saml_version, content, algorithm=algorithm)
         if encrypt_for is not None:
             signed = encrypted_token(signed, saml_version, encrypt_for)
-        return _issued(signed, saml_version, content)
+        issued = _issued(signed, saml_version, content)
+        return issued if proof_key is None else dataclasses.replace(issued, proof_key=proof_key, key_type="symmetric")
 
 
 def encrypted_token(signed: bytes, version: SamlVersion, certificate: x509.Certificate) -> bytes:

@@ -4,16 +4,18 @@
 * :mod:`.username`: the UsernameToken Profile 1.1 (PasswordText, PasswordDigest);
 * :mod:`.references`: SecurityTokenReference.
 
-Message signatures with a proof key (WSS 1.1 section 8) join as their own module.
+* :mod:`.signature`: message signatures with a proof key (WSS 1.1 section 8).
 """
 
 from __future__ import annotations
 
 from .header import Timestamp, build_timestamp, check_timestamp, read_timestamp, security_element, security_header
 from .references import key_identifier_reference
+from .signature import MessageProof, sign_message, verify_message
 from .username import UsernameToken, build_username_token, read_username_token
 
 __all__ = [
+    "MessageProof",
     "Timestamp",
     "UsernameToken",
     "build_timestamp",
@@ -24,4 +26,6 @@ __all__ = [
     "read_username_token",
     "security_element",
     "security_header",
+    "sign_message",
+    "verify_message",
 ]

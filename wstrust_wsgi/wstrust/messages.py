@@ -26,6 +26,7 @@ from ..errors import InvalidRequest, RequestFailed
 from ..wssecurity.references import key_identifier_reference
 from ._template import EnvelopeTemplate
 from .dialects import Dialect, dialect_of
+from .proof import key_kind
 
 log = logging.getLogger("wstrust_wsgi.wstrust")
 
@@ -99,9 +100,9 @@ def parse_request(rst: etree._Element) -> TokenRequest:
     applies_to, applies_ns = _applies_to(rst)
     token_type = _xml.text(_xml.child(rst, t, "TokenType")) or None
     key_type = _xml.text(_xml.child(rst, t, "KeyType")) or None
-    if key_type is not None and key_type not in dialect.bearer_key_types:
-        raise InvalidRequest(f"KeyType {key_type!r} is not a bearer key type",
-                             reason="Only bearer tokens are issued (KeyType Bearer or NoProofKey).")
+    if key_kind(dialect, key_type) is None:  # which kinds the STS issues is the binding's to say
+        raise InvalidRequest(f"KeyType {key_type!r} is not a key type of WS-Trust {dialect.name}",
+                             reason="KeyType must be Bearer, SymmetricKey or PublicKey.")
     expires = None
     lifetime = _xml.child(rst, t, "Lifetime")
     if lifetime is not None:

@@ -12,6 +12,7 @@ https://www.w3.org/TR/xmldsig-core1/#sec-CoreValidation
 
 from __future__ import annotations
 
+import copy
 import functools
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Iterable, Sequence
@@ -273,10 +274,35 @@ def _key_value_matches(signature: etree._Element, public_key: rsa.RSAPublicKey) 
     return True
 
 
-def _signed_info(parts: Parts) -> tuple[Algorithm, bytes, bytes]:
-    """The SignatureMethod, the SignatureValue bytes and SignedInfo's canonical bytes, after the schema check."""
+def _schema_view(parts: Parts) -> etree._Element:
+    """A detached (message) Signature as the XML-DSig schema can judge it.
+
+    SignedInfo's CanonicalizationMethod takes *strict* wildcard content, and
+    the schema set knows no ``ec:InclusiveNamespaces`` (Exclusive C14N section
+    4.1), which WSS4J writes there in every message signature. So a copy
+    without it is validated, once it is checked to be only what that spec
+    defines: a PrefixList, no other attribute, no content. Enveloped (token)
+    signatures keep the schema's verdict, as the signxml reference has it.
+    """
+    inclusive = parts.c14n_method.findall("ec:InclusiveNamespaces", namespaces=_EXC_C14N_NS)
+    if not inclusive:
+        return parts.signature
+    if len(inclusive) > 1 or set(inclusive[0].attrib) != {"PrefixList"} or len(inclusive[0]) or (
+            inclusive[0].text or "").strip():
+        raise _Refused("CanonicalizationMethod's InclusiveNamespaces is not one PrefixList")
+    view = copy.deepcopy(parts.signature)
+    method = view.find("ds:SignedInfo/ds:CanonicalizationMethod", namespaces=_FIND_NS)
+    assert method is not None  # a copy of parts.c14n_method's tree
+    method.remove(method.find("ec:InclusiveNamespaces", namespaces=_EXC_C14N_NS))  # type: ignore[arg-type]
+    return view
+
+
+def _signed_info(parts: Parts, *, message: bool = False) -> tuple[Algorithm, bytes, bytes]:
+    """The SignatureMethod, the SignatureValue bytes and SignedInfo's canonical bytes, after the schema check
+    (of :func:`_schema_view` for a ``message`` signature)."""
+    view = _schema_view(parts) if message else parts.signature
     for schema in _schemas():
-        schema.assertValid(parts.signature)
+        schema.assertValid(view)
     value = next(parts.signature.iterchildren(_Q["SignatureValue"]))
     method = ALGORITHMS[parts.method.get("Algorithm")]  # type: ignore[index]  # allowed by _signed_info_parts
     return method, b64decode(value.text), _c14n(parts.signed_info, parts.c14n_method)  # type: ignore[arg-type]
@@ -426,7 +452,7 @@ def verify_detached(
             raise FailedCheck(f"reference {uri!r} contains the signature: not a detached signature")
         targets.append(holders[0])
     try:
-        method, value, signed_info = _signed_info(parts)
+        method, value, signed_info = _signed_info(parts, message=True)
         for target, reference, digest, steps in zip(targets, parts.references, parts.digest_methods, parts.steps):
             _check_digest(target, reference, digest, steps[-1])
     except (_Refused, etree.LxmlError, TypeError, ValueError, IndexError, StopIteration) as exc:

@@ -8,6 +8,7 @@
 //    "keyFile": "...pem", "certFile": "...pem",
 //    "now": "2026-01-01T00:00:00Z",          // the minting instant (optional)
 //    "encryptionCertFile": "...pem",           // encrypt for this certificate (optional)
+//    "holderOfKeyProofSecretBase64": "...",    // with options.subjectConfirmationMethod "holder-of-key"
 //    "options": {...}}                          // passed to saml20.create / saml11.create
 //
 // `now` pins the package's clock (it reads moment.utc()) so that tests can
@@ -46,6 +47,9 @@ function main(argv, done) {
     key: fs.readFileSync(spec.keyFile),
     cert: fs.readFileSync(spec.certFile),
   });
+  if (spec.holderOfKeyProofSecretBase64) {  // SAML 1.1 holder-of-key: the proof key the test signs with
+    options.holderOfKeyProofSecret = Buffer.from(spec.holderOfKeyProofSecretBase64, "base64");
+  }
   if (spec.encryptionCertFile) {
     options.encryptionCert = fs.readFileSync(spec.encryptionCertFile);
     options.encryptionPublicKey = require("crypto").createPublicKey(options.encryptionCert)

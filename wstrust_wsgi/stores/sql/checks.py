@@ -21,7 +21,8 @@ from datetime import timedelta
 
 from ...errors import ConfigurationError
 from ...model import (
-    TOKEN_TYPES, RelyingParty, check_address, check_claim_uri, check_claim_value, check_name, encryption_certificate,
+    TOKEN_TYPES, RelyingParty, check_address, check_claim_uri, check_claim_value, check_key_types, check_name,
+    encryption_certificate,
 )
 
 __all__ = ["claims", "duration", "findable", "names", "party", "password", "reference"]
@@ -95,6 +96,8 @@ def party(given: object) -> RelyingParty:
                                      f"not {given.claims!r}")
         for claim in given.claims:
             check_claim_uri(claim)
+    if given.key_types is not None:
+        check_key_types(given.key_types, f"relying party {address}: key_types")
     if given.certificate_pem is not None:  # its dates are checked by the CLI and on every request
         encryption_certificate(given.certificate_pem, f"relying party {address}")
     return given

@@ -22,21 +22,23 @@ __all__ = ["COLUMNS", "SELECT", "from_row", "insert", "update"]
 
 #: The columns of a party, in the order :func:`row_values` and :func:`from_row` use.
 COLUMNS = ("address", "token_type", "lifetime_us", "claims", "certificate_pem", "encryption", "key_transport",
-           "key_reference")
+           "key_reference", "key_types")
 SELECT = f"SELECT {', '.join(COLUMNS)} FROM relying_parties"
 
 
 def row_values(party: RelyingParty) -> tuple[Any, ...]:
-    """The party as the row stores it: durations in whole microseconds, claims as a sorted JSON array."""
+    """The party as the row stores it: durations in whole microseconds, claims and key types as sorted JSON
+    arrays (NULL: every one)."""
     lifetime = None if party.lifetime is None else party.lifetime // timedelta(microseconds=1)
     claims = None if party.claims is None else json.dumps(sorted(party.claims))
+    key_types = None if party.key_types is None else json.dumps(sorted(party.key_types))
     return (party.address, party.token_type, lifetime, claims, party.certificate_pem, party.encryption,
-            party.key_transport, party.key_reference)
+            party.key_transport, party.key_reference, key_types)
 
 
 def from_row(row: tuple[Any, ...]) -> RelyingParty:
     """A row of :data:`SELECT` as a RelyingParty."""
-    address, token_type, lifetime, claims, pem, encryption, key_transport, key_reference = row
+    address, token_type, lifetime, claims, pem, encryption, key_transport, key_reference, key_types = row
     return RelyingParty(
         address=address,
         token_type=token_type,
@@ -44,6 +46,7 @@ def from_row(row: tuple[Any, ...]) -> RelyingParty:
         claims=None if claims is None else frozenset(json.loads(claims)),
         certificate_pem=None if pem is None else bytes(pem),
         encryption=encryption, key_transport=key_transport, key_reference=key_reference,
+        key_types=None if key_types is None else frozenset(json.loads(key_types)),
     )
 
 

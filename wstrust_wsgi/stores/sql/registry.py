@@ -35,6 +35,7 @@ class UserInfo:
     digest_secret: bool
 
 
+
 def _microseconds(value: int) -> timedelta:
     """A duration as stored (whole microseconds) back as a timedelta."""
     return timedelta(microseconds=int(value))

@@ -9,7 +9,7 @@ that workers starting together upgrade once and a failed upgrade leaves the
 previous version intact. A database newer than this code is refused rather
 than used. Version 1 is the layout of :func:`_create_v1`; version 2 adds the lockout table;
 version 3 how relying parties' tokens are encrypted; version 4 the signing keys; version 5 the issued
-tokens and the delegation rules.
+tokens and the delegation rules; version 6 the key types a relying party allows.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def _create_v3(tx: Tx) -> None:
     certificate named by issuer and serial.
     """
     for column, default, allowed in (
-        ("encryption", "aes256-gcm", ("aes256-gcm", "aes128-gcm", "aes256-cbc", "aes128-cbc")),
+        ("encryption", "aes256-gcm", ("aes256-gcm", "aes128-gcm", "aes256-cbc", "aes128-cbc", "none")),
         ("key_transport", "rsa-oaep-mgf1p", ("rsa-oaep-mgf1p", "rsa-oaep")),
         ("key_reference", "issuer-serial", ("issuer-serial", "ski", "thumbprint")),
     ):
@@ -184,6 +184,11 @@ def _create_v5(tx: Tx) -> None:
     )""")
 
 
+def _create_v6(tx: Tx) -> None:
+    """The key types a relying party's tokens may have: a JSON array of names, NULL for every one."""
+    tx.execute("ALTER TABLE relying_parties ADD COLUMN key_types TEXT")
+
+
 #: Every schema version, in order. Append; never edit a released step.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "users, roles, claims, relying parties, settings", _create_v1),
@@ -191,6 +196,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "relying-party token encryption", _create_v3),
     Migration(4, "rolling signing keys", _create_v4),
     Migration(5, "issued tokens for Validate, Renew and Cancel; delegation rules", _create_v5),
+    Migration(6, "relying parties' allowed key types (holder-of-key)", _create_v6),
 )
 
 

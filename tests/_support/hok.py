@@ -1,0 +1,72 @@
+"""Holder-of-key, wired in-process: the STS with the echo service registered with its certificate,
+the echo service decrypting proof keys with that certificate's key, and a client of both.
+
+:func:`hok_world` builds them with the test's clock; the relying party's key pair is
+written next to the STS's by :func:`rp_key_files` (once per session).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wstrust_wsgi import (MemoryUserStore, RelyingParty, RelyingPartyMiddleware, StsClient, TokenService,
+                          WSGITransport, generate_demo_key_pair)
+from demo_service.app import echo
+
+from .apps import ISSUER, OTHER_URL, SERVICE_URL, STS_URL
+from .clock import FixedClock
+from .keys import KeyFiles
+
+
+def rp_key_files(directory: Path) -> KeyFiles:
+    """The relying party's (the echo service's) key pair: it decrypts proof keys with it."""
+    if not (directory / "rp.key").exists():
+        generate_demo_key_pair("test rp", directory, "rp")
+    return KeyFiles(directory / "rp.key", directory / "rp.crt")
+
+
+@dataclass
+class HokWorld:
+    """The STS, the echo service behind the middleware, and a client factory, all in-process."""
+
+    sts: TokenService
+    service: RelyingPartyMiddleware
+    rp: KeyFiles
+
+    def client(self, **kwargs: Any) -> StsClient:
+        kwargs.setdefault("transport", WSGITransport(self.sts))
+        kwargs.setdefault("clock", self.sts._clock)
+        return StsClient(STS_URL, username="admin", password="admin", **kwargs)
+
+
+def hok_world(sts_keys: KeyFiles, rp: KeyFiles, users: MemoryUserStore, clock: FixedClock, app: Any = echo,
+              encryption: str = "none", **middleware: Any) -> HokWorld:
+    """SAML 2.0 for :data:`SERVICE_URL` and SAML 1.1 for :data:`OTHER_URL`, both with the rp certificate, which
+    serves the proof keys; the tokens themselves are in clear unless ``encryption`` names an algorithm."""
+    cert = Path(rp.cert).read_bytes()
+    sts = TokenService(issuer=ISSUER, signing_key=sts_keys.load(), users=users, clock=clock,
+                       relying_parties=[RelyingParty(SERVICE_URL, certificate_pem=cert, encryption=encryption),
+                                        RelyingParty(OTHER_URL, token_type="1.1", certificate_pem=cert,
+                                                     encryption=encryption)])
+    middleware.setdefault("decryption_keys", [(rp.key, rp.cert)])
+    service = RelyingPartyMiddleware(app, audience=[SERVICE_URL, OTHER_URL], issuer=ISSUER,
+                                     trusted_certs=[sts_keys.cert], clock=clock, **middleware)
+    return HokWorld(sts, service, rp)
+
+
+def gunicorn_sts(keydir: str, service_url: str) -> TokenService:
+    """The STS gunicorn serves in the deployment test: ``service_url`` registered with rp.crt, SAML 2.0."""
+    keys = Path(keydir)
+    from wstrust_wsgi import SigningKey, User
+    return TokenService(issuer=ISSUER, signing_key=SigningKey.from_files(keys / "sts.key", keys / "sts.crt"),
+                        users=MemoryUserStore([User("admin", "admin", roles=["admin"])]),
+                        relying_parties=[RelyingParty(service_url, certificate_pem=(keys / "rp.crt").read_bytes())])
+
+
+def gunicorn_service(keydir: str, service_url: str) -> RelyingPartyMiddleware:
+    """The echo service gunicorn serves in the deployment test: holder-of-key only, proof keys read with rp.key."""
+    keys = Path(keydir)
+    return RelyingPartyMiddleware(echo, audience=service_url, issuer=ISSUER, trusted_certs=[keys / "sts.crt"],
+                                  decryption_keys=[(keys / "rp.key", keys / "rp.crt")], confirmation="holder-of-key")
