@@ -34,7 +34,7 @@ from . import _arguments, _xml, ns, soap, wssecurity, wstrust
 from ._time import Clock, parse_datetime, utcnow
 from .errors import ConfigurationError, MalformedMessage, RemoteFault, SecurityWarning, TransportError
 from .saml import SAML2, SAML11, version_for_token_type, version_of
-from .wstrust import lifecycle
+from .wstrust import delegation, lifecycle
 
 #: ``(url, body, headers) -> (status, content_type, body)``.
 Transport = Callable[[str, bytes, dict[str, str]], tuple[int, str, bytes]]
@@ -357,7 +357,8 @@ class StsClient:
 
     def build_request(self, applies_to: str, *, token_type: str | None = None, allow_renewal: bool | None = None,
                       renew_after_expiry: bool | None = None, claims: Iterable[str | tuple[str, bool]] | None = None,
-                      claims_dialect: str = ns.CLAIMS_IDENTITY) -> bytes:
+                      claims_dialect: str = ns.CLAIMS_IDENTITY, on_behalf_of: Delegated | None = None,
+                      act_as: Delegated | None = None) -> bytes:
         """The RST envelope, for inspection or for sending by other means.
 
         ``allow_renewal`` and ``renew_after_expiry``, when given, ask for
@@ -365,7 +366,7 @@ class StsClient:
         after it expired (the STS's defaults: yes, and no). ``claims`` asks
         for these claim URIs only (``wst:Claims`` in ``claims_dialect``, the
         identity dialect by default): each a required URI, or a ``(URI,
-        optional)`` pair.
+        optional)`` pair. ``on_behalf_of``, ``act_as``: see :meth:`request_token`.
         """
         if token_type is not None and not isinstance(token_type, str):
             raise ConfigurationError(f"token_type: must be '2.0', '1.1' or a URI (a string), "
@@ -397,20 +398,28 @@ class StsClient:
                 uri, optional = (claim, False) if isinstance(claim, str) else claim
                 etree.SubElement(wanted, _xml.qname(ns.CLAIMS_IDENTITY, "ClaimType"), Uri=uri,
                                  Optional="true" if optional else "false")
-        return soap.envelope(self.soap, rst, [security])
+        spliced = delegation.add_delegation(rst, on_behalf_of=_held(on_behalf_of, "on_behalf_of"),
+                                            act_as=_held(act_as, "act_as"), digest=self.digest, now=now)
+        return soap.envelope(self.soap, rst, [security]).replace(wstrust.TOKEN_MARKER, spliced, 1)
 
     def request_token(self, applies_to: str, *, token_type: str | None = None, allow_renewal: bool | None = None,
                       renew_after_expiry: bool | None = None, claims: Iterable[str | tuple[str, bool]] | None = None,
-                      claims_dialect: str = ns.CLAIMS_IDENTITY) -> IssuedToken:
+                      claims_dialect: str = ns.CLAIMS_IDENTITY, on_behalf_of: Delegated | None = None,
+                      act_as: Delegated | None = None) -> IssuedToken:
         """Ask for a token for ``applies_to``; ``token_type`` is ``"2.0"``, ``"1.1"`` or a URI.
 
         ``allow_renewal=False`` asks for a token that cannot be renewed,
         ``renew_after_expiry=True`` for one that can be renewed for a while
         after it expired (see :meth:`renew`); ``claims`` asks for those
-        claims only (see :meth:`build_request`).
+        claims only (see :meth:`build_request`). ``on_behalf_of`` asks for a
+        token issued to the identity it carries, ``act_as`` for one of the
+        requester's own recording that identity as actor (both only where the
+        STS's delegation policy allows): an :class:`IssuedToken` or a SAML
+        assertion's bytes (spliced unchanged), or a ``(username, password)`` pair.
         """
         body = self.build_request(applies_to, token_type=token_type, allow_renewal=allow_renewal,
-                                  renew_after_expiry=renew_after_expiry, claims=claims, claims_dialect=claims_dialect)
+                                  renew_after_expiry=renew_after_expiry, claims=claims, claims_dialect=claims_dialect,
+                                  on_behalf_of=on_behalf_of, act_as=act_as)
         status, answer = _post(self.transport, self.url, self.soap, self.dialect.issue_action, body)
         try:
             return parse_response(answer, status=status)
@@ -461,6 +470,18 @@ class StsClient:
                                  url=self.url) from None
         raise_for_fault(root, status)
         return _reply_body(root, f"{self.url} answered HTTP {status} with", url=self.url, expected=self.soap)
+
+
+#: What OnBehalfOf or ActAs may carry (:mod:`.wstrust.delegation`): a token the caller holds, or (username, password).
+Delegated = IssuedToken | bytes | tuple[str, str]
+
+
+def _held(value: Delegated | None, name: str) -> bytes | tuple[str, str] | None:
+    """An IssuedToken's bytes; an encrypted one cannot be presented (the STS cannot read what it encrypted)."""
+    if isinstance(value, IssuedToken) and value.encrypted:
+        raise ConfigurationError(f"{name}: an encrypted token cannot be presented (only its relying party can read "
+                                 "it): request one for the STS's own address instead")
+    return value.assertion if isinstance(value, IssuedToken) else value
 
 
 def _choice(options: dict[str, T], value: str, name: str) -> T:
