@@ -84,6 +84,19 @@ def test_without_a_policy_the_sts_refuses(make_client):  # type: ignore[no-untyp
         assert refused.value.local_code == "InvalidRequest" and "is not allowed" in refused.value.reason
 
 
+def test_both_at_once_is_refused_by_the_sts_too(sts_keys, clock):  # type: ignore[no-untyped-def]
+    """The client refuses both (below); a request carrying both anyway is refused, neither one ignored."""
+    app = delegating_sts(sts_keys, clock)
+    service = StsClient(STS_URL, username="service", password="service", transport=WSGITransport(app), clock=clock)
+    envelope = etree.fromstring(service.build_request(SERVICE_URL, on_behalf_of=("bob", "bob")))
+    [on_behalf_of] = envelope.iter(f"{{{ns.WST13}}}OnBehalfOf")
+    act_as = etree.SubElement(on_behalf_of.getparent(), f"{{{ns.WST14}}}ActAs")
+    act_as.append(etree.fromstring(etree.tostring(on_behalf_of[0])))
+    status, _, body = WSGITransport(app)(STS_URL, etree.tostring(envelope), {
+        "Content-Type": f'application/soap+xml; charset=utf-8; action="{service.dialect.issue_action}"'})
+    assert status == 400 and b"Give OnBehalfOf or ActAs, not both." in body and b"Assertion" not in body
+
+
 def test_arguments_are_checked_before_sending(make_client):  # type: ignore[no-untyped-def]
     client = make_client()
     token = client.request_token(SERVICE_URL)
