@@ -49,6 +49,11 @@ def test_on_behalf_of_and_act_as_round_trip(sts_keys, clock, trust, soap):  # ty
                         transport=WSGITransport(app), clock=clock)
     bob = StsClient(STS_URL, username="bob", password="bob", transport=WSGITransport(app), clock=clock)
     assert read(service.request_token(SERVICE_URL, on_behalf_of=("bob", "bob"))) == ("bob", [])
+    hashed = StsClient(STS_URL, username="service", password="service", trust_version=trust, soap_version=soap,
+                       digest=True, transport=WSGITransport(app), clock=clock)
+    body = hashed.build_request(SERVICE_URL, on_behalf_of=("bob", "bob"))
+    assert body.count(ns.WSSE_PASSWORD_DIGEST.encode()) == 2 and b">bob</wsse:Password>" not in body
+    assert read(hashed.request_token(SERVICE_URL, on_behalf_of=("bob", "bob"))) == ("bob", [])  # PasswordDigest
     assert read(service.request_token(SERVICE_URL, on_behalf_of=bob.request_token(ISSUER))) == ("bob", [])
     bobs = bob.request_token(SERVICE_URL).assertion  # bytes, for the target itself
     assert read(service.request_token(SERVICE_URL, act_as=b'<?xml version="1.0"?>\n' + bobs)) == ("service", ["bob"])
