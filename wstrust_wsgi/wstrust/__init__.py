@@ -4,6 +4,7 @@
   URIs (:class:`Dialect`);
 * :mod:`.messages`: reading a ``RequestSecurityToken``, writing the
   ``RequestSecurityTokenResponse`` around a token made elsewhere;
+* :mod:`.delegation`: the client's ``OnBehalfOf`` and ``ActAs``;
 * ``_template``: the envelope template the answer is written through.
 
 Wire format only: no stores, no SAML (the token arrives as bytes, what its
