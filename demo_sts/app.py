@@ -19,6 +19,11 @@ WSTRUST_DEMO_TOKEN_STORE       where issued tokens are recorded for
                                Validate, Renew and Cancel (``memory:``,
                                this worker only; ``redis://host:port/db``
                                shared with the service's revocation store)
+WSTRUST_DEMO_DELEGATION        users (comma-separated) who may use
+                               OnBehalfOf and ActAs for anyone towards the
+                               echo service (none: both are refused)
+WSTRUST_DEMO_DEFAULT_RP        the relying party of a request without
+                               AppliesTo, as pyVmomi sends (none: refused)
 =============================  ==========================================
 """
 
@@ -30,8 +35,10 @@ from pathlib import Path
 
 from wstrust_wsgi import CachedUserStore, MemoryUserStore, RelyingParty, SigningKey, TokenService, User
 from wstrust_wsgi._wsgi import mount
+from wstrust_wsgi.stores.delegation import DelegationRule
 from wstrust_wsgi.stores.replay import replay_cache_from_url
 from wstrust_wsgi.stores.tokens import token_store_from_url
+from wstrust_wsgi.sts import DelegationPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 CERTS = Path(os.environ.get("WSTRUST_DEMO_CERTS", ROOT / "certs"))
@@ -40,6 +47,8 @@ ISSUER = os.environ.get("WSTRUST_DEMO_ISSUER", "http://127.0.0.1:8080/services/s
 SERVICE_URL = os.environ.get("WSTRUST_DEMO_SERVICE_URL", "http://127.0.0.1:8081/services/echo")
 NONCE_CACHE = os.environ.get("WSTRUST_DEMO_NONCE_CACHE", "memory:")
 TOKEN_STORE = os.environ.get("WSTRUST_DEMO_TOKEN_STORE", "memory:")
+DEFAULT_APPLIES_TO = os.environ.get("WSTRUST_DEMO_DEFAULT_RP") or None
+DELEGATING = [name for name in os.environ.get("WSTRUST_DEMO_DELEGATION", "").split(",") if name.strip()]
 
 DEMO_USERS = [
     User("admin", "admin", roles=["admin"], claims={
@@ -60,6 +69,8 @@ def make_service() -> TokenService:
         relying_parties=[RelyingParty(SERVICE_URL)],
         nonce_cache=replay_cache_from_url(NONCE_CACHE),
         issued_tokens=token_store_from_url(TOKEN_STORE),  # Validate, Renew and Cancel
+        default_applies_to=DEFAULT_APPLIES_TO,
+        delegation=DelegationPolicy([DelegationRule(name.strip()) for name in DELEGATING]) if DELEGATING else None,
     )
 
 

@@ -23,7 +23,7 @@ TIERS = {
     "keys": 1, "xmldsig": 1, "xmlenc": 1,
     "soap": 2, "wssecurity": 2, "_wsgi": 2, "_health": 2,
     "wstrust": 3, "saml": 3, "metadata": 3,
-    "sts": 4, "middleware": 4, "_reuse": 4, "_encrypted": 4, "_proof": 4, "client": 4, "federation": 4,
+    "sts": 4, "middleware": 4, "_reuse": 4, "_encrypted": 4, "_proof": 4, "client": 4, "_issued": 4, "federation": 4,
     "exchange": 5, "cli": 5, "config": 5, "deploy": 5, "_gunicorn": 5, "testing": 5, "__init__": 5, "__main__": 5,
 }
 #: Pairs that sit on one tier and must still not know each other.

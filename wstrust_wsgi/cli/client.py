@@ -63,10 +63,34 @@ def _not_an_sts(fault: RemoteFault) -> bool:
         word in fault.reason.lower() for word in ("saml", "assertion", "issued token"))
 
 
+def _delegation(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``request_token`` keyword the delegation options ask for: a token file's bytes, or a user and password.
+
+    The represented user's password is never an option (a command line is
+    visible to every user of the machine): ``$WSTRUST_ON_BEHALF_OF_PASSWORD``,
+    else a prompt.
+    """
+    for option, keyword in (("on_behalf_of_token", "on_behalf_of"), ("act_as_token", "act_as")):
+        path = getattr(args, option)
+        if path:
+            try:
+                return {keyword: Path(path).read_bytes()}
+            except OSError as exc:
+                raise ConfigurationError(f"--{option.replace('_', '-')} {path}: cannot be read "
+                                         f"({exc.strerror or exc})") from None
+    if not args.on_behalf_of_user:
+        return {}
+    password = os.environ.get("WSTRUST_ON_BEHALF_OF_PASSWORD")
+    if password is None:
+        password = getpass.getpass(f"Password for {args.on_behalf_of_user} (on behalf of): ")
+    return {"on_behalf_of": (args.on_behalf_of_user, password)}
+
+
 def _client(args: argparse.Namespace) -> int:
     # What the options name is read first: a bad file is refused before the prompt and the token request.
     payload = _payload(args.payload) if args.payload else echo_payload(args.message)
     saved = lifecycle.saved_token(args)
+    delegated = _delegation(args)
     transport = UrllibTransport(cafile=args.cafile)
     password = args.password or os.environ.get("WSTRUST_PASSWORD")
     if password is None:
@@ -77,14 +101,16 @@ def _client(args: argparse.Namespace) -> int:
         if not (args.client_key and args.client_cert):
             raise ConfigurationError("--key-type public: give --client-key and --client-cert (the key the token binds)")
         client_key = SigningKey.from_files(args.client_key, args.client_cert)
-    transport = exchange.transport_from_args(args, transport, secrets=[password])
+    represented = [value[1] for value in delegated.values() if isinstance(value, tuple)]  # masked like the password
+    transport = exchange.transport_from_args(args, transport, secrets=[password, *represented])
     client = StsClient(
         args.sts, username=args.username, password=password, digest=args.digest,
         soap_version=args.soap, trust_version=args.trust, transport=transport,
     )
     try:
         token = saved or client.request_token(applies_to, token_type=args.token_type, key_type=args.key_type,
-                                              entropy=args.entropy, client_key=client_key, **lifecycle.claims(args))
+                                              entropy=args.entropy, client_key=client_key, **lifecycle.claims(args),
+                                              **delegated)
     except RemoteFault as fault:
         hint = (f"; {args.sts} answers like a service protected by SAML tokens, not like an STS: "
                 "give --sts the STS endpoint (--service is the protected service)") if _not_an_sts(fault) else ""
@@ -151,6 +177,13 @@ def add_client_command(commands: Any) -> None:
     client.add_argument("--payload", help="file holding the SOAP Body child to send instead of the echo")
     client.add_argument("--no-call", action="store_true", help="only request and print the token")
     client.add_argument("--cafile", help="PEM certificate(s) to trust for HTTPS instead of the system store")
+    represented = client.add_mutually_exclusive_group()
+    represented.add_argument("--on-behalf-of-token", metavar="FILE",
+                             help="ask on behalf of the identity in this saved SAML assertion (wst:OnBehalfOf)")
+    represented.add_argument("--act-as-token", metavar="FILE",
+                             help="ask for your own token acting as the identity in this assertion (wst14:ActAs)")
+    represented.add_argument("--on-behalf-of-user", metavar="NAME", help="ask on behalf of this user (a "
+                             "UsernameToken; password: $WSTRUST_ON_BEHALF_OF_PASSWORD, else a prompt)")
     lifecycle.add_arguments(client)
     exchange.add_arguments(client)
     client.set_defaults(run=_client)

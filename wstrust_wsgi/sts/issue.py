@@ -43,13 +43,16 @@ class IssueBinding:
     :param record: called with each token once signed (the call, its content, ``"2.0"``/``"1.1"``, its
         KeyType), to record it in the issued-token store (:mod:`.lifecycle`).
     :param delegation: resolves OnBehalfOf and ActAs into (subject, actor) (:mod:`.delegation`); None: refused.
+    :param default_applies_to: the relying party of a request without AppliesTo; None: such a request is refused.
     """
 
     request_types, actions = uris("Issue")
 
     def __init__(self, *, signer: AssertionSigner | KeyFollower, relying_parties: RelyingPartyStore, role_claim: str,
                  record: Callable[[TrustCall, AssertionContent, str, str], None] | None = None,
-                 delegation: Callable[[TrustCall, RelyingParty], tuple[Principal, str | None]] | None = None) -> None:
+                 delegation: Callable[[TrustCall, RelyingParty], tuple[Principal, str | None]] | None = None,
+                 default_applies_to: str | None = None) -> None:
+        self._default_applies_to = default_applies_to
         self._record = record
         self._delegation = delegation
         self._signer = signer
@@ -107,11 +110,12 @@ class IssueBinding:
         return answer
 
     def _relying_party(self, request: wstrust.TokenRequest) -> RelyingParty:
-        if request.applies_to is None:
+        address = request.applies_to or self._default_applies_to  # AppliesTo is optional (WS-Trust 1.3 4.1)
+        if address is None:
             raise InvalidRequest("no wsp:AppliesTo", reason="wsp:AppliesTo naming the relying party is required.")
-        party = self._parties.get(request.applies_to)
+        party = self._parties.get(address)
         if party is None:
-            raise InvalidRequest(f"AppliesTo {request.applies_to!r} is not a registered relying party",
+            raise InvalidRequest(f"AppliesTo {address!r} is not a registered relying party",
                                  reason="The AppliesTo address is not a registered relying party.")
         return party
 

@@ -114,6 +114,11 @@ class TokenService:
     :param delegation: who may use OnBehalfOf and ActAs for whom
         (:class:`~wstrust_wsgi.sts.delegation.DelegationPolicy`); None (the
         default): both are refused.
+    :param default_applies_to: the relying party (a registered address) an
+        Issue request without ``wsp:AppliesTo`` gets its token for (WS-Trust
+        1.3 section 4.1: AppliesTo is optional, the STS may know the scope;
+        pyVmomi and vCenter's clients never send it); None (the default):
+        such a request is refused. That party's rules apply as to any other.
     """
 
     def __init__(
@@ -143,6 +148,7 @@ class TokenService:
         issued_tokens: IssuedTokenStore | None = None,
         token_policy: TokenPolicy | None = None,
         delegation: DelegationPolicy | None = None,
+        default_applies_to: str | None = None,
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
         # TypeError at the first request (see wstrust_wsgi._arguments).
@@ -196,7 +202,9 @@ class TokenService:
         acting = (Delegation(delegation, self._authentication, published, tokens).resolve
                   if delegation is not None else None)
         issue = IssueBinding(signer=self.keys, relying_parties=parties, role_claim=role_claim,
-                             record=tokens.record_issue if tokens is not None else None, delegation=acting)
+                             record=tokens.record_issue if tokens is not None else None, delegation=acting,
+                             default_applies_to=(None if default_applies_to is None
+                                                 else _arguments.text(default_applies_to, "default_applies_to")))
         self.register_binding(issue)
         if tokens is not None:
             for binding in (ValidateBinding(tokens), RenewBinding(tokens, issue, parties), CancelBinding(tokens)):

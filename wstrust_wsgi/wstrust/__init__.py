@@ -5,6 +5,7 @@
 * :mod:`.messages`: reading a ``RequestSecurityToken``, writing the
   ``RequestSecurityTokenResponse`` around a token made elsewhere;
 * :mod:`.proof`: proof keys of holder-of-key requests (KeyType, Entropy, KeySize, P_SHA1);
+* :mod:`.delegation`: the client's ``OnBehalfOf`` and ``ActAs``;
 * ``_template``: the envelope template the answer is written through.
 
 Wire format only: no stores, no SAML (the token arrives as bytes, what its

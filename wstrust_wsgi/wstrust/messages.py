@@ -342,8 +342,11 @@ def delegation_of(rst: etree._Element) -> tuple[str, etree._Element | None] | No
     spelling of it is ever silently ignored.
     """
     t = _xml.namespace(rst)
-    for local, namespaces in (("OnBehalfOf", (t,)), ("ActAs", (ns.WST14, t))):
-        holder = _xml.child(rst, namespaces, local)
-        if holder is not None:
-            return local, next((c for c in holder if isinstance(c.tag, str)), None)
-    return None
+    found = [(local, holder) for local, namespaces in (("OnBehalfOf", (t,)), ("ActAs", (ns.WST14, t)))
+             if (holder := _xml.child(rst, namespaces, local)) is not None]
+    if len(found) > 1:  # one identity is represented: taking either would silently ignore the other
+        raise InvalidRequest("both OnBehalfOf and ActAs", reason="Give OnBehalfOf or ActAs, not both.")
+    if not found:
+        return None
+    local, holder = found[0]
+    return local, next((c for c in holder if isinstance(c.tag, str)), None)
