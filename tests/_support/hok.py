@@ -70,3 +70,19 @@ def gunicorn_service(keydir: str, service_url: str) -> RelyingPartyMiddleware:
     keys = Path(keydir)
     return RelyingPartyMiddleware(echo, audience=service_url, issuer=ISSUER, trusted_certs=[keys / "sts.crt"],
                                   decryption_keys=[(keys / "rp.key", keys / "rp.crt")], confirmation="holder-of-key")
+
+
+def unsigned_request(token: Any, directory: Path) -> Path:
+    """Our service request for ``token`` with our proof signature taken out, written to a file, for another
+    signer (WSS4J, xml-crypto) to sign again."""
+    from lxml import etree
+
+    from wstrust_wsgi import ns
+    from wstrust_wsgi.client import service_request
+
+    root = etree.fromstring(service_request(token, b"<Ping xmlns='urn:example'/>")[0])
+    [ours] = [s for s in root.iter(f"{{{ns.DS}}}Signature") if s.get("Id")]
+    ours.getparent().remove(ours)
+    path = directory / "unsigned.xml"
+    path.write_bytes(etree.tostring(root))
+    return path

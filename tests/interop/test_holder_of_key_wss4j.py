@@ -20,13 +20,11 @@ from pathlib import Path
 
 import pytest
 import webtest
-from lxml import etree
 
 from _forge import read_fault
 from _support import OTHER_URL, SERVICE_URL
-from _support.hok import hok_world, rp_key_files
+from _support.hok import hok_world, rp_key_files, unsigned_request
 from wstrust_wsgi import ns, saml
-from wstrust_wsgi.client import service_request
 from wstrust_wsgi.errors import SecurityWarning
 
 JAVA_DIR = Path(__file__).resolve().parent / "java"
@@ -39,11 +37,7 @@ def wss4j_signed(token, tmp_path: Path, key: bytes) -> bytes:  # type: ignore[no
     if java is None or not all(jar.is_file() for jar in JARS):
         pytest.fail("java and WSS4J's jars are needed (Debian default-jdk-headless libwss4j-java); .ci/run "
                     "installs them")
-    root = etree.fromstring(service_request(token, b"<Ping xmlns='urn:example'/>")[0])
-    [ours] = [s for s in root.iter(f"{{{ns.DS}}}Signature") if s.get("Id")]
-    ours.getparent().remove(ours)
-    unsigned = tmp_path / "unsigned.xml"
-    unsigned.write_bytes(etree.tostring(root))
+    unsigned = unsigned_request(token, tmp_path)
     version = saml.version_for_token_type(token.token_type)
     result = subprocess.run(
         [java, "-cp", ":".join(map(str, JARS)), str(JAVA_DIR / "WssHmacSign.java"), str(unsigned),

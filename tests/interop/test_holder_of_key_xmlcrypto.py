@@ -16,13 +16,11 @@ from pathlib import Path
 
 import pytest
 import webtest
-from lxml import etree
 
 from _forge import read_fault
 from _support import OTHER_URL, SERVICE_URL
-from _support.hok import hok_world, rp_key_files
+from _support.hok import hok_world, rp_key_files, unsigned_request
 from wstrust_wsgi import ns, saml
-from wstrust_wsgi.client import service_request
 from wstrust_wsgi.errors import SecurityWarning
 
 from test_encrypted_foreign_tokens import node
@@ -30,11 +28,7 @@ from test_encrypted_foreign_tokens import node
 
 def xml_crypto_signed(token, tmp_path: Path, key: bytes) -> bytes:  # type: ignore[no-untyped-def]
     """Our request for ``token`` without our proof signature, signed again by xml-crypto with ``key``."""
-    root = etree.fromstring(service_request(token, b"<Ping xmlns='urn:example'/>")[0])
-    [ours] = [s for s in root.iter(f"{{{ns.DS}}}Signature") if s.get("Id")]
-    ours.getparent().remove(ours)
-    envelope = tmp_path / "unsigned.xml"
-    envelope.write_bytes(etree.tostring(root))
+    envelope = unsigned_request(token, tmp_path)
     version = saml.version_for_token_type(token.token_type)
     return node("sign_wss_hmac.js", {
         "envelopeFile": str(envelope), "keyBase64": base64.b64encode(key).decode(), "tokenId": token.assertion_id,
