@@ -118,12 +118,7 @@ def _signed_without(sts: TokenService, kind: str) -> bytes:
 
 
 def test_a_signature_by_another_key_than_the_tokens_is_refused(sts: TokenService) -> None:
-    # Alice's registered certificate in the token, the signature by another key
-    signed_by_other = etree.fromstring(client(sts, OTHER_KEY).build_request(SERVICE_URL))
-    signed_by_other.find(f".//{WSSE}BinarySecurityToken").text = etree.fromstring(
-        client(sts).build_request(SERVICE_URL)).find(f".//{WSSE}BinarySecurityToken").text
-    fault = send(sts, etree.tostring(signed_by_other))
-    assert fault.code.endswith("FailedCheck")
+    assert send(sts, _other_key_signed(sts)).code.endswith("FailedCheck")
 
 
 def test_a_stale_timestamp_is_refused(sts: TokenService, clock: FixedClock) -> None:
@@ -155,3 +150,34 @@ def test_roles_apply_as_for_a_password(sts_keys: KeyFiles, clock: FixedClock) ->
     with pytest.raises(RemoteFault) as refused:
         client(sts).request_token(SERVICE_URL)
     assert refused.value.reason == "The user is not authorized to request a token."
+
+
+def _other_key_signed(sts: TokenService) -> bytes:
+    """Alice's registered certificate in the BinarySecurityToken, the signature by another key."""
+    root = etree.fromstring(client(sts, OTHER_KEY).build_request(SERVICE_URL))
+    root.find(f".//{WSSE}BinarySecurityToken").text = etree.fromstring(
+        client(sts).build_request(SERVICE_URL)).find(f".//{WSSE}BinarySecurityToken").text
+    return etree.tostring(root)
+
+
+def test_bad_signatures_count_for_lockout_like_wrong_passwords(sts_keys: KeyFiles, clock: FixedClock) -> None:
+    from wstrust_wsgi import LockoutPolicy
+    users = MemoryUserStore([User("alice", "alice", roles=["admin"], certificates=[ALICE_CERT.certificate_pem])])
+    sts = TokenService(issuer=ISSUER, signing_key=sts_keys.load(), users=users, clock=clock,
+                       relying_parties=[RelyingParty(SERVICE_URL)], lockout=LockoutPolicy(max_failures=2))
+    for _ in range(2):
+        assert send(sts, _other_key_signed(sts)).code.endswith("FailedCheck")
+    with pytest.raises(RemoteFault) as locked:  # now a good signature is refused too ...
+        client(sts).request_token(SERVICE_URL)
+    assert locked.value.code.endswith("FailedAuthentication")
+    with pytest.raises(RemoteFault):  # ... and the password: the same user is locked
+        StsClient(STS_URL, username="alice", password="alice", transport=WSGITransport(sts),
+                  clock=clock).request_token(SERVICE_URL)
+
+
+def test_an_unsigned_wsa_to_is_refused(sts: TokenService) -> None:
+    root = etree.fromstring(client(sts).build_request(SERVICE_URL))
+    header = root.find(f"{{{etree.QName(root).namespace}}}Header")
+    etree.SubElement(header, f"{{{ns.WSA10}}}To").text = "https://elsewhere.example/sts"
+    fault = send(sts, etree.tostring(root))
+    assert fault.code.endswith("FailedCheck") and "does not cover" in fault.reason
