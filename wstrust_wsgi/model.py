@@ -178,13 +178,18 @@ def user_certificate(pem: bytes, what: str) -> tuple[bytes, x509.Certificate]:
     by: exact bytes, never a subject name (anyone can get a certificate with
     someone's name from some CA).
     """
-    if not isinstance(pem, bytes):
-        raise BadValue(f"{what}: a user certificate must be PEM bytes, not {type(pem).__name__}")
-    try:
-        certificate = x509.load_pem_x509_certificate(pem)
-    except ValueError as exc:
-        raise BadValue(f"{what}: not a PEM certificate ({exc})") from None
+    certificate = _pem_certificate(pem, what, "user certificate")
     return certificate_fingerprint(certificate), certificate
+
+
+def _pem_certificate(pem: bytes, what: str, kind: str) -> x509.Certificate:
+    """``pem`` read as one PEM certificate, or a BadValue naming ``what`` and the ``kind`` of certificate."""
+    if not isinstance(pem, bytes):
+        raise BadValue(f"{what}: the {kind} must be PEM bytes, not {type(pem).__name__}")
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise BadValue(f"{what}: the {kind} is not a PEM certificate ({exc})") from None
 
 
 def certificate_fingerprint(certificate: x509.Certificate) -> bytes:
@@ -201,12 +206,7 @@ def encryption_certificate(pem: bytes, what: str, *, now: datetime | None = None
     certificate expires while registered). The registry, which has no clock of
     its own, checks the rest.
     """
-    if not isinstance(pem, bytes):
-        raise BadValue(f"{what}: the encryption certificate must be PEM bytes, not {type(pem).__name__}")
-    try:
-        certificate = x509.load_pem_x509_certificate(pem)
-    except ValueError as exc:
-        raise BadValue(f"{what}: the encryption certificate is not a PEM certificate ({exc})") from None
+    certificate = _pem_certificate(pem, what, "encryption certificate")
     key = certificate.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise BadValue(f"{what}: the encryption certificate holds no RSA key (an {type(key).__name__}); tokens "
