@@ -181,3 +181,18 @@ def test_an_unsigned_wsa_to_is_refused(sts: TokenService) -> None:
     etree.SubElement(header, f"{{{ns.WSA10}}}To").text = "https://elsewhere.example/sts"
     fault = send(sts, etree.tostring(root))
     assert fault.code.endswith("FailedCheck") and "does not cover" in fault.reason
+
+
+@pytest.mark.parametrize(("trust", "soap"), [("1.3", "1.2"), ("2005", "1.1")])
+def test_validate_and_cancel_are_signed_with_the_certificate_too(sts_keys: KeyFiles, clock: FixedClock, trust: str,
+                                                                  soap: str) -> None:
+    """The token spliced into the Validate and Cancel requests keeps its signature under the request's own."""
+    from wstrust_wsgi import MemoryTokenStore
+    users = MemoryUserStore([User("alice", "alice", roles=["admin"], certificates=[ALICE_CERT.certificate_pem])])
+    sts = TokenService(issuer=ISSUER, signing_key=sts_keys.load(), users=users, clock=clock,
+                       relying_parties=[RelyingParty(SERVICE_URL)], issued_tokens=MemoryTokenStore())
+    alice = client(sts, trust_version=trust, soap_version=soap)
+    token = alice.request_token(SERVICE_URL)
+    assert alice.validate(token).valid
+    alice.cancel(token)
+    assert not alice.validate(token).valid
