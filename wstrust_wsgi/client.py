@@ -259,7 +259,8 @@ class StsClient:
         return (envelope.replace(wstrust.TOKEN_MARKER, spliced, 1) if spliced else envelope), nonce
 
     def _security(self, now: datetime) -> etree._Element:
-        """The Security header: a Timestamp (always, when a certificate signs), and the UsernameToken (unless one does)."""
+        """The Security header: a Timestamp (always when a certificate signs), and the UsernameToken (unless one
+        signs)."""
         parts = [wssecurity.build_timestamp(now)] if self.timestamp or self.client_cert is not None else []
         if self.client_cert is None:
             parts.append(wssecurity.build_username_token(self.username, self._password, digest=self.digest, now=now))

@@ -101,7 +101,7 @@ def test_renewable_tokens_are_renewed_by_our_client(sts):  # type: ignore[no-unt
 
 
 @pytest.mark.parametrize("act_as", [False, True])
-def test_holder_of_key_and_act_as_with_an_unregistered_certificate_are_refused(sts, act_as):  # type: ignore[no-untyped-def]
+def test_hok_and_act_as_with_unregistered_certificates_are_refused(sts, act_as):  # type: ignore[no-untyped-def]
     client, context = authenticator(sts)
     bearer = client.get_bearer_saml_assertion("admin", "admin", delegatable=True, ssl_context=context)
     with pytest.raises(sso.SoapException) as refused:

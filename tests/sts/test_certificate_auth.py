@@ -131,7 +131,8 @@ def test_a_replayed_signature_is_refused(sts: TokenService) -> None:
     body = client(sts).build_request(SERVICE_URL)
     post(sts, body)
     fault = send(sts, body)
-    assert fault.code.endswith("FailedAuthentication") and fault.reason == "The X.509 certificate or signature was not accepted."
+    assert fault.code.endswith("FailedAuthentication")
+    assert fault.reason == "The X.509 certificate or signature was not accepted."
 
 
 def test_a_username_token_beside_the_certificate_is_refused_as_ambiguous(sts: TokenService) -> None:

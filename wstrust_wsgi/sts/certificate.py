@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from base64 import b64decode
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -40,16 +39,11 @@ from ..wssecurity.signature import SIGNATURE
 from ..xmldsig import AlgorithmPolicy
 from .lockout import Lockout
 
-__all__ = ["CertificateUsers", "certificate_principal", "has_certificate_token"]
+__all__ = ["certificate_principal", "has_certificate_token"]
 
 _BST = _xml.qname(ns.WSSE, "BinarySecurityToken")
 _USERNAME_TOKEN = _xml.qname(ns.WSSE, "UsernameToken")
 _TO = tuple(_xml.qname(wsa, "To") for wsa in (ns.WSA10, ns.WSA04))
-
-
-class CertificateUsers(Protocol):
-    def user_by_certificate(self, fingerprint: bytes) -> Principal | None:
-        """The principal of the user ``fingerprint`` (SHA-256 of a DER certificate) is registered to, or None."""
 
 
 def has_certificate_token(security: etree._Element) -> bool:
@@ -60,7 +54,11 @@ def has_certificate_token(security: etree._Element) -> bool:
 def certificate_principal(envelope: soap.Envelope, security: etree._Element, *, users: object,
                           nonces: ReplayCache, now: datetime, skew: timedelta, address: str,
                           lockout: Lockout | None) -> Principal:
-    """The principal whose registered certificate signed the request, by every rule above but the roles."""
+    """The principal whose registered certificate signed the request, by every rule above but the roles.
+
+    ``users`` finds certificates with ``user_by_certificate(sha256) -> Principal | None`` (an optional
+    method of a :class:`~wstrust_wsgi.stores.UserStore`: without it every certificate is unknown).
+    """
     tokens = list(security.iterchildren(_BST))
     signatures = list(security.iterchildren(SIGNATURE))
     if security.find(_USERNAME_TOKEN) is not None:
@@ -86,9 +84,9 @@ def certificate_principal(envelope: soap.Envelope, security: etree._Element, *, 
     find = getattr(users, "user_by_certificate", None)
     principal = find(fingerprint) if callable(find) else None
     if principal is None:
+        why = "" if callable(find) else " (the user store has no certificates)"
         raise FailedAuthentication(f"certificate sha256:{fingerprint.hex()} ({certificate.subject.rfc4514_string()})"
-                                   f" is registered to no user{'' if callable(find) else ' (the user store has no certificates)'}",
-                                   reason=_REFUSED)
+                                   f" is registered to no user{why}", reason=_REFUSED)
     if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
         raise FailedAuthentication(f"certificate of {principal.name!r} valid from {certificate.not_valid_before_utc} "
                                    f"to {certificate.not_valid_after_utc}, not now", reason=_REFUSED)

@@ -46,7 +46,10 @@ class RegistryUserCertificates:
         return fingerprint
 
     def remove(self, name: str, fingerprint: str | None = None) -> list[str]:
-        """Unregister one certificate of ``name`` (by fingerprint) or, with None, all of them; the fingerprints removed."""
+        """Unregister one certificate of ``name`` (by fingerprint) or, with None, all of them.
+
+        Returns the fingerprints removed; RegistryError: unknown user, or no such certificate of theirs.
+        """
         wanted = None if fingerprint is None else normalized_fingerprint(fingerprint)
 
         def work(tx: Tx) -> list[str]:
