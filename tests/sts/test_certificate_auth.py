@@ -197,3 +197,17 @@ def test_validate_and_cancel_are_signed_with_the_certificate_too(sts_keys: KeyFi
     assert alice.validate(token).valid
     alice.cancel(token)
     assert not alice.validate(token).valid
+
+
+def test_a_timestamp_expiring_beyond_the_window_is_refused(sts: TokenService) -> None:
+    """The replay cache keeps a signature until its Timestamp expires: a long one would pin the entry."""
+    from wstrust_wsgi import wssecurity
+    root = etree.fromstring(client(sts).build_request(SERVICE_URL))
+    security = root.find(f".//{WSSE}Security")
+    for child in list(security):
+        security.remove(child)
+    security.append(wssecurity.build_timestamp(sts._clock(), dt.timedelta(days=365)))
+    wssecurity.sign_message(root, security, ALICE_CERT.private_key, method="rsa-sha256",
+                            binary_token=ALICE_CERT.certificate)
+    fault = send(sts, etree.tostring(root))
+    assert fault.code.endswith("InvalidSecurity") and "too far" in fault.reason

@@ -83,7 +83,8 @@ class UsernameAuthentication:
             raise InvalidSecurity("no wsse:Security header", reason="A wsse:Security header with a UsernameToken is required.")
         if has_certificate_token(security):
             return certificate_principal(envelope, security, users=self._users, nonces=self._nonces, now=now,
-                                         skew=skew, address=address, lockout=self._lockout)
+                                         skew=skew, window=self._digest_window, address=address,
+                                         lockout=self._lockout)
         timestamp = wssecurity.read_timestamp(security)
         if timestamp is not None:
             wssecurity.check_timestamp(timestamp, now=now, skew=skew)

@@ -9,7 +9,9 @@ order, each refusing with its own fault and no token:
 * exactly one X.509 BinarySecurityToken and one Signature, and no
   UsernameToken beside them (which of two identities would the token be
   for? the request is refused as ambiguous);
-* a Timestamp with an Expires, fresh within the clock skew;
+* a Timestamp with an Expires, fresh within the clock skew, and expiring within
+  the digest window (the replay cache keeps the signature until then, so a
+  Timestamp a year long would pin an entry for a year);
 * the certificate, by the SHA-256 of its exact DER bytes, registered to a user
   (:meth:`UserStore.user_by_certificate`); never by its subject name, and
   nothing in the message makes a certificate trusted: only the registration;
@@ -52,7 +54,7 @@ def has_certificate_token(security: etree._Element) -> bool:
 
 
 def certificate_principal(envelope: soap.Envelope, security: etree._Element, *, users: object,
-                          nonces: ReplayCache, now: datetime, skew: timedelta, address: str,
+                          nonces: ReplayCache, now: datetime, skew: timedelta, window: timedelta, address: str,
                           lockout: Lockout | None) -> Principal:
     """The principal whose registered certificate signed the request, by every rule above but the roles.
 
@@ -73,6 +75,9 @@ def certificate_principal(envelope: soap.Envelope, security: etree._Element, *, 
         raise InvalidSecurity("X.509-signed request without a Timestamp with Expires",
                               reason="An X.509-signed request needs a signed wsu:Timestamp with Expires.")
     wssecurity.check_timestamp(timestamp, now=now, skew=skew)
+    if timestamp.expires > now + window + skew:
+        raise InvalidSecurity(f"X.509-signed request: Timestamp Expires {timestamp.expires.isoformat()} lies beyond "
+                              f"the {window} window", reason="The wsu:Timestamp expires too far in the future.")
     try:
         certificate = x509.load_der_x509_certificate(b64decode("".join(_xml.text(tokens[0]).split()),
                                                                 validate=True))
