@@ -77,6 +77,11 @@ def test_username_and_certificate_together_are_refused_by_the_client() -> None:
         StsClient(STS_URL, username="alice", password="alice", client_cert=ALICE_CERT)
 
 
+def test_a_second_signature_is_refused_by_the_client_before_sending(sts: TokenService) -> None:
+    with pytest.raises(ConfigurationError, match="one signature per request"):
+        client(sts).request_token(SERVICE_URL, key_type="public", client_key=OTHER_KEY)
+
+
 def test_an_unknown_certificate_is_refused_whatever_its_subject(sts: TokenService,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, "wstrust_wsgi"), pytest.raises(RemoteFault) as refused:
