@@ -131,6 +131,11 @@ class StsClient:
     :param soap_version: ``"1.1"`` or ``"1.2"``.
     :param trust_version: ``"1.3"`` or ``"2005"``.
     :param timestamp: add a ``wsu:Timestamp`` to the Security header.
+    :param client_cert: authenticate by this certificate and key instead of a
+        username and password (then give neither): each request carries the
+        certificate as a BinarySecurityToken and is signed with its key over
+        the Timestamp and Body, as AD FS ``certificatemixed`` expects. The STS
+        must have the certificate registered to a user.
 
     A client that would send PasswordText over plain ``http`` to a host other
     than a loopback address (with any transport but :class:`WSGITransport`,
@@ -142,22 +147,30 @@ class StsClient:
         self,
         url: str,
         *,
-        username: str,
-        password: str,
+        username: str | None = None,
+        password: str | None = None,
         digest: bool = False,
         soap_version: str = "1.2",
         trust_version: str = "1.3",
         timestamp: bool = True,
         transport: Transport | None = None,
         clock: Clock = utcnow,
+        client_cert: SigningKey | None = None,
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
         # TypeError when the first token is requested (see wstrust_wsgi._arguments).
         self.url = _arguments.text(url, "url")
-        self.username = _arguments.text(username, "username")
-        if not isinstance(password, str):
+        if client_cert is not None and not isinstance(client_cert, SigningKey):
+            raise ConfigurationError(f"client_cert: must be a SigningKey (SigningKey.from_files(key, cert)), "
+                                     f"not {_arguments.given(client_cert)}")
+        self.client_cert = client_cert
+        if client_cert is not None and (username is not None or password is not None):
+            raise ConfigurationError("client_cert: authenticate with a certificate or a username and password, "
+                                     "not both (the STS refuses a request carrying both as ambiguous)")
+        self.username = "" if client_cert is not None else _arguments.text(username, "username")
+        if client_cert is None and not isinstance(password, str):
             raise ConfigurationError(f"password: must be a string, not {type(password).__name__}")
-        self._password = password
+        self._password = password or ""
         self.digest = _arguments.flag(digest, "digest")
         self.soap = _choice(_SOAP_VERSIONS, soap_version, "soap_version")
         self.dialect = _choice(_DIALECTS, trust_version, "trust_version")
@@ -165,7 +178,8 @@ class StsClient:
         self.transport: Transport = (UrllibTransport() if transport is None
                                      else _arguments.callable_(transport, "transport"))
         self._clock = _arguments.callable_(clock, "clock")
-        if not digest and not isinstance(self.transport, WSGITransport) and _plain_http_to_another_host(url):
+        if (client_cert is None and not digest and not isinstance(self.transport, WSGITransport)
+                and _plain_http_to_another_host(url)):
             warnings.warn(f"StsClient: PasswordText to {url} over plain HTTP: the password crosses the network in "
                           "clear (use https, or digest=True)", SecurityWarning, stacklevel=2)
 
@@ -204,11 +218,7 @@ class StsClient:
             raise ConfigurationError(f"token_type: must be '2.0', '1.1' or a URI (a string), "
                                      f"not {_arguments.given(token_type)}")
         now = self._clock()
-        parts = []
-        if self.timestamp:
-            parts.append(wssecurity.build_timestamp(now))
-        parts.append(wssecurity.build_username_token(self.username, self._password, digest=self.digest, now=now))
-        security = wssecurity.security_element(self.soap.namespace, *parts)
+        security = self._security(now)
         t = self.dialect.namespace
         rst = etree.Element(_xml.qname(t, "RequestSecurityToken"), nsmap={"wst": t})
         if token_type is not None:
@@ -234,13 +244,36 @@ class StsClient:
                                  Optional="true" if optional else "false")
         spliced = delegation.add_delegation(rst, on_behalf_of=_held(on_behalf_of, "on_behalf_of"),
                                             act_as=_held(act_as, "act_as"), digest=self.digest, now=now)
+        if self.client_cert is not None and (kind == "public" or spliced):
+            raise ConfigurationError("client_cert: key_type='public' or a SAML token in on_behalf_of or act_as "
+                                     "with a certificate-authenticated request is not supported (one signature "
+                                     "per request; a spliced token would be signed as re-serialized)")
         if kind == "public":  # signed last: the signature covers the whole Body
             if spliced:
                 raise ConfigurationError("key_type='public' with a SAML token in on_behalf_of or act_as is not "
                                          "supported (the token would have to be signed as re-serialized)")
             return self._signed_with_use_key(rst, security, client_key, now), None
+        if self.client_cert is not None:
+            return self._signed_with_certificate(_envelope_tree(self.soap, security, rst)), nonce
         envelope = soap.envelope(self.soap, rst, [security])
         return (envelope.replace(wstrust.TOKEN_MARKER, spliced, 1) if spliced else envelope), nonce
+
+    def _security(self, now: datetime) -> etree._Element:
+        """The Security header: a Timestamp (always when a certificate signs), and the UsernameToken (unless one
+        signs)."""
+        parts = [wssecurity.build_timestamp(now)] if self.timestamp or self.client_cert is not None else []
+        if self.client_cert is None:
+            parts.append(wssecurity.build_username_token(self.username, self._password, digest=self.digest, now=now))
+        return wssecurity.security_element(self.soap.namespace, *parts)
+
+    def _signed_with_certificate(self, envelope: etree._Element) -> bytes:
+        """An X.509-authenticated request (AD FS ``certificatemixed``): the client certificate as a
+        BinarySecurityToken, and a signature with its key over the Timestamp, the Body and addressing headers."""
+        assert self.client_cert is not None
+        security = _xml.child(_xml.child(envelope, self.soap.namespace, "Header"), ns.WSSE, "Security")
+        wssecurity.sign_message(envelope, security, self.client_cert.private_key, method="rsa-sha256",
+                                binary_token=self.client_cert.certificate)
+        return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
 
     def _signed_with_use_key(self, rst: etree._Element, security: etree._Element, client_key: SigningKey | None,
                              now: datetime) -> bytes:
@@ -324,12 +357,11 @@ class StsClient:
         if isinstance(token, IssuedToken) and token.encrypted:
             assertion = reference_to(token, binding)
         now = self._clock()
-        parts = [wssecurity.build_timestamp(now)] if self.timestamp else []
-        parts.append(wssecurity.build_username_token(self.username, self._password, digest=self.digest, now=now))
         rst = lifecycle.target_request(self.dialect, binding, token_type=token_type)
-        envelope = soap.envelope(self.soap, rst, [wssecurity.security_element(self.soap.namespace, *parts)])
-        status, data = _post(self.transport, self.url, self.soap, self.dialect.action(binding),
-                             envelope.replace(wstrust.TOKEN_MARKER, assertion, 1))
+        envelope = soap.envelope(self.soap, rst, [self._security(now)]).replace(wstrust.TOKEN_MARKER, assertion, 1)
+        if self.client_cert is not None:  # lxml keeps the spliced token's bytes as parsed: its signature holds
+            envelope = self._signed_with_certificate(_xml.parse(envelope))
+        status, data = _post(self.transport, self.url, self.soap, self.dialect.action(binding), envelope)
         if answer is not None:
             return answer(status, data)
         try:

@@ -12,6 +12,7 @@ at the base tier: of the package it imports only :mod:`wstrust_wsgi.errors`
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from .errors import BadValue
 
@@ -89,6 +91,8 @@ class User:
     roles: Sequence[str] = ()
     claims: Mapping[str, Sequence[str]] = field(default_factory=dict)
     digest_secret: bool = True
+    #: PEM certificates whose signature authenticates this user (X.509-authenticated requests), found by SHA-256.
+    certificates: Sequence[bytes] = ()
 
 
 class PasswordProof(Protocol):
@@ -167,6 +171,32 @@ KEY_REFERENCES = ("issuer-serial", "ski", "thumbprint")
 MIN_ENCRYPTION_KEY_BITS = 2048
 
 
+def user_certificate(pem: bytes, what: str) -> tuple[bytes, x509.Certificate]:
+    """A PEM certificate registered to a user, and its SHA-256 fingerprint (of the DER bytes).
+
+    The fingerprint is the only key an X.509-authenticated request is matched
+    by: exact bytes, never a subject name (anyone can get a certificate with
+    someone's name from some CA).
+    """
+    certificate = _pem_certificate(pem, what, "user certificate")
+    return certificate_fingerprint(certificate), certificate
+
+
+def _pem_certificate(pem: bytes, what: str, kind: str) -> x509.Certificate:
+    """``pem`` read as one PEM certificate, or a BadValue naming ``what`` and the ``kind`` of certificate."""
+    if not isinstance(pem, bytes):
+        raise BadValue(f"{what}: the {kind} must be PEM bytes, not {type(pem).__name__}")
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise BadValue(f"{what}: the {kind} is not a PEM certificate ({exc})") from None
+
+
+def certificate_fingerprint(certificate: x509.Certificate) -> bytes:
+    """The SHA-256 of the certificate's DER bytes."""
+    return hashlib.sha256(certificate.public_bytes(Encoding.DER)).digest()
+
+
 def encryption_certificate(pem: bytes, what: str, *, now: datetime | None = None) -> x509.Certificate:
     """A relying party's encryption certificate, if a token can be encrypted for it (at ``now``, when given).
 
@@ -176,12 +206,7 @@ def encryption_certificate(pem: bytes, what: str, *, now: datetime | None = None
     certificate expires while registered). The registry, which has no clock of
     its own, checks the rest.
     """
-    if not isinstance(pem, bytes):
-        raise BadValue(f"{what}: the encryption certificate must be PEM bytes, not {type(pem).__name__}")
-    try:
-        certificate = x509.load_pem_x509_certificate(pem)
-    except ValueError as exc:
-        raise BadValue(f"{what}: the encryption certificate is not a PEM certificate ({exc})") from None
+    certificate = _pem_certificate(pem, what, "encryption certificate")
     key = certificate.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise BadValue(f"{what}: the encryption certificate holds no RSA key (an {type(key).__name__}); tokens "

@@ -133,6 +133,9 @@ WSSE_X509_SKI = (
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509SubjectKeyIdentifier"
 )
 WSSE_THUMBPRINT_SHA1 = "http://docs.oasis-open.org/wss/oasis-wss-soap-message-security-1.1#ThumbprintSHA1"
+# A BinarySecurityToken holding one DER X.509 certificate (X.509 Token Profile 1.1 section 3.1), base64 encoded
+WSSE_X509V3 = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509v3"
+WSSE_BASE64 = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary"
 
 # Federation metadata (SAML 2.0 metadata with WS-Federation 1.2 roles) and WS-MetadataExchange
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"

@@ -917,3 +917,33 @@ def test_a_running_sts_follows_the_registry_without_a_restart(served, tmp_path):
 
     assert sts.process.poll() is None and sts.process.pid == master, "gunicorn was restarted"
     assert "Traceback" not in sts.log.read_text()
+
+
+def test_a_registered_certificate_authenticates_the_cli_client_under_gunicorn(served, tmp_path):
+    """``user cert add``, then ``client --client-cert --client-key`` (no password anywhere) gets carol's token
+    from the STS under gunicorn; after ``user cert remove`` the same request is refused."""
+    from wstrust_wsgi import SigningKey
+
+    admin, sts = served
+    admin.add_user("carol", "a password never sent", "--role", "admin")
+    admin.ok("rp", "add", SERVICE)
+    pair = SigningKey.generate("carol")
+    (tmp_path / "carol.crt").write_bytes(pair.certificate_pem)
+    (tmp_path / "carol.key").write_bytes(pair.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    admin.ok("user", "cert", "add", "carol", str(tmp_path / "carol.crt"))
+
+    def ask() -> Outcome:
+        result = subprocess.run(
+            [*PYTHON_M, "client", "--sts", sts.url, "--service", SERVICE, "--client-cert", "carol.crt",
+             "--client-key", "carol.key", "--soap", "1.1", "--no-call"],
+            cwd=tmp_path, env=clean_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        assert "Traceback" not in result.stderr, result.stderr
+        match = re.search(r"<(?:saml:)?Assertion.*</(?:saml:)?Assertion>", result.stdout, re.S)
+        raw = match.group(0).encode() if match else b""
+        return Outcome(result.returncode, etree.fromstring(raw) if match else None, raw, result.stderr)
+
+    got = settles(ask, issued)
+    assert got.assertion is not None and saml2(got.assertion, "s:Subject/s:NameID/text()") == ["carol"]
+    admin.ok("user", "cert", "remove", "carol")
+    assert ask().fault == "FailedAuthentication"

@@ -18,7 +18,8 @@ So here: the bearer token (our STS given a default relying party for requests
 without AppliesTo, ``WSTRUST_DEMO_DEFAULT_RP``), its requested lifetime and its
 renewal flags (renewed by our client, since pyVmomi has no Renew); the
 X.509-signed requests (holder-of-key, ActAs) are refused with a clear fault, as
-our STS does not accept X.509-authenticated requests. A missing pyVmomi fails.
+the demo STS registers pyVmomi's certificate to no user (an X.509-authenticated
+request is admitted only for a registered certificate). A missing pyVmomi fails.
 """
 
 from __future__ import annotations
@@ -100,11 +101,11 @@ def test_renewable_tokens_are_renewed_by_our_client(sts):  # type: ignore[no-unt
 
 
 @pytest.mark.parametrize("act_as", [False, True])
-def test_holder_of_key_and_act_as_need_x509_signed_requests_which_we_refuse(sts, act_as):  # type: ignore[no-untyped-def]
+def test_hok_and_act_as_with_unregistered_certificates_are_refused(sts, act_as):  # type: ignore[no-untyped-def]
     client, context = authenticator(sts)
     bearer = client.get_bearer_saml_assertion("admin", "admin", delegatable=True, ssl_context=context)
     with pytest.raises(sso.SoapException) as refused:
         client.get_hok_saml_assertion(str(ROOT / "certs" / "client.crt"), str(ROOT / "certs" / "client.key"),
                                       act_as_token=bearer if act_as else None, ssl_context=context)
-    assert (refused.value._fault_code, refused.value._fault_string) == ("wst:FailedAuthentication",
-                                                                         "A wsse:UsernameToken is required.")
+    assert (refused.value._fault_code, refused.value._fault_string) == (
+        "wst:FailedAuthentication", "The X.509 certificate or signature was not accepted.")

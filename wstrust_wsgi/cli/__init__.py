@@ -14,7 +14,8 @@ Administration (WSO2 Identity Server's management-console steps, as commands,
 on the SQL registry a running STS reads; changes reach it without a restart):
 
 ``init``    create the registry and the STS signing key pair.
-``user``    add, list, show, passwd, grant, revoke, claim, unclaim, remove, unlock.
+``user``    add, list, show, passwd, grant, revoke, claim, unclaim, remove, unlock;
+            ``user cert add|remove|list``: certificates that authenticate a user (:mod:`.usercert`).
 ``role``    add, list, remove.
 ``sts``     show, set (issuer, allowed roles, lifetime, clock skew, algorithm, plain HTTP).
 ``rp``      add, list, show, remove relying parties (service providers).
@@ -61,6 +62,7 @@ from .diagnose import add_diagnose_command
 from .output import emit, one_line
 from .rp import add_rp_commands
 from .setup import add_setup_commands
+from .usercert import add_user_cert_commands
 
 __all__ = ["ECHO_NS", "build_parser", "echo_payload", "main"]
 
@@ -133,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_command(commands)
     add_setup_commands(commands)
     add_diagnose_command(commands)
-    add_admin_commands(commands)
+    add_user_cert_commands(add_admin_commands(commands))
     add_rp_commands(commands)
     add_keys_commands(commands)
     add_delegation_commands(commands)

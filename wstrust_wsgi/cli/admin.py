@@ -452,8 +452,10 @@ def _password_options(parser: argparse.ArgumentParser) -> None:
                         help="read the password from standard input (one line) instead of prompting twice")
 
 
-def add_admin_commands(commands: Any) -> None:
+def add_admin_commands(commands: Any) -> Any:
     """Register ``init``, ``user``, ``role`` and ``sts`` on the subcommand group ``commands`` (``rp``: :mod:`.rp`).
+
+    Returns the ``user`` command's subcommand group, where ``user cert`` (:mod:`.usercert`) goes.
 
     Each command's parser carries its ``handler`` and the words that name it in
     messages (``where``); :func:`wstrust_wsgi.cli.main` runs the handler.
@@ -465,7 +467,7 @@ def add_admin_commands(commands: Any) -> None:
                       help="folder for sts.key and sts.crt (default ./keys; an existing pair is kept)")
 
     user = commands.add_parser("user", help="manage users (add, list, show, passwd, grant, revoke, claim, "
-                                            "unclaim, remove, unlock)")
+                                            "unclaim, remove, unlock, cert)")
     users = user.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = _add_command(users, "add", _user_add, "add a user (password from a prompt or --password-stdin)", "user add")
     add.add_argument("name", metavar="NAME")
@@ -527,5 +529,4 @@ def add_admin_commands(commands: Any) -> None:
                       help=f"one of {', '.join(SIGNATURE_ALGORITHMS)}")
     set_.add_argument("--allow-plaintext-http", choices=("yes", "no"),
                       help="accept PasswordText over plain HTTP from non-loopback peers")
-
-
+    return users

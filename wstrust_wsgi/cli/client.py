@@ -92,21 +92,23 @@ def _client(args: argparse.Namespace) -> int:
     saved = lifecycle.saved_token(args)
     delegated = _delegation(args)
     transport = UrllibTransport(cafile=args.cafile)
-    password = args.password or os.environ.get("WSTRUST_PASSWORD")
-    if password is None:
+    if args.key_type == "public" and not (args.client_key and args.client_cert):
+        raise ConfigurationError("--key-type public: give --client-key and --client-cert (the key the token binds)")
+    if bool(args.client_key) != bool(args.client_cert):
+        raise ConfigurationError("give both --client-key and --client-cert, or neither")
+    pair = SigningKey.from_files(args.client_key, args.client_cert) if args.client_key else None
+    # The pair is the key a PublicKey token binds (a password still authenticates), else the requester's credential.
+    client_key, client_cert = (pair, None) if args.key_type == "public" else (None, pair)
+    password = None if client_cert else (args.password or os.environ.get("WSTRUST_PASSWORD"))
+    if password is None and client_cert is None:
         password = getpass.getpass(f"Password for {args.username}: ")
     applies_to = args.applies_to or args.service
-    client_key = None
-    if args.key_type == "public":
-        if not (args.client_key and args.client_cert):
-            raise ConfigurationError("--key-type public: give --client-key and --client-cert (the key the token binds)")
-        client_key = SigningKey.from_files(args.client_key, args.client_cert)
     represented = [value[1] for value in delegated.values() if isinstance(value, tuple)]  # masked like the password
-    transport = exchange.transport_from_args(args, transport, secrets=[password, *represented])
-    client = StsClient(
-        args.sts, username=args.username, password=password, digest=args.digest,
-        soap_version=args.soap, trust_version=args.trust, transport=transport,
-    )
+    transport = exchange.transport_from_args(args, transport, secrets=[p for p in (password, *represented) if p])
+    credentials: dict[str, Any] = ({"client_cert": client_cert} if client_cert is not None
+                                   else {"username": args.username, "password": password, "digest": args.digest})
+    client = StsClient(args.sts, soap_version=args.soap, trust_version=args.trust, transport=transport,
+                       **credentials)
     try:
         token = saved or client.request_token(applies_to, token_type=args.token_type, key_type=args.key_type,
                                               entropy=args.entropy, client_key=client_key, **lifecycle.claims(args),
@@ -167,8 +169,10 @@ def add_client_command(commands: Any) -> None:
     client.add_argument("--token-type", choices=TOKEN_TYPES, help="SAML version (default: the STS decides)")
     client.add_argument("--key-type", choices=["bearer", "symmetric", "public"], default="bearer",
                         help="bearer; symmetric or public: a holder-of-key token whose key signs the service call")
-    client.add_argument("--client-key", help="--key-type public: the client's PEM private key")
-    client.add_argument("--client-cert", help="--key-type public: the client's PEM certificate")
+    client.add_argument("--client-key", help="the client's PEM private key: with --key-type public the key the "
+                                             "token binds; otherwise it signs the request instead of a password")
+    client.add_argument("--client-cert", help="the client's PEM certificate (see --client-key); without --key-type "
+                                              "public it authenticates as the user it is registered to")
     client.add_argument("--entropy", choices=["both", "client", "sts"], default="both",
                         help="who makes a symmetric proof key (default both, by P_SHA1; sts: over TLS only)")
     client.add_argument("--signature-algorithm", choices=["hmac-sha256", "hmac-sha1"], default="hmac-sha256",

@@ -33,6 +33,10 @@ class UserStore(Protocol):
         """The principal if the token's password (text or digest) is right, else None.
 
         Must take about as long for an unknown user as for a wrong password.
+
+        A store may also offer ``user_by_certificate(fingerprint: bytes) -> Principal | None``: the user a
+        certificate (the SHA-256 of its DER bytes) is registered to, for X.509-authenticated requests
+        (:mod:`wstrust_wsgi.sts.certificate`); the memory store and the registry do.
         """
 
 

@@ -126,6 +126,11 @@ class CachedUserStore:
         self._remember(key, now + self._ttl, now)
         return checked
 
+    def user_by_certificate(self, fingerprint: bytes) -> Principal | None:
+        """Not cached: the wrapped store's answer (None if it registers no certificates)."""
+        find = getattr(self._store, "user_by_certificate", None)
+        return find(fingerprint) if callable(find) else None
+
     def _remember(self, key: bytes, expiry: float, now: float) -> None:
         with self._lock:
             self._entries.pop(key, None)

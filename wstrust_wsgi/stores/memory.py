@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from ..errors import ConfigurationError, StoreUnavailable
-from ..model import TOKEN_TYPES, PasswordProof, Principal, RelyingParty, User, encryption_certificate
+from ..model import TOKEN_TYPES, PasswordProof, Principal, RelyingParty, User, encryption_certificate, user_certificate
 from .passwords import dummy_hash, hash_password, password_matches
 
 # User and hash_password are imported from here by older code: both stay importable.
@@ -25,6 +25,7 @@ class MemoryUserStore:
 
     def __init__(self, users: Iterable[User]) -> None:
         self._users: dict[str, tuple[bytes, bytes, str | None, Principal]] = {}
+        self._certificates: dict[bytes, Principal] = {}
         for user in users:
             if user.name in self._users:
                 raise ConfigurationError(f"users: {user.name!r} is listed twice")
@@ -33,6 +34,10 @@ class MemoryUserStore:
                 user.name, frozenset(user.roles), {k: tuple(v) for k, v in user.claims.items()}
             )
             self._users[user.name] = (salt, digest, user.password if user.digest_secret else None, principal)
+            for pem in user.certificates:
+                fingerprint, _ = user_certificate(pem, f"users: {user.name!r}")
+                if self._certificates.setdefault(fingerprint, principal) is not principal:
+                    raise ConfigurationError(f"users: certificate sha256:{fingerprint.hex()} is registered twice")
 
     def authenticate(self, token: PasswordProof) -> Principal | None:
         record = self._users.get(token.username)
@@ -43,6 +48,10 @@ class MemoryUserStore:
         salt, expected = (record[0], record[1]) if record else dummy_hash()
         ok = password_matches(token.password, salt, expected)
         return record[3] if record and ok else None
+
+    def user_by_certificate(self, fingerprint: bytes) -> Principal | None:
+        """The user a certificate (by the SHA-256 of its DER bytes) is registered to (X.509-authenticated requests)."""
+        return self._certificates.get(fingerprint)
 
     def password_record(self, username: str) -> tuple[bytes, Principal] | None:
         """The user's salt and hash (the verifier a password change replaces) and principal; no KDF run.

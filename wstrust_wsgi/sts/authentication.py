@@ -18,6 +18,10 @@ holding an allowed role get an answer. The rules, in order:
   within the digest window (plus skew) from its first use; then a success
   clears the user's failure counts;
 * a role among the allowed ones (when any are configured).
+
+A Security header carrying an X.509 BinarySecurityToken is authenticated by
+its signature instead (:mod:`.certificate`, AD FS ``certificatemixed``), and
+then the same role check applies.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from .. import soap, wssecurity
 from ..errors import FailedAuthentication, InvalidSecurity, NotAuthorized
 from ..model import Principal, StsSettings
 from ..stores import ReplayCache, UserStore
+from .certificate import certificate_principal, has_certificate_token
 from .lockout import Lockout
 
 
@@ -76,6 +81,10 @@ class UsernameAuthentication:
         security = wssecurity.security_header(envelope.header_blocks(), envelope.version.namespace)
         if security is None:
             raise InvalidSecurity("no wsse:Security header", reason="A wsse:Security header with a UsernameToken is required.")
+        if has_certificate_token(security):
+            return certificate_principal(envelope, security, users=self._users, nonces=self._nonces, now=now,
+                                         skew=skew, window=self._digest_window, address=address,
+                                         lockout=self._lockout)
         timestamp = wssecurity.read_timestamp(security)
         if timestamp is not None:
             wssecurity.check_timestamp(timestamp, now=now, skew=skew)

@@ -36,3 +36,11 @@ def key_identifier_reference(
     key_identifier.text = identifier
     key_identifier.set("ValueType", value_type)
     return reference
+
+
+def direct_reference(parent: etree._Element, *, identifier: str, value_type: str) -> etree._Element:
+    """Append a ``wsse:SecurityTokenReference`` holding a ``wsse:Reference`` to the token ``#identifier`` in the
+    same message (WSS 1.1 section 7.2), as a signature names the BinarySecurityToken whose key made it."""
+    reference = etree.SubElement(parent, _xml.qname(ns.WSSE, "SecurityTokenReference"), nsmap={"wsse": ns.WSSE})
+    etree.SubElement(reference, _xml.qname(ns.WSSE, "Reference"), URI=f"#{identifier}", ValueType=value_type)
+    return reference

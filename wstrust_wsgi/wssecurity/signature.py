@@ -29,18 +29,19 @@ elsewhere covers nothing (XML Signature Wrapping).
 from __future__ import annotations
 
 import uuid
-from base64 import b64decode
+from base64 import b64decode, b64encode
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
 from .. import _xml, ns, xmldsig
 from ..errors import FailedCheck
-from .references import key_identifier_reference
+from .references import direct_reference, key_identifier_reference
 
 WSU_ID = _xml.qname(ns.WSU, "Id")
 SIGNATURE = _xml.qname(ns.DS, "Signature")
@@ -59,7 +60,8 @@ def _id_of(element: etree._Element, prefix: str) -> str:
 
 def sign_message(envelope: etree._Element, security: etree._Element, key: xmldsig.HmacKey | rsa.RSAPrivateKey, *,
                  method: str, token_type: str = "", value_type: str = "", token_id: str = "",
-                 certificate: x509.Certificate | None = None, signature_id: str | None = None) -> etree._Element:
+                 certificate: x509.Certificate | None = None, signature_id: str | None = None,
+                 binary_token: x509.Certificate | None = None) -> etree._Element:
     """Sign the Body, the Timestamp of ``security`` and the addressing headers; append the Signature.
 
     ``envelope`` declares ``wsu`` (so the Ids carry that prefix). The
@@ -67,6 +69,9 @@ def sign_message(envelope: etree._Element, security: etree._Element, key: xmldsi
     ``#SAMLID`` or ``#SAMLAssertionID``, ``token_type`` the profile's
     ``wsse11:TokenType``), or, with ``certificate`` (an RSA key proving
     possession of itself, as a PublicKey RST does), holds that certificate.
+    With ``binary_token`` (the key's certificate, as an X.509-authenticated
+    request carries it), that certificate goes into ``security`` as a
+    ``wsse:BinarySecurityToken`` the KeyInfo references by ``wsu:Id``.
     """
     soap_ns = _xml.namespace(envelope)
     body = _xml.child(envelope, soap_ns, "Body")
@@ -79,7 +84,14 @@ def sign_message(envelope: etree._Element, security: etree._Element, key: xmldsi
                 if block.tag in ADDRESSING]
     signature = xmldsig.Signer(key, method, certificate=certificate).detached(targets)
     signature.set("Id", signature_id or f"SIG-{uuid.uuid4().hex}")
-    if certificate is None:
+    if binary_token is not None:
+        token = etree.Element(_xml.qname(ns.WSSE, "BinarySecurityToken"), ValueType=ns.WSSE_X509V3,
+                              EncodingType=ns.WSSE_BASE64)
+        token.text = b64encode(binary_token.public_bytes(Encoding.DER)).decode("ascii")
+        timestamp.addnext(token)
+        direct_reference(etree.SubElement(signature, _KEY_INFO), identifier=_id_of(token, "X509"),
+                         value_type=ns.WSSE_X509V3)
+    elif certificate is None:
         key_identifier_reference(etree.SubElement(signature, _KEY_INFO), token_type=token_type,
                                  value_type=value_type, identifier=token_id)
     security.append(signature)

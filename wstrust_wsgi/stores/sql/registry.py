@@ -491,6 +491,18 @@ class Registry:
 
         return self._db.run(Kind.READ, load)
 
+    def user_by_certificate(self, fingerprint: bytes) -> Principal | None:
+        """The user a certificate is registered to (``user cert add``), by the SHA-256 of its DER bytes."""
+        def load(tx: Tx) -> Principal | None:
+            row = tx.one("SELECT u.id, u.name FROM user_certificates c JOIN users u ON u.id = c.user_id "
+                         "WHERE c.fingerprint = ?", (fingerprint.hex(),))
+            if row is None:
+                return None
+            roles, claims = self._roles_and_claims(tx, row[0])
+            return Principal(row[1], frozenset(roles), claims)
+
+        return self._db.run(Kind.READ, load)
+
     def password_record(self, username: str) -> tuple[bytes, Principal] | None:
         """The user's stored password verifier and current principal, in one snapshot; None for no such user.
 

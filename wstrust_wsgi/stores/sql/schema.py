@@ -189,6 +189,17 @@ def _create_v6(tx: Tx) -> None:
     tx.execute("ALTER TABLE relying_parties ADD COLUMN key_types TEXT")
 
 
+def _create_v7(tx: Tx) -> None:
+    """Certificates registered to users for X.509-authenticated requests, by the SHA-256 of their DER bytes
+    (lowercase hex; unique: one certificate names one user); the PEM kept for listing."""
+    tx.execute(f"""CREATE TABLE user_certificates (
+        fingerprint TEXT PRIMARY KEY CHECK (length(fingerprint) = 64),
+        user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        certificate_pem {tx.dialect.blob} NOT NULL
+    )""")
+    tx.execute("CREATE INDEX user_certificates_user ON user_certificates (user_id)")
+
+
 #: Every schema version, in order. Append; never edit a released step.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "users, roles, claims, relying parties, settings", _create_v1),
@@ -197,6 +208,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "rolling signing keys", _create_v4),
     Migration(5, "issued tokens for Validate, Renew and Cancel; delegation rules", _create_v5),
     Migration(6, "relying parties' allowed key types (holder-of-key)", _create_v6),
+    Migration(7, "user certificates (X.509-authenticated requests)", _create_v7),
 )
 
 
