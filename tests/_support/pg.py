@@ -293,3 +293,11 @@ class PostgresServer:
         env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
         env.update(LC_ALL="C", LANG="C")
         return env
+
+
+def registry_url(kind: str, request: Any, directory: Path) -> str:
+    """An empty registry database of ``kind`` (``"sqlite"`` in ``directory``, or ``"postgresql"`` on the
+    run's one server, the ``postgres`` fixture of tests/conftest.py), for tests parametrized over both."""
+    if kind == "sqlite":
+        return f"sqlite://{directory}/registry.db"
+    return str(request.getfixturevalue("postgres").create_database())

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 
+from _support.pg import registry_url
+
 from wstrust_wsgi.errors import KeyPairError, RegistryError
 from wstrust_wsgi.keys import SigningKey
 from wstrust_wsgi.stores.sql import Registry
@@ -21,11 +23,7 @@ NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def registry(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Registry]:
-    if request.param == "sqlite":
-        url = f"sqlite://{tmp_path}/registry.db"
-    else:
-        url = request.getfixturevalue("postgres").create_database()
-    with Registry.open(url) as opened:
+    with Registry.open(registry_url(request.param, request, tmp_path)) as opened:
         opened.init_schema(issuer="https://sts.example/sts")
         yield opened
 

@@ -34,7 +34,7 @@ import pytest
 from lxml import etree
 
 from _support import EMAIL, ISSUER, SERVICE_URL, STS_URL, FixedClock, KeyFiles
-from _support.pg import PostgresServer
+from _support.pg import PostgresServer, registry_url
 from wstrust_wsgi import (
     ConfigurationError,
     MemoryUserStore,
@@ -70,10 +70,7 @@ DEPT = "urn:test:claims:department"
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     """An empty registry database of each kind."""
-    if request.param == "sqlite":
-        return f"sqlite://{tmp_path}/registry.db"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database()
+    return registry_url(request.param, request, tmp_path)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from _support import ISSUER
+from _support.pg import registry_url
 from wstrust_wsgi.errors import ConfigurationError, StoreUnavailable
 from wstrust_wsgi.stores.sql import Registry
 from wstrust_wsgi.stores.tokens import (
@@ -53,9 +54,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IssuedToke
         yield redis_store
         redis_store.close()
     else:
-        url = (f"sqlite://{tmp_path}/registry.db" if request.param == "sqlite"
-               else request.getfixturevalue("postgres").create_database())
-        registry = Registry.open(url)
+        registry = Registry.open(registry_url(request.param, request, tmp_path))
         registry.init_schema(issuer=ISSUER)
         yield RegistryTokenStore(registry)
         registry.close()

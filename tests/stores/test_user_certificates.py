@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from _support import ISSUER, SERVICE_URL, STS_URL, FixedClock, KeyFiles
-from _support.pg import PostgresServer
+from _support.pg import registry_url
 from wstrust_wsgi import RelyingParty, SigningKey, StsClient, TokenService, WSGITransport
 from wstrust_wsgi.cli import main
 from wstrust_wsgi.errors import RegistryError, RemoteFault
@@ -26,10 +26,7 @@ OTHER = SigningKey.generate("carol")
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite://{tmp_path}/registry.db"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database()
+    return registry_url(request.param, request, tmp_path)
 
 
 @pytest.fixture

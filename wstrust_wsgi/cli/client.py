@@ -26,6 +26,7 @@ from ..errors import ConfigurationError, MalformedMessage, RemoteFault, Transpor
 from ..keys import SigningKey
 from ..model import TOKEN_TYPES
 from . import lifecycle
+from .output import answered
 from .demo import DEMO_SERVICE, DEMO_STS, echo_payload
 
 
@@ -140,16 +141,11 @@ def _client(args: argparse.Namespace) -> int:
     token = held
     if args.no_call:
         return lifecycle.after_call(args, client, token)
-    try:
-        reply = call_service(args.service, token, payload, soap_version=args.soap, transport=transport,
-                             signature_algorithm=args.signature_algorithm)
-    except RemoteFault as fault:
-        print(f"The service at {args.service} refused the request: {fault.reason} ({fault.local_code})",
-              file=sys.stderr)
-        return 1
-    except TransportError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
+    reply = answered(lambda: call_service(args.service, token, payload, soap_version=args.soap, transport=transport,
+                                          signature_algorithm=args.signature_algorithm),
+                     f"The service at {args.service} refused the request")
+    if isinstance(reply, int):
+        return reply
     print(f"\nReply from {args.service}:")
     print(etree.tostring(reply, pretty_print=True).decode().rstrip())
     return lifecycle.after_call(args, client, token)

@@ -10,14 +10,14 @@ new token, which the service call then uses), the service call, ``--cancel``
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import exchange
 from ..client import IssuedToken, StsClient
-from ..errors import ConfigurationError, RemoteFault, TransportError
+from ..errors import ConfigurationError
+from .output import answered
 
 T = TypeVar("T")
 
@@ -54,15 +54,7 @@ def saved_token(args: argparse.Namespace) -> IssuedToken | None:
 
 
 def _ask(args: argparse.Namespace, step: str, call: Callable[[], T]) -> T | int:
-    try:
-        return call()
-    except RemoteFault as fault:
-        print(f"The STS at {args.sts} refused to {step} the token: {fault.reason} ({fault.local_code})",
-              file=sys.stderr)
-        return 1
-    except TransportError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
+    return answered(call, f"The STS at {args.sts} refused to {step} the token")
 
 
 def before_call(args: argparse.Namespace, client: StsClient, token: IssuedToken) -> IssuedToken | int:

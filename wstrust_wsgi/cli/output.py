@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from ..errors import RemoteFault, TransportError
 from ..model import RelyingParty, StsSettings, shown
 
 if TYPE_CHECKING:
@@ -52,6 +53,22 @@ def emit(result: Result, *, as_json: bool) -> None:
         sys.stdout.flush()
     except BrokenPipeError:  # `wstrust-wsgi user list | head -1`: the reader left, that is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+T = TypeVar("T")
+
+
+def answered(call: Callable[[], T], refused: str) -> T | int:
+    """``call()``, or the exit code of the client commands: a fault is one sentence, ``refused`` then its
+    reason and code (1); no answer at all is the transport's own sentence (2). On standard error."""
+    try:
+        return call()
+    except RemoteFault as fault:
+        print(f"{refused}: {fault.reason} ({fault.local_code})", file=sys.stderr)
+        return 1
+    except TransportError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
 
 
 def one_line(text: object) -> str:

@@ -17,7 +17,6 @@ both through P_SHA1) travels twice:
 
 from __future__ import annotations
 
-import functools
 from base64 import b64decode
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ from ..wstrust.proof import ProofKey, ProofRequest, issue_symmetric, parse_proof
 from ..xmldsig import AlgorithmPolicy, certificate_base64
 from ..xmlenc import encrypt_key
 from .binding import TrustCall
+from .encryption import usable_certificate
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,6 @@ class IssuedProof:
 
 _SOURCES = {"both": "both entropies (P_SHA1)", "client": "the client's entropy", "sts": "the STS's entropy"}
 _REFUSED_PROOF = "The request must be signed with the wst:UseKey key over its Body and Timestamp."
-
-
-@functools.lru_cache(maxsize=256)
-def _certificate(pem: bytes) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(pem)
 
 
 def issue_proof(call: TrustCall, party: RelyingParty) -> IssuedProof | None:
@@ -84,11 +79,7 @@ def issue_proof(call: TrustCall, party: RelyingParty) -> IssuedProof | None:
     if request.client_entropy is None and not protected:
         raise InvalidRequest("SymmetricKey without client entropy over plain HTTP from a remote peer",
                              reason="A proof key made by the STS alone is sent only over TLS; send wst:Entropy.")
-    try:
-        certificate = _certificate(party.certificate_pem)
-    except ValueError:
-        raise InvalidRequest(f"certificate of {party.address!r} is not a PEM certificate",
-                             reason="The relying party's certificate cannot be used.") from None
+    certificate = usable_certificate(party, call.now)  # the one reader of a party's certificate, dates included
     key = issue_symmetric(request)
     key_info = etree.Element(_xml.qname(ns.DS, "KeyInfo"), nsmap={"ds": ns.DS})
     key_info.append(encrypt_key(key.key, certificate))
