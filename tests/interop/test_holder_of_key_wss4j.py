@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import webtest
+from lxml import etree
 
 from _forge import RecordingApp, read_fault
 from _support import OTHER_URL, SERVICE_URL, KeyFiles
@@ -105,7 +106,12 @@ def test_wss4j_rsa_signed_proof_of_a_public_key_token_is_admitted_and_another_ke
     token = world.client().request_token(address, key_type="public", client_key=client.load())
     version = saml.version_for_token_type(token.token_type)
     signed = wss4j_rsa_signed(token, tmp_path, client)
-    assert ns.ALG_RSA_SHA256.encode() in signed and version.key_identifier_value_type.encode() in signed
+    [proof] = [s for s in etree.fromstring(signed).iter(f"{{{ns.DS}}}Signature")
+               if s.find(f"{{{ns.DS}}}KeyInfo/{{{ns.WSSE}}}SecurityTokenReference") is not None]
+    method = proof.find(f"{{{ns.DS}}}SignedInfo/{{{ns.DS}}}CanonicalizationMethod")
+    assert method.find(f"{{{ns.ALG_EXC_C14N}}}InclusiveNamespaces") is not None  # WSS4J's BSP style: not ours
+    assert proof.find(f"{{{ns.DS}}}SignedInfo/{{{ns.DS}}}SignatureMethod").get("Algorithm") == ns.ALG_RSA_SHA256
+    assert proof.find(f".//{{{ns.WSSE}}}KeyIdentifier").get("ValueType") == version.key_identifier_value_type
     post = lambda body: webtest.TestApp(world.service).post("/soap", body, content_type="text/xml",  # noqa: E731
                                                             expect_errors=True)
     admitted = post(signed)
