@@ -218,3 +218,28 @@ def test_diagnose_reports_the_per_audience_policy(capsys, tmp_path: Path, monkey
     assert refused["proof"]["expected"] == "confirmation policy 'holder-of-key'"
     assert admitted_code == 0 and admitted["proof"]["verdict"] == "pass"
     assert admitted["proof"]["expected"].startswith(f"confirmation policy {other!r} (configured: ")
+
+
+def test_the_kit_builds_and_feeds_a_per_audience_service(tmp_path: Path) -> None:
+    """What a user's own test does: the kit's tokens, one per address, against a per-audience middleware."""
+    from wstrust_wsgi import SigningKey, generate_demo_key_pair
+    from wstrust_wsgi.testing import SoapTestApp, soap_request
+    generate_demo_key_pair("test service", tmp_path, "rp")
+    tokens = TokenFactory()
+    legacy = "https://svc.example/legacy"
+    recorder = RecordingApp()
+    service = SoapTestApp(RelyingPartyMiddleware(
+        recorder, audience=[tokens.audience, legacy], issuer=tokens.issuer, trusted_certs=tokens.trusted_certs,
+        decryption_keys=[(tmp_path / "rp.key", tmp_path / "rp.crt")],
+        confirmation={tokens.audience: "holder-of-key", legacy: "bearer"}))
+    certificate = SigningKey.from_files(tmp_path / "rp.key", tmp_path / "rp.crt").certificate
+
+    def status(token) -> int:  # type: ignore[no-untyped-def]
+        body, headers = soap_request(token, b"<Ping xmlns='urn:example'/>")
+        return service.post("/", body, headers=headers, expect_errors=True).status_int
+
+    assert status(tokens.mint(confirmation="holder-of-key", proof_key_for=certificate)) == 200
+    assert status(tokens.mint()) == 500
+    assert status(tokens.mint(audience=legacy)) == 200
+    assert status(tokens.mint(audience=legacy, confirmation="holder-of-key", proof_key_for=certificate)) == 500
+    assert [call["assertion"].confirmation for call in recorder.calls] == ["holder-of-key", "bearer"]
