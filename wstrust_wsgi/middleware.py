@@ -405,9 +405,10 @@ class RelyingPartyMiddleware:
                 step.expected = self._proof_expected(verified)
             return trace, None
         verified = proven
-        trace.passed("proof", self._proof_expected(verified),
-                     f"proven with its {verified.proof_key} key" if verified.confirmation == "holder-of-key"
-                     else "a bearer token: no proof needed")
+        trace.passed("proof", self._proof_expected(verified),  # diagnose's text prints the actual: name the word
+                     (f"proven with its {verified.proof_key} key" if verified.confirmation == "holder-of-key"
+                      else "a bearer token: no proof needed")
+                     + f" (confirmation policy {self._proofs.policy_for(verified)!r})")
         if self._check_address and client_address is None:
             trace.skipped("client-address", "checked per request against REMOTE_ADDR (give the client's address)")
         elif self._check_address:

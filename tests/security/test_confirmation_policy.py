@@ -172,7 +172,7 @@ def test_explain_names_the_policy_that_applied(make_world, recorder, sts_keys, c
     assert f"{SERVICE_URL} holder-of-key, others bearer" in passed.expected
     proven = proof_step(client.request_token(SERVICE_URL, key_type="symmetric"))
     assert proven.expected.startswith("confirmation policy 'holder-of-key'") and proven.actual == \
-        "proven with its symmetric key"
+        "proven with its symmetric key (confirmation policy 'holder-of-key')"
     refused = proof_step(client.request_token(SERVICE_URL))
     assert (refused.verdict, refused.actual) == ("fail", "['bearer']")
     assert refused.expected == "confirmation policy 'holder-of-key'"
@@ -211,13 +211,18 @@ def test_diagnose_reports_the_per_audience_policy(capsys, tmp_path: Path, monkey
             capsys.readouterr()
             code = main(["diagnose", str(tmp_path / "token.xml"), "--app", f"{name}:application", "--json"])
             reports.append((code, {c["check"]: c for c in json.loads(capsys.readouterr().out)["checks"]}))
+            main(["diagnose", str(tmp_path / "token.xml"), "--app", f"{name}:application"])
+            reports.append(capsys.readouterr().out)
     finally:
         sys.modules.pop(name, None)
-    (refused_code, refused), (admitted_code, admitted) = reports
+    (refused_code, refused), refused_text, (admitted_code, admitted), admitted_text = reports
+    assert "confirmation policy 'holder-of-key'" in refused_text  # the text report says it too
+    assert f"no proof needed (confirmation policy {other!r})" in admitted_text
     assert refused_code == 1 and refused["proof"]["verdict"] == "fail"
     assert refused["proof"]["expected"] == "confirmation policy 'holder-of-key'"
     assert admitted_code == 0 and admitted["proof"]["verdict"] == "pass"
     assert admitted["proof"]["expected"].startswith(f"confirmation policy {other!r} (configured: ")
+    assert admitted["proof"]["actual"] == f"a bearer token: no proof needed (confirmation policy {other!r})"
 
 
 def test_the_kit_builds_and_feeds_a_per_audience_service(tmp_path: Path) -> None:
