@@ -159,7 +159,7 @@ class ConfirmationPolicy:
         return cls(default, MappingProxyType(words), accepted)
 
     def describe(self) -> str:
-        """The configuration in one line, for ``wstrust-wsgi diagnose`` and the log."""
+        """The configuration in one line, for ``wstrust-wsgi diagnose``'s proof check."""
         if not self.by_audience:
             return self.default
         named = ", ".join(f"{audience} {word}" for audience, word in sorted(self.by_audience.items()))
