@@ -7,6 +7,14 @@ default) uses a bearer confirmation when the token offers one (SAML 2.0 core
 proof. So a token that offers only holder-of-key is never admitted without one,
 whatever the policy, and a bearer token never satisfies ``"holder-of-key"``.
 
+**Per audience** (:class:`ConfirmationPolicy`): ``confirmation`` may instead map
+some of the middleware's audiences to a word, ``"*"`` naming the policy of the
+others (``"any"`` when absent). A token is held to the policy of the service's
+audiences its AudienceRestriction names; when it names several with different
+words it must satisfy each: ``"any"`` gives way to the other word, and
+``"bearer"`` beside ``"holder-of-key"`` can never both be met, so such a token
+is refused (``InvalidSecurityToken``), never admitted under the weaker word.
+
 **The proof**, in order, each refusal with its own fault and the app not called:
 
 1. the proof key: the holder-of-key ``ds:KeyInfo`` of the *signed* assertion
@@ -35,8 +43,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from base64 import b64decode
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -95,15 +105,89 @@ def _references(signature: etree._Element, assertion_id: str, version: str) -> b
     return False
 
 
+#: ``confirmation=``: one policy word, or a mapping of audience (or :data:`OTHER_AUDIENCES`) to one.
+Confirmation = Union[str, Mapping[str, str]]
+#: The key of a per-audience ``confirmation`` mapping that names the policy of every audience it does not name.
+OTHER_AUDIENCES = "*"
+#: The confirmations each policy word admits: a token held to several words must meet all, the intersection.
+_ADMITS = {"bearer": frozenset({BEARER}), "holder-of-key": frozenset({HOLDER_OF_KEY}),
+           "any": frozenset({BEARER, HOLDER_OF_KEY})}
+_WORD = {admits: word for word, admits in _ADMITS.items()}
+#: What each policy word requires of a token, as ``wstrust-wsgi diagnose`` says it.
+REQUIRES = {"any": "bearer, or holder-of-key with a signature by its key", "bearer": "a bearer confirmation",
+            "holder-of-key": "holder-of-key, with a signature by its key"}
+
+
+def _word(value: object, name: str) -> str:
+    """``value`` if it is a policy word; a typo must fail at start-up, not admit under a default."""
+    if not isinstance(value, str) or value not in POLICIES:
+        raise ConfigurationError(f"{name}: must be one of {', '.join(map(repr, POLICIES))}, not {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfirmationPolicy:
+    """``confirmation=`` checked once at construction: one word for every audience, or a word per audience.
+
+    ``default`` holds for the audiences ``by_audience`` does not name. Only
+    ``audiences`` (the middleware's) count when a token is matched: an audience
+    of another service beside ours in the token's restriction picks no policy.
+    """
+
+    default: str
+    by_audience: Mapping[str, str]
+    audiences: frozenset[str]
+
+    @classmethod
+    def of(cls, confirmation: Confirmation, audiences: Iterable[str]) -> ConfirmationPolicy:
+        """The policy ``confirmation`` describes, or a ConfigurationError naming what is wrong with it."""
+        accepted = frozenset(audiences)
+        if isinstance(confirmation, str):
+            return cls(_word(confirmation, "confirmation"), MappingProxyType({}), accepted)
+        if not isinstance(confirmation, Mapping) or not confirmation:
+            raise ConfigurationError(f"confirmation: must be one of {', '.join(map(repr, POLICIES))}, or a "
+                                     f"non-empty mapping of this service's audiences (and {OTHER_AUDIENCES!r} for "
+                                     f"the others) to one of them, not {confirmation!r}")
+        words: dict[str, str] = {}
+        for audience, word in confirmation.items():
+            if audience != OTHER_AUDIENCES and audience not in accepted:
+                raise ConfigurationError(
+                    f"confirmation: names the audience {audience!r}, which is not one of this service's audiences "
+                    f"{sorted(accepted)!r} (audiences are compared exactly; {OTHER_AUDIENCES!r} names the others)")
+            words[audience] = _word(word, f"confirmation[{audience!r}]")
+        default = words.pop(OTHER_AUDIENCES, "any")
+        return cls(default, MappingProxyType(words), accepted)
+
+    def describe(self) -> str:
+        """The configuration in one line, for ``wstrust-wsgi diagnose``'s proof check."""
+        if not self.by_audience:
+            return self.default
+        named = ", ".join(f"{audience} {word}" for audience, word in sorted(self.by_audience.items()))
+        return f"{named}, others {self.default}"
+
+    def for_token(self, token_audiences: Iterable[str]) -> str:
+        """The word a token naming ``token_audiences`` is held to: the one its audiences of this service all
+        allow, or an InvalidSecurityToken when they allow nothing in common (bearer beside holder-of-key)."""
+        if not self.by_audience:
+            return self.default
+        ours = sorted(self.audiences.intersection(token_audiences))
+        words = {self.by_audience.get(audience, self.default) for audience in ours} or {self.default}
+        admits = frozenset.intersection(*(_ADMITS[word] for word in words))
+        if not admits:
+            raise InvalidSecurityToken(
+                f"token names audiences {ours!r} whose confirmation policies {sorted(words)!r} cannot all be met",
+                reason="The security token names audiences of this service that require different confirmations.",
+                expected="audiences whose confirmation policies agree", actual=f"{ours!r}: {sorted(words)!r}")
+        return _WORD[admits]
+
+
 class ProofOfPossession:
     """Applies the confirmation policy and checks holder-of-key proofs; built once by the middleware."""
 
-    def __init__(self, *, confirmation: str, keys: Sequence[KeyPair], allow_sha1: bool, clock_skew: timedelta,
-                 replay: ReplayCache | None, max_body: int, remember: int = 10_000) -> None:
-        if confirmation not in POLICIES:
-            raise ConfigurationError(f"confirmation: must be one of {', '.join(map(repr, POLICIES))}, "
-                                     f"not {confirmation!r}")
-        self.policy = confirmation
+    def __init__(self, *, confirmation: Confirmation, keys: Sequence[KeyPair], allow_sha1: bool,
+                 clock_skew: timedelta, replay: ReplayCache | None, max_body: int, remember: int = 10_000,
+                 audiences: Iterable[str] = ()) -> None:
+        self.confirmation = ConfirmationPolicy.of(confirmation, audiences)
         self._decrypter = Decrypter(keys) if keys else None
         methods = [ns.ALG_HMAC_SHA256, ns.ALG_HMAC_SHA384, ns.ALG_HMAC_SHA512, ns.ALG_SHA256, ns.ALG_SHA384,
                    ns.ALG_SHA512] + ([ns.ALG_HMAC_SHA1, ns.ALG_SHA1] if allow_sha1 else [])
@@ -125,18 +209,25 @@ class ProofOfPossession:
         must not use a proof up).
         """
         offered = verified.confirmations
-        if self.policy != "holder-of-key" and BEARER in offered:
+        policy = self.policy_for(verified)
+        if policy != "holder-of-key" and BEARER in offered:
             return verified if verified.confirmation == BEARER else dataclasses.replace(verified, confirmation=BEARER)
         if HOLDER_OF_KEY not in offered:
             raise InvalidSecurityToken(f"token offers {sorted(offered)}, the policy requires holder-of-key",
-                                       reason="This service requires a holder-of-key token.")
-        if self.policy == "bearer":
+                                       reason="This service requires a holder-of-key token.",
+                                       expected=f"confirmation policy {policy!r}", actual=sorted(offered))
+        if policy == "bearer":
             raise InvalidSecurityToken("holder-of-key token, and the policy admits bearer tokens only",
-                                       reason="This service accepts bearer tokens only.")
+                                       reason="This service accepts bearer tokens only.",
+                                       expected=f"confirmation policy {policy!r}", actual=sorted(offered))
         key = self._proof_key(verified)
         self._check_signature(verified, key, body, content_type, now, consume=consume)
         kind = "public" if isinstance(key, rsa.RSAPublicKey) else "symmetric"
         return dataclasses.replace(verified, confirmation=HOLDER_OF_KEY, proof_key=kind)
+
+    def policy_for(self, verified: VerifiedAssertion) -> str:
+        """The policy word ``verified`` is held to: the one of the service's audiences it was admitted for."""
+        return self.confirmation.for_token(verified.audiences)
 
     def _proof_key(self, verified: VerifiedAssertion) -> HmacKey | rsa.RSAPublicKey:
         version = version_of(verified.element)

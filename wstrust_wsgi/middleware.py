@@ -44,7 +44,7 @@ from ._checks import Trace, record
 from ._encrypted import DecryptionKeys, encrypted_tokens, is_encrypted_token, refuse_encrypted
 from ._health import Health, Probe, replay_probe
 from ._log import TrustedProxies
-from ._proof import ProofOfPossession
+from ._proof import REQUIRES, Confirmation, ProofOfPossession
 from ._reuse import FastAdmission
 from .soap import UNDERSTOOD_HEADERS
 from ._time import Clock, utcnow
@@ -149,7 +149,10 @@ class RelyingPartyMiddleware:
         cancelled bearer token is admitted until it expires.
     :param confirmation: ``"any"`` (bearer, or holder-of-key with a proof), ``"bearer"`` or
         ``"holder-of-key"``. A holder-of-key token is admitted only with a signature made with
-        its proof key, which ``decryption_keys`` unwrap; see :mod:`wstrust_wsgi._proof`.
+        its proof key, which ``decryption_keys`` unwrap; see :mod:`wstrust_wsgi._proof`. Or, per
+        audience, a mapping of some of ``audience`` to those words, ``"*"`` for the others
+        (``"any"`` when absent): a token is held to the word of the audiences it names; naming
+        two whose words conflict (bearer and holder-of-key), it is refused.
     """
 
     def __init__(
@@ -179,7 +182,7 @@ class RelyingPartyMiddleware:
         metadata_max_age: timedelta | float | None = timedelta(days=7),
         metadata_when_stale: str = "refuse",
         revocation_store: IssuedTokenStore | None = None,
-        confirmation: str = "any",
+        confirmation: Confirmation = "any",
     ) -> None:
         # Every argument checked here, so that a mistake is a ConfigurationError naming it now, not a
         # TypeError at the first request (see wstrust_wsgi._arguments).
@@ -219,7 +222,8 @@ class RelyingPartyMiddleware:
                          else _arguments.having(revocation_store, "revocation_store", "get", "an issued-token store"))
         self._proofs = ProofOfPossession(confirmation=confirmation, keys=encrypted.keys if encrypted else (),
                                          allow_sha1=allow_sha1, clock_skew=skew, replay=self._replay,
-                                         max_body=self._max_body, remember=verified_cache_size)
+                                         max_body=self._max_body, remember=verified_cache_size,
+                                         audiences=audiences)
         #: Off only in tests, to compare with the path that parses the token with its envelope.
         self._cutting = True
         if health_path is not None and not (isinstance(health_path, str) and health_path.startswith("/")):
@@ -367,6 +371,16 @@ class RelyingPartyMiddleware:
                 fault.check = "proof"
             raise
 
+    def _proof_expected(self, verified: VerifiedAssertion) -> str:
+        """The proof check's expectation for ``verified``: the confirmation policy applied to it, and its source."""
+        policy = self._proofs.confirmation
+        try:
+            word = self._proofs.policy_for(verified)
+        except SoapFault:
+            return f"confirmation policies that agree ({policy.describe()})"
+        where = f" (configured: {policy.describe()})" if policy.by_audience else ""
+        return f"confirmation policy {word!r}{where}: {REQUIRES[word]}"
+
     def explain(self, body: bytes, content_type: str | None, *, now: datetime | None = None,
                 client_address: str | None = None) -> tuple[Trace, VerifiedAssertion | None]:
         """Verify ``body`` as a request, recording every check (what ``wstrust-wsgi diagnose`` prints).
@@ -380,13 +394,21 @@ class RelyingPartyMiddleware:
         at = self._clock() if now is None else now
         try:
             verified = self._verify(body, content_type, at, trace)
-            verified = self._prove(verified, body, content_type, at, consume=False)
         except Exception as fault:  # the fault the middleware would answer (or an internal error)
             trace.failed(fault)
             return trace, None
-        trace.passed("proof", "a signature with the token's key, for a holder-of-key token",
-                     f"proven with its {verified.proof_key} key" if verified.confirmation == "holder-of-key"
-                     else "a bearer token: no proof needed")
+        try:
+            proven = self._prove(verified, body, content_type, at, consume=False)
+        except Exception as fault:
+            step = trace.failed(fault)
+            if step.check == "proof" and not step.expected:  # say which policy the proof was asked under
+                step.expected = self._proof_expected(verified)
+            return trace, None
+        verified = proven
+        trace.passed("proof", self._proof_expected(verified),  # diagnose's text prints the actual: name the word
+                     (f"proven with its {verified.proof_key} key" if verified.confirmation == "holder-of-key"
+                      else "a bearer token: no proof needed")
+                     + f" (confirmation policy {self._proofs.policy_for(verified)!r})")
         if self._check_address and client_address is None:
             trace.skipped("client-address", "checked per request against REMOTE_ADDR (give the client's address)")
         elif self._check_address:
