@@ -4,7 +4,8 @@ Production runs ``gunicorn 'wstrust_wsgi.deploy:make_app("/etc/wstrust/sts.toml"
 :mod:`wstrust_wsgi.deploy`); this module reads and checks that file, so a wrong value stops the server
 before it listens instead of surfacing on the first request. ``demo_sts/sts.example.toml`` documents every setting::
 
-    [sts]       path, allow_plaintext_http, log_level, log_format, trusted_proxies, public_url  (optional)
+    [sts]       path, allow_plaintext_http, log_level, log_format, trusted_proxies, public_url,
+                default_applies_to                             (optional)
     [keys]      signing_key, signing_cert                      (required)
     [registry]  url = "sqlite:///..." | "postgresql://..."     (required)
     [users]     source = "registry" | "ldap", password_cache_ttl   (optional; registry, 120 s)
@@ -12,6 +13,7 @@ before it listens instead of surfacing on the first request. ``demo_sts/sts.exam
     [replay]    nonce_cache = "memory:" | "sqlite:///..." | "redis://..."   (optional; SQLite, see deploy)
     [lockout]   enabled, store, max_failures, window, duration, ...   (optional; on, in the registry)
     [tokens]    enabled, store, renewal_window, validators, administrators   (optional; off: Issue only)
+    [delegation] trusted_issuers = { "issuer name" = "cert.pem" }   (optional; the rules are in the registry)
 
 The issuer, allowed roles, lifetimes and relying parties are not here: they live in the
 registry, so several STS hosts sharing one registry cannot disagree about them.
@@ -26,12 +28,13 @@ optional setting would otherwise be silently ignored and its default used. Relat
 taken relative to the TOML file's directory, so the result does not depend on the working directory.
 
 What this module checks, without the network: types and ranges; that files can be read; that the
-key is an unencrypted RSA PEM key matching the certificate, which must be valid now; the
+key is an unencrypted RSA PEM key matching the certificate, which must be valid now, as must each
+trusted issuer's certificate; the
 registry URL's shape, and that a SQLite registry file already exists (opening a missing one
 would create an empty registry, so a typo in the path would start an STS that knows nobody). The
 nonce cache URL, the trusted proxies and the LDAP options are checked by their owners when
 :mod:`wstrust_wsgi.deploy` builds them, which then asks the registry, the directory and Redis
-one question each.
+one question each (and the registry whether ``default_applies_to`` is one of its relying parties).
 """
 
 from __future__ import annotations
@@ -41,8 +44,11 @@ import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from cryptography import x509
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -50,11 +56,12 @@ from ._toml import Table, kind, suggest
 from ._urls import redact_url, sqlite_path
 from .errors import BadValue, ConfigurationError, KeyPairError
 from .keys import SigningKey
-from .model import check_claim_uri, check_name, check_public_url
+from .model import check_address, check_claim_uri, check_name, check_public_url
 from .sts.lockout import SETTINGS as LOCKOUT_SETTINGS, LockoutPolicy, settings_from_table
 from .sts.lifecycle import SETTINGS as TOKEN_SETTINGS, TokenPolicy, settings_from_table as token_settings
 
 __all__ = [
+    "DelegationConfig",
     "DeploymentConfig",
     "KeysConfig",
     "LdapConfig",
@@ -93,6 +100,9 @@ class StsConfig:
     :param public_url: the STS's address behind a proxy, which ``?wsdl`` advertises (None: the request's URL).
     :param log_format: ``text`` or ``json`` (one object per line, :class:`~wstrust_wsgi.JsonFormatter`).
     :param trusted_proxies: proxies whose X-Forwarded-For the log lines believe (checked by TokenService).
+    :param default_applies_to: the relying party an Issue request without ``wsp:AppliesTo`` gets its
+        token for (pyVmomi and vCenter's clients never send one); it must be registered, which
+        :mod:`.deploy` asks the registry at start-up. None: such a request is refused.
     """
 
     path: str = "/services/sts"
@@ -101,6 +111,7 @@ class StsConfig:
     public_url: str | None = None
     log_format: str = "text"
     trusted_proxies: tuple[str, ...] = ()
+    default_applies_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +202,26 @@ class ReplayConfig:
 
 
 @dataclass(frozen=True)
+class DelegationConfig:
+    """``[delegation]``: other STSs whose SAML tokens are accepted in OnBehalfOf and ActAs.
+
+    Who may delegate for whom is not here but in the registry's rules
+    (``wstrust-wsgi delegation add``), shared by every host; which issuers are
+    trusted is a file per host, as the signing key is.
+
+    :param trusted_issuers: issuer name (compared exactly with the token's
+        Issuer) -> the PEM file of its signing certificate(s), several in one
+        file for a key rollover.
+    :param certificates: the same names -> the certificates, loaded and valid
+        at start-up, ready for :class:`~wstrust_wsgi.sts.delegation.DelegationPolicy`.
+    """
+
+    trusted_issuers: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
+    certificates: Mapping[str, tuple[x509.Certificate, ...]] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
+
+
+@dataclass(frozen=True)
 class DeploymentConfig:
     """Everything one STS host needs, checked.
 
@@ -205,6 +236,7 @@ class DeploymentConfig:
     :param ldap: the ``[ldap]`` table when ``users`` is ``"ldap"``.
     :param lockout: brute-force protection, or None; ``lockout_store``: ``registry``, ``redis://...``, ``memory:``.
     :param tokens: Validate, Renew and Cancel (:mod:`wstrust_wsgi.sts.lifecycle`): (policy, store URL), or None.
+    :param delegation: the trusted issuers of OnBehalfOf and ActAs SAML tokens (none by default).
     :param warnings: things worth a log line at start-up that do not stop it
         (a key file others can read, a certificate about to expire).
     """
@@ -220,6 +252,7 @@ class DeploymentConfig:
     lockout: LockoutPolicy | None = LockoutPolicy()
     lockout_store: str = field(default="registry", repr=False)
     tokens: tuple[TokenPolicy, str] | None = field(default=None, repr=False)
+    delegation: DelegationConfig = field(default_factory=DelegationConfig)
     warnings: tuple[str, ...] = ()
 
     def error(self, table: str, key: str, problem: str) -> ConfigurationError:
@@ -231,7 +264,8 @@ class DeploymentConfig:
 
 
 _TABLES: dict[str, tuple[str, ...]] = {
-    "sts": ("path", "allow_plaintext_http", "log_level", "log_format", "trusted_proxies", "public_url"),
+    "sts": ("path", "allow_plaintext_http", "log_level", "log_format", "trusted_proxies", "public_url",
+            "default_applies_to"),
     "keys": ("signing_key", "signing_cert"),
     "registry": ("url",),
     "users": ("source", "password_cache_ttl"),
@@ -242,6 +276,7 @@ _TABLES: dict[str, tuple[str, ...]] = {
     "replay": ("nonce_cache",),
     "lockout": LOCKOUT_SETTINGS,
     "tokens": TOKEN_SETTINGS,
+    "delegation": ("trusted_issuers",),
 }
 
 
@@ -287,6 +322,7 @@ def load_config(path: str | os.PathLike[str], *, now: datetime | None = None) ->
     replay = ReplayConfig(_table(source, data, "replay").text("nonce_cache"))
     lockout, lockout_store = settings_from_table(_table(source, data, "lockout").data, f"{source}: [lockout] ")
     tokens = token_settings(_table(source, data, "tokens").data, f"{source}: [tokens] ")
+    delegation = _read_delegation(_table(source, data, "delegation"), base, moment, warnings)
     secrets_inline = [name for name, inline in (
         ("[ldap] bind_password", ldap is not None and ldap_table.text("bind_password") is not None),
         ("[registry] url", redact_url(registry.url) != registry.url),
@@ -301,7 +337,7 @@ def load_config(path: str | os.PathLike[str], *, now: datetime | None = None) ->
     return DeploymentConfig(
         source=source, sts=sts, keys=keys, registry=registry, users=users,
         password_cache_ttl=password_cache_ttl, ldap=ldap, replay=replay, lockout=lockout,
-        lockout_store=lockout_store, tokens=tokens, warnings=tuple(warnings),
+        lockout_store=lockout_store, tokens=tokens, delegation=delegation, warnings=tuple(warnings),
     )
 
 
@@ -318,7 +354,16 @@ def _read_sts(table: Table) -> StsConfig:
         public_url=table.text("public_url", check=lambda url: check_public_url(url, "the URL")),
         log_format=table.choice("log_format", ("text", "json"), default="text"),
         trusted_proxies=table.texts("trusted_proxies"),
+        default_applies_to=table.text("default_applies_to", check=_relying_party_url),
     )
+
+
+def _relying_party_url(value: str) -> str:
+    """An absolute http(s) URL, by the rule the registry applies to a relying party's address."""
+    if not value.lower().startswith(("http://", "https://")):
+        raise BadValue(f"{value!r} must be an http(s) URL such as https://svc.example.org/soap, the address of a "
+                       "registered relying party")
+    return check_address(value, "the address")
 
 
 def _read_keys(table: Table, base: Path, now: datetime, warnings: list[str]) -> KeysConfig:
@@ -331,21 +376,49 @@ def _read_keys(table: Table, base: Path, now: datetime, warnings: list[str]) -> 
                                       cert_name=f"signing_cert {cert_path}")
     except KeyPairError as exc:  # its message already names the field and the file
         raise ConfigurationError(f"{table.source}: [keys] {exc}") from None
-    certificate = signing.certificate
-    if certificate.not_valid_after_utc <= now:
-        raise table.error("signing_cert", f"{cert_path} expired on {certificate.not_valid_after_utc:%Y-%m-%d}; "
-                                          "relying parties would refuse every token")
-    if certificate.not_valid_before_utc > now:
-        raise table.error("signing_cert", f"{cert_path} is not valid before "
-                                          f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
-    if certificate.not_valid_after_utc - now < _EXPIRY_WARNING:
-        warnings.append(f"{table.source}: [keys] signing_cert: {cert_path} expires on "
-                        f"{certificate.not_valid_after_utc:%Y-%m-%d}; plan the key rollover")
+    _valid_now(table, "signing_cert", cert_path, signing.certificate, now, warnings,
+               expired="relying parties would refuse every token")
     mode = key_path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         warnings.append(f"{table.source}: [keys] signing_key: {key_path} can be read by other users "
                         f"(mode {stat.S_IMODE(mode):04o}); chmod 600 it")
     return KeysConfig(key_path, cert_path, signing)
+
+
+def _valid_now(table: Table, key: str, path: Path, certificate: x509.Certificate, now: datetime,
+               warnings: list[str], *, expired: str) -> None:
+    """Refuse a certificate not valid at ``now`` (``expired``: what that would cause); warn 30 days ahead."""
+    if certificate.not_valid_after_utc <= now:
+        raise table.error(key, f"{path} expired on {certificate.not_valid_after_utc:%Y-%m-%d}; {expired}")
+    if certificate.not_valid_before_utc > now:
+        raise table.error(key, f"{path} is not valid before {certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+    if certificate.not_valid_after_utc - now < _EXPIRY_WARNING:
+        warnings.append(f"{table.source}: [{table.name}] {key}: {path} expires on "
+                        f"{certificate.not_valid_after_utc:%Y-%m-%d}; plan the key rollover")
+
+
+def _read_delegation(table: Table, base: Path, now: datetime, warnings: list[str]) -> DelegationConfig:
+    """``trusted_issuers``: issuer name -> PEM file of its certificate(s), each loaded and valid now."""
+    key = "trusted_issuers"
+    given = table.text_table(key)
+    if not given:
+        return DelegationConfig()
+    paths: dict[str, Path] = {}
+    loaded: dict[str, tuple[x509.Certificate, ...]] = {}
+    for issuer, file in given.items():
+        if not issuer.strip() or issuer != issuer.strip() or not issuer.isprintable():
+            raise table.error(key, f"the issuer name {issuer!r} must be the token's Issuer exactly: not empty, "
+                                   "no blanks around it, no control characters")
+        path = base / Path(file).expanduser()
+        try:
+            certificates = tuple(x509.load_pem_x509_certificates(table.read_file(key, path)))
+        except ValueError as exc:
+            raise table.error(key, f"{issuer!r}: {path} is not a PEM certificate ({exc})") from None
+        for certificate in certificates:
+            _valid_now(table, key, path, certificate, now, warnings,
+                       expired=f"OnBehalfOf and ActAs tokens of {issuer!r} would be refused")
+        paths[issuer], loaded[issuer] = path, certificates
+    return DelegationConfig(MappingProxyType(paths), MappingProxyType(loaded))
 
 
 def _read_registry(table: Table) -> RegistryConfig:
