@@ -275,6 +275,8 @@ def test_gunicorn_from_the_file_issues_without_applies_to_and_trusts_the_other_i
                 admin.request_token(SERVICE, on_behalf_of=foreign_token(issuer, keys, ISSUER))
             assert refused.value.local_code == code, refused.value
         log = server.text()
+        assert (f"requests without AppliesTo get tokens for {SERVICE}; OnBehalfOf/ActAs SAML tokens of "
+                f"'{OTHER_STS}' trusted (1 certificate(s) from {sts2_keys.cert}") in log, log
         assert "delegation: 'admin' OnBehalfOf 'bob' for " + SERVICE in log, log
         assert "untrusted issuer 'urn:example:unknown-sts'" in log, log
     finally:

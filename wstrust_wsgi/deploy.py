@@ -179,7 +179,7 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
         if isinstance(nonces, RedisReplayCache):
             _probe_redis(config, nonces)
         users: UserStore = ldap if ldap is not None else _registry_users(config, registry)
-        _check_delegation(config, registry)
+        delegated = _check_delegation(config, registry)
         try:
             service = TokenService(
                 # the registry's rolling keys (wstrust-wsgi keys); the file's pair until one is promoted
@@ -213,6 +213,8 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
              nonces_shown, _describe_lockout(config),
              f"Validate, Renew and Cancel with tokens recorded in {redact_url(config.tokens[1])}"
              if config.tokens is not None else "Issue only")
+    if config.sts.default_applies_to is not None or config.delegation.trusted_issuers:
+        log.info("%s", delegated)
     hosted = () if service.metadata_path is None else (service.metadata_path,)
     app: WSGIApp = mount(config.sts.path, service, subpaths=(HEALTH_PATH, MEX_PATH), host_paths=hosted)
     return app
