@@ -29,9 +29,9 @@ taken relative to the TOML file's directory, so the result does not depend on th
 
 What this module checks, without the network: types and ranges; that files can be read; that the
 key is an unencrypted RSA PEM key matching the certificate, which must be valid now, as must each
-trusted issuer's certificate; the
-registry URL's shape, and that a SQLite registry file already exists (opening a missing one
-would create an empty registry, so a typo in the path would start an STS that knows nobody). The
+trusted issuer's certificate; the registry URL's shape, and that a SQLite registry file already
+exists (opening a missing one would create an empty registry, so a typo in the path would start an
+STS that knows nobody). The
 nonce cache URL, the trusted proxies and the LDAP options are checked by their owners when
 :mod:`wstrust_wsgi.deploy` builds them, which then asks the registry, the directory and Redis
 one question each (and the registry whether ``default_applies_to`` is one of its relying parties).
@@ -44,13 +44,13 @@ import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-from cryptography import x509
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
+
+from cryptography import x509
 
 from ._toml import Table, kind, suggest
 from ._urls import redact_url, sqlite_path
