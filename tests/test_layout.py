@@ -20,6 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "wstrust_wsgi"
 TIERS = {
     "errors": 0, "ns": 0, "model": 0, "_xml": 0, "_time": 0, "_urls": 0, "_arguments": 0, "_log": 0, "stores": 0,
     "_checks": 0,
+    "_toml": 0,
     "keys": 1, "xmldsig": 1, "xmlenc": 1,
     "soap": 2, "wssecurity": 2, "_wsgi": 2, "_health": 2,
     "wstrust": 3, "saml": 3, "metadata": 3,

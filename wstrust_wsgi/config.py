@@ -4,7 +4,8 @@ Production runs ``gunicorn 'wstrust_wsgi.deploy:make_app("/etc/wstrust/sts.toml"
 :mod:`wstrust_wsgi.deploy`); this module reads and checks that file, so a wrong value stops the server
 before it listens instead of surfacing on the first request. ``demo_sts/sts.example.toml`` documents every setting::
 
-    [sts]       path, allow_plaintext_http, log_level, log_format, trusted_proxies, public_url  (optional)
+    [sts]       path, allow_plaintext_http, log_level, log_format, trusted_proxies, public_url,
+                default_applies_to                             (optional)
     [keys]      signing_key, signing_cert                      (required)
     [registry]  url = "sqlite:///..." | "postgresql://..."     (required)
     [users]     source = "registry" | "ldap", password_cache_ttl   (optional; registry, 120 s)
@@ -12,6 +13,7 @@ before it listens instead of surfacing on the first request. ``demo_sts/sts.exam
     [replay]    nonce_cache = "memory:" | "sqlite:///..." | "redis://..."   (optional; SQLite, see deploy)
     [lockout]   enabled, store, max_failures, window, duration, ...   (optional; on, in the registry)
     [tokens]    enabled, store, renewal_window, validators, administrators   (optional; off: Issue only)
+    [delegation] trusted_issuers = { "issuer name" = "cert.pem" }   (optional; the rules are in the registry)
 
 The issuer, allowed roles, lifetimes and relying parties are not here: they live in the
 registry, so several STS hosts sharing one registry cannot disagree about them.
@@ -26,22 +28,21 @@ optional setting would otherwise be silently ignored and its default used. Relat
 taken relative to the TOML file's directory, so the result does not depend on the working directory.
 
 What this module checks, without the network: types and ranges; that files can be read; that the
-key is an unencrypted RSA PEM key matching the certificate, which must be valid now; the
-registry URL's shape, and that a SQLite registry file already exists (opening a missing one
-would create an empty registry, so a typo in the path would start an STS that knows nobody). The
+key is an unencrypted RSA PEM key matching the certificate, which must be valid now, as must each
+trusted issuer's certificate; the registry URL's shape, and that a SQLite registry file already
+exists (opening a missing one would create an empty registry, so a typo in the path would start an
+STS that knows nobody). The
 nonce cache URL, the trusted proxies and the LDAP options are checked by their owners when
 :mod:`wstrust_wsgi.deploy` builds them, which then asks the registry, the directory and Redis
-one question each.
+one question each (and the registry whether ``default_applies_to`` is one of its relying parties).
 """
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
 import stat
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -49,15 +50,18 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from cryptography import x509
 
+from ._toml import Table, kind, suggest
 from ._urls import redact_url, sqlite_path
 from .errors import BadValue, ConfigurationError, KeyPairError
 from .keys import SigningKey
-from .model import check_claim_uri, check_name, check_public_url
+from .model import check_address, check_claim_uri, check_name, check_public_url
 from .sts.lockout import SETTINGS as LOCKOUT_SETTINGS, LockoutPolicy, settings_from_table
 from .sts.lifecycle import SETTINGS as TOKEN_SETTINGS, TokenPolicy, settings_from_table as token_settings
 
 __all__ = [
+    "DelegationConfig",
     "DeploymentConfig",
     "KeysConfig",
     "LdapConfig",
@@ -96,6 +100,9 @@ class StsConfig:
     :param public_url: the STS's address behind a proxy, which ``?wsdl`` advertises (None: the request's URL).
     :param log_format: ``text`` or ``json`` (one object per line, :class:`~wstrust_wsgi.JsonFormatter`).
     :param trusted_proxies: proxies whose X-Forwarded-For the log lines believe (checked by TokenService).
+    :param default_applies_to: the relying party an Issue request without ``wsp:AppliesTo`` gets its
+        token for (pyVmomi and vCenter's clients never send one); it must be registered, which
+        :mod:`.deploy` asks the registry at start-up. None: such a request is refused.
     """
 
     path: str = "/services/sts"
@@ -104,6 +111,7 @@ class StsConfig:
     public_url: str | None = None
     log_format: str = "text"
     trusted_proxies: tuple[str, ...] = ()
+    default_applies_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +202,26 @@ class ReplayConfig:
 
 
 @dataclass(frozen=True)
+class DelegationConfig:
+    """``[delegation]``: other STSs whose SAML tokens are accepted in OnBehalfOf and ActAs.
+
+    Who may delegate for whom is not here but in the registry's rules
+    (``wstrust-wsgi delegation add``), shared by every host; which issuers are
+    trusted is a file per host, as the signing key is.
+
+    :param trusted_issuers: issuer name (compared exactly with the token's
+        Issuer) -> the PEM file of its signing certificate(s), several in one
+        file for a key rollover.
+    :param certificates: the same names -> the certificates, loaded and valid
+        at start-up, ready for :class:`~wstrust_wsgi.sts.delegation.DelegationPolicy`.
+    """
+
+    trusted_issuers: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
+    certificates: Mapping[str, tuple[x509.Certificate, ...]] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
+
+
+@dataclass(frozen=True)
 class DeploymentConfig:
     """Everything one STS host needs, checked.
 
@@ -208,6 +236,7 @@ class DeploymentConfig:
     :param ldap: the ``[ldap]`` table when ``users`` is ``"ldap"``.
     :param lockout: brute-force protection, or None; ``lockout_store``: ``registry``, ``redis://...``, ``memory:``.
     :param tokens: Validate, Renew and Cancel (:mod:`wstrust_wsgi.sts.lifecycle`): (policy, store URL), or None.
+    :param delegation: the trusted issuers of OnBehalfOf and ActAs SAML tokens (none by default).
     :param warnings: things worth a log line at start-up that do not stop it
         (a key file others can read, a certificate about to expire).
     """
@@ -223,6 +252,7 @@ class DeploymentConfig:
     lockout: LockoutPolicy | None = LockoutPolicy()
     lockout_store: str = field(default="registry", repr=False)
     tokens: tuple[TokenPolicy, str] | None = field(default=None, repr=False)
+    delegation: DelegationConfig = field(default_factory=DelegationConfig)
     warnings: tuple[str, ...] = ()
 
     def error(self, table: str, key: str, problem: str) -> ConfigurationError:
@@ -234,7 +264,8 @@ class DeploymentConfig:
 
 
 _TABLES: dict[str, tuple[str, ...]] = {
-    "sts": ("path", "allow_plaintext_http", "log_level", "log_format", "trusted_proxies", "public_url"),
+    "sts": ("path", "allow_plaintext_http", "log_level", "log_format", "trusted_proxies", "public_url",
+            "default_applies_to"),
     "keys": ("signing_key", "signing_cert"),
     "registry": ("url",),
     "users": ("source", "password_cache_ttl"),
@@ -245,6 +276,7 @@ _TABLES: dict[str, tuple[str, ...]] = {
     "replay": ("nonce_cache",),
     "lockout": LOCKOUT_SETTINGS,
     "tokens": TOKEN_SETTINGS,
+    "delegation": ("trusted_issuers",),
 }
 
 
@@ -270,26 +302,27 @@ def load_config(path: str | os.PathLike[str], *, now: datetime | None = None) ->
 
     for name, value in data.items():
         if name not in _TABLES:
-            raise ConfigurationError(f"{source}: [{name}] is not a known table{_suggest(name, _TABLES)}; "
+            raise ConfigurationError(f"{source}: [{name}] is not a known table{suggest(name, _TABLES)}; "
                                      f"the tables are {', '.join(f'[{t}]' for t in _TABLES)}")
         if not isinstance(value, dict):
-            raise ConfigurationError(f"{source}: {name} must be a table ([{name}]), not {_kind(value)}")
+            raise ConfigurationError(f"{source}: {name} must be a table ([{name}]), not {kind(value)}")
 
-    sts = _read_sts(_Table.of(source, data, "sts"))
-    keys = _read_keys(_Table.of(source, data, "keys", required=True), base, moment, warnings)
-    registry = _read_registry(_Table.of(source, data, "registry", required=True))
-    users_table = _Table.of(source, data, "users")
+    sts = _read_sts(_table(source, data, "sts"))
+    keys = _read_keys(_table(source, data, "keys", required=True), base, moment, warnings)
+    registry = _read_registry(_table(source, data, "registry", required=True))
+    users_table = _table(source, data, "users")
     users: UserSource = "ldap" if users_table.choice("source", ("registry", "ldap"), default="registry") == "ldap" \
         else "registry"
     password_cache_ttl = _read_password_cache_ttl(users_table, users)
-    ldap_table = _Table.of(source, data, "ldap", required=users == "ldap")
+    ldap_table = _table(source, data, "ldap", required=users == "ldap")
     if users != "ldap" and ldap_table.present:
         raise ConfigurationError(f'{source}: [ldap] is set but [users] source is "registry"; '
                                  'set source = "ldap" to use it, or remove [ldap]')
     ldap = _read_ldap(ldap_table, base) if users == "ldap" else None
-    replay = ReplayConfig(_Table.of(source, data, "replay").text("nonce_cache"))
-    lockout, lockout_store = settings_from_table(_Table.of(source, data, "lockout")._data, f"{source}: [lockout] ")
-    tokens = token_settings(_Table.of(source, data, "tokens")._data, f"{source}: [tokens] ")
+    replay = ReplayConfig(_table(source, data, "replay").text("nonce_cache"))
+    lockout, lockout_store = settings_from_table(_table(source, data, "lockout").data, f"{source}: [lockout] ")
+    tokens = token_settings(_table(source, data, "tokens").data, f"{source}: [tokens] ")
+    delegation = _read_delegation(_table(source, data, "delegation"), base, moment, warnings)
     secrets_inline = [name for name, inline in (
         ("[ldap] bind_password", ldap is not None and ldap_table.text("bind_password") is not None),
         ("[registry] url", redact_url(registry.url) != registry.url),
@@ -304,11 +337,11 @@ def load_config(path: str | os.PathLike[str], *, now: datetime | None = None) ->
     return DeploymentConfig(
         source=source, sts=sts, keys=keys, registry=registry, users=users,
         password_cache_ttl=password_cache_ttl, ldap=ldap, replay=replay, lockout=lockout,
-        lockout_store=lockout_store, tokens=tokens, warnings=tuple(warnings),
+        lockout_store=lockout_store, tokens=tokens, delegation=delegation, warnings=tuple(warnings),
     )
 
 
-def _read_sts(table: _Table) -> StsConfig:
+def _read_sts(table: Table) -> StsConfig:
     path = table.text("path", default="/services/sts") or "/services/sts"
     if (not path.startswith("/") or not path.strip("/") or any(c in path for c in "?#")
             or any(c.isspace() for c in path)):
@@ -321,10 +354,19 @@ def _read_sts(table: _Table) -> StsConfig:
         public_url=table.text("public_url", check=lambda url: check_public_url(url, "the URL")),
         log_format=table.choice("log_format", ("text", "json"), default="text"),
         trusted_proxies=table.texts("trusted_proxies"),
+        default_applies_to=table.text("default_applies_to", check=_relying_party_url),
     )
 
 
-def _read_keys(table: _Table, base: Path, now: datetime, warnings: list[str]) -> KeysConfig:
+def _relying_party_url(value: str) -> str:
+    """An absolute http(s) URL, by the rule the registry applies to a relying party's address."""
+    if not value.lower().startswith(("http://", "https://")):
+        raise BadValue(f"{value!r} must be an http(s) URL such as https://svc.example.org/soap, the address of a "
+                       "registered relying party")
+    return check_address(value, "the address")
+
+
+def _read_keys(table: Table, base: Path, now: datetime, warnings: list[str]) -> KeysConfig:
     key_path = table.required_path("signing_key", base)
     cert_path = table.required_path("signing_cert", base)
     key_pem = table.read_file("signing_key", key_path)
@@ -334,16 +376,8 @@ def _read_keys(table: _Table, base: Path, now: datetime, warnings: list[str]) ->
                                       cert_name=f"signing_cert {cert_path}")
     except KeyPairError as exc:  # its message already names the field and the file
         raise ConfigurationError(f"{table.source}: [keys] {exc}") from None
-    certificate = signing.certificate
-    if certificate.not_valid_after_utc <= now:
-        raise table.error("signing_cert", f"{cert_path} expired on {certificate.not_valid_after_utc:%Y-%m-%d}; "
-                                          "relying parties would refuse every token")
-    if certificate.not_valid_before_utc > now:
-        raise table.error("signing_cert", f"{cert_path} is not valid before "
-                                          f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
-    if certificate.not_valid_after_utc - now < _EXPIRY_WARNING:
-        warnings.append(f"{table.source}: [keys] signing_cert: {cert_path} expires on "
-                        f"{certificate.not_valid_after_utc:%Y-%m-%d}; plan the key rollover")
+    _valid_now(table, "signing_cert", cert_path, signing.certificate, now, warnings,
+               expired="relying parties would refuse every token")
     mode = key_path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         warnings.append(f"{table.source}: [keys] signing_key: {key_path} can be read by other users "
@@ -351,7 +385,43 @@ def _read_keys(table: _Table, base: Path, now: datetime, warnings: list[str]) ->
     return KeysConfig(key_path, cert_path, signing)
 
 
-def _read_registry(table: _Table) -> RegistryConfig:
+def _valid_now(table: Table, key: str, path: Path, certificate: x509.Certificate, now: datetime,
+               warnings: list[str], *, expired: str) -> None:
+    """Refuse a certificate not valid at ``now`` (``expired``: what that would cause); warn 30 days ahead."""
+    if certificate.not_valid_after_utc <= now:
+        raise table.error(key, f"{path} expired on {certificate.not_valid_after_utc:%Y-%m-%d}; {expired}")
+    if certificate.not_valid_before_utc > now:
+        raise table.error(key, f"{path} is not valid before {certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+    if certificate.not_valid_after_utc - now < _EXPIRY_WARNING:
+        warnings.append(f"{table.source}: [{table.name}] {key}: {path} expires on "
+                        f"{certificate.not_valid_after_utc:%Y-%m-%d}; plan the key rollover")
+
+
+def _read_delegation(table: Table, base: Path, now: datetime, warnings: list[str]) -> DelegationConfig:
+    """``trusted_issuers``: issuer name -> PEM file of its certificate(s), each loaded and valid now."""
+    key = "trusted_issuers"
+    given = table.text_table(key)
+    if not given:
+        return DelegationConfig()
+    paths: dict[str, Path] = {}
+    loaded: dict[str, tuple[x509.Certificate, ...]] = {}
+    for issuer, file in given.items():
+        if not issuer.strip() or issuer != issuer.strip() or not issuer.isprintable():
+            raise table.error(key, f"the issuer name {issuer!r} must be the token's Issuer exactly: not empty, "
+                                   "no blanks around it, no control characters")
+        path = base / Path(file).expanduser()
+        try:
+            certificates = tuple(x509.load_pem_x509_certificates(table.read_file(key, path)))
+        except ValueError as exc:
+            raise table.error(key, f"{issuer!r}: {path} is not a PEM certificate ({exc})") from None
+        for certificate in certificates:
+            _valid_now(table, key, path, certificate, now, warnings,
+                       expired=f"OnBehalfOf and ActAs tokens of {issuer!r} would be refused")
+        paths[issuer], loaded[issuer] = path, certificates
+    return DelegationConfig(MappingProxyType(paths), MappingProxyType(loaded))
+
+
+def _read_registry(table: Table) -> RegistryConfig:
     url = table.required_text("url")
     shown = redact_url(url)
     scheme = url.partition(":")[0].lower()
@@ -378,7 +448,7 @@ def _read_registry(table: _Table) -> RegistryConfig:
     return RegistryConfig(url)
 
 
-def _read_password_cache_ttl(table: _Table, users: UserSource) -> timedelta:
+def _read_password_cache_ttl(table: Table, users: UserSource) -> timedelta:
     """Seconds from 0 (off) to 15 minutes; only the registry's users can be cached."""
     key = "password_cache_ttl"
     value = table.off_or_seconds(key, most=int(_PASSWORD_CACHE_MAX.total_seconds()))
@@ -391,7 +461,7 @@ def _read_password_cache_ttl(table: _Table, users: UserSource) -> timedelta:
     return timedelta(seconds=value)
 
 
-def _read_ldap(table: _Table, base: Path) -> LdapConfig:
+def _read_ldap(table: Table, base: Path) -> LdapConfig:
     password = table.text("bind_password")
     password_file = table.path("bind_password_file", base)
     if password is not None and password_file is not None:
@@ -426,154 +496,6 @@ def _read_ldap(table: _Table, base: Path) -> LdapConfig:
     )
 
 
-# ---------------------------------------------------------------------- one table
-
-
-class _Table:
-    """One TOML table: typed getters whose errors name the file, the table and the key.
-
-    Unknown keys are refused when the table is opened, before any value is
-    read, so a misspelt key is reported as such rather than as "missing".
-    """
-
-    def __init__(self, source: str, name: str, data: Mapping[str, Any] | None) -> None:
-        self.source = source
-        self.name = name
-        self.present = data is not None
-        self._data: Mapping[str, Any] = data or {}
-        known = _TABLES[name]
-        for key in self._data:
-            if key not in known:
-                raise self.error(key, f"unknown setting{_suggest(key, known)}; "
-                                      f"[{name}] takes {', '.join(known)}")
-
-    @classmethod
-    def of(cls, source: str, data: Mapping[str, Any], name: str, *, required: bool = False) -> _Table:
-        table = data.get(name)
-        if table is None and required:
-            raise ConfigurationError(f"{source}: [{name}] is missing; {_WHY_REQUIRED[name]}")
-        return cls(source, name, table)
-
-    def error(self, key: str, problem: str) -> ConfigurationError:
-        return ConfigurationError(f"{self.source}: [{self.name}] {key}: {problem}")
-
-    def _value(self, key: str, required: bool) -> Any:
-        value = self._data.get(key)
-        if value is None and required:
-            raise self.error(key, "missing; this setting is required")
-        return value
-
-    def text(self, key: str, *, default: str | None = None, check: Callable[[str], str] | None = None) -> str | None:
-        value = self._value(key, False)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise self.error(key, f"must be a string, not {_kind(value, show='password' not in key)}")
-        if not value.strip():
-            raise self.error(key, "must not be empty")
-        return self._checked(key, value.strip(), check)
-
-    def _checked(self, key: str, value: str, check: Callable[[str], str] | None, where: str = "") -> str:
-        try:  # check: a rule of wstrust_wsgi.model, whose BadValue becomes this key's error
-            return check(value) if check is not None else value
-        except BadValue as exc:
-            raise self.error(key, f"{where}{exc}") from None
-
-    def required_text(self, key: str) -> str:
-        self._value(key, True)
-        value = self.text(key)
-        assert value is not None
-        return value
-
-    def texts(self, key: str, *, required: bool = False) -> tuple[str, ...]:
-        """One string, or a non-empty list of them."""
-        value = self._value(key, required)
-        if value is None:
-            return ()
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not items or not all(isinstance(i, str) and i.strip() for i in items):
-            raise self.error(key, f"must be a string or a list of non-empty strings, not {_kind(value)}")
-        return tuple(i.strip() for i in items)
-
-    def choice(self, key: str, options: tuple[str, ...], *, default: str) -> str:
-        value = self.text(key, default=default)
-        if value is None or value not in options:
-            raise self.error(key, f"{value!r} is not one of {', '.join(repr(o) for o in options)}")
-        return value
-
-    def flag(self, key: str) -> bool | None:
-        value = self._value(key, False)
-        if value is not None and not isinstance(value, bool):
-            raise self.error(key, f"must be true or false, not {_kind(value)}")
-        return value
-
-    def seconds(self, key: str) -> float | None:
-        value = self._value(key, False)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(key, f"must be a number of seconds, not {_kind(value)}")
-        if not (math.isfinite(value) and value > 0):
-            raise self.error(key, f"must be more than 0 seconds, not {value!r}")
-        return float(value)
-
-    def off_or_seconds(self, key: str, *, most: int) -> float | None:
-        """A number of seconds from 0 (which turns the feature off) to ``most``."""
-        value = self._value(key, False)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(key, f"must be a number of seconds (0 turns it off), not {_kind(value)}")
-        if not (math.isfinite(value) and 0 <= value <= most):
-            raise self.error(key, f"must be from 0 (off) to {most} seconds, not {value!r}")
-        return float(value)
-
-    def whole_seconds(self, key: str) -> int | None:
-        value = self._value(key, False)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"must be a whole number of seconds, not {_kind(value)}")
-        if value < 1:
-            raise self.error(key, f"must be at least 1 second, not {value!r}")
-        return value
-
-    def count(self, key: str) -> int | None:
-        value = self._value(key, False)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise self.error(key, f"must be a whole number of at least 1, not {value!r}")
-        return value
-
-    def path(self, key: str, base: Path) -> Path | None:
-        """A file path; a relative one is relative to ``base`` (the TOML file's directory)."""
-        value = self.text(key)
-        return None if value is None else base / Path(value).expanduser()
-
-    def required_path(self, key: str, base: Path) -> Path:
-        return base / Path(self.required_text(key)).expanduser()
-
-    def text_table(self, key: str, *, check: Callable[[str], str] | None = None) -> Mapping[str, str] | None:
-        """A table of non-empty strings, each value passed to ``check`` (a rule of :mod:`wstrust_wsgi.model`)."""
-        value = self._value(key, False)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise self.error(key, f"must be a table of strings (name = \"value\"), not {_kind(value)}")
-        for name, item in value.items():
-            if not isinstance(item, str) or not item.strip():
-                raise self.error(key, f"the value for {name!r} must be a non-empty string, not {_kind(item)}")
-            self._checked(key, item.strip(), check, f"the value for {name!r}: ")
-        return MappingProxyType({name: item.strip() for name, item in value.items()})
-
-    def read_file(self, key: str, path: Path) -> bytes:
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise self.error(key, f"{path} cannot be read ({exc.strerror})") from None
-
-
 _WHY_REQUIRED = {
     "keys": "it names the signing key and certificate (signing_key, signing_cert)",
     "registry": "it names the registry of relying parties and STS settings (url)",
@@ -581,20 +503,5 @@ _WHY_REQUIRED = {
 }
 
 
-# ---------------------------------------------------------------------- helpers
-
-
-
-def _kind(value: object, *, show: bool = True) -> str:
-    """A TOML-ish description of a value's type, for "must be X, not Y" (the value itself unless secret)."""
-    kinds: list[tuple[type | tuple[type, ...], str]] = [(bool, "a boolean"), (int, "an integer"), (float, "a number"),
-                                                         (str, "a string"), (list, "a list"), (dict, "a table")]
-    for kind, text in kinds:
-        if isinstance(value, kind):
-            return f"{text} ({value!r})" if show and isinstance(value, (bool, int, float, str)) else text
-    return "a date or time" if isinstance(value, datetime) else type(value).__name__
-
-
-def _suggest(word: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
+def _table(source: str, data: Mapping[str, Any], name: str, *, required: bool = False) -> Table:
+    return Table.of(source, data, name, _TABLES[name], required=_WHY_REQUIRED[name] if required else None)

@@ -21,7 +21,9 @@ the server now rather than failing every request later:
 * LDAP: one authentication of a made-up user with a random password (the
   search, or bind, a real user would cause);
 * Redis nonce cache: a PING;
-* lockout store (``[lockout] store``: the registry's table, or Redis): one read.
+* lockout store (``[lockout] store``: the registry's table, or Redis): one read;
+* ``[sts] default_applies_to``: one of the registry's relying parties; no ``[delegation]
+  trusted_issuers`` name the registry's issuer (an entry that would silently do nothing).
 
 ``wstrust-wsgi check FILE`` runs the same probes without a server
 (:func:`check_deployment`), each one even after another failed (and, as the STS does per
@@ -177,6 +179,7 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
         if isinstance(nonces, RedisReplayCache):
             _probe_redis(config, nonces)
         users: UserStore = ldap if ldap is not None else _registry_users(config, registry)
+        delegated = _check_delegation(config, registry)
         try:
             service = TokenService(
                 # the registry's rolling keys (wstrust-wsgi keys); the file's pair until one is promoted
@@ -192,7 +195,9 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
                 trusted_proxies=config.sts.trusted_proxies,
                 issued_tokens=issued,
                 token_policy=config.tokens[0] if config.tokens is not None else None,
-                delegation=DelegationPolicy(RegistryDelegationRules(registry)),  # `wstrust-wsgi delegation`
+                delegation=DelegationPolicy(RegistryDelegationRules(registry),  # `wstrust-wsgi delegation`
+                                            trusted_issuers=config.delegation.certificates),
+                default_applies_to=config.sts.default_applies_to,
             )
         except KeyPairError as exc:  # the registry's primary key cannot be decrypted (no or a wrong passphrase)
             raise config.error("registry", "url", f"{config.registry.display_url}: {exc}") from exc
@@ -208,6 +213,8 @@ def build_app(config: DeploymentConfig) -> WSGIApp:
              nonces_shown, _describe_lockout(config),
              f"Validate, Renew and Cancel with tokens recorded in {redact_url(config.tokens[1])}"
              if config.tokens is not None else "Issue only")
+    if config.sts.default_applies_to is not None or config.delegation.trusted_issuers:
+        log.info("%s", delegated)
     hosted = () if service.metadata_path is None else (service.metadata_path,)
     app: WSGIApp = mount(config.sts.path, service, subpaths=(HEALTH_PATH, MEX_PATH), host_paths=hosted)
     return app
@@ -241,19 +248,16 @@ def check_deployment(config: DeploymentConfig) -> list[Check]:
             results.append(Check(name, False, f"{config.source}: unexpected {type(exc).__name__}: {_cause(exc)}"))
 
     def registry() -> str:
-        opened = _open_registry(config)
-        try:
+        with _open_registry(config) as opened:
             issuer = opened.get_settings().issuer
             try:  # the start-up question of the signing keys: can the registry's primary be decrypted?
                 keys = RegistryKeys(opened, passphrase=passphrase_from_environment(),
                                     fallback=config.keys.loaded).signing_keys()
             except KeyPairError as exc:
                 raise config.error("registry", "url", f"{config.registry.display_url}: {exc}") from exc
-            signer = "the [keys] pair signs" if keys.primary is config.keys.loaded else "its primary key signs"
-            return (f"{config.registry.display_url} answers (issuer {issuer}; {signer}, "
-                    f"{len(keys.published)} key(s) published)")
-        finally:
-            opened.close()
+        signer = "the [keys] pair signs" if keys.primary is config.keys.loaded else "its primary key signs"
+        return (f"{config.registry.display_url} answers (issuer {issuer}; {signer}, "
+                f"{len(keys.published)} key(s) published)")
 
     def users() -> str:
         if config.users != "ldap":
@@ -276,17 +280,47 @@ def check_deployment(config: DeploymentConfig) -> list[Check]:
         return f"digest nonces in {shown}"
 
     def encryption() -> str:
-        opened = _open_registry(config)
-        try:
+        with _open_registry(config) as opened:
             return _encryption_certificates(opened.list_relying_parties())
-        finally:
-            opened.close()
+
+    def delegation() -> str:
+        with _open_registry(config) as opened:
+            return _check_delegation(config, opened)
 
     attempt("registry", registry)
     attempt("users", users)
     attempt("replay", nonces)
     attempt("encryption", encryption)
+    if config.sts.default_applies_to is not None or config.delegation.trusted_issuers:
+        attempt("delegation", delegation)
     return results
+
+
+def _check_delegation(config: DeploymentConfig, registry: Registry) -> str:
+    """``default_applies_to`` must be registered; no trusted issuer may bear this STS's own name.
+
+    :raises ConfigurationError: naming the key; otherwise, what is set, for ``wstrust-wsgi check``.
+    """
+    shown = config.registry.display_url
+    address = config.sts.default_applies_to
+    try:
+        issuer = registry.get_settings().issuer
+        party = registry.get(address) if address is not None else None
+    except Exception as exc:
+        raise config.error("registry", "url", _explain(exc, f"{shown} does not answer")) from exc
+    if address is not None and party is None:
+        raise config.error("sts", "default_applies_to", f"{address} is not a relying party registered in {shown}; "
+                                                        f"register it (wstrust-wsgi rp add {address}) or correct it")
+    if issuer in config.delegation.trusted_issuers:
+        raise config.error("delegation", "trusted_issuers", f"{issuer!r} is this STS's own issuer name (in {shown}), "
+                                                            "whose tokens are checked against its own keys; remove it")
+    said = [f"requests without AppliesTo get tokens for {address}" if address is not None
+            else "requests without AppliesTo are refused"]
+    for name, certificates in config.delegation.certificates.items():
+        until = min(c.not_valid_after_utc for c in certificates)
+        said.append(f"OnBehalfOf/ActAs SAML tokens of {name!r} trusted ({len(certificates)} certificate(s) from "
+                    f"{config.delegation.trusted_issuers[name]}, valid until {until:%Y-%m-%d})")
+    return "; ".join(said)
 
 
 def _encryption_certificates(parties: list[RelyingParty]) -> str:

@@ -52,12 +52,14 @@ class DelegationPolicy:
     :param rules: :class:`~wstrust_wsgi.stores.delegation.DelegationRule`
         values, or a store of them (``RegistryDelegationRules(registry)``); none
         by default: every OnBehalfOf and ActAs is refused.
-    :param trusted_issuers: issuer name -> its certificate, for SAML tokens
-        issued by another STS (this STS's own are always trusted).
+    :param trusted_issuers: issuer name -> its certificate (or several, for a
+        key rollover), for SAML tokens issued by another STS (this STS's own
+        are always trusted).
     """
 
     def __init__(self, rules: Iterable[DelegationRule] | DelegationRules = (), *,
-                 trusted_issuers: Mapping[str, CertificateSource] | None = None) -> None:
+                 trusted_issuers: Mapping[str, CertificateSource | Iterable[CertificateSource]] | None = None,
+                 ) -> None:
         if callable(getattr(rules, "delegation_rules", None)):
             self._rules: DelegationRules = rules  # type: ignore[assignment]
         else:
