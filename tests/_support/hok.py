@@ -42,11 +42,12 @@ class HokWorld:
 
 
 def hok_world(sts_keys: KeyFiles, rp: KeyFiles, users: MemoryUserStore, clock: FixedClock, app: Any = echo,
-              encryption: str = "none", **middleware: Any) -> HokWorld:
+              encryption: str = "none", sts_options: dict[str, Any] | None = None, **middleware: Any) -> HokWorld:
     """SAML 2.0 for :data:`SERVICE_URL` and SAML 1.1 for :data:`OTHER_URL`, both with the rp certificate, which
-    serves the proof keys; the tokens themselves are in clear unless ``encryption`` names an algorithm."""
+    serves the proof keys; the tokens themselves are in clear unless ``encryption`` names an algorithm.
+    ``sts_options``: more TokenService arguments (``issued_tokens=`` for Renew)."""
     cert = Path(rp.cert).read_bytes()
-    sts = TokenService(issuer=ISSUER, signing_key=sts_keys.load(), users=users, clock=clock,
+    sts = TokenService(issuer=ISSUER, signing_key=sts_keys.load(), users=users, clock=clock, **(sts_options or {}),
                        relying_parties=[RelyingParty(SERVICE_URL, certificate_pem=cert, encryption=encryption),
                                         RelyingParty(OTHER_URL, token_type="1.1", certificate_pem=cert,
                                                      encryption=encryption)])
