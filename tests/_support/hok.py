@@ -57,20 +57,28 @@ def hok_world(sts_keys: KeyFiles, rp: KeyFiles, users: MemoryUserStore, clock: F
     return HokWorld(sts, service, rp)
 
 
-def gunicorn_sts(keydir: str, service_url: str) -> TokenService:
-    """The STS gunicorn serves in the deployment test: ``service_url`` registered with rp.crt, SAML 2.0."""
+def gunicorn_sts(keydir: str, service_url: str, tokens: str | None = None) -> TokenService:
+    """The STS gunicorn serves in the deployment test: ``service_url`` registered with rp.crt, SAML 2.0;
+    with ``tokens`` (a token store URL) it records what it issues, and renews (its tokens then in clear: the
+    client must send a token back to renew it, which it cannot read once encrypted for the party)."""
     keys = Path(keydir)
     from wstrust_wsgi import SigningKey, User
+    from wstrust_wsgi.stores.tokens import token_store_from_url
     return TokenService(issuer=ISSUER, signing_key=SigningKey.from_files(keys / "sts.key", keys / "sts.crt"),
                         users=MemoryUserStore([User("admin", "admin", roles=["admin"])]),
-                        relying_parties=[RelyingParty(service_url, certificate_pem=(keys / "rp.crt").read_bytes())])
+                        relying_parties=[RelyingParty(service_url, certificate_pem=(keys / "rp.crt").read_bytes(),
+                                                      **({"encryption": "none"} if tokens else {}))],
+                        issued_tokens=token_store_from_url(tokens) if tokens else None)
 
 
-def gunicorn_service(keydir: str, service_url: str) -> RelyingPartyMiddleware:
-    """The echo service gunicorn serves in the deployment test: holder-of-key only, proof keys read with rp.key."""
+def gunicorn_service(keydir: str, service_url: str, tokens: str | None = None) -> RelyingPartyMiddleware:
+    """The echo service gunicorn serves in the deployment test: holder-of-key only, proof keys read with rp.key;
+    with ``tokens``, refusing the tokens that store says were renewed or cancelled."""
     keys = Path(keydir)
+    from wstrust_wsgi.stores.tokens import token_store_from_url
     return RelyingPartyMiddleware(echo, audience=service_url, issuer=ISSUER, trusted_certs=[keys / "sts.crt"],
-                                  decryption_keys=[(keys / "rp.key", keys / "rp.crt")], confirmation="holder-of-key")
+                                  decryption_keys=[(keys / "rp.key", keys / "rp.crt")], confirmation="holder-of-key",
+                                  revocation_store=token_store_from_url(tokens) if tokens else None)
 
 
 def unsigned_request(token: Any, directory: Path) -> Path:
