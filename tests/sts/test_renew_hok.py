@@ -266,3 +266,14 @@ def test_a_renewed_token_keeps_the_claims_asked_with_their_values_now(sts_keys, 
     fault = refused("UnableToRenew", lambda: client.renew(renewed))
     assert fault.reason == f"The required claim {EMAIL} cannot be supplied for this user."
     assert store.get(renewed.assertion_id, clock()).state == ISSUED  # a failed renewal retires nothing
+
+
+def test_a_certificate_authenticated_client_says_it_cannot_sign_a_holder_of_key_renewal(world) -> None:  # type: ignore[no-untyped-def]
+    """One signature per request: the X.509 authentication's. Refused before anything is sent."""
+    from wstrust_wsgi.errors import ConfigurationError
+
+    token = world.client().request_token(SERVICE_URL, key_type="symmetric")
+    by_certificate = StsClient("http://sts", client_cert=SigningKey.generate("a client"),
+                               transport=WSGITransport(world.sts))
+    with pytest.raises(ConfigurationError, match="renew: a holder-of-key token with a certificate-authenticated"):
+        by_certificate.renew(token)

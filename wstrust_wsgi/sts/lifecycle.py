@@ -10,6 +10,12 @@ ID unique in the message), with this STS's own signing certificate as the only
 trusted key, its issuer, and the audience the record names; then against the
 record (same ID, subject and end; its state).
 
+The record of a holder-of-key token also keeps its key (:mod:`.possession`:
+a symmetric key wrapped under a key derived from our signing key, a
+PublicKey token's certificate), so that Renew can check a proof of possession
+and bind the renewed token to the same key; and the claims asked with
+``wst:Claims``, so that the renewed token carries that subset again.
+
 This is stricter than the STSes the project follows (notes section 4): WSO2's
 Validate accepts an unsigned stored token and Rahas verifies with the key the
 token carries; here a token is ours only if our key signed it *and* we
