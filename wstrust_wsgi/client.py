@@ -381,12 +381,11 @@ class StsClient:
         now = self._clock()
         rst = lifecycle.target_request(self.dialect, binding, token_type=token_type)
         envelope = soap.envelope(self.soap, rst, [self._security(now)]).replace(wstrust.TOKEN_MARKER, assertion, 1)
-        held = isinstance(token, IssuedToken) and _signing_key(token) is not None
-        if held and binding == "Renew":  # WS-Trust 1.3 section 5: prove possession of the token's key
-            if self.client_cert is not None:
+        if binding == "Renew" and isinstance(token, IssuedToken) and _signing_key(token) is not None:
+            if self.client_cert is not None:  # WS-Trust 1.3 section 5: prove possession of the token's key
                 raise ConfigurationError("renew: a holder-of-key token with a certificate-authenticated client is "
                                          "not supported (one signature per request); authenticate by password")
-            envelope = self._signed_with_token_key(_xml.parse(envelope), token, now)  # type: ignore[arg-type]
+            envelope = self._signed_with_token_key(_xml.parse(envelope), token, now)
         elif self.client_cert is not None:  # lxml keeps the spliced token's bytes as parsed: its signature holds
             envelope = self._signed_with_certificate(_xml.parse(envelope))
         status, data = _post(self.transport, self.url, self.soap, self.dialect.action(binding), envelope)

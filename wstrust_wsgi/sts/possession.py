@@ -48,7 +48,7 @@ from lxml import etree
 from .. import _xml, ns, wssecurity, wstrust
 from ..errors import SoapFault, UnableToRenew
 from ..keys import SigningKey
-from ..model import RelyingParty
+from ..model import RelyingParty, certificate_fingerprint
 from ..saml import SAML2, SAML11
 from ..stores import ReplayCache
 from ..stores.tokens import TokenRecord
@@ -74,7 +74,7 @@ _RSA = AlgorithmPolicy.default()
 
 def thumbprint(certificate: x509.Certificate) -> str:
     """The SHA-256 of the certificate's DER bytes, lowercase hex: which signing key wrapped a proof key."""
-    return certificate.fingerprint(hashes.SHA256()).hex()
+    return certificate_fingerprint(certificate).hex()
 
 
 def kind_of(record: TokenRecord) -> str | None:
