@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from _support import EMAIL, ISSUER, OTHER_URL, SERVICE_URL, FixedClock, KeyFiles
@@ -277,3 +278,38 @@ def test_a_certificate_authenticated_client_says_it_cannot_sign_a_holder_of_key_
                                transport=WSGITransport(world.sts))
     with pytest.raises(ConfigurationError, match="renew: a holder-of-key token with a certificate-authenticated"):
         by_certificate.renew(token)
+
+
+def test_the_renewed_key_is_encrypted_for_the_relying_partys_certificate_of_the_moment(sts_keys, users, clock,  # type: ignore[no-untyped-def]
+                                                                                        store, tmp_path) -> None:
+    """The party rolled its certificate between issue and renewal: the renewed token's proof key is encrypted
+    for the new one (a service holding only the new key reads it); a party that stopped accepting symmetric
+    tokens gets no renewal."""
+    old, new = SigningKey.generate("rp before"), SigningKey.generate("rp after")
+    for key, stem in ((old, "old"), (new, "new")):
+        (tmp_path / f"{stem}.crt").write_bytes(key.certificate_pem)
+        (tmp_path / f"{stem}.key").write_bytes(key.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    current = {SERVICE_URL: RelyingParty(SERVICE_URL, certificate_pem=old.certificate_pem, encryption="none")}
+
+    class Parties:
+        def get(self, address: str) -> RelyingParty | None:
+            return current.get(address)
+
+    sts = TokenService(issuer=ISSUER, signing_key=sts_keys.load(), users=users, clock=clock, relying_parties=Parties(),
+                       issued_tokens=store)
+    client = StsClient("http://sts", username="admin", password="admin", transport=WSGITransport(sts), clock=clock)
+    token = client.request_token(SERVICE_URL, key_type="symmetric")
+    current[SERVICE_URL] = RelyingParty(SERVICE_URL, certificate_pem=new.certificate_pem, encryption="none")
+    renewed = client.renew(token)
+    service = RelyingPartyMiddleware(echo, audience=SERVICE_URL, issuer=ISSUER, trusted_certs=[sts_keys.cert],
+                                     clock=clock, confirmation="holder-of-key",
+                                     decryption_keys=[(tmp_path / "new.key", tmp_path / "new.crt")])
+    reply = call_service(SERVICE_URL, renewed, echo_payload("x"), transport=WSGITransport(service))
+    assert reply.findtext(f"{{{ECHO_NS}}}Caller") == "admin"
+    with pytest.raises(RemoteFault):  # the first token's key was encrypted for the old certificate only
+        call_service(SERVICE_URL, token, echo_payload("x"), transport=WSGITransport(service))
+    current[SERVICE_URL] = RelyingParty(SERVICE_URL, certificate_pem=new.certificate_pem, encryption="none",
+                                        key_types=["bearer", "public"])
+    assert refused("UnableToRenew", lambda: client.renew(renewed)).reason == (
+        "The relying party no longer accepts this token's key type.")
