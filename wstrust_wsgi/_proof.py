@@ -22,7 +22,9 @@ is refused (``InvalidSecurityToken``), never admitted under the weaker word.
    it per statement), unwrapped with the service's ``decryption_keys``
    (RSA-OAEP only, so never RSA 1.5), 16 to 64 bytes. HMAC keys come from
    here only, never from the message's KeyInfo or a certificate;
-2. the signature: exactly one ``ds:Signature`` in ``wsse:Security`` whose
+2. the signature (this rule to 4. are
+   :func:`wstrust_wsgi.wssecurity.verify_token_proof`, which the STS's Renew of a
+   holder-of-key token applies too): exactly one ``ds:Signature`` in ``wsse:Security`` whose
    KeyInfo references this token (KeyIdentifier ``#SAMLID`` / ``#SAMLAssertionID``
    or, SAML 2.0, ``wsse:Reference URI="#ID"``); an HMAC method (SHA-1 only
    with ``allow_sha1``), no ``HMACOutputLength``;
@@ -53,13 +55,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
 from . import _xml, ns, soap, wssecurity
-from .errors import (ConfigurationError, FailedCheck, InvalidSecurity, InvalidSecurityToken, MessageExpired,
-                     RequestFailed, SoapFault)
+from .errors import (ConfigurationError, FailedCheck, InvalidSecurity, InvalidSecurityToken, RequestFailed,
+                     SoapFault)
 from .saml import VerifiedAssertion, version_of
 from .saml.confirmation import BEARER, HOLDER_OF_KEY, confirmations
 from .saml.versions import SAML2, SAML11
 from .stores import ReplayCache
-from .wssecurity.signature import ADDRESSING, SIGNATURE
 from .xmldsig import AlgorithmPolicy, HmacKey
 from .xmlenc import Decrypter, KeyPair
 
@@ -69,7 +70,6 @@ MAX_AGE = timedelta(minutes=5)
 #: Proof key lengths accepted, in bytes (128 to 512 bits).
 KEY_BYTES = range(16, 65)
 _ENCRYPTED_KEY = _xml.qname(ns.XENC, "EncryptedKey")
-_STR = _xml.qname(ns.WSSE, "SecurityTokenReference")
 _X509_DATA = _xml.qname(ns.DS, "X509Data")
 
 
@@ -88,21 +88,6 @@ def _public_key(x509_data: etree._Element) -> rsa.RSAPublicKey:
                                    reason="The holder-of-key token's key cannot be read.")
     return key
 _NO_PROOF = "A holder-of-key token needs a signature made with its proof key over the body and timestamp."
-
-
-def _references(signature: etree._Element, assertion_id: str, version: str) -> bool:
-    """Whether the signature's KeyInfo is a SecurityTokenReference to the assertion ``assertion_id``."""
-    key_info = signature.find(_xml.qname(ns.DS, "KeyInfo"))
-    value_type = (SAML2 if version == SAML2.name else SAML11).key_identifier_value_type
-    for reference in key_info.iterchildren(_STR) if key_info is not None else ():
-        for child in reference:
-            if child.tag == _xml.qname(ns.WSSE, "KeyIdentifier") and child.get("ValueType") == value_type:
-                if _xml.text(child) == assertion_id:
-                    return True
-            elif child.tag == _xml.qname(ns.WSSE, "Reference") and version == SAML2.name:
-                if child.get("URI") == "#" + assertion_id:
-                    return True
-    return False
 
 
 #: ``confirmation=``: one policy word, or a mapping of audience (or :data:`OTHER_AUDIENCES`) to one.
@@ -265,22 +250,12 @@ class ProofOfPossession:
         security = wssecurity.security_header(envelope.header_blocks(), envelope.version.namespace)
         if security is None:  # the token was found in it, so only a message changed under us gets here
             raise InvalidSecurity("no wsse:Security header on the second parse", reason=_NO_PROOF)
-        signatures = [s for s in security.iterchildren(SIGNATURE)
-                      if _references(s, verified.assertion_id, verified.version)]
-        if len(signatures) != 1:
-            raise InvalidSecurity(f"{len(signatures)} signatures reference holder-of-key token "
-                                  f"{verified.assertion_id}, expected exactly 1", reason=_NO_PROOF)
-        timestamps = list(security.iterchildren(_xml.qname(ns.WSU, "Timestamp")))
-        stamp = wssecurity.read_timestamp(security)
-        if stamp is None or stamp.expires is None:
-            raise InvalidSecurity("holder-of-key proof without a wsu:Timestamp with Expires", reason=_NO_PROOF)
-        wssecurity.check_timestamp(stamp, now=now, skew=self._skew)
-        if stamp.created < now - MAX_AGE - self._skew:
-            raise MessageExpired(f"wsu:Timestamp Created {stamp.created.isoformat()} is older than {MAX_AGE}")
-        cover = [envelope.body, timestamps[0]] + [h for h in envelope.header_blocks()
-                                                  if h.tag in ADDRESSING]
         algorithms = self._rsa if isinstance(key, rsa.RSAPublicKey) else self._algorithms
-        proof = wssecurity.verify_message(signatures[0], key=key, algorithms=algorithms, must_cover=cover, now=now)
+        saml = SAML2 if verified.version == SAML2.name else SAML11
+        proof, stamp = wssecurity.verify_token_proof(
+            security, body=envelope.body, headers=envelope.header_blocks(), token_id=verified.assertion_id,
+            value_type=saml.key_identifier_value_type, by_uri=saml is SAML2, key=key, algorithms=algorithms,
+            now=now, skew=self._skew, max_age=MAX_AGE)
         if self._replay is not None and consume:
             entry = "proof:" + hashlib.sha256(proof.signature_value).hexdigest()
             try:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from webob import Request
 
@@ -275,6 +276,15 @@ class StsClient:
                                 binary_token=self.client_cert.certificate)
         return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
 
+    def _signed_with_token_key(self, envelope: etree._Element, token: IssuedToken, now: datetime) -> bytes:
+        """A Renew of a holder-of-key token: signed with its proof key over the Timestamp and the Body (which
+        holds the token), its KeyInfo naming the token, as :func:`call_service` proves it to a service."""
+        security = _xml.child(_xml.child(envelope, self.soap.namespace, "Header"), ns.WSSE, "Security")
+        if security.find(_xml.qname(ns.WSU, "Timestamp")) is None:
+            security.insert(0, wssecurity.build_timestamp(now))
+        _sign_with_token_key(envelope, security, token, ns.ALG_HMAC_SHA256)
+        return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+
     def _signed_with_use_key(self, rst: etree._Element, security: etree._Element, client_key: SigningKey | None,
                              now: datetime) -> bytes:
         """A PublicKey RST: UseKey names ``client_key``'s certificate, and a signature with it over the Body
@@ -339,8 +349,20 @@ class StsClient:
         return status
 
     def renew(self, token: IssuedToken | bytes) -> IssuedToken:
-        """A new token in place of ``token`` (same subject and relying party, new ID and lifetime)."""
-        return self._ask("Renew", token, answer=lambda status, data: parse_response(data, status=status))
+        """A new token in place of ``token`` (same subject and relying party, new ID and lifetime).
+
+        A holder-of-key ``token`` (one :meth:`request_token` returned, holding its
+        proof key or the client's private key) is renewed with a proof of
+        possession: the request is signed with that key (HMAC-SHA256, or
+        RSA-SHA256 for PublicKey) over its Body and a Timestamp, naming the
+        token. The STS keeps the key binding and sends no new key; the token
+        returned holds the same proof key, so :func:`call_service` proves it as before.
+        """
+        answer = self._ask("Renew", token, answer=lambda status, data: parse_response(data, status=status))
+        if isinstance(token, IssuedToken) and token.key_type != "bearer":
+            return dataclasses.replace(answer, proof_key=token.proof_key, private_key=token.private_key,
+                                       key_type=token.key_type)
+        return answer
 
     def cancel(self, token: IssuedToken | bytes) -> None:
         """Cancel ``token`` at the STS; returns when the STS answered ``RequestedTokenCancelled``."""
@@ -359,7 +381,12 @@ class StsClient:
         now = self._clock()
         rst = lifecycle.target_request(self.dialect, binding, token_type=token_type)
         envelope = soap.envelope(self.soap, rst, [self._security(now)]).replace(wstrust.TOKEN_MARKER, assertion, 1)
-        if self.client_cert is not None:  # lxml keeps the spliced token's bytes as parsed: its signature holds
+        if binding == "Renew" and isinstance(token, IssuedToken) and _signing_key(token) is not None:
+            if self.client_cert is not None:  # WS-Trust 1.3 section 5: prove possession of the token's key
+                raise ConfigurationError("renew: a holder-of-key token with a certificate-authenticated client is "
+                                         "not supported (one signature per request); authenticate by password")
+            envelope = self._signed_with_token_key(_xml.parse(envelope), token, now)
+        elif self.client_cert is not None:  # lxml keeps the spliced token's bytes as parsed: its signature holds
             envelope = self._signed_with_certificate(_xml.parse(envelope))
         status, data = _post(self.transport, self.url, self.soap, self.dialect.action(binding), envelope)
         if answer is not None:
@@ -448,18 +475,32 @@ def service_request(
 def _proven(version: soap.SoapVersion, body: etree._Element, token: IssuedToken, method: str,
             now: datetime) -> bytes:
     """The envelope of :func:`service_request` for a holder-of-key token: signed with its proof key."""
-    saml_version = version_for_token_type(token.token_type)
-    if saml_version is None:
-        raise ConfigurationError(f"token: a proof key is used with SAML 2.0 or 1.1 tokens, not {token.token_type!r}")
     security = wssecurity.security_element(version.namespace, wssecurity.build_timestamp(now))
     security.append(etree.Comment(wstrust.TOKEN_MARKER[4:-3].decode()))
     envelope = _envelope_tree(version, security, body)
-    key = token.private_key if token.private_key is not None else HmacKey(token.proof_key)  # type: ignore[arg-type]
-    wssecurity.sign_message(envelope, security, key, method=method,
-                            token_type=saml_version.profile_token_type,
-                            value_type=saml_version.key_identifier_value_type, token_id=token.assertion_id)
+    _sign_with_token_key(envelope, security, token, method)
     serialized = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
     return serialized.replace(wstrust.TOKEN_MARKER, token.assertion, 1)
+
+
+def _signing_key(token: IssuedToken) -> HmacKey | rsa.RSAPrivateKey | None:
+    """What proves possession of ``token``: the client's private key (PublicKey), its proof key, or None."""
+    if token.private_key is not None:
+        return token.private_key
+    return HmacKey(token.proof_key) if token.proof_key is not None else None
+
+
+def _sign_with_token_key(envelope: etree._Element, security: etree._Element, token: IssuedToken,
+                         hmac_method: str) -> None:
+    """Sign ``envelope``'s Body, Timestamp and addressing headers with ``token``'s key, naming the token."""
+    saml_version = version_for_token_type(token.token_type)
+    key = _signing_key(token)
+    if saml_version is None or key is None:
+        raise ConfigurationError(f"token: a proof key is used with SAML 2.0 or 1.1 tokens, not {token.token_type!r}")
+    wssecurity.sign_message(envelope, security, key,
+                            method=ns.ALG_RSA_SHA256 if isinstance(key, rsa.RSAPrivateKey) else hmac_method,
+                            token_type=saml_version.profile_token_type,
+                            value_type=saml_version.key_identifier_value_type, token_id=token.assertion_id)
 
 
 def _envelope_tree(version: soap.SoapVersion, security: etree._Element, body: etree._Element) -> etree._Element:

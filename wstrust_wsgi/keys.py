@@ -108,6 +108,14 @@ class KeySet:
 
     primary: SigningKey
     published: tuple[x509.Certificate, ...]
+    #: The private keys of other published certificates, where the source holds them (the registry's
+    #: previous and next keys): what the STS wrapped with a former primary it can still read after a rollover.
+    others: tuple[SigningKey, ...] = ()
+
+    @property
+    def held(self) -> tuple[SigningKey, ...]:
+        """Every key pair held, the primary first."""
+        return (self.primary, *self.others)
 
     @classmethod
     def of(cls, key: SigningKey) -> KeySet:

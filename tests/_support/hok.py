@@ -42,11 +42,12 @@ class HokWorld:
 
 
 def hok_world(sts_keys: KeyFiles, rp: KeyFiles, users: MemoryUserStore, clock: FixedClock, app: Any = echo,
-              encryption: str = "none", **middleware: Any) -> HokWorld:
+              encryption: str = "none", sts_options: dict[str, Any] | None = None, **middleware: Any) -> HokWorld:
     """SAML 2.0 for :data:`SERVICE_URL` and SAML 1.1 for :data:`OTHER_URL`, both with the rp certificate, which
-    serves the proof keys; the tokens themselves are in clear unless ``encryption`` names an algorithm."""
+    serves the proof keys; the tokens themselves are in clear unless ``encryption`` names an algorithm.
+    ``sts_options``: more TokenService arguments (``issued_tokens=`` for Renew)."""
     cert = Path(rp.cert).read_bytes()
-    sts = TokenService(issuer=ISSUER, signing_key=sts_keys.load(), users=users, clock=clock,
+    sts = TokenService(issuer=ISSUER, signing_key=sts_keys.load(), users=users, clock=clock, **(sts_options or {}),
                        relying_parties=[RelyingParty(SERVICE_URL, certificate_pem=cert, encryption=encryption),
                                         RelyingParty(OTHER_URL, token_type="1.1", certificate_pem=cert,
                                                      encryption=encryption)])
@@ -56,20 +57,28 @@ def hok_world(sts_keys: KeyFiles, rp: KeyFiles, users: MemoryUserStore, clock: F
     return HokWorld(sts, service, rp)
 
 
-def gunicorn_sts(keydir: str, service_url: str) -> TokenService:
-    """The STS gunicorn serves in the deployment test: ``service_url`` registered with rp.crt, SAML 2.0."""
+def gunicorn_sts(keydir: str, service_url: str, tokens: str | None = None) -> TokenService:
+    """The STS gunicorn serves in the deployment test: ``service_url`` registered with rp.crt, SAML 2.0;
+    with ``tokens`` (a token store URL) it records what it issues, and renews (its tokens then in clear: the
+    client must send a token back to renew it, which it cannot read once encrypted for the party)."""
     keys = Path(keydir)
     from wstrust_wsgi import SigningKey, User
+    from wstrust_wsgi.stores.tokens import token_store_from_url
     return TokenService(issuer=ISSUER, signing_key=SigningKey.from_files(keys / "sts.key", keys / "sts.crt"),
                         users=MemoryUserStore([User("admin", "admin", roles=["admin"])]),
-                        relying_parties=[RelyingParty(service_url, certificate_pem=(keys / "rp.crt").read_bytes())])
+                        relying_parties=[RelyingParty(service_url, certificate_pem=(keys / "rp.crt").read_bytes(),
+                                                      **({"encryption": "none"} if tokens else {}))],
+                        issued_tokens=token_store_from_url(tokens) if tokens else None)
 
 
-def gunicorn_service(keydir: str, service_url: str) -> RelyingPartyMiddleware:
-    """The echo service gunicorn serves in the deployment test: holder-of-key only, proof keys read with rp.key."""
+def gunicorn_service(keydir: str, service_url: str, tokens: str | None = None) -> RelyingPartyMiddleware:
+    """The echo service gunicorn serves in the deployment test: holder-of-key only, proof keys read with rp.key;
+    with ``tokens``, refusing the tokens that store says were renewed or cancelled."""
     keys = Path(keydir)
+    from wstrust_wsgi.stores.tokens import token_store_from_url
     return RelyingPartyMiddleware(echo, audience=service_url, issuer=ISSUER, trusted_certs=[keys / "sts.crt"],
-                                  decryption_keys=[(keys / "rp.key", keys / "rp.crt")], confirmation="holder-of-key")
+                                  decryption_keys=[(keys / "rp.key", keys / "rp.crt")], confirmation="holder-of-key",
+                                  revocation_store=token_store_from_url(tokens) if tokens else None)
 
 
 def unsigned_request(token: Any, directory: Path) -> Path:

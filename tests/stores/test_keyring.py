@@ -80,3 +80,23 @@ def test_passphrase_from_a_file_before_the_environment(tmp_path: Any) -> None:
                                         "WSTRUST_KEY_PASSPHRASE": "from-env"}) == b"from-file"
     assert passphrase_from_environment({"WSTRUST_KEY_PASSPHRASE": "from-env"}) == b"from-env"
     assert passphrase_from_environment({}) is None
+
+
+def test_the_next_and_previous_key_pairs_are_held_beside_the_primary(registry: Registry) -> None:
+    """What the STS wrapped under a former primary's key (a renewable token's proof key) it can still read:
+    the key set holds the other key pairs the passphrase opens, and leaves out one it does not."""
+    one, two, three = SigningKey.generate("one"), SigningKey.generate("two"), SigningKey.generate("three")
+    keys, source = SigningKeys(registry), RegistryKeys(registry, passphrase=PASS)
+    store(keys, one)
+    keys.promote(now=NOW)
+    store(keys, two)
+    keys.promote(now=NOW + timedelta(days=1))
+    current = source.signing_keys()
+    assert [k.certificate for k in current.held] == [two.certificate, one.certificate]  # the primary first
+    pem = three.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.BestAvailableEncryption(b"another passphrase"))
+    keys.add_next(fingerprint=three.certificate.fingerprint(hashes.SHA256()).hex(), key_pem=pem,
+                  cert_pem=three.certificate_pem, not_after=three.certificate.not_valid_after_utc, now=NOW)
+    current = source.signing_keys()  # the next key does not open: published, not held, and no outage
+    assert three.certificate in current.published
+    assert {k.certificate for k in current.held} == {one.certificate, two.certificate}

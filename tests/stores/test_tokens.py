@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -117,3 +118,50 @@ def test_store_urls(tmp_path: Path) -> None:
     for bad in ("", "sqlite:///x.db", "registry"):
         with pytest.raises(ConfigurationError, match="token store"):
             token_store_from_url(bad)
+
+
+def test_a_holder_of_key_record_keeps_its_proof_and_the_claims_asked(store: IssuedTokenStore) -> None:
+    symmetric = token(key_type="http://docs.oasis-open.org/ws-sx/ws-trust/200512/SymmetricKey",
+                      proof="bm9uY2UgYW5kIGNpcGhlcnRleHQ=", proof_wrapped_by="ab" * 32,
+                      claims=(("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress", False),
+                              ("urn:example:claims:department", True)))
+    public = token(LONG_ID[:-1] + "p", key_type="http://docs.oasis-open.org/ws-sx/ws-trust/200512/PublicKey",
+                   proof="MIIB", claims=())
+    for record in (symmetric, public):
+        store.record(record, keep_until=T0 + timedelta(minutes=35), now=T0)
+    assert store.get(LONG_ID, T0) == symmetric
+    assert store.get(public.assertion_id, T0) == public  # no claims asked of a known dialect: an empty set, kept
+    assert store.transition(LONG_ID, RENEWED, now=T0)
+    assert store.get(LONG_ID, T0) == replace(symmetric, state=RENEWED)  # the state moves, the rest stays
+    assert "bm9uY2U" not in repr(symmetric)  # the wrapped key is not shown in logs
+
+
+def test_a_record_written_without_proof_or_claims_reads_back_without_them(store: IssuedTokenStore) -> None:
+    store.record(token(), keep_until=T0 + timedelta(minutes=35), now=T0)
+    found = store.get(LONG_ID, T0)
+    assert found is not None and (found.proof, found.proof_wrapped_by, found.claims) == (None, None, None)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_version_7_record_reads_back_after_migration_8_without_proof_or_claims(
+        kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token recorded before version 8 keeps no proof: the record still reads, and Renew says it cannot
+    renew that holder-of-key token (tests/sts/test_lifecycle.py)."""
+    from wstrust_wsgi.stores.sql import schema
+    from wstrust_wsgi.stores.sql.db import Kind
+
+    url = registry_url(kind, request, tmp_path)
+    with monkeypatch.context() as older:
+        older.setattr(schema, "MIGRATIONS", tuple(m for m in schema.MIGRATIONS if m.version <= 7))
+        with Registry.open(url) as registry:
+            registry.init_schema(issuer=ISSUER)
+            registry._db.run(Kind.WRITE, lambda tx: tx.execute(  # what version 7 of the code wrote
+                "INSERT INTO issued_tokens (id, subject, relying_party, token_type, key_type, issued_us, expires_us, "
+                "renew_allowed, renew_after_expiry, state, keep_until_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (LONG_ID, "admin", "http://127.0.0.1:8081/services/echo", "2.0",
+                 "http://docs.oasis-open.org/ws-sx/ws-trust/200512/SymmetricKey", 0, 1, True, False, ISSUED,
+                 10**18)))
+    with Registry.open(url) as registry:
+        found = RegistryTokenStore(registry).get(LONG_ID, T0)
+    assert found is not None and found.key_type.endswith("/SymmetricKey")
+    assert (found.proof, found.proof_wrapped_by, found.claims) == (None, None, None)

@@ -9,6 +9,15 @@ token with a record can be renewed, its Renewing flags are the ones asked at
 issue, a cancelled or already renewed token stays so in every worker and host
 sharing the store, and the middleware's ``revocation_store=`` refuses it.
 
+For a holder-of-key token the record also keeps what its renewal checks the
+proof of possession with (schema version 8): a SymmetricKey token's proof key
+**wrapped** (AES-GCM under a key derived from the STS's signing key, the
+token's ID as associated data; :mod:`wstrust_wsgi.sts.lifecycle` wraps it, this
+module keeps the text), so that a copy of the store alone yields no key that
+could prove possession of a live token; a PublicKey token's certificate (not
+secret). And the claims the requester asked with ``wst:Claims``, so that the
+renewed token carries that subset again.
+
 Records are keyed by the assertion's **full ID** (never a hash of it, and never
 a short hash of the token: CXF keyed its cache by a 32-bit ``Arrays.hashCode``).
 Nothing here is looked up by a token's bytes; the ID is read from the token
@@ -33,7 +42,8 @@ from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import dataclass, replace
+import json
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -78,6 +88,16 @@ class TokenRecord:
     #: ``wst:Renewing/@OK`` as asked at issue: may it be renewed after it expired (absent: False).
     renew_after_expiry: bool = False
     state: str = ISSUED
+    #: What proves possession of a holder-of-key token's key at renewal (None: a bearer token, or a record
+    #: made before schema version 8, which cannot renew a holder-of-key token): SymmetricKey, the proof key
+    #: wrapped under a key derived from the STS's signing key (never in clear; base64 of nonce and
+    #: ciphertext, see :mod:`wstrust_wsgi.sts.lifecycle`); PublicKey, the bound certificate (base64 DER).
+    proof: str | None = field(default=None, repr=False)
+    #: SymmetricKey: the SHA-256 thumbprint (hex) of the signing certificate whose key wrapped ``proof``.
+    proof_wrapped_by: str | None = None
+    #: The claims asked with ``wst:Claims`` at issue, as ``(URI, optional)`` pairs, applied again at renewal;
+    #: None: none were asked (the relying party's usual claims go).
+    claims: tuple[tuple[str, bool], ...] | None = None
 
 
 class IssuedTokenStore(Protocol):
@@ -144,16 +164,26 @@ def _moment(us: Any) -> datetime:
 
 
 _COLUMNS = ("id, subject, relying_party, token_type, key_type, issued_us, expires_us, renew_allowed, "
-            "renew_after_expiry, state")
+            "renew_after_expiry, state, proof, proof_wrapped_by, claims")
+
+
+def _claims_text(claims: tuple[tuple[str, bool], ...] | None) -> str | None:
+    """The requested claims as stored: a JSON array of ``[URI, optional]`` (None: none asked)."""
+    return None if claims is None else json.dumps([[uri, optional] for uri, optional in claims])
+
+
+def _claims_of(text: str | None) -> tuple[tuple[str, bool], ...] | None:
+    return None if text is None else tuple((str(uri), bool(optional)) for uri, optional in json.loads(text))
 
 
 def _from_row(row: Any) -> TokenRecord:
     return TokenRecord(row[0], row[1], row[2], row[3], row[4], _moment(row[5]), _moment(row[6]),
-                       bool(row[7]), bool(row[8]), row[9])
+                       bool(row[7]), bool(row[8]), row[9], row[10], row[11], _claims_of(row[12]))
 
 
 class RegistryTokenStore(RegistryTable):
-    """Records in the registry's ``issued_tokens`` table (schema version 5), one transaction per call.
+    """Records in the registry's ``issued_tokens`` table (schema version 5; the proof and claims columns 8),
+    one transaction per call.
 
     SQLite shares them between the workers of a host, PostgreSQL between
     hosts. Times are whole microseconds since the epoch from the caller's
@@ -167,7 +197,7 @@ class RegistryTokenStore(RegistryTable):
         purge = self._purge_now()
         values = (token.assertion_id, token.subject, token.relying_party, token.token_type, token.key_type,
                   _us(token.issued), _us(token.expires), token.renew_allowed, token.renew_after_expiry,
-                  token.state, _us(keep_until))
+                  token.state, token.proof, token.proof_wrapped_by, _claims_text(token.claims), _us(keep_until))
 
         def work(tx: Any) -> None:
             if purge:
@@ -201,7 +231,7 @@ end
 return 0
 """
 _FIELDS = ("subject", "relying_party", "token_type", "key_type", "issued_us", "expires_us", "renew_allowed",
-           "renew_after_expiry", "state", "keep_until_us")
+           "renew_after_expiry", "state", "proof", "proof_wrapped_by", "claims", "keep_until_us")
 
 
 class RedisTokenStore(RedisStore):
@@ -226,7 +256,10 @@ class RedisTokenStore(RedisStore):
         mapping = {"subject": token.subject, "relying_party": token.relying_party, "token_type": token.token_type,
                    "key_type": token.key_type, "issued_us": _us(token.issued), "expires_us": _us(token.expires),
                    "renew_allowed": int(token.renew_allowed), "renew_after_expiry": int(token.renew_after_expiry),
-                   "state": token.state, "keep_until_us": _us(keep_until)}
+                   "state": token.state, "keep_until_us": _us(keep_until),
+                   **{name: value for name, value in (("proof", token.proof),
+                                                      ("proof_wrapped_by", token.proof_wrapped_by),
+                                                      ("claims", _claims_text(token.claims))) if value is not None}}
         ttl = max(1, -(-(keep_until - now) // timedelta(milliseconds=1)))
         key = self.prefix + token.assertion_id
 
@@ -243,7 +276,7 @@ class RedisTokenStore(RedisStore):
             return None
         text = [v.decode() if isinstance(v, bytes) else v for v in values]
         return TokenRecord(assertion_id, text[0], text[1], text[2], text[3], _moment(text[4]), _moment(text[5]),
-                           text[6] == "1", text[7] == "1", text[8])
+                           text[6] == "1", text[7] == "1", text[8], text[9], text[10], _claims_of(text[11]))
 
     def transition(self, assertion_id: str, state: str, *, now: datetime) -> bool:
         _check_state(state)

@@ -18,6 +18,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from lxml import etree
+
 from .. import ns, wstrust
 from ..errors import InvalidRequest
 from ..model import Principal, RelyingParty, StsSettings
@@ -27,7 +29,7 @@ from ..wstrust.proof import with_proof
 from .binding import TrustCall, uris
 from .encryption import encrypt_token
 from .signing import KeyFollower
-from .proof import issue_proof
+from .proof import IssuedProof, issue_proof
 
 log = logging.getLogger("wstrust_wsgi.sts")
 
@@ -41,7 +43,7 @@ class IssueBinding:
     :param relying_parties: the registered relying parties, by address.
     :param role_claim: the attribute name roles are released under.
     :param record: called with each token once signed (the call, its content, ``"2.0"``/``"1.1"``, its
-        KeyType), to record it in the issued-token store (:mod:`.lifecycle`).
+        KeyType, its holder-of-key proof or None), to record it in the issued-token store (:mod:`.lifecycle`).
     :param delegation: resolves OnBehalfOf and ActAs into (subject, actor) (:mod:`.delegation`); None: refused.
     :param default_applies_to: the relying party of a request without AppliesTo; None: such a request is refused.
     """
@@ -49,7 +51,7 @@ class IssueBinding:
     request_types, actions = uris("Issue")
 
     def __init__(self, *, signer: AssertionSigner | KeyFollower, relying_parties: RelyingPartyStore, role_claim: str,
-                 record: Callable[[TrustCall, AssertionContent, str, str], None] | None = None,
+                 record: Callable[[TrustCall, AssertionContent, str, str, IssuedProof | None], None] | None = None,
                  delegation: Callable[[TrustCall, RelyingParty], tuple[Principal, str | None]] | None = None,
                  default_applies_to: str | None = None) -> None:
         self._default_applies_to = default_applies_to
@@ -84,7 +86,7 @@ class IssueBinding:
         if party.encrypts_tokens:  # sign, then encrypt exactly the signed bytes
             assertion = encrypt_token(version, assertion, party, now)
         if self._record is not None:
-            self._record(call, content, version.name, request.key_type or request.dialect.bearer_key_types[0])
+            self._record(call, content, version.name, request.key_type or request.dialect.bearer_key_types[0], proof)
         answer = wstrust.response_envelope(
             call.envelope.version,
             request,
@@ -141,12 +143,19 @@ class IssueBinding:
         return released if actor is None else {**released, ns.CLAIM_ACTOR: (actor,)}
 
     def reissue(self, principal: Principal, party: RelyingParty, version: SamlVersion, *, now: datetime,
-                settings: StsSettings) -> tuple[AssertionContent, bytes]:
-        """A new signed token for ``party`` with the claims ``principal`` holds now: what Renew hands back."""
+                settings: StsSettings, claims: tuple[tuple[str, bool], ...] | None = None,
+                proof_key_info: etree._Element | None = None) -> tuple[AssertionContent, bytes]:
+        """A new signed token for ``party`` with the claims ``principal`` holds now: what Renew hands back.
+
+        ``claims``: the ``(URI, optional)`` pairs asked at issue, applied again (a required one no longer
+        held is InvalidRequest); ``proof_key_info``: the holder-of-key KeyInfo the token keeps.
+        """
+        requested = None if claims is None else wstrust.RequestedClaims(ns.CLAIMS_IDENTITY, claims)
         content = AssertionContent(issuer=settings.issuer, subject=principal.name, audience=party.address,
                                    issue_instant=now, not_before=now,
                                    not_on_or_after=now + (party.lifetime or settings.default_lifetime),
-                                   attributes=self._attributes(principal, party))
+                                   attributes=self._attributes(principal, party, requested),
+                                   proof_key_info=proof_key_info)
         assertion = self._signer.sign(version, content, algorithm=settings.signature_algorithm)
         if party.encrypts_tokens:  # a renewed token is as confidential as the first one
             assertion = encrypt_token(version, assertion, party, now)

@@ -67,6 +67,7 @@ class RegistryKeys:
         self._fallback = fallback
         self._loaded: dict[str, SigningKey] = {}
         self._certificates: dict[str, x509.Certificate] = {}
+        self._unreadable: set[str] = set()
         self._lock = threading.Lock()
 
     def signing_keys(self) -> KeySet:
@@ -78,8 +79,20 @@ class RegistryKeys:
                 raise ConfigurationError("the registry holds no primary signing key: add one with "
                                          "`wstrust-wsgi keys add-next` and `keys promote`")
             own = self._fallback.certificate
-            return KeySet(self._fallback, (own, *(c for c in published if c != own)))
-        return KeySet(self._key(primary), published)
+            return KeySet(self._fallback, (own, *(c for c in published if c != own)), self._others(records, None))
+        return KeySet(self._key(primary), published, self._others(records, primary))
+
+    def _others(self, records: list[KeyRecord], primary: KeyRecord | None) -> tuple[SigningKey, ...]:
+        """The next and previous key pairs this passphrase opens (a proof key wrapped before a rollover is
+        unwrapped with them, :mod:`.possession`); one that does not open is left out, never an outage."""
+        found = []
+        for record in records:
+            if record is not primary and record.fingerprint not in self._unreadable:
+                try:
+                    found.append(self._key(record))
+                except (KeyPairError, ConfigurationError):
+                    self._unreadable.add(record.fingerprint)  # tried once, not every second
+        return tuple(found)
 
     def _certificate(self, record: KeyRecord) -> x509.Certificate:
         found = self._certificates.get(record.fingerprint)

@@ -10,6 +10,12 @@ ID unique in the message), with this STS's own signing certificate as the only
 trusted key, its issuer, and the audience the record names; then against the
 record (same ID, subject and end; its state).
 
+The record of a holder-of-key token also keeps its key (:mod:`.possession`:
+a symmetric key wrapped under a key derived from our signing key, a
+PublicKey token's certificate), so that Renew can check a proof of possession
+and bind the renewed token to the same key; and the claims asked with
+``wst:Claims``, so that the renewed token carries that subset again.
+
 This is stricter than the STSes the project follows (notes section 4): WSO2's
 Validate accepts an unsigned stored token and Rahas verifies with the key the
 token carries; here a token is ours only if our key signed it *and* we
@@ -26,14 +32,17 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from lxml import etree
 
-from .. import _arguments
+from .. import _arguments, wstrust
 from .._time import format_datetime, parse_datetime
 from ..errors import ConfigurationError, InvalidRequest, InvalidSecurityToken, NotAuthorized
+from ..keys import SigningKey
 from ..model import Principal
 from ..saml import AssertionContent, VerifiedAssertion, check_unique_id, policy, verify_assertion
 from ..stores.tokens import IssuedTokenStore, TokenRecord
 from ..wstrust.lifecycle import Target, read_target, renewing_of
 from .binding import TrustCall
+from .possession import ProofKeeper
+from .proof import IssuedProof
 
 log = logging.getLogger("wstrust_wsgi.sts")
 
@@ -75,10 +84,13 @@ class IssuedTokens:
     """
 
     def __init__(self, store: IssuedTokenStore, certificates: Callable[[], tuple[x509.Certificate, ...]],
-                 token_policy: TokenPolicy) -> None:
+                 token_policy: TokenPolicy, signing_keys: Callable[[], tuple[SigningKey, ...]] | None = None) -> None:
         self.store = _arguments.having(store, "issued_tokens", "transition", "an issued-token store")
         self.policy = token_policy
         self.certificates = certificates
+        #: Wraps a symmetric proof key for the record, under a key derived from our signing key
+        #: (:mod:`.possession`); None: holder-of-key tokens are recorded without their proof.
+        self.keeper = ProofKeeper(signing_keys) if signing_keys is not None else None
 
     def keep_until(self, expires: datetime, skew: timedelta) -> datetime:
         """How long a record is kept: past its token's end by the renewal window and the clock skew.
@@ -88,15 +100,29 @@ class IssuedTokens:
         """
         return expires + self.policy.renewal_window + skew
 
-    def record_issue(self, call: TrustCall, content: AssertionContent, token_type: str, key_type: str) -> None:
-        """Record a token just signed for ``call`` (an Issue), with the ``wst:Renewing`` flags it asked for."""
+    def record_issue(self, call: TrustCall, content: AssertionContent, token_type: str, key_type: str,
+                     proof: IssuedProof | None = None) -> None:
+        """Record a token just signed for ``call`` (an Issue), with the ``wst:Renewing`` flags it asked for,
+        its holder-of-key ``proof`` (kept wrapped, :mod:`.possession`) and the claims it asked for."""
         allow, ok = renewing_of(call.rst, call.dialect)
-        self.record(content, token_type, key_type, allow, ok, call)
+        asked = wstrust.requested_claims(call.rst)
+        claims = asked.claims if asked is not None and asked.known else None  # unknown dialect: the usual claims
+        kept = self.kept_proof(content.assertion_id, proof.key.key if proof and proof.key else None,
+                               proof.key_info if proof is not None else None)
+        self.record(content, token_type, key_type, allow, ok, call, proof=kept, claims=claims)
+
+    def kept_proof(self, assertion_id: str, secret: bytes | None,
+                   key_info: etree._Element | None) -> tuple[str | None, str | None]:
+        """What the record keeps of a holder-of-key token's key: (the wrapped symmetric ``secret`` or the
+        certificate ``key_info`` binds, the thumbprint of the signing key that wrapped it) (:mod:`.possession`)."""
+        return self.keeper.kept(assertion_id, secret, key_info) if self.keeper is not None else (None, None)
 
     def record(self, content: AssertionContent, token_type: str, key_type: str, allow: bool, ok: bool,
-               call: TrustCall) -> None:
+               call: TrustCall, *, proof: tuple[str | None, str | None] = (None, None),
+               claims: tuple[tuple[str, bool], ...] | None = None) -> None:
         record = TokenRecord(content.assertion_id, content.subject, content.audience, token_type, key_type,
-                             _as_signed(content.issue_instant), _as_signed(content.not_on_or_after), allow, ok)
+                             _as_signed(content.issue_instant), _as_signed(content.not_on_or_after), allow, ok,
+                             proof=proof[0], proof_wrapped_by=proof[1], claims=claims)
         self.store.record(record, keep_until=self.keep_until(record.expires, call.settings.clock_skew), now=call.now)
 
     def target(self, call: TrustCall, binding: str) -> tuple[Target, TokenRecord | None]:

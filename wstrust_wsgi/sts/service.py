@@ -196,7 +196,7 @@ class TokenService:
         self.keys = KeyFollower(signing_key, ttl=self._settings_ttl)
         role_claim = _arguments.text(role_claim, "role_claim")
         published = self._published_certificates
-        tokens = _lifecycle(issued_tokens, token_policy, published)
+        tokens = _lifecycle(issued_tokens, token_policy, published, lambda: self.keys.current().held)
         if delegation is not None and not isinstance(delegation, DelegationPolicy):
             raise ConfigurationError(f"delegation: must be a DelegationPolicy, not {_arguments.given(delegation)}")
         acting = (Delegation(delegation, self._authentication, published, tokens).resolve
@@ -207,7 +207,7 @@ class TokenService:
                                                  else _arguments.text(default_applies_to, "default_applies_to")))
         self.register_binding(issue)
         if tokens is not None:
-            for binding in (ValidateBinding(tokens), RenewBinding(tokens, issue, parties), CancelBinding(tokens)):
+            for binding in (ValidateBinding(tokens), RenewBinding(tokens, issue, parties, nonces), CancelBinding(tokens)):
                 self.register_binding(binding)
         self._metadata = MetadataPublisher(keys=self.keys.current, issuer=lambda: self.settings().issuer,
                                            claim_types=lambda: _claim_types(parties, role_claim),
@@ -358,7 +358,8 @@ class TokenService:
 
 
 def _lifecycle(store: IssuedTokenStore | None, token_policy: TokenPolicy | None,
-               certificates: Callable[[], tuple[x509.Certificate, ...]]) -> IssuedTokens | None:
+               certificates: Callable[[], tuple[x509.Certificate, ...]],
+               signing_keys: Callable[[], tuple[SigningKey, ...]]) -> IssuedTokens | None:
     """The lifecycle bindings' shared state, when a store is given; a policy without a store is a mistake."""
     if store is None:
         if token_policy is not None:
@@ -366,7 +367,7 @@ def _lifecycle(store: IssuedTokenStore | None, token_policy: TokenPolicy | None,
         return None
     if token_policy is not None and not isinstance(token_policy, TokenPolicy):
         raise ConfigurationError(f"token_policy: must be a TokenPolicy, not {_arguments.given(token_policy)}")
-    return IssuedTokens(store, certificates, token_policy or TokenPolicy())
+    return IssuedTokens(store, certificates, token_policy or TokenPolicy(), signing_keys)
 
 
 def _relying_parties(given: RelyingParty | Iterable[RelyingParty] | RelyingPartyStore) -> RelyingPartyStore:

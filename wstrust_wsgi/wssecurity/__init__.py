@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 from .header import Timestamp, build_timestamp, check_timestamp, read_timestamp, security_element, security_header
-from .references import key_identifier_reference
-from .signature import MessageProof, sign_message, verify_message
+from .references import key_identifier_reference, names_token
+from .signature import MessageProof, sign_message, verify_message, verify_token_proof
 from .username import UsernameToken, build_username_token, read_username_token
 
 __all__ = [
@@ -22,10 +22,12 @@ __all__ = [
     "build_username_token",
     "check_timestamp",
     "key_identifier_reference",
+    "names_token",
     "read_timestamp",
     "read_username_token",
     "security_element",
     "security_header",
     "sign_message",
     "verify_message",
+    "verify_token_proof",
 ]

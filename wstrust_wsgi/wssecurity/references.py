@@ -44,3 +44,19 @@ def direct_reference(parent: etree._Element, *, identifier: str, value_type: str
     reference = etree.SubElement(parent, _xml.qname(ns.WSSE, "SecurityTokenReference"), nsmap={"wsse": ns.WSSE})
     etree.SubElement(reference, _xml.qname(ns.WSSE, "Reference"), URI=f"#{identifier}", ValueType=value_type)
     return reference
+
+
+def names_token(reference: etree._Element, *, identifier: str, value_type: str, by_uri: bool) -> bool:
+    """Whether the SecurityTokenReference ``reference`` names the token ``identifier``.
+
+    By a ``wsse:KeyIdentifier`` of ``value_type`` holding exactly the ID, or,
+    where ``by_uri`` (SAML 2.0: SAML Token Profile 1.1 section 3.4.2), by a
+    ``wsse:Reference URI="#ID"``. What a holder-of-key proof's KeyInfo must say.
+    """
+    for child in reference:
+        if child.tag == _xml.qname(ns.WSSE, "KeyIdentifier") and child.get("ValueType") == value_type:
+            if _xml.text(child) == identifier:
+                return True
+        elif child.tag == _xml.qname(ns.WSSE, "Reference") and by_uri and child.get("URI") == "#" + identifier:
+            return True
+    return False

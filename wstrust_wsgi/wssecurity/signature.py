@@ -32,7 +32,7 @@ import uuid
 from base64 import b64decode, b64encode
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -40,12 +40,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
 from .. import _xml, ns, xmldsig
-from ..errors import FailedCheck
-from .references import direct_reference, key_identifier_reference
+from ..errors import FailedCheck, InvalidSecurity, MessageExpired
+from .header import Timestamp, check_timestamp, read_timestamp
+from .references import direct_reference, key_identifier_reference, names_token
 
 WSU_ID = _xml.qname(ns.WSU, "Id")
 SIGNATURE = _xml.qname(ns.DS, "Signature")
 _KEY_INFO = _xml.qname(ns.DS, "KeyInfo")
+_STR = _xml.qname(ns.WSSE, "SecurityTokenReference")
+_NO_PROOF = "A holder-of-key token needs a signature made with its proof key over the body and timestamp."
 #: WS-Addressing header blocks a proof signature covers when the message has them.
 ADDRESSING = tuple(_xml.qname(wsa, local) for wsa in (ns.WSA10, ns.WSA04)
                    for local in ("Action", "To", "MessageID", "ReplyTo", "From", "FaultTo", "RelatesTo"))
@@ -125,3 +128,39 @@ def verify_message(signature: etree._Element, *, key: xmldsig.HmacKey | rsa.RSAP
     # The decoded bytes, not the text: a replay re-encoded (whitespace, other padding bits) is the same value.
     value = b64decode(_xml.text(signature.find(_xml.qname(ns.DS, "SignatureValue"))))
     return MessageProof(verified, value)
+
+
+def verify_token_proof(security: etree._Element, *, body: etree._Element, headers: Sequence[etree._Element],
+                       token_id: str, value_type: str, by_uri: bool, key: xmldsig.HmacKey | rsa.RSAPublicKey,
+                       algorithms: xmldsig.AlgorithmPolicy, now: datetime, skew: timedelta,
+                       max_age: timedelta) -> tuple[MessageProof, Timestamp]:
+    """The one proof of possession of token ``token_id``'s key in ``security``, checked; and its Timestamp.
+
+    What the relying-party middleware and the STS's Renew of a holder-of-key
+    token both require, in order: exactly one ``ds:Signature`` whose KeyInfo
+    is a SecurityTokenReference naming the token (:func:`.references.names_token`);
+    a Timestamp with Expires, within the skew and created at most ``max_age``
+    ago; the signature made with ``key`` over the envelope's own ``body``, that
+    Timestamp and every addressing header among ``headers``
+    (:func:`verify_message`). Replay is the caller's: it keys its cache on the
+    returned SignatureValue until the Timestamp expires.
+
+    :raises InvalidSecurity: no such signature, or no Timestamp with Expires.
+    :raises MessageExpired: a stale or future Timestamp.
+    :raises FailedCheck: a bad signature, or one that covers too little.
+    """
+    signatures = [s for s in security.iterchildren(SIGNATURE)
+                  if any(names_token(reference, identifier=token_id, value_type=value_type, by_uri=by_uri)
+                         for key_info in s.iterchildren(_KEY_INFO) for reference in key_info.iterchildren(_STR))]
+    if len(signatures) != 1:
+        raise InvalidSecurity(f"{len(signatures)} signatures reference holder-of-key token {token_id}, "
+                              "expected exactly 1", reason=_NO_PROOF)
+    stamp = read_timestamp(security)
+    if stamp is None or stamp.expires is None:
+        raise InvalidSecurity("holder-of-key proof without a wsu:Timestamp with Expires", reason=_NO_PROOF)
+    check_timestamp(stamp, now=now, skew=skew)
+    if stamp.created < now - max_age - skew:
+        raise MessageExpired(f"wsu:Timestamp Created {stamp.created.isoformat()} is older than {max_age}")
+    timestamp = next(security.iterchildren(_xml.qname(ns.WSU, "Timestamp")))
+    cover = [body, timestamp, *(h for h in headers if h.tag in ADDRESSING)]
+    return verify_message(signatures[0], key=key, algorithms=algorithms, must_cover=cover, now=now), stamp

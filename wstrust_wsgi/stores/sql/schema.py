@@ -9,7 +9,8 @@ that workers starting together upgrade once and a failed upgrade leaves the
 previous version intact. A database newer than this code is refused rather
 than used. Version 1 is the layout of :func:`_create_v1`; version 2 adds the lockout table;
 version 3 how relying parties' tokens are encrypted; version 4 the signing keys; version 5 the issued
-tokens and the delegation rules; version 6 the key types a relying party allows.
+tokens and the delegation rules; version 6 the key types a relying party allows;
+version 8 what an issued token needs to be renewed (its wrapped proof key or bound certificate, the claims asked).
 """
 
 from __future__ import annotations
@@ -200,6 +201,15 @@ def _create_v7(tx: Tx) -> None:
     tx.execute("CREATE INDEX user_certificates_user ON user_certificates (user_id)")
 
 
+def _create_v8(tx: Tx) -> None:
+    """What renewing an issued token needs (:mod:`wstrust_wsgi.stores.tokens`): a holder-of-key token's proof
+    (SymmetricKey: its key wrapped under a key derived from the STS's signing key, never in clear, and the
+    thumbprint of that signing certificate; PublicKey: the bound certificate) and the claims asked at issue
+    (a JSON array of ``[URI, optional]``). NULL in older rows: such a holder-of-key token cannot be renewed."""
+    for column in ("proof", "proof_wrapped_by", "claims"):
+        tx.execute(f"ALTER TABLE issued_tokens ADD COLUMN {column} TEXT")
+
+
 #: Every schema version, in order. Append; never edit a released step.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "users, roles, claims, relying parties, settings", _create_v1),
@@ -209,6 +219,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "issued tokens for Validate, Renew and Cancel; delegation rules", _create_v5),
     Migration(6, "relying parties' allowed key types (holder-of-key)", _create_v6),
     Migration(7, "user certificates (X.509-authenticated requests)", _create_v7),
+    Migration(8, "issued tokens' proof of possession and requested claims, for renewal", _create_v8),
 )
 
 
