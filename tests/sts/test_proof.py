@@ -156,7 +156,7 @@ def fault_reason(response: webtest.TestResponse) -> str:
     ("short-nonce", "The client entropy is shorter than the 256-bit key."),
     ("other-algorithm", "Only the ComputedKeyAlgorithm"),
     ("no-certificate", "The relying party has no certificate registered"),
-    ("public-key", "A PublicKey request must name its key in wst:UseKey."),
+    ("public-key", "A PublicKey request must name its key in wst:UseKey, or be signed with a registered X.509"),
 ])
 def test_refusals_are_invalid_request_with_a_clear_reason(sts, make_client, change, reason) -> None:  # type: ignore[no-untyped-def]
     applies = "http://127.0.0.1:8083/nocert" if change == "no-certificate" else SERVICE_URL
