@@ -324,3 +324,29 @@ def test_a_certificate_client_refuses_to_bind_another_key_before_sending(x509_wo
     with pytest.raises(ConfigurationError, match="one signature per request"):
         _x509_client(x509_world, client_key).build_request(SERVICE_URL, key_type="public",
                                                            client_key=sts_keys.load())
+
+
+@pytest.mark.parametrize("bits", [1024, 2048])
+def test_the_middleware_reads_a_key_value_confirmation_of_2048_bits_or_more(world, clock, sts_keys,
+                                                                            bits) -> None:  # type: ignore[no-untyped-def]
+    """A token the trusted STS signed around a bare ds:KeyValue: its key proves the request, unless it is short."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from _forge import content, sign
+    from wstrust_wsgi import IssuedToken, saml
+    private = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    key_info = etree.Element(f"{DS}KeyInfo", nsmap={"ds": ns.DS})
+    key_info.append(key_value_element(private.public_key()))
+    what = content(clock(), proof_key_info=key_info)
+    token = IssuedToken(sign(sts_keys.load(), saml.SAML2, what), saml.SAML2.token_type, what.assertion_id,
+                        what.not_before, what.not_on_or_after, SERVICE_URL, key_type="public", private_key=private)
+    recorder = RecordingApp()
+    world.service.app = recorder
+    response = webtest.TestApp(world.service).post("/soap", service_request(token, b"<P xmlns='urn:x'/>")[0],
+                                                   content_type="text/xml", expect_errors=True)
+    if bits == 2048:
+        assert response.status_int == 200 and len(recorder.calls) == 1
+    else:
+        fault = read_fault(response.body)
+        assert fault.code == f"{{{ns.WSSE}}}InvalidSecurityToken" and recorder.calls == []
+        assert fault.reason == "The holder-of-key token's key cannot be read."
