@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -356,6 +358,7 @@ def test_each_use_key_form_under_gunicorn(tmp_path, client_key) -> None:  # type
     """Our client against the STS and the holder-of-key-only echo service, each a real gunicorn on loopback."""
     from _support.deployment import Gunicorn
     from _support.net import free_port, wait_listening
+    from _support import ROOT
     from wstrust_wsgi import StsClient, UrllibTransport, generate_demo_key_pair
     keydir = tmp_path / "keys"
     keydir.mkdir()
@@ -376,7 +379,15 @@ def test_each_use_key_form_under_gunicorn(tmp_path, client_key) -> None:  # type
             token = client.request_token(service_url, key_type="public", client_key=client_key.load(), use_key=use_key)
             reply = call_service(service_url, token, echo_payload(use_key), transport=UrllibTransport())
             assert reply.findtext(f"{{{ECHO_NS}}}Message") == use_key
-        assert "holder-of-key of the requester's public key (UseKey KeyValue" in (tmp_path / "sts.log").read_text()
+        command = subprocess.run(
+            [sys.executable, "-m", "wstrust_wsgi", "client", "--sts", f"http://127.0.0.1:{sts_port}/sts",
+             "--service", service_url, "--password", "admin", "--key-type", "public", "--use-key", "reference",
+             "--client-key", str(client_key.key), "--client-cert", str(client_key.cert), "--message", "by the CLI"],
+            capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert command.returncode == 0 and "by the CLI" in command.stdout, command.stderr
+        log = (tmp_path / "sts.log").read_text()
+        assert "holder-of-key of the requester's public key (UseKey KeyValue" in log
+        assert "holder-of-key of the requester's public key (the BinarySecurityToken UseKey references" in log
     finally:
         for server in servers:
             server.stop()
