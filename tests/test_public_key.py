@@ -144,15 +144,19 @@ def _confirmation_key_info(assertion: bytes) -> etree._Element:
 
 @VERSIONS
 @FORMS
-def test_each_use_key_form_round_trips(world, client_key, address, use_key) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("soap", "trust"), [("1.2", "1.3"), ("1.1", "2005")])
+def test_each_use_key_form_round_trips(world, client_key, address, use_key, soap,
+                                       trust) -> None:  # type: ignore[no-untyped-def]
     key = client_key.load()
-    token = world.client().request_token(address, key_type="public", client_key=key, use_key=use_key)
+    token = world.client(soap_version=soap, trust_version=trust).request_token(
+        address, key_type="public", client_key=key, use_key=use_key)
     carried = [etree.QName(c).localname for c in _confirmation_key_info(token.assertion)]
     assert carried == (["KeyValue"] if use_key == "key-value" else ["X509Data"])
     if use_key == "key-value":
         assert read_key_value(_confirmation_key_info(token.assertion)[0]).public_numbers() == \
             key.private_key.public_key().public_numbers()
-    reply = call_service(address, token, echo_payload(use_key), transport=WSGITransport(world.service))
+    reply = call_service(address, token, echo_payload(use_key), soap_version=soap,
+                         transport=WSGITransport(world.service))
     assert (reply.findtext(f"{{{ECHO_NS}}}Message"), reply.findtext(f"{{{ECHO_NS}}}Caller")) == (use_key, "admin")
 
 
