@@ -62,6 +62,7 @@ from .saml.confirmation import BEARER, HOLDER_OF_KEY, confirmations
 from .saml.versions import SAML2, SAML11
 from .stores import ReplayCache
 from .xmldsig import AlgorithmPolicy, HmacKey
+from .xmldsig.keyvalue import KEY_VALUE, read_key_value
 from .xmlenc import Decrypter, KeyPair
 
 POLICIES = ("bearer", "holder-of-key", "any")
@@ -73,18 +74,24 @@ _ENCRYPTED_KEY = _xml.qname(ns.XENC, "EncryptedKey")
 _X509_DATA = _xml.qname(ns.DS, "X509Data")
 
 
-def _public_key(x509_data: etree._Element) -> rsa.RSAPublicKey:
-    """The RSA key of the one X509Certificate a holder-of-key KeyInfo names (PublicKey tokens)."""
-    certificates = x509_data.findall(_xml.qname(ns.DS, "X509Certificate"))
+def _public_key(carrier: etree._Element) -> rsa.RSAPublicKey:
+    """The RSA key (2048 bits or more) a PublicKey token's holder-of-key KeyInfo names: the one
+    ``ds:X509Certificate`` of its ``ds:X509Data``, or its ``ds:KeyValue/ds:RSAKeyValue`` (a bare key).
+    The key is trusted because the signed assertion carries it, never for what the certificate says."""
     try:
-        if len(certificates) != 1:
-            raise ValueError(f"{len(certificates)} certificates")
-        key = x509.load_der_x509_certificate(b64decode("".join(_xml.text(certificates[0]).split()))).public_key()
+        if carrier.tag == KEY_VALUE:
+            key = read_key_value(carrier)
+        else:
+            certificates = carrier.findall(_xml.qname(ns.DS, "X509Certificate"))
+            if len(certificates) != 1:
+                raise ValueError(f"{len(certificates)} certificates")
+            key = x509.load_der_x509_certificate(b64decode("".join(_xml.text(certificates[0]).split()))
+                                                 ).public_key()
     except ValueError as exc:
-        raise InvalidSecurityToken(f"holder-of-key X509Data unusable: {exc}",
+        raise InvalidSecurityToken(f"holder-of-key {etree.QName(carrier).localname} unusable: {exc}",
                                    reason="The holder-of-key token's key cannot be read.") from None
     if not isinstance(key, rsa.RSAPublicKey) or key.key_size < 2048:
-        raise InvalidSecurityToken("holder-of-key certificate key is not RSA of 2048 bits or more",
+        raise InvalidSecurityToken("holder-of-key key is not RSA of 2048 bits or more",
                                    reason="The holder-of-key token's key cannot be read.")
     return key
 _NO_PROOF = "A holder-of-key token needs a signature made with its proof key over the body and timestamp."
@@ -222,7 +229,7 @@ class ProofOfPossession:
         if len({etree.tostring(child, method="c14n", exclusive=True) for child in encrypted}) > 1:
             raise InvalidSecurityToken("holder-of-key confirmations name different keys",
                                        reason="The holder-of-key token names more than one proof key.")
-        if encrypted and encrypted[0].tag == _X509_DATA:
+        if encrypted and encrypted[0].tag in (_X509_DATA, KEY_VALUE):
             return _public_key(encrypted[0])
         if not encrypted or any(child.tag != _ENCRYPTED_KEY for child in encrypted):
             raise InvalidSecurityToken("holder-of-key KeyInfo holds something other than an xenc:EncryptedKey "

@@ -37,6 +37,7 @@ from .wstrust import delegation, lifecycle
 from .wstrust.proof import DEFAULT_KEY_SIZE, EntropyMode, KeyKind, key_type_uri, request_elements, use_key_element
 from .keys import SigningKey
 from .xmldsig import HmacKey, certificate_base64
+from .xmldsig.keyvalue import key_value_element
 
 #: ``(url, body, headers) -> (status, content_type, body)``.
 Transport = Callable[[str, bytes, dict[str, str]], tuple[int, str, bytes]]
@@ -46,6 +47,8 @@ _DIALECTS = {"1.3": wstrust.WSTRUST13, "2005": wstrust.WSTRUST2005}
 _TOKEN_TYPES = {"2.0": SAML2.token_type, "1.1": SAML11.token_type}
 _KEY_TYPES: dict[str, KeyKind] = {"bearer": "bearer", "symmetric": "symmetric", "public": "public"}
 _ENTROPY: dict[str, EntropyMode] = {"both": "both", "client": "client", "sts": "sts"}
+#: How a PublicKey RST names the key in wst:UseKey (:meth:`StsClient.request_token`).
+_USE_KEY = {"certificate": "certificate", "reference": "reference", "key-value": "key-value"}
 #: Signature methods of a symmetric proof (HMAC-SHA1 for WCF and AD FS peers that use it).
 _PROOF_METHODS = {"hmac-sha256": ns.ALG_HMAC_SHA256, "hmac-sha1": ns.ALG_HMAC_SHA1, "hmac-sha384": ns.ALG_HMAC_SHA384,
                   "hmac-sha512": ns.ALG_HMAC_SHA512}
@@ -189,7 +192,7 @@ class StsClient:
                       allow_renewal: bool | None = None, renew_after_expiry: bool | None = None,
                       claims: Iterable[str | tuple[str, bool]] | None = None,
                       claims_dialect: str = ns.CLAIMS_IDENTITY, on_behalf_of: Delegated | None = None,
-                      act_as: Delegated | None = None) -> bytes:
+                      act_as: Delegated | None = None, use_key: str = "certificate") -> bytes:
         """The RST envelope, for inspection or for sending by other means (see :meth:`request_token`).
 
         ``allow_renewal`` and ``renew_after_expiry``, when given, ask for
@@ -201,16 +204,17 @@ class StsClient:
         """
         return self._build(applies_to, token_type, key_type, key_size, entropy, client_key,
                            renewing=(allow_renewal, renew_after_expiry), claims=claims, claims_dialect=claims_dialect,
-                           on_behalf_of=on_behalf_of, act_as=act_as)[0]
+                           on_behalf_of=on_behalf_of, act_as=act_as, use_key=use_key)[0]
 
     def _build(self, applies_to: str, token_type: str | None, key_type: str, key_size: int,
                entropy: str, client_key: SigningKey | None = None, *,
                renewing: tuple[bool | None, bool | None] = (None, None),
                claims: Iterable[str | tuple[str, bool]] | None = None,
                claims_dialect: str = ns.CLAIMS_IDENTITY, on_behalf_of: Delegated | None = None,
-               act_as: Delegated | None = None) -> tuple[bytes, bytes | None]:
+               act_as: Delegated | None = None, use_key: str = "certificate") -> tuple[bytes, bytes | None]:
         """The RST envelope and the client entropy it carries (None when it carries none)."""
         kind: KeyKind = _choice(_KEY_TYPES, key_type, "key_type")
+        form = _choice(_USE_KEY, use_key, "use_key")
         mode: EntropyMode = _choice(_ENTROPY, entropy, "entropy")
         if not isinstance(key_size, int) or key_size % 8 or not 128 <= key_size <= 512:
             raise ConfigurationError(f"key_size: must be a multiple of 8 from 128 to 512 bits, not "
@@ -245,15 +249,20 @@ class StsClient:
                                  Optional="true" if optional else "false")
         spliced = delegation.add_delegation(rst, on_behalf_of=_held(on_behalf_of, "on_behalf_of"),
                                             act_as=_held(act_as, "act_as"), digest=self.digest, now=now)
-        if self.client_cert is not None and (kind == "public" or spliced):
-            raise ConfigurationError("client_cert: key_type='public' or a SAML token in on_behalf_of or act_as "
-                                     "with a certificate-authenticated request is not supported (one signature "
-                                     "per request; a spliced token would be signed as re-serialized)")
+        if self.client_cert is not None and spliced:
+            raise ConfigurationError("client_cert: a SAML token in on_behalf_of or act_as with a "
+                                     "certificate-authenticated request is not supported (a spliced token would be "
+                                     "signed as re-serialized)")
         if kind == "public":  # signed last: the signature covers the whole Body
             if spliced:
                 raise ConfigurationError("key_type='public' with a SAML token in on_behalf_of or act_as is not "
                                          "supported (the token would have to be signed as re-serialized)")
-            return self._signed_with_use_key(rst, security, client_key, now), None
+            if self.client_cert is not None:  # the certificate that authenticates is the key bound
+                if client_key is not None and client_key.certificate != self.client_cert.certificate:
+                    raise ConfigurationError("client_cert: key_type='public' binds the client certificate; another "
+                                             "client_key would need a second signature (one signature per request)")
+                client_key = self.client_cert
+            return self._signed_with_use_key(rst, security, client_key, now, form), None
         if self.client_cert is not None:
             return self._signed_with_certificate(_envelope_tree(self.soap, security, rst)), nonce
         envelope = soap.envelope(self.soap, rst, [security])
@@ -286,19 +295,34 @@ class StsClient:
         return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
 
     def _signed_with_use_key(self, rst: etree._Element, security: etree._Element, client_key: SigningKey | None,
-                             now: datetime) -> bytes:
-        """A PublicKey RST: UseKey names ``client_key``'s certificate, and a signature with it over the Body
-        (holding the UseKey) and a Timestamp proves possession (UseKey/@Sig names that signature)."""
+                             now: datetime, form: str = "certificate") -> bytes:
+        """A PublicKey RST: UseKey names ``client_key`` (its certificate, a reference to that certificate as a
+        BinarySecurityToken of the Security header, or its bare ``ds:KeyValue``, as ``form`` says), and a
+        signature with it over the Body (holding the UseKey) and a Timestamp proves possession (UseKey/@Sig
+        names that signature). A certificate-authenticated client's one signature is both."""
         if not isinstance(client_key, SigningKey):
             raise ConfigurationError(f"client_key: key_type='public' needs the client's SigningKey "
                                      f"(SigningKey.from_files(key, cert)), not {_arguments.given(client_key)}")
         signature_id = f"SIG-{uuid.uuid4().hex}"
-        use_key_element(rst, self.dialect, certificate_base64(client_key.certificate), signature_id)
+        token_id = f"X509-{uuid.uuid4().hex}" if form == "reference" or self.client_cert is not None else None
+        key: str | etree._Element = certificate_base64(client_key.certificate)
+        if form == "key-value":
+            key = key_value_element(client_key.private_key.public_key())
+        elif form == "reference":
+            key = etree.Element(_xml.qname(ns.WSSE, "SecurityTokenReference"), nsmap={"wsse": ns.WSSE})
+            etree.SubElement(key, _xml.qname(ns.WSSE, "Reference"), URI=f"#{token_id}", ValueType=ns.WSSE_X509V3)
+        use_key_element(rst, self.dialect, key, signature_id)
         if security.find(_xml.qname(ns.WSU, "Timestamp")) is None:
             security.insert(0, wssecurity.build_timestamp(now))
         envelope = _envelope_tree(self.soap, security, rst)
-        wssecurity.sign_message(envelope, security, client_key.private_key, method="rsa-sha256",
-                                certificate=client_key.certificate, signature_id=signature_id)
+        signature = wssecurity.sign_message(
+            envelope, security, client_key.private_key, method="rsa-sha256", signature_id=signature_id,
+            certificate=client_key.certificate if token_id is None else None,
+            binary_token=client_key.certificate if token_id is not None else None, binary_token_id=token_id)
+        if form == "key-value" and token_id is None:  # KeyInfo is not signed: name the bare key, not a certificate
+            key_info = signature.find(_xml.qname(ns.DS, "KeyInfo"))
+            assert key_info is not None
+            key_info[:] = [key_value_element(client_key.private_key.public_key())]
         return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
 
     def request_token(self, applies_to: str, *, token_type: str | None = None, key_type: str = "bearer",
@@ -306,7 +330,7 @@ class StsClient:
                       allow_renewal: bool | None = None, renew_after_expiry: bool | None = None,
                       claims: Iterable[str | tuple[str, bool]] | None = None,
                       claims_dialect: str = ns.CLAIMS_IDENTITY, on_behalf_of: Delegated | None = None,
-                      act_as: Delegated | None = None) -> IssuedToken:
+                      act_as: Delegated | None = None, use_key: str = "certificate") -> IssuedToken:
         """Ask for a token for ``applies_to``; ``token_type`` is ``"2.0"``, ``"1.1"`` or a URI.
 
         ``key_type="symmetric"`` asks for a holder-of-key token whose proof key
@@ -316,7 +340,13 @@ class StsClient:
         ``key_type="public"`` binds the token to ``client_key`` (a
         :class:`~wstrust_wsgi.SigningKey`: the client's RSA key and certificate),
         whose possession the request proves by a signature; calls are then
-        signed with that key (RSA-SHA256). ``allow_renewal=False`` asks for a
+        signed with that key (RSA-SHA256). ``use_key`` says how the RST names
+        it: ``"certificate"`` (``ds:X509Data``, the default), ``"reference"``
+        (a ``wsse:SecurityTokenReference`` to the certificate as a
+        BinarySecurityToken in the Security header) or ``"key-value"`` (the
+        bare key, ``ds:KeyValue``; the token then carries no certificate). A
+        ``client_cert`` client binds its own certificate (``client_key`` may
+        be omitted): the one signature authenticates and proves. ``allow_renewal=False`` asks for a
         token that cannot be renewed, ``renew_after_expiry=True`` for one that
         can be renewed for a while after it expired (see :meth:`renew`);
         ``claims`` asks for those claims only (see :meth:`build_request`).
@@ -328,12 +358,14 @@ class StsClient:
         """
         body, nonce = self._build(applies_to, token_type, key_type, key_size, entropy, client_key,
                                   renewing=(allow_renewal, renew_after_expiry), claims=claims,
-                                  claims_dialect=claims_dialect, on_behalf_of=on_behalf_of, act_as=act_as)
+                                  claims_dialect=claims_dialect, on_behalf_of=on_behalf_of, act_as=act_as,
+                                  use_key=use_key)
         status, answer = _post(self.transport, self.url, self.soap, self.dialect.issue_action, body)
         try:
             token = parse_response(answer, status=status, key_type=key_type, client_entropy=nonce, key_size=key_size)
-            if key_type == "public" and client_key is not None:
-                return dataclasses.replace(token, private_key=client_key.private_key)
+            holder = self.client_cert if self.client_cert is not None else client_key
+            if key_type == "public" and holder is not None:
+                return dataclasses.replace(token, private_key=holder.private_key)
             return token
         except TransportError as exc:
             raise TransportError(f"{self.url}: {exc}", url=self.url) from None

@@ -21,6 +21,7 @@ from _support import ISSUER, SERVICE_URL, FixedClock, KeyFiles, vector
 from wstrust_wsgi import MemoryUserStore, RelyingParty, TokenService, ns
 from wstrust_wsgi.wstrust import WSTRUST13, WSTRUST2005, dialect_of
 from wstrust_wsgi.wstrust.proof import p_sha1, parse_proof_request, proof_key_of, request_elements
+from wstrust_wsgi.errors import InvalidRequest
 from wstrust_wsgi.xmlenc import Decrypter
 
 CLIENT = b64decode("GS5olVevYMI4vW1Df/7FUpHcJJopTszp6sodlK4/rP8=")
@@ -156,7 +157,7 @@ def fault_reason(response: webtest.TestResponse) -> str:
     ("short-nonce", "The client entropy is shorter than the 256-bit key."),
     ("other-algorithm", "Only the ComputedKeyAlgorithm"),
     ("no-certificate", "The relying party has no certificate registered"),
-    ("public-key", "A PublicKey request must name its key in wst:UseKey."),
+    ("public-key", "A PublicKey request must name its key in wst:UseKey, or be signed with a registered X.509"),
 ])
 def test_refusals_are_invalid_request_with_a_clear_reason(sts, make_client, change, reason) -> None:  # type: ignore[no-untyped-def]
     applies = "http://127.0.0.1:8083/nocert" if change == "no-certificate" else SERVICE_URL
@@ -250,3 +251,43 @@ def test_the_real_rstr_proof_token_shapes_give_their_keys() -> None:
     picketlink = _first("breadth/picketlink_rstr-hok-symmetric-computedkey.xml", "RequestSecurityTokenResponse")
     ours = bytes(range(16))
     assert proof_key_of(picketlink, ours, 256) == p_sha1(ours, b64decode("dSRCR4Abu6c="), 16)
+
+
+# PublicKey: the forms of wst:UseKey as other clients write them (sts/proof.py reads each to one key)
+
+def _use_key_of(xml: str) -> etree._Element:
+    return etree.fromstring(f'<wst:UseKey xmlns:wst="{ns.WST13}" xmlns:ds="{ns.DS}" xmlns:wsse="{ns.WSSE}" '
+                            f'xmlns:wsu="{ns.WSU}">{xml}</wst:UseKey>')
+
+
+def test_the_picketlink_key_value_straight_in_use_key_is_read_as_a_bare_key() -> None:
+    from wstrust_wsgi.sts.proof import _use_key
+    root = etree.parse(str(vector("breadth/picketlink_rst-publickey-usekey-keyvalue.xml"))).getroot()
+    request = parse_proof_request(root)
+    assert request.kind == "public" and request.use_key is not None
+    bound = _use_key(request.use_key, root, None)
+    assert bound.certificate is None and bound.key.key_size == 1024  # then refused: under 2048 bits
+
+
+def test_a_binary_security_token_or_a_reference_straight_in_use_key_is_read(sts_keys: KeyFiles) -> None:
+    from wstrust_wsgi.sts.proof import _use_key
+    from wstrust_wsgi.xmldsig import certificate_base64
+    certificate = sts_keys.load().certificate
+    direct = _use_key(_use_key_of(f'<wsse:BinarySecurityToken ValueType="{ns.WSSE_X509V3}">'
+                                  f'{certificate_base64(certificate)}</wsse:BinarySecurityToken>'), etree.Element("x"),
+                      None)
+    assert direct.certificate == certificate
+    envelope = etree.fromstring(
+        f'<s:Envelope xmlns:s="{ns.SOAP12}"><s:Header><wsse:Security xmlns:wsse="{ns.WSSE}" xmlns:wsu="{ns.WSU}">'
+        f'<wsse:BinarySecurityToken ValueType="{ns.WSSE_X509V3}" wsu:Id="cert">{certificate_base64(certificate)}'
+        f'</wsse:BinarySecurityToken></wsse:Security></s:Header><s:Body/></s:Envelope>')
+    security = envelope[0][0]
+    use_key = _use_key_of('<wsse:SecurityTokenReference><wsse:Reference URI="#cert"/></wsse:SecurityTokenReference>')
+    assert _use_key(use_key, envelope, security).certificate == certificate
+    for wrong in ('<wsse:SecurityTokenReference><wsse:Reference URI="cert"/></wsse:SecurityTokenReference>',
+                  '<wsse:SecurityTokenReference><wsse:Reference URI="#cert" ValueType="urn:other"/>'
+                  '</wsse:SecurityTokenReference>',
+                  '<ds:KeyName>cert</ds:KeyName>'):
+        with pytest.raises(InvalidRequest) as refused:
+            _use_key(_use_key_of(wrong), envelope, security)
+        assert refused.value.reason.startswith("wst:UseKey must name one RSA key"), wrong

@@ -113,7 +113,7 @@ def _client(args: argparse.Namespace) -> int:
     try:
         token = saved or client.request_token(applies_to, token_type=args.token_type, key_type=args.key_type,
                                               entropy=args.entropy, client_key=client_key, **lifecycle.claims(args),
-                                              **delegated)
+                                              use_key=args.use_key, **delegated)
     except RemoteFault as fault:
         hint = (f"; {args.sts} answers like a service protected by SAML tokens, not like an STS: "
                 "give --sts the STS endpoint (--service is the protected service)") if _not_an_sts(fault) else ""
@@ -169,6 +169,9 @@ def add_client_command(commands: Any) -> None:
                                              "token binds; otherwise it signs the request instead of a password")
     client.add_argument("--client-cert", help="the client's PEM certificate (see --client-key); without --key-type "
                                               "public it authenticates as the user it is registered to")
+    client.add_argument("--use-key", choices=["certificate", "reference", "key-value"], default="certificate",
+                        help="how a public-key request names the key: its certificate (default), a reference to it "
+                             "as a BinarySecurityToken, or the bare key (ds:KeyValue)")
     client.add_argument("--entropy", choices=["both", "client", "sts"], default="both",
                         help="who makes a symmetric proof key (default both, by P_SHA1; sts: over TLS only)")
     client.add_argument("--signature-algorithm", choices=["hmac-sha256", "hmac-sha1"], default="hmac-sha256",

@@ -81,7 +81,7 @@ class UsernameAuthentication:
         security = wssecurity.security_header(envelope.header_blocks(), envelope.version.namespace)
         if security is None:
             raise InvalidSecurity("no wsse:Security header", reason="A wsse:Security header with a UsernameToken is required.")
-        if has_certificate_token(security):
+        if has_certificate_token(security, envelope):
             return certificate_principal(envelope, security, users=self._users, nonces=self._nonces, now=now,
                                          skew=skew, window=self._digest_window, address=address,
                                          lockout=self._lockout)

@@ -37,7 +37,7 @@ from .. import _xml, ns, soap, wssecurity
 from ..errors import FailedAuthentication, InvalidSecurity, InvalidSecurityToken, SoapFault
 from ..model import Principal, certificate_fingerprint
 from ..stores import ReplayCache
-from ..wssecurity.signature import SIGNATURE
+from ..wssecurity.signature import SIGNATURE, WSU_ID
 from ..xmldsig import AlgorithmPolicy
 from .lockout import Lockout
 
@@ -45,12 +45,24 @@ __all__ = ["certificate_principal", "has_certificate_token"]
 
 _BST = _xml.qname(ns.WSSE, "BinarySecurityToken")
 _USERNAME_TOKEN = _xml.qname(ns.WSSE, "UsernameToken")
+_REFERENCE = _xml.qname(ns.WSSE, "Reference")
 _TO = tuple(_xml.qname(wsa, "To") for wsa in (ns.WSA10, ns.WSA04))
 
 
-def has_certificate_token(security: etree._Element) -> bool:
-    """Whether the Security header carries an X.509 BinarySecurityToken (then this module authenticates)."""
-    return any(bst.get("ValueType") == ns.WSSE_X509V3 for bst in security.iterchildren(_BST))
+def has_certificate_token(security: etree._Element, envelope: soap.Envelope | None = None) -> bool:
+    """Whether the Security header carries an X.509 BinarySecurityToken (then this module authenticates).
+
+    With ``envelope``, tokens that the RST's ``wst:UseKey`` references beside a
+    UsernameToken do not count: they are the key a PublicKey request binds
+    (:mod:`.proof` checks its proof), not who is asking; the password is.
+    """
+    tokens = [bst for bst in security.iterchildren(_BST) if bst.get("ValueType") == ns.WSSE_X509V3]
+    if tokens and envelope is not None and security.find(_USERNAME_TOKEN) is not None:
+        referenced = {reference.get("URI", "")[1:] for operation in envelope.body
+                      for use_key in _xml.children(operation, (ns.WST13, ns.WST2005), "UseKey")
+                      for reference in use_key.iter(_REFERENCE)}
+        return not all(token.get(WSU_ID) in referenced for token in tokens)
+    return bool(tokens)
 
 
 def certificate_principal(envelope: soap.Envelope, security: etree._Element, *, users: object,

@@ -64,7 +64,7 @@ def _id_of(element: etree._Element, prefix: str) -> str:
 def sign_message(envelope: etree._Element, security: etree._Element, key: xmldsig.HmacKey | rsa.RSAPrivateKey, *,
                  method: str, token_type: str = "", value_type: str = "", token_id: str = "",
                  certificate: x509.Certificate | None = None, signature_id: str | None = None,
-                 binary_token: x509.Certificate | None = None) -> etree._Element:
+                 binary_token: x509.Certificate | None = None, binary_token_id: str | None = None) -> etree._Element:
     """Sign the Body, the Timestamp of ``security`` and the addressing headers; append the Signature.
 
     ``envelope`` declares ``wsu`` (so the Ids carry that prefix). The
@@ -74,7 +74,8 @@ def sign_message(envelope: etree._Element, security: etree._Element, key: xmldsi
     possession of itself, as a PublicKey RST does), holds that certificate.
     With ``binary_token`` (the key's certificate, as an X.509-authenticated
     request carries it), that certificate goes into ``security`` as a
-    ``wsse:BinarySecurityToken`` the KeyInfo references by ``wsu:Id``.
+    ``wsse:BinarySecurityToken`` the KeyInfo references by ``wsu:Id`` (``binary_token_id``
+    when the caller must name it beforehand, as a PublicKey RST's UseKey does).
     """
     soap_ns = _xml.namespace(envelope)
     body = _xml.child(envelope, soap_ns, "Body")
@@ -91,6 +92,8 @@ def sign_message(envelope: etree._Element, security: etree._Element, key: xmldsi
         token = etree.Element(_xml.qname(ns.WSSE, "BinarySecurityToken"), ValueType=ns.WSSE_X509V3,
                               EncodingType=ns.WSSE_BASE64)
         token.text = b64encode(binary_token.public_bytes(Encoding.DER)).decode("ascii")
+        if binary_token_id is not None:
+            token.set(WSU_ID, binary_token_id)
         timestamp.addnext(token)
         direct_reference(etree.SubElement(signature, _KEY_INFO), identifier=_id_of(token, "X509"),
                          value_type=ns.WSSE_X509V3)

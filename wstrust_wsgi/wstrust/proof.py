@@ -103,7 +103,8 @@ class ProofRequest:
     client_entropy: bytes | None = field(repr=False)
     #: Whether the request names ComputedKeyAlgorithm P_SHA1 (combine both entropies).
     computed: bool
-    #: PublicKey: the ``wst:UseKey`` element naming the requester's key (its ``Sig`` names the proof).
+    #: PublicKey: the ``wst:UseKey`` element naming the requester's key (its ``Sig`` names the proof); None
+    #: when the request has none.
     use_key: etree._Element | None = field(default=None, repr=False)
 
 
@@ -132,9 +133,7 @@ def parse_proof_request(rst: etree._Element) -> ProofRequest:
     if kind == "symmetric" and entropy is not None and len(entropy) * 8 < key_size:
         raise InvalidRequest(f"client entropy of {len(entropy) * 8} bits for a {key_size}-bit key",
                              reason=f"The client entropy is shorter than the {key_size}-bit key.")
-    use_key = _xml.child(rst, t, "UseKey")
-    if kind == "public" and use_key is None:
-        raise InvalidRequest("PublicKey without wst:UseKey", reason="A PublicKey request must name its key in wst:UseKey.")
+    use_key = _xml.child(rst, t, "UseKey")  # PublicKey without one: the STS decides (an X.509-signed request)
     return ProofRequest(kind, key_size, entropy, algorithm is not None, use_key)
 
 
@@ -246,10 +245,15 @@ def proof_key_of(rstr: etree._Element, client_entropy: bytes | None, key_size: i
     return client_entropy[:size]
 
 
-def use_key_element(rst: etree._Element, dialect: Dialect, certificate_b64: str, signature_id: str) -> None:
-    """Add ``wst:UseKey Sig="#signature_id"`` holding ``ds:KeyInfo/ds:X509Data/ds:X509Certificate`` to ``rst``."""
+def use_key_element(rst: etree._Element, dialect: Dialect, key: str | etree._Element, signature_id: str) -> None:
+    """Add ``wst:UseKey Sig="#signature_id"`` holding ``ds:KeyInfo`` to ``rst``: with ``key`` a base64
+    certificate, ``ds:X509Data/ds:X509Certificate``; with an element (a ``ds:KeyValue``, a
+    ``wsse:SecurityTokenReference``), that element."""
     use_key = _sub(rst, dialect.namespace, "UseKey")
     use_key.set("Sig", "#" + signature_id)
     key_info = etree.SubElement(use_key, _xml.qname(ns.DS, "KeyInfo"), nsmap={"ds": ns.DS})
+    if not isinstance(key, str):
+        key_info.append(key)
+        return
     x509_data = etree.SubElement(key_info, _xml.qname(ns.DS, "X509Data"))
-    etree.SubElement(x509_data, _xml.qname(ns.DS, "X509Certificate")).text = certificate_b64
+    etree.SubElement(x509_data, _xml.qname(ns.DS, "X509Certificate")).text = key

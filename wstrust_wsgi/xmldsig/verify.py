@@ -30,6 +30,7 @@ from .. import _xml, ns
 from .._checks import Trace
 from ..errors import FailedCheck, InvalidSecurityToken, UnsupportedAlgorithm
 from .algorithms import ALGORITHMS, Algorithm, AlgorithmPolicy, HmacKey
+from .keyvalue import read_key_value
 
 
 class Candidate(NamedTuple):
@@ -259,11 +260,8 @@ def _key_value_matches(signature: etree._Element, public_key: rsa.RSAPublicKey) 
     if key_value is None and der is None:  # the usual case: no key named, nothing to compare
         return True
     numbers = public_key.public_numbers()
-    if key_value is not None:
-        rsa_value = _find(key_value, "ds:RSAKeyValue")
-        modulus = int.from_bytes(b64decode(_find(rsa_value, "ds:Modulus").text), "big")  # type: ignore[arg-type]
-        exponent = int.from_bytes(b64decode(_find(rsa_value, "ds:Exponent").text), "big")  # type: ignore[arg-type]
-        if (modulus, exponent) != (numbers.n, numbers.e):
+    if key_value is not None:  # not an RSA key, or malformed: ValueError, a failure for the caller
+        if read_key_value(key_value).public_numbers() != numbers:
             return False
     if der is not None:
         carried = serialization.load_der_public_key(b64decode(der.text))  # type: ignore[arg-type]
