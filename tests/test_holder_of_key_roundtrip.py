@@ -2,7 +2,9 @@
 
 In-process for each entropy mode, SAML version, SOAP version and WS-Trust
 version (and both HMAC methods); then for real, the STS and the service each
-under gunicorn on loopback, the client speaking HTTP to both.
+under gunicorn on loopback, the client speaking HTTP to both, through the same
+matrix (SAML 2.0 and 1.1, SOAP 1.1 and 1.2, WS-Trust 1.3 and 2005, each entropy
+mode), then the command line, a public key, and a bearer token refused.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from lxml import etree
 
 from _support import OTHER_URL, ROOT, SERVICE_URL
 from _support.deployment import Gunicorn
-from _support.hok import hok_world, rp_key_files
+from _support.hok import hok_world, rp_key_files, saml11_address
 from _support.net import free_port, wait_listening
 from _support.apps import echo
 from wstrust_wsgi import (RemoteFault, StsClient, UrllibTransport, WSGITransport, call_service, generate_demo_key_pair,
-                          get_assertion, ns)
+                          get_assertion, ns, saml)
 from wstrust_wsgi.cli import ECHO_NS, echo_payload
 
 MATRIX = [(entropy, token, soap, trust) for entropy, token, soap, trust
@@ -101,10 +103,16 @@ def test_under_gunicorn(tmp_path: Path) -> None:
         for server in servers:
             wait_listening(server.port, server.process, server.log)
         client = StsClient(f"http://127.0.0.1:{sts_port}/sts", username="admin", password="admin")
-        for entropy in ("both", "client", "sts"):
-            token = client.request_token(service_url, key_type="symmetric", entropy=entropy)
-            reply = call_service(service_url, token, echo_payload(entropy), transport=UrllibTransport())
-            assert reply.findtext(f"{{{ECHO_NS}}}Message") == entropy
+        for entropy, token_type, soap, trust in MATRIX:  # every combination of the in-process test, over HTTP
+            address = service_url if token_type == "2.0" else saml11_address(service_url)
+            versioned = StsClient(f"http://127.0.0.1:{sts_port}/sts", username="admin", password="admin",
+                                  soap_version=soap, trust_version=trust)
+            token = versioned.request_token(address, key_type="symmetric", entropy=entropy)
+            assert saml.version_for_token_type(token.token_type).name == token_type
+            message = f"{entropy} {token_type} {soap} {trust}"
+            reply = call_service(address, token, echo_payload(message), soap_version=soap,
+                                 transport=UrllibTransport())
+            assert reply.findtext(f"{{{ECHO_NS}}}Message") == message
         command = subprocess.run(
             [sys.executable, "-m", "wstrust_wsgi", "client", "--sts", f"http://127.0.0.1:{sts_port}/sts",
              "--service", service_url, "--password", "admin", "--key-type", "symmetric", "--entropy", "sts",
@@ -129,4 +137,4 @@ def test_under_gunicorn(tmp_path: Path) -> None:
         for server in servers:
             server.stop()
     log = servers[1].text()
-    assert log.count("holder-of-key proven") == 5 and "requires holder-of-key" in log, log
+    assert log.count("holder-of-key proven") == len(MATRIX) + 2 and "requires holder-of-key" in log, log

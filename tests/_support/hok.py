@@ -57,8 +57,14 @@ def hok_world(sts_keys: KeyFiles, rp: KeyFiles, users: MemoryUserStore, clock: F
     return HokWorld(sts, service, rp)
 
 
+def saml11_address(service_url: str) -> str:
+    """The second relying party of the gunicorn deployment: the same service, registered for SAML 1.1 tokens."""
+    return service_url + "/saml11"
+
+
 def gunicorn_sts(keydir: str, service_url: str, tokens: str | None = None) -> TokenService:
-    """The STS gunicorn serves in the deployment test: ``service_url`` registered with rp.crt, SAML 2.0;
+    """The STS gunicorn serves in the deployment test: ``service_url`` registered with rp.crt, SAML 2.0, and
+    :func:`saml11_address` of it, SAML 1.1;
     with ``tokens`` (a token store URL) it records what it issues, and renews (its tokens then in clear: the
     client must send a token back to renew it, which it cannot read once encrypted for the party)."""
     keys = Path(keydir)
@@ -66,8 +72,11 @@ def gunicorn_sts(keydir: str, service_url: str, tokens: str | None = None) -> To
     from wstrust_wsgi.stores.tokens import token_store_from_url
     return TokenService(issuer=ISSUER, signing_key=SigningKey.from_files(keys / "sts.key", keys / "sts.crt"),
                         users=MemoryUserStore([User("admin", "admin", roles=["admin"])]),
-                        relying_parties=[RelyingParty(service_url, certificate_pem=(keys / "rp.crt").read_bytes(),
-                                                      **({"encryption": "none"} if tokens else {}))],
+                        relying_parties=[RelyingParty(address, token_type=token_type,
+                                                      certificate_pem=(keys / "rp.crt").read_bytes(),
+                                                      **({"encryption": "none"} if tokens else {}))
+                                         for address, token_type in ((service_url, "2.0"),
+                                                                     (saml11_address(service_url), "1.1"))],
                         issued_tokens=token_store_from_url(tokens) if tokens else None)
 
 
@@ -76,7 +85,7 @@ def gunicorn_service(keydir: str, service_url: str, tokens: str | None = None) -
     with ``tokens``, refusing the tokens that store says were renewed or cancelled."""
     keys = Path(keydir)
     from wstrust_wsgi.stores.tokens import token_store_from_url
-    return RelyingPartyMiddleware(echo, audience=service_url, issuer=ISSUER, trusted_certs=[keys / "sts.crt"],
+    return RelyingPartyMiddleware(echo, audience=[service_url, saml11_address(service_url)], issuer=ISSUER, trusted_certs=[keys / "sts.crt"],
                                   decryption_keys=[(keys / "rp.key", keys / "rp.crt")], confirmation="holder-of-key",
                                   revocation_store=token_store_from_url(tokens) if tokens else None)
 
