@@ -9,6 +9,7 @@ a recording app, posted to through WebTest.
 from __future__ import annotations
 
 import base64
+import copy
 import dataclasses
 import hashlib
 import hmac
@@ -272,3 +273,30 @@ def test_a_replayed_proof_signature_re_encoded_is_still_a_replay(make_world, rec
     value = proof_signature(root).find(f"{{{ns.DS}}}SignatureValue")
     value.text = "\n".join(value.text[i:i + 8] for i in range(0, len(value.text), 8))  # same bytes, other text
     refused(post(world, serialized(root)), recorder, "FailedCheck", "The message has already been received.")
+
+
+def test_a_proof_by_a_key_derived_from_the_token_is_not_accepted(world, recorder) -> None:  # type: ignore[no-untyped-def]
+    """Derived keys (WS-SecureConversation ``DerivedKeyToken``, as WCF sends them) are not supported: a
+    signature whose KeyInfo names a DerivedKeyToken built on the token is not a proof of that token, so it
+    is refused as no proof at all, never verified with a key of the attacker's choosing (length, offset)."""
+    from wstrust_wsgi.wstrust.proof import p_sha1
+
+    wsc = "http://docs.oasis-open.org/ws-sx/ws-secureconversation/200512"
+    token = symmetric(world)
+    root = signed_tree(token)
+    old = proof_signature(root)
+    security = old.getparent()
+    derived = etree.SubElement(security, f"{{{wsc}}}DerivedKeyToken", nsmap={"wsc": wsc})
+    derived.set(f"{{{ns.WSU}}}Id", "dk-1")
+    derived.append(copy.deepcopy(old.find(f"{{{ns.DS}}}KeyInfo/{{{ns.WSSE}}}SecurityTokenReference")))
+    etree.SubElement(derived, f"{{{wsc}}}Length").text = "32"
+    etree.SubElement(derived, f"{{{wsc}}}Nonce").text = base64.b64encode(b"n" * 16).decode()
+    key = p_sha1(token.proof_key, b"WS-SecureConversationWS-SecureConversation" + b"n" * 16, 32)  # type: ignore[arg-type]
+    covered = [(element.get(f"{{{ns.WSU}}}Id"), element) for element in
+               (root.find(f"{{{ns.SOAP11}}}Body"), root.find(f".//{{{ns.WSU}}}Timestamp"))]
+    signature = xmldsig.Signer(xmldsig.HmacKey(key), "hmac-sha256").detached(covered)
+    key_info = etree.SubElement(signature, f"{{{ns.DS}}}KeyInfo")
+    reference = etree.SubElement(etree.SubElement(key_info, WSSE("SecurityTokenReference")), WSSE("Reference"))
+    reference.set("URI", "#dk-1")
+    security.replace(old, signature)
+    refused(post(world, serialized(root)), recorder, "InvalidSecurity", NO_PROOF)
