@@ -609,6 +609,20 @@ def test_sts_issues_admin_a_token_with_the_role_from_the_group_and_the_email_cla
     assert verified.attributes[DISPLAY_NAME] == ("Admin Example",)
 
 
+def test_requested_claims_are_released_from_the_directory_entry(ldap_sts, clock, sts_keys):
+    """wst:Claims with an LDAP user store: what is asked and held in the entry, nothing else; a required claim
+    the entry does not hold is the clear InvalidRequest (issue 15: 'held by the user (registry or LDAP)')."""
+    phone = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/mobilephone"
+    client = sts_client(ldap_sts, clock, "admin", PASSWORDS["admin"])
+    token = client.request_token(SERVICE_URL, claims=[EMAIL, (phone, True)])
+    policy = saml.policy(trusted_certs=[sts_keys.load().certificate], issuers=[ISSUER], audiences=[SERVICE_URL])
+    verified = saml.verify_assertion(etree.fromstring(token.assertion), policy, now=clock.now)
+    assert dict(verified.attributes) == {EMAIL: ("admin@example.org",)}  # no display name, no role, no phone
+    fault = refusal(lambda: client.request_token(SERVICE_URL, claims=[phone]))
+    assert fault.local_code == "InvalidRequest"
+    assert fault.reason == f"The required claim {phone} cannot be supplied for this user."
+
+
 def test_sts_refuses_alice_outside_the_admin_group_with_request_failed(ldap_sts, clock):
     fault = refusal(lambda: sts_client(ldap_sts, clock, "alice", PASSWORDS["alice"]).request_token(SERVICE_URL))
     assert fault.local_code == "RequestFailed"
