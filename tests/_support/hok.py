@@ -57,17 +57,18 @@ def hok_world(sts_keys: KeyFiles, rp: KeyFiles, users: MemoryUserStore, clock: F
     return HokWorld(sts, service, rp)
 
 
-def gunicorn_sts(keydir: str, service_url: str, tokens: str | None = None) -> TokenService:
+def gunicorn_sts(keydir: str, service_url: str, tokens: str | None = None, encrypted: bool = False) -> TokenService:
     """The STS gunicorn serves in the deployment test: ``service_url`` registered with rp.crt, SAML 2.0;
-    with ``tokens`` (a token store URL) it records what it issues, and renews (its tokens then in clear: the
-    client must send a token back to renew it, which it cannot read once encrypted for the party)."""
+    with ``tokens`` (a token store URL) it records what it issues, and renews (its tokens then in clear
+    unless ``encrypted``: an encrypted token is renewed as sent, found by its digest)."""
     keys = Path(keydir)
     from wstrust_wsgi import SigningKey, User
     from wstrust_wsgi.stores.tokens import token_store_from_url
     return TokenService(issuer=ISSUER, signing_key=SigningKey.from_files(keys / "sts.key", keys / "sts.crt"),
                         users=MemoryUserStore([User("admin", "admin", roles=["admin"])]),
                         relying_parties=[RelyingParty(service_url, certificate_pem=(keys / "rp.crt").read_bytes(),
-                                                      **({"encryption": "none"} if tokens else {}))],
+                                                      **({"encryption": "none"} if tokens and not encrypted
+                                                         else {}))],
                         issued_tokens=token_store_from_url(tokens) if tokens else None)
 
 

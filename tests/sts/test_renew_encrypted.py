@@ -236,3 +236,34 @@ def test_a_renewed_encrypted_token_is_encrypted_for_the_partys_certificate_of_th
     with pytest.raises(DecryptionFailed):
         xmlenc.Decrypter([old]).decrypt(encrypted)
     assert base64.b64encode(b"admin") not in renewed.assertion and b">admin<" not in renewed.assertion
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "redis"])
+def test_an_encrypted_token_is_renewed_and_cancelled_with_a_shared_store(kind, request, tmp_path, sts_keys, keydir,  # type: ignore[no-untyped-def]
+                                                                         clock) -> None:
+    """The STS finds the record by digest in the registry (SQLite, PostgreSQL) or Redis, as workers share it."""
+    from _support.pg import registry_url
+    from wstrust_wsgi.stores.sql import Registry
+    from wstrust_wsgi.stores.tokens import RedisTokenStore, RegistryTokenStore
+
+    if kind == "redis":
+        server = request.getfixturevalue("redis_server")
+        server.client().flushdb()
+        shared: Any = RedisTokenStore(server.url)
+        request.addfinalizer(shared.close)
+    else:
+        registry = Registry.open(registry_url(kind, request, tmp_path))
+        registry.init_schema(issuer=ISSUER)
+        request.addfinalizer(registry.close)
+        shared = RegistryTokenStore(registry)
+    world = hok_world(sts_keys, rp_key_files(keydir), MemoryUserStore(USERS), clock, encryption="aes256-gcm",
+                      revocation_store=shared, sts_options={"issued_tokens": shared})
+    client = world.client()
+    token = client.request_token(SERVICE_URL, key_type="symmetric")
+    renewed = client.renew(token)
+    assert called(world, renewed, SERVICE_URL) == "admin"
+    assert refused("UnableToRenew", lambda: client.renew(token)).reason == "The token has already been renewed."
+    assert refused("UnableToRenew", lambda: client.renew(_one_byte_altered(renewed.assertion))).reason == UNKNOWN
+    client.cancel(renewed.assertion)
+    assert shared.get(renewed.assertion_id, clock()).state == CANCELLED
+    assert refused("InvalidSecurityToken", lambda: called(world, renewed, SERVICE_URL))
