@@ -133,6 +133,23 @@ def test_the_digest_is_of_the_element_wherever_it_is_embedded(world) -> None:  #
         assert encrypted_digest(etree.fromstring(sent.replace(b"CipherValue>", b"CipherValue> ", 1))) != alone
 
 
+def test_an_expired_encrypted_token_is_renewed_only_with_ok_and_within_the_window(world, clock) -> None:  # type: ignore[no-untyped-def]
+    """The times are the record's (the STS cannot read the token's): the same Renewing rules as in clear."""
+    client = world.client()
+    plain, ok = client.request_token(SERVICE_URL), client.request_token(SERVICE_URL, renew_after_expiry=True)
+    late = client.request_token(OTHER_URL, renew_after_expiry=True)
+    never = client.request_token(OTHER_URL, allow_renewal=False)
+    assert refused("UnableToRenew", lambda: client.renew(never)).reason == "The token was issued as not renewable."
+    clock.advance(minutes=11)  # past NotOnOrAfter (5 minutes) and the clock skew (5 minutes)
+    status = client.validate(ok.assertion)
+    assert not status.valid and status.reason == "The security token has expired."
+    assert "expired" in refused("UnableToRenew", lambda: client.renew(plain)).reason
+    renewed = client.renew(ok)
+    assert renewed.encrypted and client.validate(renewed.assertion).valid
+    clock.advance(minutes=25)  # 31 minutes after it expired: past the 30-minute window
+    assert refused("UnableToRenew", lambda: client.renew(late)).reason == "The token expired too long ago to be renewed."
+
+
 # ---------------------------------------------------------------------- attacks
 
 
