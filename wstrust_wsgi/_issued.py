@@ -26,6 +26,7 @@ from . import _xml, ns, soap, wssecurity
 from ._time import parse_datetime
 from .errors import ConfigurationError, MalformedMessage, RemoteFault, TransportError, WsTrustError
 from .saml import SAML2, version_for_token_type, version_of
+from .wstrust.lifecycle import ENCRYPTED_TOKENS  # SAML 2.0's EncryptedAssertion, or SAML 1.1's EncryptedData
 from .wstrust.proof import DEFAULT_KEY_SIZE, proof_key_of
 
 __all__ = ["IssuedToken", "parse_response", "raise_for_fault", "reference_to", "reply_body"]
@@ -158,7 +159,7 @@ def parse_response(data: bytes, *, status: int = 200, key_type: str = "bearer", 
     if not token_type and version is not None:
         token_type = version.token_type
     assertion_id = token_el.get(version.id_attribute, "") if version is not None else ""
-    encrypted = token_el.tag in _ENCRYPTED_TOKENS
+    encrypted = token_el.tag in ENCRYPTED_TOKENS
     if encrypted:  # opaque: the ID is the one the RSTR's reference names
         assertion_id = _referenced_id(rstr, trust_ns)
     created = expires = None
@@ -185,8 +186,6 @@ def parse_response(data: bytes, *, status: int = 200, key_type: str = "bearer", 
                        key_type=key_type)
 
 
-#: What an encrypted token is: SAML 2.0's EncryptedAssertion, or (SAML 1.1, as AD FS sends it) the EncryptedData.
-_ENCRYPTED_TOKENS = frozenset({_xml.qname(ns.SAML2, "EncryptedAssertion"), _xml.qname(ns.XENC, "EncryptedData")})
 _KEY_IDENTIFIERS = {ns.WSSE_THUMBPRINT_SHA1: "SHA-1 thumbprint", ns.WSSE_X509_SKI: "SKI"}
 
 
@@ -195,13 +194,10 @@ def reference_to(token: IssuedToken, binding: str) -> bytes:
 
     The STS cannot read a token it encrypted for a relying party (only that
     party holds the key), so the token is named by the assertion ID the RSTR
-    referenced, and the STS judges it on its record. Renew needs the signed
-    token itself (its signature is checked), so an encrypted token is not
-    renewed: ask for a new one.
+    referenced, and the STS judges it on its record. (Renew sends the
+    encrypted token itself, as received: the STS finds its record by the
+    digest of those exact bytes.)
     """
-    if binding == "Renew":
-        raise ConfigurationError("renew: an encrypted token cannot be renewed (the STS cannot read it back to check "
-                                 "its signature); request a new token instead")
     if not token.assertion_id:
         raise ConfigurationError(f"{binding.lower()}: the encrypted token's ID is unknown (the RSTR named none)")
     version = version_for_token_type(token.token_type) or SAML2

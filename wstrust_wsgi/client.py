@@ -389,6 +389,10 @@ class StsClient:
         RSA-SHA256 for PublicKey) over its Body and a Timestamp, naming the
         token. The STS keeps the key binding and sends no new key; the token
         returned holds the same proof key, so :func:`call_service` proves it as before.
+
+        An encrypted ``token`` (one the STS encrypted for the relying party) is
+        sent exactly as received: the STS, which cannot decrypt it, finds its
+        record by the digest of those bytes. The renewed token is encrypted too.
         """
         answer = self._ask("Renew", token, answer=lambda status, data: parse_response(data, status=status))
         if isinstance(token, IssuedToken) and token.key_type != "bearer":
@@ -408,8 +412,8 @@ class StsClient:
         if not isinstance(assertion, bytes):
             raise ConfigurationError(f"token: must be an IssuedToken or the assertion's bytes, "
                                      f"not {_arguments.given(token)}")
-        if isinstance(token, IssuedToken) and token.encrypted:
-            assertion = reference_to(token, binding)
+        if isinstance(token, IssuedToken) and token.encrypted and binding != "Renew":
+            assertion = reference_to(token, binding)  # Renew sends it as received (the STS knows its digest)
         now = self._clock()
         rst = lifecycle.target_request(self.dialect, binding, token_type=token_type)
         envelope = soap.envelope(self.soap, rst, [self._security(now)]).replace(wstrust.TOKEN_MARKER, assertion, 1)

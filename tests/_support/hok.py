@@ -62,11 +62,11 @@ def saml11_address(service_url: str) -> str:
     return service_url + "/saml11"
 
 
-def gunicorn_sts(keydir: str, service_url: str, tokens: str | None = None) -> TokenService:
+def gunicorn_sts(keydir: str, service_url: str, tokens: str | None = None, encrypted: bool = False) -> TokenService:
     """The STS gunicorn serves in the deployment test: ``service_url`` registered with rp.crt, SAML 2.0, and
-    :func:`saml11_address` of it, SAML 1.1;
-    with ``tokens`` (a token store URL) it records what it issues, and renews (its tokens then in clear: the
-    client must send a token back to renew it, which it cannot read once encrypted for the party)."""
+    :func:`saml11_address` of it, SAML 1.1; with ``tokens`` (a token store URL) it records what it issues, and
+    renews (its tokens then in clear unless ``encrypted``: an encrypted token is renewed as sent, found by its
+    digest)."""
     keys = Path(keydir)
     from wstrust_wsgi import SigningKey, User
     from wstrust_wsgi.stores.tokens import token_store_from_url
@@ -74,7 +74,8 @@ def gunicorn_sts(keydir: str, service_url: str, tokens: str | None = None) -> To
                         users=MemoryUserStore([User("admin", "admin", roles=["admin"])]),
                         relying_parties=[RelyingParty(address, token_type=token_type,
                                                       certificate_pem=(keys / "rp.crt").read_bytes(),
-                                                      **({"encryption": "none"} if tokens else {}))
+                                                      **({"encryption": "none"} if tokens and not encrypted
+                                                         else {}))
                                          for address, token_type in ((service_url, "2.0"),
                                                                      (saml11_address(service_url), "1.1"))],
                         issued_tokens=token_store_from_url(tokens) if tokens else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -165,3 +166,85 @@ def test_a_version_7_record_reads_back_after_migration_8_without_proof_or_claims
         found = RegistryTokenStore(registry).get(LONG_ID, T0)
     assert found is not None and found.key_type.endswith("/SymmetricKey")
     assert (found.proof, found.proof_wrapped_by, found.claims) == (None, None, None)
+
+
+#: Two digests that agree in their first 255 bits: only the full SHA-256 finds a record.
+DIGEST = hashlib.sha256(b"<xenc:EncryptedData/>").hexdigest()
+NEAR = DIGEST[:-1] + ("0" if DIGEST[-1] != "0" else "1")
+
+
+def test_an_encrypted_token_is_found_by_the_full_digest_of_its_bytes_until_its_window_ends(
+        store: IssuedTokenStore) -> None:
+    keep_until = T0 + timedelta(minutes=35)
+    store.record(token(encrypted_sha256=DIGEST), keep_until=keep_until, now=T0)
+    store.record(token(LONG_ID[:-1] + "b"), keep_until=keep_until, now=T0)  # in clear: no digest
+    assert store.find_encrypted(DIGEST, T0) == token(encrypted_sha256=DIGEST) == store.get(LONG_ID, T0)
+    for wrong in (NEAR, DIGEST[:16], DIGEST[:32], DIGEST.upper(), DIGEST + "0", "", LONG_ID):
+        assert store.find_encrypted(wrong, T0) is None, wrong
+    assert store.transition(LONG_ID, CANCELLED, now=T0)
+    assert store.find_encrypted(DIGEST, T0).state == CANCELLED  # type: ignore[union-attr]  # one record, two ways
+    assert store.find_encrypted(DIGEST, keep_until - timedelta(microseconds=1)) is not None
+    assert store.find_encrypted(DIGEST, keep_until) is None  # forgotten with its record
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_a_digest_names_only_the_record_that_keeps_it(kind: str, request: pytest.FixtureRequest) -> None:
+    """A record written again under the same ID with another digest is not found by the old one (memory and
+    Redis keep the digest apart from the record; the SQL primary key refuses a second record of an ID)."""
+    store: IssuedTokenStore = MemoryTokenStore()
+    if kind == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        server.client().flushdb()
+        store = RedisTokenStore(server.url)
+    store.record(token(encrypted_sha256=DIGEST), keep_until=T0 + timedelta(minutes=35), now=T0)
+    store.record(token(encrypted_sha256=NEAR), keep_until=T0 + timedelta(minutes=35), now=T0)
+    assert store.find_encrypted(DIGEST, T0) is None
+    assert store.find_encrypted(NEAR, T0) == token(encrypted_sha256=NEAR)
+
+
+def test_the_redis_digest_key_expires_with_the_record(redis_server: RedisServer) -> None:
+    server = redis_server
+    server.client().flushdb()
+    store = RedisTokenStore(server.url)
+    store.record(token(encrypted_sha256=DIGEST), keep_until=T0 + timedelta(minutes=35), now=T0)
+    client = server.client()
+    assert client.hget(f"wstrust:token-digest:{DIGEST}", "id") == LONG_ID.encode()
+    ttl = client.pttl(f"wstrust:token-digest:{DIGEST}")
+    assert 0 < ttl <= timedelta(minutes=35) // timedelta(milliseconds=1)
+    assert abs(ttl - client.pttl(f"wstrust:token:{LONG_ID}")) < 1000
+    assert store.get(f"-digest:{DIGEST}", T0) is None  # an ID cannot name the digest key as a record
+    store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_migration_9_adds_the_indexed_digest_column_to_version_8_records(
+        kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version 8 record reads back without a digest (an encrypted token recorded then is found by its ID
+    only); the column is indexed, so the lookup of a digest is not a table scan."""
+    from wstrust_wsgi.stores.sql import schema
+    from wstrust_wsgi.stores.sql.db import Kind
+
+    url = registry_url(kind, request, tmp_path)
+    with monkeypatch.context() as older:
+        older.setattr(schema, "MIGRATIONS", tuple(m for m in schema.MIGRATIONS if m.version <= 8))
+        with Registry.open(url) as registry:
+            registry.init_schema(issuer=ISSUER)
+            registry._db.run(Kind.WRITE, lambda tx: tx.execute(  # what version 8 of the code wrote
+                "INSERT INTO issued_tokens (id, subject, relying_party, token_type, key_type, issued_us, expires_us, "
+                "renew_allowed, renew_after_expiry, state, proof, proof_wrapped_by, claims, keep_until_us) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (LONG_ID, "admin", "http://127.0.0.1:8081/services/echo", "2.0",
+                 "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Bearer", 0, 1, True, False, ISSUED, None, None,
+                 None, 10**18)))
+    with Registry.open(url) as registry:
+        store = RegistryTokenStore(registry)
+        found = store.get(LONG_ID, T0)
+        assert found is not None and found.encrypted_sha256 is None
+        assert store.find_encrypted(DIGEST, T0) is None
+        store.record(token(LONG_ID[:-1] + "e", encrypted_sha256=DIGEST), keep_until=T0 + timedelta(minutes=35),
+                     now=T0)
+        assert store.find_encrypted(DIGEST, T0).assertion_id == LONG_ID[:-1] + "e"  # type: ignore[union-attr]
+        indexes = registry._db.run(Kind.READ, lambda tx: tx.all(
+            "SELECT name FROM sqlite_master WHERE type = 'index'" if kind == "sqlite"
+            else "SELECT indexname FROM pg_indexes WHERE tablename = 'issued_tokens'"))
+    assert "issued_tokens_encrypted_sha256" in {row[0] for row in indexes}

@@ -406,10 +406,11 @@ def test_a_holder_of_key_record_that_keeps_no_proof_is_not_renewed(client, sts_k
         "The holder-of-key token's proof key is not available to this STS; request a new token.")
 
 
-def test_encrypted_tokens_are_named_by_id_and_a_renewed_token_is_encrypted_too(sts_keys, clock, store):  # type: ignore[no-untyped-def]
+def test_encrypted_tokens_are_named_by_id_renewed_as_sent_and_a_renewed_token_is_encrypted_too(sts_keys, clock,  # type: ignore[no-untyped-def]
+                                                                                                 store):
     """The STS cannot read a token it encrypted for a relying party: the client names it by its ID for Validate
-    and Cancel (judged on the record) and does not ask to renew it; and a token renewed for a party that has
-    an encryption certificate now is encrypted like a first one (never sent in clear)."""
+    and Cancel (judged on the record) and sends it as received to renew it (found by its digest); and a token
+    renewed for a party that has an encryption certificate now is encrypted like a first one (never in clear)."""
     from wstrust_wsgi import SigningKey, xmlenc
 
     rp_key = SigningKey.generate("relying party")
@@ -426,11 +427,13 @@ def test_encrypted_tokens_are_named_by_id_and_a_renewed_token_is_encrypted_too(s
     token = admin.request_token(SERVICE_URL)
     assert token.encrypted and token.assertion_id
     assert admin.validate(token).valid
-    with pytest.raises(ConfigurationError, match="encrypted token cannot be renewed"):
-        admin.renew(token)
-    admin.cancel(token)
-    assert store.get(token.assertion_id, clock()).state == CANCELLED  # type: ignore[union-attr]
-    assert not admin.validate(token).valid
+    again = admin.renew(token)
+    assert again.encrypted and again.assertion_id != token.assertion_id
+    assert store.get(token.assertion_id, clock()).state == RENEWED  # type: ignore[union-attr]
+    assert admin.validate(again).valid and not admin.validate(token).valid
+    admin.cancel(again)
+    assert store.get(again.assertion_id, clock()).state == CANCELLED  # type: ignore[union-attr]
+    assert not admin.validate(again).valid
 
     current["party"] = RelyingParty(SERVICE_URL)
     plain = admin.request_token(SERVICE_URL)

@@ -20,9 +20,19 @@ renewed token carries that subset again.
 
 Records are keyed by the assertion's **full ID** (never a hash of it, and never
 a short hash of the token: CXF keyed its cache by a 32-bit ``Arrays.hashCode``).
-Nothing here is looked up by a token's bytes; the ID is read from the token
-only after its signature by our key has been verified, or used as a mere
-lookup key whose record must then match the verified token.
+The ID is read from the token only after its signature by our key has been
+verified, or used as a mere lookup key whose record must then match the
+verified token.
+
+An **encrypted** token (sent to a relying party with an encryption
+certificate, :mod:`wstrust_wsgi.sts.encryption`) cannot be read back by the
+STS, so its record also keeps the **SHA-256 of the encrypted element's
+exclusive canonical form** (schema version 9: ``encrypted_sha256``, 64
+lowercase hex digits, the full digest), and :meth:`IssuedTokenStore.find_encrypted`
+looks the record up by it: an indexed column in SQL, a second Redis key
+expiring with the record, a dict in memory. A token is found so only if its
+bytes (canonicalized) are exactly those the STS produced for that record,
+compared in full by the store; never a short hash (see :mod:`wstrust_wsgi.sts.lifecycle`).
 
 The state moves once, from :data:`ISSUED` to :data:`RENEWED` or
 :data:`CANCELLED`, by :meth:`IssuedTokenStore.transition`, atomically in every
@@ -98,6 +108,10 @@ class TokenRecord:
     #: The claims asked with ``wst:Claims`` at issue, as ``(URI, optional)`` pairs, applied again at renewal;
     #: None: none were asked (the relying party's usual claims go).
     claims: tuple[tuple[str, bool], ...] | None = None
+    #: An encrypted token: the SHA-256 (64 lowercase hex digits) of the exclusive canonical form of the
+    #: element sent in ``wst:RequestedSecurityToken`` (``saml2:EncryptedAssertion``, or ``xenc:EncryptedData``
+    #: for SAML 1.1), by which a request holding that element finds this record; None: sent in clear.
+    encrypted_sha256: str | None = None
 
 
 class IssuedTokenStore(Protocol):
@@ -111,6 +125,14 @@ class IssuedTokenStore(Protocol):
 
     def transition(self, assertion_id: str, state: str, *, now: datetime) -> bool:
         """Move the record from :data:`ISSUED` to ``state``, atomically; False if it was not ISSUED (or is gone)."""
+
+    def find_encrypted(self, digest: str, now: datetime) -> TokenRecord | None:
+        """The record whose :attr:`~TokenRecord.encrypted_sha256` is exactly ``digest``, if one is kept at ``now``."""
+
+
+def _is_digest(digest: str) -> bool:
+    """A full SHA-256 in lowercase hex: anything else finds nothing (never a prefix, never a short hash)."""
+    return isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
 
 
 def _check_state(state: str) -> None:
@@ -129,6 +151,7 @@ class MemoryTokenStore:
         if not isinstance(max_entries, int) or max_entries < 1:
             raise ConfigurationError(f"MemoryTokenStore max_entries: must be >= 1, not {max_entries!r}")
         self._records: dict[str, tuple[TokenRecord, datetime]] = {}
+        self._digests: dict[str, str] = {}  # encrypted_sha256 -> full ID
         self._lock = threading.Lock()
         self._max = max_entries
 
@@ -138,12 +161,23 @@ class MemoryTokenStore:
                 self._records = {k: v for k, v in self._records.items() if v[1] > now}
                 for oldest in list(itertools.islice(self._records, max(0, len(self._records) - self._max * 9 // 10))):
                     del self._records[oldest]
+                self._digests = {d: i for d, i in self._digests.items() if i in self._records}
             self._records[token.assertion_id] = (token, keep_until)
+            if token.encrypted_sha256 is not None:
+                self._digests[token.encrypted_sha256] = token.assertion_id
 
     def get(self, assertion_id: str, now: datetime) -> TokenRecord | None:
         with self._lock:
             found = self._records.get(assertion_id)
         return found[0] if found is not None and found[1] > now else None
+
+    def find_encrypted(self, digest: str, now: datetime) -> TokenRecord | None:
+        with self._lock:
+            assertion_id = self._digests.get(digest) if _is_digest(digest) else None
+            found = self._records.get(assertion_id) if assertion_id is not None else None
+        if found is None or found[1] <= now or found[0].encrypted_sha256 != digest:
+            return None
+        return found[0]
 
     def transition(self, assertion_id: str, state: str, *, now: datetime) -> bool:
         _check_state(state)
@@ -164,7 +198,7 @@ def _moment(us: Any) -> datetime:
 
 
 _COLUMNS = ("id, subject, relying_party, token_type, key_type, issued_us, expires_us, renew_allowed, "
-            "renew_after_expiry, state, proof, proof_wrapped_by, claims")
+            "renew_after_expiry, state, proof, proof_wrapped_by, claims, encrypted_sha256")
 
 
 def _claims_text(claims: tuple[tuple[str, bool], ...] | None) -> str | None:
@@ -178,12 +212,12 @@ def _claims_of(text: str | None) -> tuple[tuple[str, bool], ...] | None:
 
 def _from_row(row: Any) -> TokenRecord:
     return TokenRecord(row[0], row[1], row[2], row[3], row[4], _moment(row[5]), _moment(row[6]),
-                       bool(row[7]), bool(row[8]), row[9], row[10], row[11], _claims_of(row[12]))
+                       bool(row[7]), bool(row[8]), row[9], row[10], row[11], _claims_of(row[12]), row[13])
 
 
 class RegistryTokenStore(RegistryTable):
-    """Records in the registry's ``issued_tokens`` table (schema version 5; the proof and claims columns 8),
-    one transaction per call.
+    """Records in the registry's ``issued_tokens`` table (schema version 5; the proof and claims columns 8;
+    ``encrypted_sha256``, indexed, 9), one transaction per call.
 
     SQLite shares them between the workers of a host, PostgreSQL between
     hosts. Times are whole microseconds since the epoch from the caller's
@@ -197,7 +231,8 @@ class RegistryTokenStore(RegistryTable):
         purge = self._purge_now()
         values = (token.assertion_id, token.subject, token.relying_party, token.token_type, token.key_type,
                   _us(token.issued), _us(token.expires), token.renew_allowed, token.renew_after_expiry,
-                  token.state, token.proof, token.proof_wrapped_by, _claims_text(token.claims), _us(keep_until))
+                  token.state, token.proof, token.proof_wrapped_by, _claims_text(token.claims),
+                  token.encrypted_sha256, _us(keep_until))
 
         def work(tx: Any) -> None:
             if purge:
@@ -211,6 +246,14 @@ class RegistryTokenStore(RegistryTable):
     def get(self, assertion_id: str, now: datetime) -> TokenRecord | None:
         row = self._run(self._kind.READ, lambda tx: tx.one(
             f"SELECT {_COLUMNS} FROM issued_tokens WHERE id = ? AND keep_until_us > ?", (assertion_id, _us(now))))
+        return None if row is None else _from_row(row)
+
+    def find_encrypted(self, digest: str, now: datetime) -> TokenRecord | None:
+        if not _is_digest(digest):
+            return None
+        row = self._run(self._kind.READ, lambda tx: tx.one(
+            f"SELECT {_COLUMNS} FROM issued_tokens WHERE encrypted_sha256 = ? AND keep_until_us > ?",
+            (digest, _us(now))))
         return None if row is None else _from_row(row)
 
     def transition(self, assertion_id: str, state: str, *, now: datetime) -> bool:
@@ -231,11 +274,17 @@ end
 return 0
 """
 _FIELDS = ("subject", "relying_party", "token_type", "key_type", "issued_us", "expires_us", "renew_allowed",
-           "renew_after_expiry", "state", "proof", "proof_wrapped_by", "claims", "keep_until_us")
+           "renew_after_expiry", "state", "proof", "proof_wrapped_by", "claims", "encrypted_sha256", "keep_until_us")
 
 
 class RedisTokenStore(RedisStore):
     """Records in Redis, one hash per token under ``<prefix><full ID>``, expiring at ``keep_until``.
+
+    An encrypted token's record has a second key, ``<digest_prefix><SHA-256 hex>``
+    (by default ``prefix`` with ``-digest:`` for its last ``:``), a hash whose
+    ``id`` field names the record, written in the same transaction and expiring
+    with it. With the default prefixes no ID can name it; and were one to (a
+    custom prefix), that hash read as a record has no ``keep_until_us``, so finds nothing.
 
     ``keep_until`` is also kept in the hash and compared with the caller's
     clock, so a record ends at the same moment in every backend.
@@ -249,8 +298,12 @@ class RedisTokenStore(RedisStore):
     _owner = "RedisTokenStore"
 
     def __init__(self, url_or_client: str | redis.Redis, *, prefix: str = "wstrust:token:",
-                 socket_timeout: float = 1.0) -> None:
+                 socket_timeout: float = 1.0, digest_prefix: str | None = None) -> None:
         super().__init__(url_or_client, prefix=prefix, socket_timeout=socket_timeout, script=_TRANSITION)
+        if digest_prefix is not None and not isinstance(digest_prefix, str):
+            raise ConfigurationError(f"RedisTokenStore digest_prefix: must be a string, not {digest_prefix!r}")
+        self.digest_prefix = digest_prefix if digest_prefix is not None else (
+            prefix[:-1] + "-digest:" if prefix.endswith(":") else prefix + "-digest:")
 
     def record(self, token: TokenRecord, *, keep_until: datetime, now: datetime) -> None:
         mapping = {"subject": token.subject, "relying_party": token.relying_party, "token_type": token.token_type,
@@ -259,13 +312,18 @@ class RedisTokenStore(RedisStore):
                    "state": token.state, "keep_until_us": _us(keep_until),
                    **{name: value for name, value in (("proof", token.proof),
                                                       ("proof_wrapped_by", token.proof_wrapped_by),
-                                                      ("claims", _claims_text(token.claims))) if value is not None}}
+                                                      ("claims", _claims_text(token.claims)),
+                                                      ("encrypted_sha256", token.encrypted_sha256))
+                      if value is not None}}
         ttl = max(1, -(-(keep_until - now) // timedelta(milliseconds=1)))
         key = self.prefix + token.assertion_id
 
         def write() -> None:
             pipe = self._client.pipeline(transaction=True)
             pipe.delete(key).hset(key, mapping=mapping).pexpire(key, ttl)
+            if token.encrypted_sha256 is not None:
+                pipe.hset(self.digest_prefix + token.encrypted_sha256, "id", token.assertion_id)
+                pipe.pexpire(self.digest_prefix + token.encrypted_sha256, ttl)
             pipe.execute()
 
         self._call(write)
@@ -276,7 +334,15 @@ class RedisTokenStore(RedisStore):
             return None
         text = [v.decode() if isinstance(v, bytes) else v for v in values]
         return TokenRecord(assertion_id, text[0], text[1], text[2], text[3], _moment(text[4]), _moment(text[5]),
-                           text[6] == "1", text[7] == "1", text[8], text[9], text[10], _claims_of(text[11]))
+                           text[6] == "1", text[7] == "1", text[8], text[9], text[10], _claims_of(text[11]),
+                           text[12])
+
+    def find_encrypted(self, digest: str, now: datetime) -> TokenRecord | None:
+        if not _is_digest(digest):
+            return None
+        named = self._call(lambda: self._client.hget(self.digest_prefix + digest, "id"))
+        record = self.get(named.decode() if isinstance(named, bytes) else named, now) if named is not None else None
+        return record if record is not None and record.encrypted_sha256 == digest else None
 
     def transition(self, assertion_id: str, state: str, *, now: datetime) -> bool:
         _check_state(state)

@@ -5,7 +5,9 @@ it). Only a token with a record in the issued-token store can be cancelled,
 and only by its subject or by a holder of one of the policy's administrator
 roles (Rahas checks neither ownership nor anything else, notes section 4.3).
 A token given itself must pass the middleware's verification with our key (as
-of an instant it was valid at, so an expired one can be cancelled too). The
+of an instant it was valid at, so an expired one can be cancelled too); an
+encrypted one, which the STS cannot read, must be exactly the bytes it issued:
+its record is found by their digest (:mod:`.lifecycle`). The
 record is marked ``cancelled`` in the shared store: Validate answers invalid
 from then on, Renew refuses it, and a relying party whose middleware has
 ``revocation_store=`` refuses it. A relying party that consults neither still
@@ -38,8 +40,7 @@ class CancelBinding:
         target, record = self._tokens.target(call, "Cancel")
         if record is None:
             raise unknown(target)
-        if target.element is not None:
-            self._tokens.verify(call, target.element, record, at=min(call.now, self._tokens.before_end(record)))
+        self._tokens.check(call, target, record, at=min(call.now, self._tokens.before_end(record)))
         self._tokens.owner_or_administrator(call.principal, record, "cancel")
         if record.state != CANCELLED and not self._tokens.store.transition(record.assertion_id, CANCELLED,
                                                                            now=call.now):

@@ -43,7 +43,8 @@ class IssueBinding:
     :param relying_parties: the registered relying parties, by address.
     :param role_claim: the attribute name roles are released under.
     :param record: called with each token once signed (the call, its content, ``"2.0"``/``"1.1"``, its
-        KeyType, its holder-of-key proof or None), to record it in the issued-token store (:mod:`.lifecycle`).
+        KeyType, its holder-of-key proof or None, the encrypted token sent or None), to record it in the
+        issued-token store (:mod:`.lifecycle`).
     :param delegation: resolves OnBehalfOf and ActAs into (subject, actor) (:mod:`.delegation`); None: refused.
     :param default_applies_to: the relying party of a request without AppliesTo; None: such a request is refused.
     """
@@ -51,7 +52,8 @@ class IssueBinding:
     request_types, actions = uris("Issue")
 
     def __init__(self, *, signer: AssertionSigner | KeyFollower, relying_parties: RelyingPartyStore, role_claim: str,
-                 record: Callable[[TrustCall, AssertionContent, str, str, IssuedProof | None], None] | None = None,
+                 record: Callable[[TrustCall, AssertionContent, str, str, IssuedProof | None, bytes | None], None]
+                 | None = None,
                  delegation: Callable[[TrustCall, RelyingParty], tuple[Principal, str | None]] | None = None,
                  default_applies_to: str | None = None) -> None:
         self._default_applies_to = default_applies_to
@@ -86,7 +88,8 @@ class IssueBinding:
         if party.encrypts_tokens:  # sign, then encrypt exactly the signed bytes
             assertion = encrypt_token(version, assertion, party, now)
         if self._record is not None:
-            self._record(call, content, version.name, request.key_type or request.dialect.bearer_key_types[0], proof)
+            self._record(call, content, version.name, request.key_type or request.dialect.bearer_key_types[0], proof,
+                         assertion if party.encrypts_tokens else None)
         answer = wstrust.response_envelope(
             call.envelope.version,
             request,

@@ -20,19 +20,40 @@ This is stricter than the STSes the project follows (notes section 4): WSO2's
 Validate accepts an unsigned stored token and Rahas verifies with the key the
 token carries; here a token is ours only if our key signed it *and* we
 recorded it.
+
+**Encrypted tokens.** A token issued to a relying party with an encryption
+certificate is encrypted for that party (:mod:`.encryption`); the STS cannot
+decrypt it, so it cannot check its signature when a client sends it back. So
+at issue the record keeps :func:`encrypted_digest` of the element sent in
+``wst:RequestedSecurityToken``: the SHA-256 of its exclusive canonical form
+(exclusive, so that the element re-embedded by a client in another envelope,
+under other namespace declarations, canonicalizes to the same bytes). A target
+holding an encrypted token is looked up by the same digest of the element
+received. The lookup proves origin: the ciphertext, its encrypted key and its
+algorithms are exactly what this STS produced for that record, and the signed
+assertion inside is the one the record describes (its ID, subject, party and
+lifetime come from the record, never from the request); changing one byte
+that matters gives another digest, hence no record, the fault of a token we
+never issued. Re-encrypting our signed assertion, or encrypting another
+assertion, likewise gives bytes we never produced. The full 256-bit digest is
+compared, by the store's own lookup (never a short hash: CXF keyed its cache by
+a 32-bit one, notes section 4). Everything else (state, owner, Renewing flags,
+expiry window, proof of possession, claims) is then checked as for a token in
+clear.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from cryptography import x509
 from lxml import etree
 
-from .. import _arguments, wstrust
+from .. import _arguments, _xml, wstrust
 from .._time import format_datetime, parse_datetime
 from ..errors import ConfigurationError, InvalidRequest, InvalidSecurityToken, NotAuthorized
 from ..keys import SigningKey
@@ -101,15 +122,16 @@ class IssuedTokens:
         return expires + self.policy.renewal_window + skew
 
     def record_issue(self, call: TrustCall, content: AssertionContent, token_type: str, key_type: str,
-                     proof: IssuedProof | None = None) -> None:
+                     proof: IssuedProof | None = None, encrypted: bytes | None = None) -> None:
         """Record a token just signed for ``call`` (an Issue), with the ``wst:Renewing`` flags it asked for,
-        its holder-of-key ``proof`` (kept wrapped, :mod:`.possession`) and the claims it asked for."""
+        its holder-of-key ``proof`` (kept wrapped, :mod:`.possession`), the claims it asked for, and, when
+        it was ``encrypted`` (the element sent, as bytes), the digest it is found by."""
         allow, ok = renewing_of(call.rst, call.dialect)
         asked = wstrust.requested_claims(call.rst)
         claims = asked.claims if asked is not None and asked.known else None  # unknown dialect: the usual claims
         kept = self.kept_proof(content.assertion_id, proof.key.key if proof and proof.key else None,
                                proof.key_info if proof is not None else None)
-        self.record(content, token_type, key_type, allow, ok, call, proof=kept, claims=claims)
+        self.record(content, token_type, key_type, allow, ok, call, proof=kept, claims=claims, encrypted=encrypted)
 
     def kept_proof(self, assertion_id: str, secret: bytes | None,
                    key_info: etree._Element | None) -> tuple[str | None, str | None]:
@@ -119,16 +141,41 @@ class IssuedTokens:
 
     def record(self, content: AssertionContent, token_type: str, key_type: str, allow: bool, ok: bool,
                call: TrustCall, *, proof: tuple[str | None, str | None] = (None, None),
-               claims: tuple[tuple[str, bool], ...] | None = None) -> None:
+               claims: tuple[tuple[str, bool], ...] | None = None, encrypted: bytes | None = None) -> None:
+        """Record a token just signed (issued or renewed); ``encrypted``: the encrypted element sent, if it was."""
+        digest = encrypted_digest(_xml.parse(encrypted)) if encrypted is not None else None
         record = TokenRecord(content.assertion_id, content.subject, content.audience, token_type, key_type,
                              _as_signed(content.issue_instant), _as_signed(content.not_on_or_after), allow, ok,
-                             proof=proof[0], proof_wrapped_by=proof[1], claims=claims)
+                             proof=proof[0], proof_wrapped_by=proof[1], claims=claims, encrypted_sha256=digest)
         self.store.record(record, keep_until=self.keep_until(record.expires, call.settings.clock_skew), now=call.now)
 
     def target(self, call: TrustCall, binding: str) -> tuple[Target, TokenRecord | None]:
-        """The token the request names and its record (None: we never issued it, or forgot it)."""
+        """The token the request names and its record (None: we never issued it, or forgot it).
+
+        An encrypted token is found by :func:`encrypted_digest` of the element received; its target then
+        carries the record's ID (or, with no record, a name of the digest for the log).
+        """
         target = read_target(call.rst, call.dialect, binding)
-        return target, self.store.get(target.assertion_id, call.now)
+        if not target.encrypted or target.element is None:
+            return target, self.store.get(target.assertion_id, call.now)
+        digest = encrypted_digest(target.element)
+        find = getattr(self.store, "find_encrypted", None)
+        if find is None:
+            log.warning("issued-token store %r cannot find encrypted tokens (no find_encrypted())", self.store)
+        record: TokenRecord | None = find(digest, call.now) if find is not None else None
+        return replace(target, assertion_id=record.assertion_id if record is not None else
+                       f"(encrypted, SHA-256 {digest})"), record
+
+    def check(self, call: TrustCall, target: Target, record: TokenRecord, *, at: datetime) -> None:
+        """That ``target``'s token is the one ``record`` describes, as of ``at``.
+
+        A token in clear: :meth:`verify` (our signature, the middleware's checks, the record's ID, subject
+        and end). An encrypted token: nothing more to check, its record was found by the digest of its
+        exact bytes (:meth:`target`), which only this STS produced; its times are the record's. A
+        reference: nothing here (judged on the record by the caller).
+        """
+        if target.element is not None and not target.encrypted:
+            self.verify(call, target.element, record, at=at)
 
     def verify(self, call: TrustCall, element: etree._Element, record: TokenRecord, *,
                at: datetime) -> VerifiedAssertion:
@@ -157,6 +204,17 @@ class IssuedTokens:
             return
         raise NotAuthorized(f"{principal.name!r} may not {what} token {record.assertion_id} of {record.subject!r}",
                             reason=f"The requester may not {what} this token.")
+
+
+def encrypted_digest(element: etree._Element) -> str:
+    """The SHA-256 (lowercase hex, all 64 digits) of ``element``'s exclusive canonical form, without comments.
+
+    What an encrypted token's record keeps and is found by. Exclusive c14n
+    renders only the namespaces the element itself uses, so the element the STS
+    sent and the same element re-embedded by a client in another envelope give
+    the same bytes; whitespace inside it is kept, so any change to it does not.
+    """
+    return hashlib.sha256(etree.tostring(element, method="c14n", exclusive=True, with_comments=False)).hexdigest()
 
 
 def _as_signed(moment: datetime) -> datetime:

@@ -6,7 +6,10 @@ audience, Rampart's is born expired). A token is renewed only when all hold:
 
 * it is in ``wst:RenewTarget`` itself (a reference is not enough: its
   signature must be checked), signed by our key, with a record in the
-  issued-token store, neither cancelled nor already renewed;
+  issued-token store, neither cancelled nor already renewed; an encrypted
+  token (which the STS cannot decrypt) is in the target exactly as it was
+  issued, and its record is found by the digest of those bytes, which proves
+  we produced them (:mod:`.lifecycle`);
 * the requester is its subject (authenticated now, holding an allowed role);
 * a holder-of-key token: the request also proves possession of its key, a
   signature with it over the Body and a fresh Timestamp naming the token, as
@@ -26,7 +29,8 @@ claims asked with ``wst:Claims`` at issue (recorded: a required one no longer
 held fails the renewal, an optional one is dropped); it keeps the key binding
 (the same symmetric key encrypted for the party's current certificate, or
 the same certificate); it gets a new ID and a fresh lifetime, and inherits
-the Renewing flags. The new token is signed first, then the old ID is retired
+the Renewing flags. It is encrypted, as at issue, when the party has an
+encryption certificate now, for that certificate; its record keeps its digest. The new token is signed first, then the old ID is retired
 (state ``renewed``) atomically, so of two racing renewals one wins, and a
 renewal that fails leaves the old token as it was.
 
@@ -96,7 +100,7 @@ class RenewBinding:
                 raise UnableToRenew(f"token {record.assertion_id} expired at {record.expires.isoformat()}, "
                                     "past the renewal window", reason="The token expired too long ago to be renewed.")
             at = self._tokens.before_end(record)
-        self._tokens.verify(call, target.element, record, at=at)
+        self._tokens.check(call, target, record, at=at)
         party = self._parties.get(record.relying_party)
         if party is None:
             raise UnableToRenew(f"relying party {record.relying_party!r} is no longer registered",
@@ -124,12 +128,13 @@ class RenewBinding:
                                 reason="The token has already been renewed.")
         self._tokens.record(content, record.token_type, record.key_type, record.renew_allowed,
                             record.renew_after_expiry, call, claims=record.claims,
+                            encrypted=assertion if party.encrypts_tokens else None,
                             proof=self._tokens.kept_proof(content.assertion_id, kept if isinstance(kept, bytes)
                                                           else None, key_info))
         request = wstrust.TokenRequest(call.dialect, party.address, (ns.WSP12, ns.WSA10), None,
                                        key_type_uri(call.dialect, kind), None, call.rst.get("Context"))
-        log.info("renewed: token %s as %s for %r for %s (WS-Trust %s, valid until %s%s) (%s)", record.assertion_id,
-                 content.assertion_id, call.principal.name, party.address, call.dialect.name,
+        log.info("renewed: %stoken %s as %s for %r for %s (WS-Trust %s, valid until %s%s) (%s)",
+                 "encrypted " if target.encrypted else "", record.assertion_id, content.assertion_id, call.principal.name, party.address, call.dialect.name,
                  content.not_on_or_after.isoformat(), f", holder-of-key ({kind}), possession proven"
                  if kind != "bearer" else "", call.request, extra=call.request.extra)
         return renewed_envelope(call.envelope.version, request, assertion, token_type=version.token_type,

@@ -6,7 +6,9 @@ to it) and asks for TokenType ``.../RSTR/Status`` (or none); the answer is
 the middleware's own verification passes with our signing key, our issuer and
 the audience recorded at issue, and its record says it is neither cancelled
 nor renewed. A token given by reference only is judged on its record (no
-signature to check: the record was written by us). An invalid token is an
+signature to check: the record was written by us); so is an encrypted token,
+whose record is found by the digest of its exact bytes (:mod:`.lifecycle`):
+one we did not produce has none, and is invalid. An invalid token is an
 answer, not a fault; a malformed request, a requester not allowed to
 validate, or a store that cannot answer are faults.
 """
@@ -51,7 +53,7 @@ class ValidateBinding:
         try:
             if record is None:
                 raise InvalidRequest("no record", reason="The token was not issued by this STS, or is no longer known.")
-            if target.element is not None:
+            if target.element is not None and not target.encrypted:
                 self._tokens.verify(call, target.element, record, at=call.now)
             elif call.now - call.settings.clock_skew >= record.expires:
                 raise SecurityFault("expired", reason="The security token has expired.")

@@ -10,6 +10,11 @@ assertion ID, or a ``Reference URI="#ID"``). The answers:
 * Renew: a new token, in the RSTR of an Issue answer with RequestType Renew;
 * Cancel: ``wst:RequestedTokenCancelled``.
 
+A target may also hold an encrypted token as the STS issued it
+(``saml2:EncryptedAssertion``, or ``xenc:EncryptedData`` for SAML 1.1); the
+STS then finds its record by the digest of that element
+(:mod:`wstrust_wsgi.sts.lifecycle`).
+
 Issue requests may carry ``wst:Renewing Allow= OK=`` (section 5): may the
 token be renewed at all, and after it expired. Both sides use this module:
 the STS reads requests and writes answers, the client the reverse. Answers are
@@ -29,7 +34,7 @@ from ..errors import InvalidRequest
 from .dialects import Dialect
 from .messages import TOKEN_MARKER, TokenProfile, TokenRequest, build_response
 
-__all__ = ["Status", "Target", "cancelled_envelope", "read_cancelled", "read_status", "read_target",
+__all__ = ["ENCRYPTED_TOKENS", "Status", "Target", "cancelled_envelope", "read_cancelled", "read_status", "read_target",
            "renewed_envelope", "renewing_of", "response_action", "status_envelope", "status_token_type",
            "target_request"]
 
@@ -55,8 +60,16 @@ class Target:
     """The token a request names: the element itself, or only its ID (by reference)."""
 
     element: etree._Element | None
-    #: The ID the request names: read from the element (unverified) or from the reference.
+    #: The ID the request names: read from the element (unverified) or from the reference; empty for an
+    #: encrypted token (whose ID is inside the ciphertext: the STS finds it by the element's digest).
     assertion_id: str
+    #: Whether ``element`` is an encrypted token: ``saml2:EncryptedAssertion``, or ``xenc:EncryptedData``
+    #: (SAML 1.1, as AD FS and this STS send it).
+    encrypted: bool = False
+
+
+#: The encrypted forms of a token a target may hold.
+ENCRYPTED_TOKENS = frozenset({_xml.qname(ns.SAML2, "EncryptedAssertion"), _xml.qname(ns.XENC, "EncryptedData")})
 
 
 def read_target(rst: etree._Element, dialect: Dialect, binding: str) -> Target:
@@ -70,6 +83,8 @@ def read_target(rst: etree._Element, dialect: Dialect, binding: str) -> Target:
     token = children[0]
     if token.tag == _xml.qname(ns.WSSE, "SecurityTokenReference"):
         return Target(None, _referenced_id(token, binding))
+    if token.tag in ENCRYPTED_TOKENS:
+        return Target(token, "", encrypted=True)
     assertion_id = token.get("ID") or token.get("AssertionID") or ""
     if not assertion_id:
         raise InvalidRequest(f"wst:{binding}Target holds {token.tag} without an ID",

@@ -10,7 +10,8 @@ previous version intact. A database newer than this code is refused rather
 than used. Version 1 is the layout of :func:`_create_v1`; version 2 adds the lockout table;
 version 3 how relying parties' tokens are encrypted; version 4 the signing keys; version 5 the issued
 tokens and the delegation rules; version 6 the key types a relying party allows;
-version 8 what an issued token needs to be renewed (its wrapped proof key or bound certificate, the claims asked).
+version 8 what an issued token needs to be renewed (its wrapped proof key or bound certificate, the claims asked);
+version 9 the digest an encrypted issued token is found by.
 """
 
 from __future__ import annotations
@@ -210,6 +211,15 @@ def _create_v8(tx: Tx) -> None:
         tx.execute(f"ALTER TABLE issued_tokens ADD COLUMN {column} TEXT")
 
 
+
+def _create_v9(tx: Tx) -> None:
+    """An encrypted issued token's SHA-256 (64 lowercase hex digits) of the exclusive canonical form of the
+    element the STS sent, indexed: Validate, Renew and Cancel find the record of an encrypted token by it
+    (:mod:`wstrust_wsgi.stores.tokens`). NULL for a token sent in clear, and in older rows."""
+    tx.execute("ALTER TABLE issued_tokens ADD COLUMN encrypted_sha256 TEXT")
+    tx.execute("CREATE INDEX issued_tokens_encrypted_sha256 ON issued_tokens (encrypted_sha256)")
+
+
 #: Every schema version, in order. Append; never edit a released step.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "users, roles, claims, relying parties, settings", _create_v1),
@@ -220,6 +230,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "relying parties' allowed key types (holder-of-key)", _create_v6),
     Migration(7, "user certificates (X.509-authenticated requests)", _create_v7),
     Migration(8, "issued tokens' proof of possession and requested claims, for renewal", _create_v8),
+    Migration(9, "encrypted issued tokens found by the digest of their exact bytes", _create_v9),
 )
 
 
