@@ -405,6 +405,13 @@ class StsClient:
         if not lifecycle.read_cancelled(self._ask("Cancel", token)):
             raise TransportError(f"{self.url}: the Cancel answer holds no wst:RequestedTokenCancelled", url=self.url)
 
+    def _certificate_is_the_key(self, token: IssuedToken) -> bool:
+        """Whether ``token`` is bound to this client's certificate key: its X.509 signature then proves both."""
+        if self.client_cert is None or token.private_key is None or token.key_type != "public":
+            return False
+        return token.private_key.public_key().public_numbers() == \
+            self.client_cert.certificate.public_key().public_numbers()  # type: ignore[union-attr]
+
     def _ask(self, binding: str, token: IssuedToken | bytes, *, token_type: str | None = None,
              answer: Callable[[int, bytes], T] | None = None) -> Any:
         """Send a ``binding`` request naming ``token``; ``answer(status, bytes)``, or the reply's Body."""
@@ -417,10 +424,12 @@ class StsClient:
         now = self._clock()
         rst = lifecycle.target_request(self.dialect, binding, token_type=token_type)
         envelope = soap.envelope(self.soap, rst, [self._security(now)]).replace(wstrust.TOKEN_MARKER, assertion, 1)
-        if binding == "Renew" and isinstance(token, IssuedToken) and _signing_key(token) is not None:
+        if binding == "Renew" and isinstance(token, IssuedToken) and _signing_key(token) is not None \
+                and not self._certificate_is_the_key(token):
             if self.client_cert is not None:  # WS-Trust 1.3 section 5: prove possession of the token's key
-                raise ConfigurationError("renew: a holder-of-key token with a certificate-authenticated client is "
-                                         "not supported (one signature per request); authenticate by password")
+                raise ConfigurationError("renew: this holder-of-key token's key is not the client certificate's, "
+                                         "and a certificate-authenticated request carries one signature; "
+                                         "authenticate by password to renew it")
             envelope = self._signed_with_token_key(_xml.parse(envelope), token, now)
         elif self.client_cert is not None:  # lxml keeps the spliced token's bytes as parsed: its signature holds
             envelope = self._signed_with_certificate(_xml.parse(envelope))

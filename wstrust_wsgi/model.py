@@ -28,11 +28,18 @@ from .errors import BadValue
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated user: name, roles, and claim values (claim URI -> values)."""
+    """An authenticated user: name, roles, and claim values (claim URI -> values).
+
+    ``certificate_sha256`` is set by the STS when the request was authenticated
+    by an X.509 signature (the SHA-256 of that certificate's DER): that one
+    signature also proves possession of the certificate's key, which a Renew of
+    a token bound to the same certificate relies on. It takes no part in equality.
+    """
 
     name: str
     roles: frozenset[str] = frozenset()
     claims: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    certificate_sha256: bytes | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

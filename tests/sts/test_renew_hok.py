@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
-from _support import EMAIL, ISSUER, OTHER_URL, SERVICE_URL, FixedClock, KeyFiles
+from _support import EMAIL, ISSUER, OTHER_URL, SERVICE_URL, STS_URL, FixedClock, KeyFiles
 from _support.hok import HokWorld, hok_world, rp_key_files
 from wstrust_wsgi import (MemoryUserStore, RelyingParty, RelyingPartyMiddleware, SigningKey, StsClient, TokenService,
                           User, WSGITransport, call_service, ns, wssecurity, xmldsig)
@@ -269,15 +269,71 @@ def test_a_renewed_token_keeps_the_claims_asked_with_their_values_now(sts_keys, 
     assert store.get(renewed.assertion_id, clock()).state == ISSUED  # a failed renewal retires nothing
 
 
-def test_a_certificate_authenticated_client_says_it_cannot_sign_a_holder_of_key_renewal(world) -> None:  # type: ignore[no-untyped-def]
-    """One signature per request: the X.509 authentication's. Refused before anything is sent."""
+@pytest.fixture
+def x509_world(sts_keys: KeyFiles, keydir: Any, clock: FixedClock, store: MemoryTokenStore,
+               client_key: SigningKey) -> HokWorld:
+    """admin holds a password and the registered certificate ``client_key``."""
+    users = MemoryUserStore([User("admin", "admin", roles=["admin"], certificates=[client_key.certificate_pem])])
+    return hok_world(sts_keys, rp_key_files(keydir), users, clock, confirmation="holder-of-key",
+                     revocation_store=store, sts_options={"issued_tokens": store})
+
+
+def by_certificate(world: HokWorld, key: SigningKey, **kwargs: Any) -> StsClient:
+    kwargs.setdefault("transport", WSGITransport(world.sts))
+    return StsClient(STS_URL, client_cert=key, clock=world.sts._clock, **kwargs)
+
+
+@pytest.mark.parametrize("token_type", ["2.0", "1.1"])
+def test_a_certificate_authenticated_client_renews_the_token_bound_to_its_certificate(  # type: ignore[no-untyped-def]
+        x509_world, store, client_key, token_type) -> None:
+    """vCenter's shape: the X.509 signature that authenticates the Renew is by the key the token is bound to,
+    so it is the proof too (one signature per request)."""
+    recording = Recording(x509_world.sts)
+    client = by_certificate(x509_world, client_key, transport=recording)
+    token = client.request_token(ADDRESS[token_type], key_type="public")
+    renewed = client.renew(token)
+    security = etree.fromstring(recording.sent[-1]).find(f".//{{{ns.WSSE}}}Security")
+    assert len(security.findall(f"{{{ns.DS}}}Signature")) == 1  # the X.509 one, no second
+    assert renewed.assertion_id != token.assertion_id and renewed.private_key is client_key.private_key
+    assert called(x509_world, renewed, ADDRESS[token_type]) == "admin"
+    assert store.get(token.assertion_id, x509_world.sts._clock()).state == RENEWED
+
+
+def test_a_certificate_authenticated_renewal_of_a_token_bound_to_another_key_is_refused(  # type: ignore[no-untyped-def]
+        x509_world, store, client_key) -> None:
+    """The STS side: a token bound to another key (here a symmetric one, and a public key the password
+    client bound) is not proven by the authenticating X.509 signature, whoever its subject; the client
+    says so before sending, and a hand-made request gets the no-proof fault."""
     from wstrust_wsgi.errors import ConfigurationError
 
-    token = world.client().request_token(SERVICE_URL, key_type="symmetric")
-    by_certificate = StsClient("http://sts", client_cert=SigningKey.generate("a client"),
-                               transport=WSGITransport(world.sts))
-    with pytest.raises(ConfigurationError, match="renew: a holder-of-key token with a certificate-authenticated"):
-        by_certificate.renew(token)
+    symmetric = x509_world.client().request_token(SERVICE_URL, key_type="symmetric")
+    other = SigningKey.generate("another client key")
+    public = x509_world.client().request_token(SERVICE_URL, key_type="public", client_key=other)
+    client = by_certificate(x509_world, client_key)
+    for token in (symmetric, public):
+        with pytest.raises(ConfigurationError, match="renew: this holder-of-key token's key is not the client"):
+            client.renew(token)
+        assert refused("UnableToRenew", lambda: client.renew(token.assertion)).reason == NO_PROOF  # bytes: sent
+        assert store.get(token.assertion_id, x509_world.sts._clock()).state == ISSUED
+
+
+def test_a_key_value_bound_token_is_renewed_and_keeps_its_bare_key(world, store, client_key) -> None:  # type: ignore[no-untyped-def]
+    """A PublicKey token bound as ``ds:KeyValue`` (no certificate): the record keeps the bare key, and the
+    renewed token carries the same KeyValue."""
+    client = world.client()
+    token = client.request_token(SERVICE_URL, key_type="public", client_key=client_key, use_key="key-value")
+    renewed = client.renew(token)
+    kept = store.get(token.assertion_id, world.sts._clock()).proof
+    assert kept.startswith("spki:")
+    assert base64.b64decode(kept[5:]) == client_key.certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    confirmation = etree.fromstring(renewed.assertion).find(f".//{{{ns.SAML2}}}SubjectConfirmation")
+    assert confirmation.find(f".//{{{ns.DS}}}KeyValue") is not None
+    assert confirmation.find(f".//{{{ns.DS}}}X509Certificate") is None
+    assert called(world, renewed, SERVICE_URL) == "admin"
+    other = SigningKey.generate("another client")
+    assert refused("UnableToRenew", lambda: client.renew(replace(renewed, private_key=other.private_key))
+                   ).reason == NO_PROOF
 
 
 def test_the_renewed_key_is_encrypted_for_the_relying_partys_certificate_of_the_moment(sts_keys, users, clock,  # type: ignore[no-untyped-def]

@@ -26,6 +26,8 @@ order, each refusing with its own fault and no token:
 
 from __future__ import annotations
 
+import dataclasses
+
 from base64 import b64decode
 from datetime import datetime, timedelta
 
@@ -128,7 +130,7 @@ def certificate_principal(envelope: soap.Envelope, security: etree._Element, *, 
         raise FailedAuthentication(f"X.509 signature of {principal.name!r} replayed", reason=_REFUSED)
     if lockout is not None and attempt is not None:
         lockout.succeeded(attempt, now)
-    return principal
+    return dataclasses.replace(principal, certificate_sha256=fingerprint)
 
 
 _ONE_EACH = "An X.509-signed request needs one X509v3 BinarySecurityToken and one ds:Signature."

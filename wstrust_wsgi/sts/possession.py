@@ -14,7 +14,9 @@ in the issued-token record (:mod:`wstrust_wsgi.stores.tokens`):
   The store (a database, Redis) so never holds a key that proves possession of
   a live token: reading one takes the STS's private key as well. A tampered
   wrapped key fails its GCM tag, and the renewal is refused;
-* **PublicKey**: the bound certificate (base64 DER), which is not secret.
+* **PublicKey**: the bound certificate (base64 DER), which is not secret; or,
+  for a key bound as a bare ``ds:KeyValue``, ``spki:`` and the base64 DER of
+  its SubjectPublicKeyInfo.
 
 A Renew of such a token must then carry, in its Security header, a signature
 made with that key (HMAC with the symmetric key, RSA with the certificate's
@@ -22,7 +24,11 @@ key) over the RST's Body and a fresh Timestamp, its KeyInfo a
 SecurityTokenReference to the token: the very proof the relying-party
 middleware requires (:func:`wstrust_wsgi.wssecurity.verify_token_proof`), its
 SignatureValue entered in the STS's replay cache. The requester is still
-authenticated as the token's subject (UsernameToken or X.509) first.
+authenticated as the token's subject (UsernameToken or X.509) first. When it
+authenticated by an X.509 signature with the very certificate a PublicKey
+token is bound to, that signature (over the Body and a fresh Timestamp,
+verified and entered in the replay cache by :mod:`.certificate`) is the proof:
+one signature per request, as vCenter's clients send it.
 
 The renewed token keeps the binding: the same symmetric key, encrypted again
 for the relying party's certificate *of the moment* (a party's certificate
@@ -32,6 +38,7 @@ rollover is followed), or the same certificate.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Sequence
@@ -54,6 +61,7 @@ from ..stores import ReplayCache
 from ..stores.tokens import TokenRecord
 from ..wstrust.proof import key_kind
 from ..xmldsig import AlgorithmPolicy, HmacKey, certificate_base64
+from ..xmldsig.keyvalue import KEY_VALUE, key_value_element, read_key_value
 from ..xmlenc import encrypt_key
 from .binding import TrustCall
 from .encryption import usable_certificate
@@ -65,6 +73,8 @@ KEK_INFO = b"wstrust-wsgi issued-token proof key v1"
 #: The oldest a Renew proof's Timestamp Created may be: as the middleware's (WSS4J's time-to-live).
 MAX_AGE = timedelta(minutes=5)
 _NONCE = 12
+#: How a PublicKey record marks a bare key (``ds:KeyValue``) rather than a certificate.
+_SPKI = "spki:"
 _NO_PROOF = ("Renewing a holder-of-key token needs a signature made with its proof key over the body and "
              "timestamp.")
 _HMAC = AlgorithmPolicy.of([ns.ALG_HMAC_SHA256, ns.ALG_HMAC_SHA384, ns.ALG_HMAC_SHA512, ns.ALG_SHA256,
@@ -113,7 +123,14 @@ class ProofKeeper:
             sealed = AESGCM(kek).encrypt(nonce, secret, assertion_id.encode("utf-8"))
             return b64encode(nonce + sealed).decode("ascii"), name
         found = key_info.find(f".//{_xml.qname(ns.DS, 'X509Certificate')}") if key_info is not None else None
-        return ("".join(_xml.text(found).split()), None) if found is not None else (None, None)
+        if found is not None:
+            return "".join(_xml.text(found).split()), None
+        value = key_info.find(f".//{KEY_VALUE}") if key_info is not None else None
+        if value is not None:
+            spki = read_key_value(value).public_bytes(serialization.Encoding.DER,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo)
+            return _SPKI + b64encode(spki).decode("ascii"), None
+        return None, None
 
     def unwrap(self, record: TokenRecord) -> bytes:
         """The symmetric proof key of ``record``, unwrapped with the signing key that wrapped it, or any held.
@@ -148,14 +165,15 @@ class ProofKeeper:
             key: HmacKey | rsa.RSAPublicKey = HmacKey(secret)
             kept: bytes | str = secret
         elif kind == "public" and record.proof:
-            try:
-                public = x509.load_der_x509_certificate(b64decode(record.proof, validate=True)).public_key()
-            except ValueError:
-                public = None
-            if not isinstance(public, rsa.RSAPublicKey):
+            public = _public_key(record.proof)
+            if public is None:
                 raise UnableToRenew(f"token {record.assertion_id}: the recorded certificate is unusable",
                                     reason=_NOT_KEPT)
             key, kept = public, record.proof
+            signed_by = call.principal.certificate_sha256
+            if signed_by is not None and not record.proof.startswith(_SPKI) and \
+                    hmac.compare_digest(signed_by, hashlib.sha256(b64decode(record.proof)).digest()):
+                return kept  # the X.509 signature that authenticated the request is by the bound key
         else:
             raise UnableToRenew(f"token {record.assertion_id} has KeyType {record.key_type!r} and its record keeps "
                                 "no key to check a proof of possession with", reason=_NOT_KEPT)
@@ -191,6 +209,10 @@ def renewed_key_info(kept: bytes | str, party: RelyingParty, call: TrustCall) ->
             raise UnableToRenew(f"relying party {party.address!r} has no certificate any more to encrypt the "
                                 "proof key for", reason="The relying party can no longer receive a proof key.")
         key_info.append(encrypt_key(kept, usable_certificate(party, call.now)))
+    elif kept.startswith(_SPKI):
+        public = _public_key(kept)
+        assert public is not None  # read once already, by proven_key
+        key_info.append(key_value_element(public))
     else:
         certificate = x509.load_der_x509_certificate(b64decode(kept))
         x509_data = etree.SubElement(key_info, _xml.qname(ns.DS, "X509Data"))
@@ -199,3 +221,15 @@ def renewed_key_info(kept: bytes | str, party: RelyingParty, call: TrustCall) ->
 
 
 _NOT_KEPT = "The holder-of-key token's proof key is not available to this STS; request a new token."
+
+
+def _public_key(kept: str) -> rsa.RSAPublicKey | None:
+    """The RSA key a PublicKey record keeps (a certificate, or ``spki:`` and a bare key), None if unusable."""
+    try:
+        if kept.startswith(_SPKI):
+            public = serialization.load_der_public_key(b64decode(kept[len(_SPKI):], validate=True))
+        else:
+            public = x509.load_der_x509_certificate(b64decode(kept, validate=True)).public_key()
+    except ValueError:
+        return None
+    return public if isinstance(public, rsa.RSAPublicKey) else None
