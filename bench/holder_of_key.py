@@ -32,7 +32,8 @@ def _request(token: Any, payload: bytes) -> tuple[bytes, dict[str, str]]:
 def target3h(ctx: dict[str, Any], rounds: int, seconds: float) -> list[str]:
     sts = TokenService(issuer=ISSUER, signing_key=SigningKey.from_files(CERTS / "sts.key", CERTS / "sts.crt"),
                        users=MemoryUserStore(USERS),
-                       relying_parties=[RelyingParty(SERVICE_URL, certificate_pem=(CERTS / "service.crt").read_bytes())])
+                       relying_parties=[RelyingParty(SERVICE_URL, certificate_pem=(CERTS / "service.crt").read_bytes(),
+                                                     encryption="none")])  # the proof key only: token in clear
     client = StsClient(ISSUER, username="admin", password="admin", soap_version="1.1", transport=Capture(sts))
     hok_body, hok_headers = _request(client.request_token(SERVICE_URL, key_type="symmetric"), ctx["payload"])
     body, headers = ctx["service"]
