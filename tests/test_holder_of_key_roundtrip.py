@@ -17,15 +17,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from lxml import etree
 
 from _support import OTHER_URL, ROOT, SERVICE_URL
-from _support.deployment import Gunicorn
-from _support.hok import hok_world, rp_key_files, saml11_address
-from _support.net import free_port, wait_listening
+from _support.hok import hok_servers, hok_world, rp_key_files, saml11_address
 from _support.apps import echo
-from wstrust_wsgi import (RemoteFault, StsClient, UrllibTransport, WSGITransport, call_service, generate_demo_key_pair,
-                          get_assertion, ns, saml)
+from wstrust_wsgi import (RemoteFault, StsClient, UrllibTransport, WSGITransport, call_service, get_assertion,
+                          saml)
 from wstrust_wsgi.cli import ECHO_NS, echo_payload
 
 MATRIX = [(entropy, token, soap, trust) for entropy, token, soap, trust
@@ -88,24 +85,12 @@ def test_hmac_sha1_is_refused_unless_allowed(world) -> None:  # type: ignore[no-
 
 
 def test_under_gunicorn(tmp_path: Path) -> None:
-    keydir = tmp_path / "keys"
-    keydir.mkdir()
-    for stem in ("sts", "rp", "client"):
-        generate_demo_key_pair(f"test {stem}", keydir, stem)
-    sts_port, service_port = free_port(), free_port()
-    service_url = f"http://127.0.0.1:{service_port}/soap"
-    support = ("--pythonpath", str(Path(__file__).resolve().parent))
-    servers = [Gunicorn(f'_support.hok:gunicorn_sts("{keydir}", "{service_url}")', port=sts_port, cwd=tmp_path,
-                        log=tmp_path / "sts.log", args=support),
-               Gunicorn(f'_support.hok:gunicorn_service("{keydir}", "{service_url}")', port=service_port,
-                        cwd=tmp_path, log=tmp_path / "service.log", args=support)]
-    try:
-        for server in servers:
-            wait_listening(server.port, server.process, server.log)
-        client = StsClient(f"http://127.0.0.1:{sts_port}/sts", username="admin", password="admin")
+    with hok_servers(tmp_path) as servers:
+        sts_url, service_url, keydir = servers.sts_url, servers.service_url, servers.keydir
+        client = StsClient(sts_url, username="admin", password="admin")
         for entropy, token_type, soap, trust in MATRIX:  # every combination of the in-process test, over HTTP
             address = service_url if token_type == "2.0" else saml11_address(service_url)
-            versioned = StsClient(f"http://127.0.0.1:{sts_port}/sts", username="admin", password="admin",
+            versioned = StsClient(sts_url, username="admin", password="admin",
                                   soap_version=soap, trust_version=trust)
             token = versioned.request_token(address, key_type="symmetric", entropy=entropy)
             assert saml.version_for_token_type(token.token_type).name == token_type
@@ -114,7 +99,7 @@ def test_under_gunicorn(tmp_path: Path) -> None:
                                  transport=UrllibTransport())
             assert reply.findtext(f"{{{ECHO_NS}}}Message") == message
         command = subprocess.run(
-            [sys.executable, "-m", "wstrust_wsgi", "client", "--sts", f"http://127.0.0.1:{sts_port}/sts",
+            [sys.executable, "-m", "wstrust_wsgi", "client", "--sts", sts_url,
              "--service", service_url, "--password", "admin", "--key-type", "symmetric", "--entropy", "sts",
              "--show-messages", "--message", "from the command"],
             capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
@@ -124,7 +109,7 @@ def test_under_gunicorn(tmp_path: Path) -> None:
         secret = re.search(r"BinarySecret[^>]*>([^<]*)<", command.stdout)
         assert secret is not None and len(secret.group(1)) < 40, secret  # masked, not the 44-character key
         public = subprocess.run(
-            [sys.executable, "-m", "wstrust_wsgi", "client", "--sts", f"http://127.0.0.1:{sts_port}/sts",
+            [sys.executable, "-m", "wstrust_wsgi", "client", "--sts", sts_url,
              "--service", service_url, "--password", "admin", "--key-type", "public",
              "--client-key", str(keydir / "client.key"), "--client-cert", str(keydir / "client.crt")],
             capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
@@ -133,8 +118,5 @@ def test_under_gunicorn(tmp_path: Path) -> None:
         with pytest.raises(RemoteFault) as refused:
             call_service(service_url, bearer, echo_payload("x"), transport=UrllibTransport())
         assert refused.value.reason == "This service requires a holder-of-key token."
-    finally:
-        for server in servers:
-            server.stop()
-    log = servers[1].text()
+    log = servers.service.text()
     assert log.count("holder-of-key proven") == len(MATRIX) + 2 and "requires holder-of-key" in log, log

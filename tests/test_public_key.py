@@ -360,31 +360,18 @@ def test_the_middleware_reads_a_key_value_confirmation_of_2048_bits_or_more(worl
 
 def test_each_use_key_form_under_gunicorn(tmp_path, client_key) -> None:  # type: ignore[no-untyped-def]
     """Our client against the STS and the holder-of-key-only echo service, each a real gunicorn on loopback."""
-    from _support.deployment import Gunicorn
-    from _support.net import free_port, wait_listening
     from _support import ROOT
-    from wstrust_wsgi import StsClient, UrllibTransport, generate_demo_key_pair
-    keydir = tmp_path / "keys"
-    keydir.mkdir()
-    for stem in ("sts", "rp"):
-        generate_demo_key_pair(f"test {stem}", keydir, stem)
-    sts_port, service_port = free_port(), free_port()
-    service_url = f"http://127.0.0.1:{service_port}/soap"
-    support = ("--pythonpath", str(Path(__file__).resolve().parent))
-    servers = [Gunicorn(f'_support.hok:gunicorn_sts("{keydir}", "{service_url}")', port=sts_port, cwd=tmp_path,
-                        log=tmp_path / "sts.log", args=support),
-               Gunicorn(f'_support.hok:gunicorn_service("{keydir}", "{service_url}")', port=service_port,
-                        cwd=tmp_path, log=tmp_path / "service.log", args=support)]
-    try:
-        for server in servers:
-            wait_listening(server.port, server.process, server.log)
-        client = StsClient(f"http://127.0.0.1:{sts_port}/sts", username="admin", password="admin")
+    from _support.hok import hok_servers
+    from wstrust_wsgi import StsClient, UrllibTransport
+    with hok_servers(tmp_path) as servers:
+        service_url = servers.service_url
+        client = StsClient(servers.sts_url, username="admin", password="admin")
         for use_key in ("certificate", "reference", "key-value"):
             token = client.request_token(service_url, key_type="public", client_key=client_key.load(), use_key=use_key)
             reply = call_service(service_url, token, echo_payload(use_key), transport=UrllibTransport())
             assert reply.findtext(f"{{{ECHO_NS}}}Message") == use_key
         command = subprocess.run(
-            [sys.executable, "-m", "wstrust_wsgi", "client", "--sts", f"http://127.0.0.1:{sts_port}/sts",
+            [sys.executable, "-m", "wstrust_wsgi", "client", "--sts", servers.sts_url,
              "--service", service_url, "--password", "admin", "--key-type", "public", "--use-key", "reference",
              "--client-key", str(client_key.key), "--client-cert", str(client_key.cert), "--message", "by the CLI"],
             capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
@@ -392,6 +379,3 @@ def test_each_use_key_form_under_gunicorn(tmp_path, client_key) -> None:  # type
         log = (tmp_path / "sts.log").read_text()
         assert "holder-of-key of the requester's public key (UseKey KeyValue" in log
         assert "holder-of-key of the requester's public key (the BinarySecurityToken UseKey references" in log
-    finally:
-        for server in servers:
-            server.stop()

@@ -7,9 +7,11 @@ written next to the STS's by :func:`rp_key_files` (once per session).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wstrust_wsgi import (MemoryUserStore, RelyingParty, RelyingPartyMiddleware, StsClient, TokenService,
                           WSGITransport, generate_demo_key_pair)
@@ -18,6 +20,9 @@ from demo_service.app import echo
 from .apps import ISSUER, OTHER_URL, SERVICE_URL, STS_URL
 from .clock import FixedClock
 from .keys import KeyFiles
+
+if TYPE_CHECKING:
+    from .deployment import Gunicorn
 
 
 def rp_key_files(directory: Path) -> KeyFiles:
@@ -105,3 +110,43 @@ def unsigned_request(token: Any, directory: Path) -> Path:
     path = directory / "unsigned.xml"
     path.write_bytes(etree.tostring(root))
     return path
+
+
+@dataclass
+class HokServers:
+    """:func:`gunicorn_sts` and :func:`gunicorn_service`, each a real gunicorn on loopback, and their keys."""
+
+    keydir: Path
+    sts_url: str
+    service_url: str
+    sts: Gunicorn
+    service: Gunicorn
+
+
+@contextmanager
+def hok_servers(directory: Path, *, tokens: str | None = None, encrypted: bool = False,
+                workers: int = 1) -> Iterator[HokServers]:
+    """Fresh sts, rp and client key pairs in ``directory/keys``, then the STS and the holder-of-key-only echo
+    service under gunicorn (logs ``sts.log`` and ``service.log`` in ``directory``), stopped on the way out.
+    ``tokens`` and ``encrypted`` go to both apps as to :func:`gunicorn_sts` and :func:`gunicorn_service`."""
+    from .deployment import Gunicorn
+    from .net import free_port, wait_listening
+
+    keydir = directory / "keys"
+    keydir.mkdir()
+    for stem in ("sts", "rp", "client"):
+        generate_demo_key_pair(f"test {stem}", keydir, stem)
+    sts_port, service_port = free_port(), free_port()
+    service_url = f"http://127.0.0.1:{service_port}/soap"
+    args = ("--pythonpath", str(Path(__file__).resolve().parent.parent), "--workers", str(workers))
+    sts = Gunicorn(f"_support.hok:gunicorn_sts({str(keydir)!r}, {service_url!r}, {tokens!r}, {encrypted!r})",
+                   port=sts_port, cwd=directory, log=directory / "sts.log", args=args)
+    service = Gunicorn(f"_support.hok:gunicorn_service({str(keydir)!r}, {service_url!r}, {tokens!r})",
+                       port=service_port, cwd=directory, log=directory / "service.log", args=args)
+    try:
+        for server in (sts, service):
+            wait_listening(server.port, server.process, server.log)
+        yield HokServers(keydir, f"http://127.0.0.1:{sts_port}/sts", service_url, sts, service)
+    finally:
+        for server in (sts, service):
+            server.stop()

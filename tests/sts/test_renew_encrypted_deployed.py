@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING
 import pytest
 from lxml import etree
 
-from _support.deployment import Gunicorn
-from _support.net import free_port, wait_listening
-from wstrust_wsgi import RemoteFault, StsClient, UrllibTransport, call_service, generate_demo_key_pair, ns
+from _support.hok import hok_servers
+from wstrust_wsgi import RemoteFault, StsClient, UrllibTransport, call_service, ns
 from wstrust_wsgi.cli import ECHO_NS, echo_payload
 
 if TYPE_CHECKING:
@@ -20,22 +19,9 @@ if TYPE_CHECKING:
 
 
 def test_encrypted_tokens_are_renewed_and_cancelled_over_http(tmp_path: Path, redis_server: RedisServer) -> None:
-    keydir = tmp_path / "keys"
-    keydir.mkdir()
-    for stem in ("sts", "rp"):
-        generate_demo_key_pair(f"test {stem}", keydir, stem)
-    sts_port, service_port = free_port(), free_port()
-    service_url = f"http://127.0.0.1:{service_port}/soap"
-    sts_url = f"http://127.0.0.1:{sts_port}/sts"
-    support = ("--pythonpath", str(Path(__file__).resolve().parent.parent), "--workers", "2")
-    servers = [Gunicorn(f'_support.hok:gunicorn_sts("{keydir}", "{service_url}", "{redis_server.url}", True)',
-                        port=sts_port, cwd=tmp_path, log=tmp_path / "sts.log", args=support),
-               Gunicorn(f'_support.hok:gunicorn_service("{keydir}", "{service_url}", "{redis_server.url}")',
-                        port=service_port, cwd=tmp_path, log=tmp_path / "service.log", args=support)]
     http = UrllibTransport()
-    try:
-        for server in servers:
-            wait_listening(server.port, server.process, server.log)
+    with hok_servers(tmp_path, tokens=redis_server.url, encrypted=True, workers=2) as servers:
+        sts_url, service_url = servers.sts_url, servers.service_url
         client = StsClient(sts_url, username="admin", password="admin")
         token = client.request_token(service_url, key_type="symmetric")
         assert token.encrypted and etree.fromstring(token.assertion).tag == f"{{{ns.SAML2}}}EncryptedAssertion"
@@ -56,9 +42,6 @@ def test_encrypted_tokens_are_renewed_and_cancelled_over_http(tmp_path: Path, re
         with pytest.raises(RemoteFault) as cancelled:
             call_service(service_url, renewed, echo_payload("cancelled"), transport=http)
         assert cancelled.value.local_code == "InvalidSecurityToken"
-    finally:
-        for server in servers:
-            server.stop()
-    log = servers[0].text()
+    log = servers.sts.text()
     assert f"renewed: encrypted token {token.assertion_id} as {renewed.assertion_id}" in log, log
     assert "no record of token '(encrypted, SHA-256 " in log

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from _support import ROOT
-from _support.deployment import Gunicorn
-from _support.net import free_port, wait_listening
-from wstrust_wsgi import RemoteFault, SigningKey, StsClient, UrllibTransport, call_service, generate_demo_key_pair
+from _support.hok import hok_servers
+from wstrust_wsgi import RemoteFault, SigningKey, StsClient, UrllibTransport, call_service
 from wstrust_wsgi.cli import ECHO_NS, echo_payload
 
 if TYPE_CHECKING:
@@ -23,22 +22,9 @@ if TYPE_CHECKING:
 
 
 def test_holder_of_key_tokens_are_renewed_over_http(tmp_path: Path, redis_server: RedisServer) -> None:
-    keydir = tmp_path / "keys"
-    keydir.mkdir()
-    for stem in ("sts", "rp", "client"):
-        generate_demo_key_pair(f"test {stem}", keydir, stem)
-    sts_port, service_port = free_port(), free_port()
-    service_url = f"http://127.0.0.1:{service_port}/soap"
-    sts_url = f"http://127.0.0.1:{sts_port}/sts"
-    support = ("--pythonpath", str(Path(__file__).resolve().parent.parent), "--workers", "2")
-    servers = [Gunicorn(f'_support.hok:gunicorn_sts("{keydir}", "{service_url}", "{redis_server.url}")',
-                        port=sts_port, cwd=tmp_path, log=tmp_path / "sts.log", args=support),
-               Gunicorn(f'_support.hok:gunicorn_service("{keydir}", "{service_url}", "{redis_server.url}")',
-                        port=service_port, cwd=tmp_path, log=tmp_path / "service.log", args=support)]
     http = UrllibTransport()
-    try:
-        for server in servers:
-            wait_listening(server.port, server.process, server.log)
+    with hok_servers(tmp_path, tokens=redis_server.url, workers=2) as servers:
+        sts_url, service_url, keydir = servers.sts_url, servers.service_url, servers.keydir
         client = StsClient(sts_url, username="admin", password="admin")
         token = client.request_token(service_url, key_type="symmetric")
         renewed = client.renew(token)
@@ -61,10 +47,7 @@ def test_holder_of_key_tokens_are_renewed_over_http(tmp_path: Path, redis_server
             capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
         assert command.returncode == 0, command.stderr
         assert "Renewed token" in command.stdout and "renewed by the command" in command.stdout
-    finally:
-        for server in servers:
-            server.stop()
-    log = servers[0].text()
+    log = servers.sts.text()
     assert f"renewed: token {token.assertion_id} as {renewed.assertion_id}" in log, log
     assert log.count("holder-of-key (symmetric), possession proven") == 2
     assert log.count("holder-of-key (public), possession proven") == 1
