@@ -60,11 +60,11 @@ from ..saml import SAML2, SAML11
 from ..stores import ReplayCache
 from ..stores.tokens import TokenRecord
 from ..wstrust.proof import key_kind
-from ..xmldsig import AlgorithmPolicy, HmacKey, certificate_base64
-from ..xmldsig.keyvalue import KEY_VALUE, key_value_element, read_key_value
-from ..xmlenc import encrypt_key
+from ..xmldsig import AlgorithmPolicy, HmacKey
+from ..xmldsig.keyvalue import KEY_VALUE, read_key_value
 from .binding import TrustCall
 from .encryption import usable_certificate
+from .proof import public_key_info, symmetric_key_info
 
 __all__ = ["KEK_INFO", "ProofKeeper"]
 
@@ -203,21 +203,15 @@ class ProofKeeper:
 def renewed_key_info(kept: bytes | str, party: RelyingParty, call: TrustCall) -> etree._Element:
     """The renewed token's holder-of-key KeyInfo: the same symmetric key encrypted for the party's certificate
     as it is now, or the same certificate."""
-    key_info = etree.Element(_xml.qname(ns.DS, "KeyInfo"), nsmap={"ds": ns.DS})
     if isinstance(kept, bytes):
         if party.certificate_pem is None:
             raise UnableToRenew(f"relying party {party.address!r} has no certificate any more to encrypt the "
                                 "proof key for", reason="The relying party can no longer receive a proof key.")
-        key_info.append(encrypt_key(kept, usable_certificate(party, call.now)))
-    elif kept.startswith(_SPKI):
-        public = _public_key(kept)
-        assert public is not None  # read once already, by proven_key
-        key_info.append(key_value_element(public))
-    else:
-        certificate = x509.load_der_x509_certificate(b64decode(kept))
-        x509_data = etree.SubElement(key_info, _xml.qname(ns.DS, "X509Data"))
-        etree.SubElement(x509_data, _xml.qname(ns.DS, "X509Certificate")).text = certificate_base64(certificate)
-    return key_info
+        return symmetric_key_info(kept, usable_certificate(party, call.now))
+    public = _public_key(kept)
+    assert public is not None  # read once already, by proven_key
+    return public_key_info(public, None if kept.startswith(_SPKI)
+                           else x509.load_der_x509_certificate(b64decode(kept)))
 
 
 _NOT_KEPT = "The holder-of-key token's proof key is not available to this STS; request a new token."

@@ -97,9 +97,27 @@ def issue_proof(call: TrustCall, party: RelyingParty) -> IssuedProof | None:
                              reason="A proof key made by the STS alone is sent only over TLS; send wst:Entropy.")
     certificate = usable_certificate(party, call.now)  # the one reader of a party's certificate, dates included
     key = issue_symmetric(request)
-    key_info = etree.Element(_xml.qname(ns.DS, "KeyInfo"), nsmap={"ds": ns.DS})
-    key_info.append(encrypt_key(key.key, certificate))
-    return IssuedProof(key, key_info)
+    return IssuedProof(key, symmetric_key_info(key.key, certificate))
+
+
+def symmetric_key_info(secret: bytes, certificate: x509.Certificate) -> etree._Element:
+    """The holder-of-key ``ds:KeyInfo`` of a symmetric proof key: the key as an RSA-OAEP ``xenc:EncryptedKey``
+    for the relying party's ``certificate`` (at issue and at renewal)."""
+    key_info = etree.Element(_KEY_INFO, nsmap={"ds": ns.DS})
+    key_info.append(encrypt_key(secret, certificate))
+    return key_info
+
+
+def public_key_info(key: rsa.RSAPublicKey, certificate: x509.Certificate | None) -> etree._Element:
+    """The holder-of-key ``ds:KeyInfo`` of a bound public key: its ``certificate`` as ``ds:X509Data``, or, for a
+    key bound bare (``ds:KeyValue`` in UseKey, no certificate), the key as ``ds:KeyValue``."""
+    key_info = etree.Element(_KEY_INFO, nsmap={"ds": ns.DS})
+    if certificate is None:
+        key_info.append(key_value_element(key))
+    else:
+        x509_data = etree.SubElement(key_info, _X509_DATA)
+        etree.SubElement(x509_data, _xml.qname(ns.DS, "X509Certificate")).text = certificate_base64(certificate)
+    return key_info
 
 
 _BST = _xml.qname(ns.WSSE, "BinarySecurityToken")
@@ -236,10 +254,4 @@ def _public(call: TrustCall, request: ProofRequest) -> IssuedProof:
     except SoapFault as exc:
         raise InvalidRequest(f"UseKey proof of possession ({bound.source}) refused: {exc.detail}",
                              reason=_REFUSED_PROOF) from None
-    key_info = etree.Element(_KEY_INFO, nsmap={"ds": ns.DS})
-    if bound.certificate is None:
-        key_info.append(key_value_element(bound.key))
-    else:
-        x509_data = etree.SubElement(key_info, _X509_DATA)
-        etree.SubElement(x509_data, _xml.qname(ns.DS, "X509Certificate")).text = certificate_base64(bound.certificate)
-    return IssuedProof(None, key_info, bound.source)
+    return IssuedProof(None, public_key_info(bound.key, bound.certificate), bound.source)
