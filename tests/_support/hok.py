@@ -40,6 +40,14 @@ class HokWorld:
     service: RelyingPartyMiddleware
     rp: KeyFiles
 
+    def caller(self, token: Any, address: str, message: str = "proven") -> str | None:
+        """The caller the echo service names for a request with ``token`` (signed with its key), in-process."""
+        from wstrust_wsgi import call_service
+        from wstrust_wsgi.cli import ECHO_NS, echo_payload
+
+        reply = call_service(address, token, echo_payload(message), transport=WSGITransport(self.service))
+        return reply.findtext(f"{{{ECHO_NS}}}Caller")
+
     def client(self, **kwargs: Any) -> StsClient:
         kwargs.setdefault("transport", WSGITransport(self.sts))
         kwargs.setdefault("clock", self.sts._clock)

@@ -12,6 +12,7 @@ import pytest
 import webtest
 from lxml import etree
 
+from _support.remote import refused
 from _support import EMAIL, ISSUER, SERVICE_URL, STS_URL, FixedClock, KeyFiles, vector
 from demo_service.app import echo
 from wstrust_wsgi import (
@@ -26,7 +27,7 @@ from wstrust_wsgi import (
     ns,
 )
 from wstrust_wsgi.client import IssuedToken
-from wstrust_wsgi.errors import ConfigurationError, RemoteFault
+from wstrust_wsgi.errors import ConfigurationError
 from wstrust_wsgi.saml import SAML2, AssertionContent, AssertionSigner
 from wstrust_wsgi.stores.sql import Registry
 from wstrust_wsgi.stores.tokens import CANCELLED, RENEWED, IssuedTokenStore, MemoryTokenStore, RedisTokenStore, RegistryTokenStore
@@ -71,13 +72,6 @@ def client(app: TokenService, clock: FixedClock) -> Callable[..., StsClient]:
 def service(keys: KeyFiles, clock: FixedClock, revocations: IssuedTokenStore | None) -> RelyingPartyMiddleware:
     return RelyingPartyMiddleware(echo, audience=SERVICE_URL, issuer=ISSUER, trusted_certs=[keys.cert], clock=clock,
                                   revocation_store=revocations)
-
-
-def refused(code: str, call: Callable[[], object]) -> RemoteFault:
-    with pytest.raises(RemoteFault) as caught:
-        call()
-    assert caught.value.local_code == code, caught.value
-    return caught.value
 
 
 def claims(token: IssuedToken) -> etree._Element:

@@ -5,20 +5,19 @@ middleware, the old one refused; and the encrypted tokens we did not produce exa
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from lxml import etree
 
+from _support.remote import refused
 from _support import ISSUER, OTHER_URL, SERVICE_URL, STS_URL, FixedClock, KeyFiles
 from _support.hok import HokWorld, hok_world, rp_key_files
 from wstrust_wsgi import (MemoryUserStore, RelyingParty, SigningKey, StsClient, TokenService, User, WSGITransport,
-                          call_service, ns, xmlenc)
-from wstrust_wsgi.cli import ECHO_NS, echo_payload
+                          ns, xmlenc)
 from wstrust_wsgi.client import IssuedToken
-from wstrust_wsgi.errors import DecryptionFailed, RemoteFault
+from wstrust_wsgi.errors import DecryptionFailed
 from wstrust_wsgi.saml import SAML2, SAML11
 from wstrust_wsgi.stores.tokens import CANCELLED, ISSUED, RENEWED, MemoryTokenStore
 from wstrust_wsgi.sts.encryption import encrypt_token
@@ -41,18 +40,6 @@ def world(sts_keys: KeyFiles, keydir: Any, clock: FixedClock, store: MemoryToken
     consults the STS's store for renewed and cancelled tokens."""
     return hok_world(sts_keys, rp_key_files(keydir), MemoryUserStore(USERS), clock, encryption="aes256-gcm",
                      revocation_store=store, sts_options={"issued_tokens": store})
-
-
-def refused(code: str, call: Callable[[], object]) -> RemoteFault:
-    with pytest.raises(RemoteFault) as caught:
-        call()
-    assert caught.value.local_code == code, caught.value
-    return caught.value
-
-
-def called(world: HokWorld, token: IssuedToken, address: str) -> str | None:
-    reply = call_service(address, token, echo_payload("sealed"), transport=WSGITransport(world.service))
-    return reply.findtext(f"{{{ECHO_NS}}}Caller")
 
 
 def opened(world: HokWorld, token: IssuedToken) -> xmlenc.Decrypted:
@@ -78,9 +65,9 @@ def test_an_encrypted_bearer_token_is_renewed_as_sent_and_the_renewed_one_admitt
     assert renewed.encrypted and renewed.assertion_id != token.assertion_id
     assert etree.fromstring(renewed.assertion).tag == WRAPPER[token_type]
     assert opened(world, renewed).element.get("ID" if token_type == "2.0" else "AssertionID") == renewed.assertion_id
-    assert called(world, renewed, ADDRESS[token_type]) == "admin"  # decrypted and admitted
+    assert world.caller(renewed, ADDRESS[token_type]) == "admin"  # decrypted and admitted
     assert store.get(token.assertion_id, world.sts._clock()).state == RENEWED
-    assert refused("InvalidSecurityToken", lambda: called(world, token, ADDRESS[token_type]))  # the old one retired
+    assert refused("InvalidSecurityToken", lambda: world.caller(token, ADDRESS[token_type]))  # the old one retired
     assert store.find_encrypted(encrypted_digest(etree.fromstring(renewed.assertion)),
                                 world.sts._clock()).assertion_id == renewed.assertion_id
     assert client.renew(renewed).encrypted  # and renewed again
@@ -93,8 +80,8 @@ def test_an_encrypted_symmetric_holder_of_key_token_is_renewed_with_its_key(worl
     assert token.encrypted and token.proof_key
     renewed = client.renew(token)
     assert renewed.encrypted and renewed.proof_key == token.proof_key and renewed.key_type == "symmetric"
-    assert called(world, renewed, ADDRESS[token_type]) == "admin"  # proven with the same key, decrypted
-    assert refused("InvalidSecurityToken", lambda: called(world, token, ADDRESS[token_type]))
+    assert world.caller(renewed, ADDRESS[token_type]) == "admin"  # proven with the same key, decrypted
+    assert refused("InvalidSecurityToken", lambda: world.caller(token, ADDRESS[token_type]))
     assert store.get(renewed.assertion_id, world.sts._clock()).proof  # the key kept (wrapped) again
     # without a proof of the key (the bytes alone, or a proof by another key) the renewal is refused
     again = client.renew(renewed)
@@ -114,7 +101,7 @@ def test_validate_and_cancel_take_the_encrypted_token_itself_or_its_id(world, st
     status = client.validate(itself.assertion)
     assert not status.valid and status.reason == "The token has been cancelled."
     assert refused("UnableToRenew", lambda: client.renew(itself)).reason == "The token has been cancelled."
-    assert refused("InvalidSecurityToken", lambda: called(world, itself, OTHER_URL))  # the middleware refuses it
+    assert refused("InvalidSecurityToken", lambda: world.caller(itself, OTHER_URL))  # the middleware refuses it
     client.cancel(by_id)
     assert not client.validate(by_id.assertion).valid
 
@@ -200,7 +187,7 @@ def test_an_encrypted_token_another_sts_issued_is_unknown(world, sts_keys, keydi
                       sts_options={"issued_tokens": MemoryTokenStore()})
     ours = world.client().request_token(SERVICE_URL)  # the store is not empty: a lookup must name the right one
     elsewhere = other.client().request_token(SERVICE_URL)
-    assert elsewhere.encrypted and called(world, elsewhere, SERVICE_URL) == "admin"  # a valid token ...
+    assert elsewhere.encrypted and world.caller(elsewhere, SERVICE_URL) == "admin"  # a valid token ...
     client = world.client()
     assert refused("UnableToRenew", lambda: client.renew(elsewhere)).reason == UNKNOWN  # ... but not ours
     assert not client.validate(elsewhere.assertion).valid
@@ -229,7 +216,7 @@ def test_someone_elses_encrypted_token_is_neither_renewed_nor_cancelled(world, s
     assert refused("RequestFailed", lambda: bob.cancel(token.assertion)).reason == (
         "The requester may not cancel this token.")
     assert store.get(token.assertion_id, world.sts._clock()).state == ISSUED
-    assert called(world, token, SERVICE_URL) == "admin"
+    assert world.caller(token, SERVICE_URL) == "admin"
 
 
 def test_a_renewed_encrypted_token_is_encrypted_for_the_partys_certificate_of_the_moment(sts_keys, clock, store):  # type: ignore[no-untyped-def]
@@ -278,9 +265,9 @@ def test_an_encrypted_token_is_renewed_and_cancelled_with_a_shared_store(kind, r
     client = world.client()
     token = client.request_token(SERVICE_URL, key_type="symmetric")
     renewed = client.renew(token)
-    assert called(world, renewed, SERVICE_URL) == "admin"
+    assert world.caller(renewed, SERVICE_URL) == "admin"
     assert refused("UnableToRenew", lambda: client.renew(token)).reason == "The token has already been renewed."
     assert refused("UnableToRenew", lambda: client.renew(_one_byte_altered(renewed.assertion))).reason == UNKNOWN
     client.cancel(renewed.assertion)
     assert shared.get(renewed.assertion_id, clock()).state == CANCELLED
-    assert refused("InvalidSecurityToken", lambda: called(world, renewed, SERVICE_URL))
+    assert refused("InvalidSecurityToken", lambda: world.caller(renewed, SERVICE_URL))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
+from _support.remote import refused
 from _support import EMAIL, ISSUER, OTHER_URL, SERVICE_URL, STS_URL, FixedClock, KeyFiles
 from _support.hok import HokWorld, hok_world, rp_key_files
 from wstrust_wsgi import (MemoryUserStore, RelyingParty, RelyingPartyMiddleware, SigningKey, StsClient, TokenService,
@@ -51,18 +51,6 @@ def client_key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
     return SigningKey.generate("test client")
 
 
-def refused(code: str, call: Callable[[], object]) -> RemoteFault:
-    with pytest.raises(RemoteFault) as caught:
-        call()
-    assert caught.value.local_code == code, caught.value
-    return caught.value
-
-
-def called(world: HokWorld, token: IssuedToken, address: str) -> str | None:
-    reply = call_service(address, token, echo_payload("proven"), transport=WSGITransport(world.service))
-    return reply.findtext(f"{{{ECHO_NS}}}Caller")
-
-
 def resent(app: Any, body: bytes) -> RemoteFault:
     """The fault the STS answers ``body`` (an envelope the test made or replays) with."""
     status, _, answer = WSGITransport(app)("http://sts", body, {"Content-Type": "application/soap+xml; charset=utf-8"})
@@ -97,9 +85,9 @@ def test_a_symmetric_token_is_renewed_with_its_key_and_the_renewed_token_proven(
     assert renewed.assertion_id != token.assertion_id and renewed.key_type == "symmetric"
     assert renewed.proof_key == token.proof_key  # the client keeps its key ...
     assert b"RequestedProofToken" not in recording.received[-1]  # ... and the STS does not send it again
-    assert called(world, renewed, ADDRESS[token_type]) == "admin"  # the renewed token names the same key
+    assert world.caller(renewed, ADDRESS[token_type]) == "admin"  # the renewed token names the same key
     assert store.get(token.assertion_id, world.sts._clock()).state == RENEWED
-    assert refused("InvalidSecurityToken", lambda: called(world, token, ADDRESS[token_type]))  # the old one retired
+    assert refused("InvalidSecurityToken", lambda: world.caller(token, ADDRESS[token_type]))  # the old one retired
     record = store.get(renewed.assertion_id, world.sts._clock())
     assert record.proof and record.proof_wrapped_by == thumbprint(world.sts.keys.current().primary.certificate)
     assert base64.b64encode(token.proof_key) not in record.proof.encode()  # kept wrapped, never in clear
@@ -113,7 +101,7 @@ def test_a_public_key_token_is_renewed_with_a_signature_by_the_client_key(world,
     token = client.request_token(ADDRESS[token_type], key_type="public", client_key=client_key)
     renewed = client.renew(token)
     assert renewed.assertion_id != token.assertion_id and renewed.private_key is client_key.private_key
-    assert called(world, renewed, ADDRESS[token_type]) == "admin"
+    assert world.caller(renewed, ADDRESS[token_type]) == "admin"
     carried = {base64.b64decode(c.text) for c in etree.fromstring(renewed.assertion).iter(f"{{{ns.DS}}}X509Certificate")}
     assert base64.b64decode(store.get(token.assertion_id, world.sts._clock()).proof) in carried  # the same key bound
     other = SigningKey.generate("another client")
@@ -128,7 +116,7 @@ def test_a_holder_of_key_renewal_without_a_proof_is_refused_and_the_token_stays(
     assert refused("UnableToRenew", lambda: client.renew(replace(token, proof_key=os.urandom(32)))
                    ).reason == NO_PROOF  # a proof by another key
     assert store.get(token.assertion_id, world.sts._clock()).state == ISSUED
-    assert called(world, token, SERVICE_URL) == "admin"
+    assert world.caller(token, SERVICE_URL) == "admin"
 
 
 def test_a_proof_that_does_not_cover_the_body_is_refused(world, caplog) -> None:  # type: ignore[no-untyped-def]
@@ -295,7 +283,7 @@ def test_a_certificate_authenticated_client_renews_the_token_bound_to_its_certif
     security = etree.fromstring(recording.sent[-1]).find(f".//{{{ns.WSSE}}}Security")
     assert len(security.findall(f"{{{ns.DS}}}Signature")) == 1  # the X.509 one, no second
     assert renewed.assertion_id != token.assertion_id and renewed.private_key is client_key.private_key
-    assert called(x509_world, renewed, ADDRESS[token_type]) == "admin"
+    assert x509_world.caller(renewed, ADDRESS[token_type]) == "admin"
     assert store.get(token.assertion_id, x509_world.sts._clock()).state == RENEWED
 
 
@@ -330,7 +318,7 @@ def test_a_key_value_bound_token_is_renewed_and_keeps_its_bare_key(world, store,
     confirmation = etree.fromstring(renewed.assertion).find(f".//{{{ns.SAML2}}}SubjectConfirmation")
     assert confirmation.find(f".//{{{ns.DS}}}KeyValue") is not None
     assert confirmation.find(f".//{{{ns.DS}}}X509Certificate") is None
-    assert called(world, renewed, SERVICE_URL) == "admin"
+    assert world.caller(renewed, SERVICE_URL) == "admin"
     other = SigningKey.generate("another client")
     assert refused("UnableToRenew", lambda: client.renew(replace(renewed, private_key=other.private_key))
                    ).reason == NO_PROOF
